@@ -1,0 +1,182 @@
+/**
+ * Choosing and reporting the TensorFlow.js backend.
+ * Order: tfjs-node-gpu, WebGPU (npm `webgpu` Dawn bindings + tfjs-backend-webgpu) when an adapter
+ * exists, tfjs-node, wasm, cpu. TFLENS_BACKEND forces one ("node-gpu" | "webgpu" | "node" | "wasm" | "cpu").
+ */
+import * as tf from '@tensorflow/tfjs';
+import { BackendError } from '../errors.js';
+import { registerMissingKernels } from './kernels.js';
+
+export type BackendName = 'node-gpu' | 'webgpu' | 'node' | 'wasm' | 'cpu';
+export const BACKEND_ORDER: BackendName[] = ['node-gpu', 'webgpu', 'node', 'wasm', 'cpu'];
+
+export interface BackendAttempt {
+  name: BackendName;
+  ok: boolean;
+  reason: string;
+}
+
+export interface BackendReport {
+  /** The backend tflens runs on (tfjs name, e.g. "wasm", "webgpu", "tensorflow"). */
+  active: BackendName;
+  tfjsBackend: string;
+  forced: boolean;
+  attempts: BackendAttempt[];
+  /** For wasm: XNNPACK threads; for webgpu: the adapter description where known. */
+  details: Record<string, string | number | boolean>;
+}
+
+let report: BackendReport | null = null;
+let initPromise: Promise<BackendReport> | null = null;
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+
+async function importOptional(name: string): Promise<any> {
+  // Optional packages are resolved at run time so that tflens installs and works without them.
+  return await import(name);
+}
+
+async function tryBackend(name: BackendName, details: Record<string, string | number | boolean>): Promise<string | null> {
+  switch (name) {
+    case 'node-gpu': {
+      if (!isNode) return 'not running in Node.js';
+      try {
+        await importOptional('@tensorflow/tfjs-node-gpu');
+      } catch (e) {
+        return `@tensorflow/tfjs-node-gpu not installed (${short(e)})`;
+      }
+      return (await tf.setBackend('tensorflow')) ? null : 'tensorflow backend failed to initialise';
+    }
+    case 'node': {
+      if (!isNode) return 'not running in Node.js';
+      try {
+        await importOptional('@tensorflow/tfjs-node');
+      } catch (e) {
+        return `@tensorflow/tfjs-node not installed (${short(e)})`;
+      }
+      return (await tf.setBackend('tensorflow')) ? null : 'tensorflow backend failed to initialise';
+    }
+    case 'webgpu': {
+      let gpuMod: any;
+      if (isNode) {
+        try {
+          gpuMod = await importOptional('webgpu');
+        } catch (e) {
+          return `npm package webgpu not installed (${short(e)})`;
+        }
+        const g: any = globalThis as any;
+        if (!g.navigator?.gpu) {
+          try {
+            Object.assign(globalThis, gpuMod.globals ?? {});
+            const gpu = gpuMod.create([]);
+            if (!g.navigator) g.navigator = {};
+            Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
+          } catch (e) {
+            return `webgpu (Dawn) could not be created (${short(e)})`;
+          }
+        }
+      }
+      const nav: any = (globalThis as any).navigator;
+      if (!nav?.gpu) return 'no navigator.gpu';
+      let adapter: any;
+      try {
+        adapter = await nav.gpu.requestAdapter({ powerPreference: 'high-performance' });
+      } catch (e) {
+        return `requestAdapter failed (${short(e)})`;
+      }
+      if (!adapter) return 'no WebGPU adapter (no GPU or no Vulkan driver)';
+      try {
+        const info = adapter.info ?? (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : undefined);
+        if (info) details.adapter = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+      } catch {
+        /* adapter info is optional */
+      }
+      try {
+        await importOptional('@tensorflow/tfjs-backend-webgpu');
+      } catch (e) {
+        return `@tensorflow/tfjs-backend-webgpu not installed (${short(e)})`;
+      }
+      return (await tf.setBackend('webgpu')) ? null : 'webgpu backend failed to initialise';
+    }
+    case 'wasm': {
+      try {
+        const wasm = await importOptional('@tensorflow/tfjs-backend-wasm');
+        if (!(await tf.setBackend('wasm'))) return 'wasm backend failed to initialise';
+        try {
+          details.threads = wasm.getThreadsCount();
+        } catch {
+          /* older versions */
+        }
+        return null;
+      } catch (e) {
+        return `wasm backend unavailable (${short(e)})`;
+      }
+    }
+    case 'cpu':
+      return (await tf.setBackend('cpu')) ? null : 'cpu backend failed to initialise';
+  }
+}
+
+function short(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.split('\n')[0].slice(0, 160);
+}
+
+/**
+ * Initialise the best available backend (once; later calls return the same report).
+ * `prefer` or the TFLENS_BACKEND environment variable forces one backend; forcing a backend
+ * that cannot start throws a BackendError listing why.
+ */
+export async function initBackend(prefer?: BackendName): Promise<BackendReport> {
+  const forced = (prefer ?? (isNode ? (process.env.TFLENS_BACKEND as BackendName | undefined) : undefined)) || undefined;
+  if (report && (!forced || report.active === forced)) return report;
+  if (initPromise && !forced) return initPromise;
+  const run = async (): Promise<BackendReport> => {
+    if (forced && !BACKEND_ORDER.includes(forced)) {
+      throw new BackendError('TFLENS_BACKEND', `unknown backend "${forced}"; expected one of ${BACKEND_ORDER.join(', ')}`);
+    }
+    const order = forced ? [forced] : BACKEND_ORDER;
+    const attempts: BackendAttempt[] = [];
+    const details: Record<string, string | number | boolean> = {};
+    for (const name of order) {
+      const why = await tryBackend(name, details);
+      attempts.push({ name, ok: why === null, reason: why ?? 'selected' });
+      if (why === null) {
+        await tf.ready();
+        registerMissingKernels(tf.getBackend());
+        report = { active: name, tfjsBackend: tf.getBackend(), forced: !!forced, attempts, details };
+        return report;
+      }
+    }
+    throw new BackendError(
+      forced ? 'TFLENS_BACKEND' : 'backend',
+      `no backend could start: ${attempts.map((a) => `${a.name}: ${a.reason}`).join('; ')}`,
+    );
+  };
+  initPromise = run();
+  try {
+    return await initPromise;
+  } finally {
+    if (forced) initPromise = null;
+  }
+}
+
+/** The report of the backend in use, or null before initBackend. */
+export function backendReport(): BackendReport | null {
+  return report;
+}
+
+/** One-line-per-backend text report (used by `tflens info` and notebooks). */
+export function formatBackendReport(r: BackendReport | null = report): string {
+  if (!r) return 'backend not initialised (call initBackend())';
+  const lines = [`backend: ${r.active} (tfjs "${r.tfjsBackend}")${r.forced ? ', forced by TFLENS_BACKEND' : ''}`];
+  for (const d of Object.entries(r.details)) lines.push(`  ${d[0]}: ${d[1]}`);
+  for (const a of r.attempts) lines.push(`  ${a.ok ? '+' : '-'} ${a.name}: ${a.reason}`);
+  if (!r.forced) {
+    const tried = new Set(r.attempts.map((a) => a.name));
+    for (const n of BACKEND_ORDER) if (!tried.has(n)) lines.push(`  . ${n}: not tried (a better backend started)`);
+  }
+  return lines.join('\n');
+}
+
+export { tf };

@@ -1,0 +1,98 @@
+/**
+ * Hook-point names, TransformerLens conventions, as TypeScript template-literal types:
+ * a misspelt name is a compile error in a notebook. `actName('pattern', 5)` builds one.
+ */
+export type GlobalHookName =
+  | 'hook_embed'
+  | 'hook_pos_embed'
+  | 'ln_final.hook_scale'
+  | 'ln_final.hook_normalized'
+  | 'unembed.hook_in'
+  | 'unembed.hook_out';
+
+export type AttnHookSuffix =
+  | 'hook_q'
+  | 'hook_k'
+  | 'hook_v'
+  | 'hook_rot_q'
+  | 'hook_rot_k'
+  | 'hook_attn_scores'
+  | 'hook_pattern'
+  | 'hook_z'
+  | 'hook_result';
+
+export type BlockHookSuffix =
+  | 'hook_resid_pre'
+  | 'hook_resid_mid'
+  | 'hook_resid_post'
+  | 'hook_attn_out'
+  | 'hook_mlp_out'
+  | 'ln1.hook_scale'
+  | 'ln1.hook_normalized'
+  | 'ln2.hook_scale'
+  | 'ln2.hook_normalized'
+  | 'mlp.hook_pre'
+  | 'mlp.hook_pre_linear'
+  | 'mlp.hook_post'
+  | `attn.${AttnHookSuffix}`;
+
+export type BlockHookName = `blocks.${number}.${BlockHookSuffix}`;
+export type HookName = GlobalHookName | BlockHookName;
+
+/** Short names accepted by actName, as in TransformerLens utils.get_act_name. */
+const SHORT: Record<string, string> = {
+  resid_pre: 'hook_resid_pre',
+  resid_mid: 'hook_resid_mid',
+  resid_post: 'hook_resid_post',
+  attn_out: 'hook_attn_out',
+  mlp_out: 'hook_mlp_out',
+  q: 'attn.hook_q',
+  k: 'attn.hook_k',
+  v: 'attn.hook_v',
+  rot_q: 'attn.hook_rot_q',
+  rot_k: 'attn.hook_rot_k',
+  attn_scores: 'attn.hook_attn_scores',
+  scores: 'attn.hook_attn_scores',
+  pattern: 'attn.hook_pattern',
+  attn: 'attn.hook_pattern',
+  z: 'attn.hook_z',
+  result: 'attn.hook_result',
+  pre: 'mlp.hook_pre',
+  pre_linear: 'mlp.hook_pre_linear',
+  post: 'mlp.hook_post',
+  scale1: 'ln1.hook_scale',
+  normalized1: 'ln1.hook_normalized',
+  scale2: 'ln2.hook_scale',
+  normalized2: 'ln2.hook_normalized',
+};
+
+export type ShortActName = keyof typeof SHORT_TYPES;
+const SHORT_TYPES = {
+  resid_pre: 0, resid_mid: 0, resid_post: 0, attn_out: 0, mlp_out: 0, q: 0, k: 0, v: 0, rot_q: 0, rot_k: 0,
+  attn_scores: 0, scores: 0, pattern: 0, attn: 0, z: 0, result: 0, pre: 0, pre_linear: 0, post: 0,
+  scale1: 0, normalized1: 0, scale2: 0, normalized2: 0,
+};
+
+export const BLOCK_HOOK_SUFFIXES: BlockHookSuffix[] = [
+  'hook_resid_pre', 'ln1.hook_scale', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v',
+  'attn.hook_rot_q', 'attn.hook_rot_k', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_z',
+  'attn.hook_result', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized',
+  'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post',
+];
+export const GLOBAL_HOOK_NAMES: GlobalHookName[] = [
+  'hook_embed', 'hook_pos_embed', 'ln_final.hook_scale', 'ln_final.hook_normalized', 'unembed.hook_in', 'unembed.hook_out',
+];
+
+export function actName(name: ShortActName, layer: number): BlockHookName;
+export function actName(name: string, layer?: number): HookName;
+export function actName(name: string, layer?: number): HookName {
+  const suffix = SHORT[name] ?? name;
+  if (layer === undefined) return suffix as HookName;
+  return `blocks.${layer}.${suffix}` as BlockHookName;
+}
+
+/** Parse "blocks.3.attn.hook_pattern" into {layer: 3, suffix: "attn.hook_pattern"}; null for global names. */
+export function parseHookName(name: string): { layer: number; suffix: string } | null {
+  const m = /^blocks\.(\d+)\.(.+)$/.exec(name);
+  return m ? { layer: Number(m[1]), suffix: m[2] } : null;
+}

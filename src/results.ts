@@ -1,0 +1,78 @@
+/**
+ * Plain result types shared by analyses, circuits, plots and exports.
+ * A HeadScores is a layer x head grid of numbers with the method that made it, its parameters
+ * and the data it was computed on. Plots and exports consume it; they never recompute.
+ */
+import { ShapeError } from './errors.js';
+
+export interface HeadScores {
+  /** Method name, e.g. "sink", "induction", "head-patching". */
+  method: string;
+  /** scores[layer][head]. */
+  scores: number[][];
+  nLayers: number;
+  nHeads: number;
+  /** Parameters of the method (thresholds, eps, positions...). */
+  params: Record<string, unknown>;
+  /** What it was computed on: a description, the number of prompts, a task name... */
+  data?: Record<string, unknown>;
+  /** Model name or path. */
+  model?: string;
+  /** Optional confidence interval per head (e.g. seeded bootstrap over prompts). */
+  ci?: { lo: number[][]; hi: number[][]; level: number; method: string };
+  /** Method-specific extra columns, each a layer x head grid (exported after "score"). */
+  extra?: Record<string, number[][]>;
+}
+
+export interface HeadRow {
+  layer: number;
+  head: number;
+  /** TransformerLens-style "L.H". */
+  name: string;
+  score: number;
+  [column: string]: number | string;
+}
+
+export function makeHeadScores(
+  method: string,
+  scores: number[][],
+  params: Record<string, unknown> = {},
+  extras: Partial<Omit<HeadScores, 'method' | 'scores' | 'params' | 'nLayers' | 'nHeads'>> = {},
+): HeadScores {
+  const nLayers = scores.length;
+  const nHeads = nLayers ? scores[0].length : 0;
+  for (let l = 0; l < nLayers; l++) {
+    if (scores[l].length !== nHeads) {
+      throw new ShapeError(`scores[${l}]`, `expected ${nHeads} heads, found ${scores[l].length}`);
+    }
+  }
+  for (const [k, grid] of Object.entries(extras.extra ?? {})) {
+    if (grid.length !== nLayers || grid.some((r) => r.length !== nHeads)) {
+      throw new ShapeError(`extra.${k}`, `expected a ${nLayers} x ${nHeads} grid`);
+    }
+  }
+  return { method, scores, nLayers, nHeads, params, ...extras };
+}
+
+/** Rows sorted by score, descending (ties: lower layer, then lower head first). */
+export function rankHeads(hs: HeadScores): HeadRow[] {
+  const rows: HeadRow[] = [];
+  for (let l = 0; l < hs.nLayers; l++) {
+    for (let h = 0; h < hs.nHeads; h++) {
+      const row: HeadRow = { layer: l, head: h, name: `${l}.${h}`, score: hs.scores[l][h] };
+      for (const [k, grid] of Object.entries(hs.extra ?? {})) row[k] = grid[l][h];
+      if (hs.ci) {
+        row.ci_lo = hs.ci.lo[l][h];
+        row.ci_hi = hs.ci.hi[l][h];
+      }
+      rows.push(row);
+    }
+  }
+  rows.sort((a, b) => b.score - a.score || a.layer - b.layer || a.head - b.head);
+  return rows;
+}
+
+/** The top-k heads as "L.H" names. */
+export function topHeads(hs: HeadScores, k: number): string[] {
+  return rankHeads(hs).slice(0, k).map((r) => r.name);
+}
