@@ -1,0 +1,409 @@
+/**
+ * FactoredMatrix: a low-rank matrix M = A B kept as its two factors (TransformerLens semantics),
+ * over ml-matrix `Matrix`. A is [ldim x mdim], B is [mdim x rdim]; mdim is usually d_head, so
+ * SVD, eigenvalues and norms cost O(d_head^2 * d_model) and the ldim x rdim product is never
+ * formed unless `.AB` is asked for.
+ *
+ * Conventions (TransformerLens): vectors are rows, the residual stream is x [.., d_model], a head's
+ * OV circuit is W_V W_O (x -> x W_V W_O) and its QK circuit is W_Q W_K^T
+ * (score(x_q, x_k) = x_q W_Q W_K^T x_k^T).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { EigenvalueDecomposition, Matrix, QrDecomposition, SingularValueDecomposition } from 'ml-matrix';
+import { ShapeError, ValueError, expectedFound } from '../../errors.js';
+
+/** Things a dense 2D matrix can be given as. */
+export type MatrixInput =
+  | Matrix
+  | number[][]
+  | tf.Tensor
+  | { data: ArrayLike<number>; shape: readonly [number, number] | readonly number[] };
+
+/** Convert any MatrixInput to an ml-matrix Matrix (a copy for tensors/typed arrays). Throws on non-finite entries. */
+export function toMatrix(x: MatrixInput, where = 'matrix'): Matrix {
+  let out: Matrix;
+  if (x instanceof Matrix) {
+    out = x;
+  } else if (x instanceof tf.Tensor) {
+    if (x.rank !== 2) throw new ShapeError(where, expectedFound('a rank-2 tensor', `shape [${x.shape.join(', ')}]`));
+    const [r, c] = x.shape as [number, number];
+    out = fromFlat(x.dataSync() as ArrayLike<number>, r, c);
+  } else if (Array.isArray(x)) {
+    if (x.length === 0) throw new ShapeError(where, expectedFound('a non-empty 2D array', 'an empty array'));
+    const c = Array.isArray(x[0]) ? x[0].length : -1;
+    for (let i = 0; i < x.length; i++) {
+      if (!Array.isArray(x[i]) || x[i].length !== c) {
+        throw new ShapeError(`${where}[${i}]`, expectedFound(`a row of ${c} numbers`, Array.isArray(x[i]) ? `${x[i].length} entries` : typeof x[i]));
+      }
+    }
+    out = new Matrix(x);
+  } else if (x && typeof x === 'object' && 'data' in x && 'shape' in x) {
+    const shape = x.shape;
+    if (shape.length !== 2) throw new ShapeError(`${where}.shape`, expectedFound('2 dimensions', shape));
+    const [r, c] = shape as [number, number];
+    if (x.data.length !== r * c) {
+      throw new ShapeError(`${where}.data`, expectedFound(`${r} x ${c} = ${r * c} numbers`, x.data.length));
+    }
+    out = fromFlat(x.data, r, c);
+  } else {
+    throw new ValueError(where, expectedFound('a Matrix, number[][], tf.Tensor2D or {data, shape}', typeof x));
+  }
+  if (out.rows === 0 || out.columns === 0) {
+    throw new ShapeError(where, expectedFound('a non-empty matrix', `${out.rows} x ${out.columns}`));
+  }
+  assertFinite(out, where);
+  return out;
+}
+
+/** The row arrays backing an ml-matrix Matrix (ml-matrix stores one Float64Array per row). */
+export function raw(m: Matrix): Float64Array[] {
+  return (m as unknown as { data: Float64Array[] }).data;
+}
+
+/** A rows x cols Matrix from a row-major flat array (copied). */
+export function fromFlat(data: ArrayLike<number>, rows: number, cols: number, offset = 0): Matrix {
+  const m = new Matrix(rows, cols);
+  for (let i = 0; i < rows; i++) {
+    const row = raw(m)[i];
+    const base = offset + i * cols;
+    for (let j = 0; j < cols; j++) row[j] = data[base + j];
+  }
+  return m;
+}
+
+/** Row-major Float32Array of a Matrix (for handing to tf). */
+export function toFlat32(m: Matrix): Float32Array {
+  const out = new Float32Array(m.rows * m.columns);
+  for (let i = 0; i < m.rows; i++) out.set(raw(m)[i], i * m.columns);
+  return out;
+}
+
+function assertFinite(m: Matrix, where: string): void {
+  for (let i = 0; i < m.rows; i++) {
+    const row = raw(m)[i];
+    for (let j = 0; j < m.columns; j++) {
+      if (!Number.isFinite(row[j])) throw new ValueError(`${where}[${i}][${j}]`, expectedFound('a finite number', row[j]));
+    }
+  }
+}
+
+/** Thin QR for a tall (rows >= cols) matrix: Q [rows x cols] with orthonormal columns, R [cols x cols]. */
+export function thinQR(m: Matrix): { Q: Matrix; R: Matrix } {
+  if (m.rows < m.columns) throw new ShapeError('thinQR', expectedFound('rows >= columns', `${m.rows} x ${m.columns}`));
+  const qr = new QrDecomposition(m);
+  return { Q: qr.orthogonalMatrix, R: qr.upperTriangularMatrix };
+}
+
+export interface FactoredSVD {
+  /** Left singular vectors as columns, [ldim x k]. */
+  U: Matrix;
+  /** Singular values, descending, length k = min(ldim, mdim, rdim). */
+  S: number[];
+  /** Right singular vectors as columns, [rdim x k] (so M = U diag(S) V^T; TransformerLens returns the same V). */
+  V: Matrix;
+}
+
+export interface Eigenvalues {
+  /** Real parts, sorted by |lambda| descending. */
+  re: number[];
+  /** Imaginary parts, same order. */
+  im: number[];
+}
+
+/**
+ * M = A B with A [ldim x mdim] and B [mdim x rdim].
+ */
+export class FactoredMatrix {
+  readonly A: Matrix;
+  readonly B: Matrix;
+  private _svd?: FactoredSVD;
+  private _compressed?: { A: Matrix; B: Matrix };
+
+  constructor(A: MatrixInput, B: MatrixInput) {
+    this.A = toMatrix(A, 'FactoredMatrix A');
+    this.B = toMatrix(B, 'FactoredMatrix B');
+    if (this.A.columns !== this.B.rows) {
+      throw new ShapeError(
+        'FactoredMatrix(A, B)',
+        expectedFound(`B with ${this.A.columns} rows (A is ${this.A.rows} x ${this.A.columns})`, `${this.B.rows} x ${this.B.columns}`),
+      );
+    }
+  }
+
+  get ldim(): number {
+    return this.A.rows;
+  }
+  get mdim(): number {
+    return this.A.columns;
+  }
+  get rdim(): number {
+    return this.B.columns;
+  }
+  /** [ldim, rdim] of the product. */
+  get shape(): [number, number] {
+    return [this.ldim, this.rdim];
+  }
+
+  /** The dense product A B [ldim x rdim]. Formed on every call: ask only when it is small enough. */
+  get AB(): Matrix {
+    return this.A.mmul(this.B);
+  }
+
+  /** B A [mdim x mdim]; needs ldim == rdim (a square M). */
+  get BA(): Matrix {
+    if (this.ldim !== this.rdim) {
+      throw new ShapeError('FactoredMatrix.BA', expectedFound('a square product (ldim == rdim)', `${this.ldim} x ${this.rdim}`));
+    }
+    return this.B.mmul(this.A);
+  }
+
+  /** The transpose, (A B)^T = B^T A^T, still factored. */
+  get T(): FactoredMatrix {
+    return new FactoredMatrix(this.B.transpose(), this.A.transpose());
+  }
+
+  /**
+   * An equivalent factorisation with inner dimension <= min(ldim, rdim) (same product). When mdim is
+   * already the smallest, this is (A, B) itself.
+   */
+  compressed(): { A: Matrix; B: Matrix } {
+    if (this._compressed) return this._compressed;
+    let A = this.A;
+    let B = this.B;
+    if (A.columns > A.rows) {
+      // A^T = Q R (Q [mdim x ldim]) => A = R^T Q^T, AB = R^T (Q^T B)
+      const { Q, R } = thinQR(A.transpose());
+      A = R.transpose();
+      B = Q.transpose().mmul(B);
+    }
+    if (B.rows > B.columns) {
+      // B = Q R (Q [inner x rdim]) => AB = (A Q) R
+      const { Q, R } = thinQR(B);
+      A = A.mmul(Q);
+      B = R;
+    }
+    this._compressed = { A, B };
+    return this._compressed;
+  }
+
+  /**
+   * SVD through the small factors: A = Q_A R_A, B^T = Q_B R_B (thin QR), core = R_A R_B^T [k x k],
+   * core = U' S V'^T, then U = Q_A U', V = Q_B V'. Never forms ldim x rdim. Cached.
+   */
+  svd(): FactoredSVD {
+    if (this._svd) return this._svd;
+    const { A, B } = this.compressed();
+    const qa = thinQR(A);
+    const qb = thinQR(B.transpose());
+    const core = qa.R.mmul(qb.R.transpose());
+    const s = new SingularValueDecomposition(core, { autoTranspose: true });
+    const S = Array.from(s.diagonal);
+    const k = S.length;
+    let Up = s.leftSingularVectors;
+    let Vp = s.rightSingularVectors;
+    if (Up.columns > k) Up = Up.subMatrix(0, Up.rows - 1, 0, k - 1);
+    if (Vp.columns > k) Vp = Vp.subMatrix(0, Vp.rows - 1, 0, k - 1);
+    this._svd = { U: qa.Q.mmul(Up), S, V: qb.Q.mmul(Vp) };
+    return this._svd;
+  }
+
+  /** Singular values, descending. */
+  singularValues(): number[] {
+    return this.svd().S.slice();
+  }
+
+  /**
+   * Eigenvalues of the square product A B, computed from B A [mdim x mdim] (the nonzero eigenvalues
+   * agree; A B has ldim - mdim extra zero eigenvalues when ldim > mdim). Sorted by |lambda| descending.
+   */
+  eigenvalues(): Eigenvalues {
+    return eigenvaluesOf(this.BA);
+  }
+
+  /** Frobenius norm, sqrt(trace((A^T A)(B B^T))): mdim x mdim work only. */
+  norm(): number {
+    return Math.sqrt(Math.max(0, frobSqFactored(this.A, this.B)));
+  }
+
+  /** this @ other, kept factored with the smallest inner dimension available. */
+  matmul(other: Matrix | FactoredMatrix | MatrixInput): FactoredMatrix {
+    if (other instanceof FactoredMatrix) {
+      if (other.ldim !== this.rdim) throw mmShape('FactoredMatrix.matmul', this.rdim, other.ldim);
+      return this.matmul(other.A).matmul(other.B);
+    }
+    const M = toMatrix(other, 'FactoredMatrix.matmul(other)');
+    if (M.rows !== this.rdim) throw mmShape('FactoredMatrix.matmul', this.rdim, M.rows);
+    if (this.mdim <= this.rdim) return new FactoredMatrix(this.A, this.B.mmul(M));
+    return new FactoredMatrix(this.AB, M);
+  }
+
+  /** other @ this, kept factored. */
+  rmatmul(other: Matrix | FactoredMatrix | MatrixInput): FactoredMatrix {
+    if (other instanceof FactoredMatrix) return other.matmul(this);
+    const M = toMatrix(other, 'FactoredMatrix.rmatmul(other)');
+    if (M.columns !== this.ldim) throw mmShape('FactoredMatrix.rmatmul', this.ldim, M.columns);
+    if (this.mdim <= this.ldim) return new FactoredMatrix(M.mmul(this.A), this.B);
+    return new FactoredMatrix(M, this.AB);
+  }
+
+  /** diag(S) V^T [k x rdim]: drops the orthonormal left factor U, so ||collapseL() X||_F = ||A B X||_F for every X. */
+  collapseL(): Matrix {
+    const { S, V } = this.svd();
+    const out = V.transpose();
+    for (let i = 0; i < out.rows; i++) {
+      const row = raw(out)[i];
+      for (let j = 0; j < out.columns; j++) row[j] *= S[i];
+    }
+    return out;
+  }
+
+  /** U diag(S) [ldim x k]: drops the orthonormal right factor V. */
+  collapseR(): Matrix {
+    const { U, S } = this.svd();
+    const out = U.clone();
+    for (let i = 0; i < out.rows; i++) {
+      const row = raw(out)[i];
+      for (let j = 0; j < out.columns; j++) row[j] *= S[j];
+    }
+    return out;
+  }
+
+  /** Dense product as number[][] (small matrices only). */
+  toArray(): number[][] {
+    return this.AB.to2DArray();
+  }
+}
+
+function mmShape(where: string, expected: number, found: number): ShapeError {
+  return new ShapeError(where, expectedFound(`inner dimension ${expected}`, found));
+}
+
+/** ||A B||_F^2 = sum((A^T A) .* (B B^T)). */
+export function frobSqFactored(A: Matrix, B: Matrix): number {
+  const ga = A.transposeMultiply(A);
+  const gb = B.mmulByTranspose();
+  let s = 0;
+  for (let i = 0; i < ga.rows; i++) {
+    const ra = raw(ga)[i];
+    const rb = raw(gb)[i];
+    for (let j = 0; j < ga.columns; j++) s += ra[j] * rb[j];
+  }
+  return s;
+}
+
+/** Eigenvalues of a dense square matrix, sorted by modulus descending. */
+export function eigenvaluesOf(M: Matrix): Eigenvalues {
+  if (M.rows !== M.columns) throw new ShapeError('eigenvalues', expectedFound('a square matrix', `${M.rows} x ${M.columns}`));
+  const e = new EigenvalueDecomposition(M);
+  const idx = e.realEigenvalues.map((_, i) => i);
+  const mod = (i: number) => Math.hypot(e.realEigenvalues[i], e.imaginaryEigenvalues[i]);
+  idx.sort((a, b) => mod(b) - mod(a));
+  return { re: idx.map((i) => e.realEigenvalues[i]), im: idx.map((i) => e.imaginaryEigenvalues[i]) };
+}
+
+/**
+ * Norm-preserving left factor of A B: R_A B where A = Q_A R_A (thin QR). For every X,
+ * ||A B X||_F = ||R_A B X||_F. Cheaper than collapseL (no SVD); inner dim = min(mdim, ldim).
+ */
+export function leftFactor(fm: FactoredMatrix): Matrix {
+  const { A, B } = fm.compressed();
+  return thinQR(A).R.mmul(B);
+}
+
+/** Norm-preserving right factor of A B: A R_B^T where B^T = Q_B R_B. For every Y, ||Y A B||_F = ||Y A R_B^T||_F. */
+export function rightFactor(fm: FactoredMatrix): Matrix {
+  const { A, B } = fm.compressed();
+  return A.mmul(thinQR(B.transpose()).R.transpose());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-head circuits from model.params (canonical TransformerLens layout).
+
+export type Params = Record<string, tf.Tensor>;
+
+const flatCache = new WeakMap<tf.Tensor, ArrayLike<number>>();
+
+/** The tensor's data, read once per tensor object. */
+export function tensorData(t: tf.Tensor): ArrayLike<number> {
+  let d = flatCache.get(t);
+  if (!d) {
+    if (t.isDisposed) throw new ValueError('params', 'a weight tensor was disposed before the analysis read it');
+    d = t.dataSync() as ArrayLike<number>;
+    flatCache.set(t, d);
+  }
+  return d;
+}
+
+/** params[name], checked for rank. */
+export function getParam(params: Params, name: string, rank: number): tf.Tensor {
+  const t = params[name];
+  if (!t) throw new ValueError(`params['${name}']`, expectedFound('a weight tensor', 'nothing (missing key)'));
+  if (t.rank !== rank) throw new ShapeError(`params['${name}']`, expectedFound(`rank ${rank}`, `shape [${t.shape.join(', ')}]`));
+  return t;
+}
+
+/** Slice [index] of a rank-3 weight [n, r, c] as an r x c Matrix. */
+export function headSlice(params: Params, name: string, index: number): Matrix {
+  const t = getParam(params, name, 3);
+  const [n, r, c] = t.shape as [number, number, number];
+  if (!(Number.isInteger(index) && index >= 0 && index < n)) {
+    throw new ValueError(`${name}[${index}]`, expectedFound(`a head index in [0, ${n})`, index));
+  }
+  return fromFlat(tensorData(t), r, c, index * r * c);
+}
+
+/** Heads of a layer: n_heads (query heads) and n_kv_heads, from the weight shapes. */
+export function headCounts(params: Params, layer: number): { nHeads: number; nKvHeads: number; dHead: number; dModel: number } {
+  const wq = getParam(params, `blocks.${layer}.attn.W_Q`, 3);
+  const wk = getParam(params, `blocks.${layer}.attn.W_K`, 3);
+  const [nHeads, dModel, dHead] = wq.shape as [number, number, number];
+  const nKvHeads = wk.shape[0];
+  if (nHeads % nKvHeads !== 0) {
+    throw new ShapeError(`blocks.${layer}.attn.W_K`, expectedFound(`a number of KV heads dividing ${nHeads}`, nKvHeads));
+  }
+  return { nHeads, nKvHeads, dHead, dModel };
+}
+
+/** KV head serving query head h (GQA): floor(h * n_kv / n_heads). */
+export function kvHead(head: number, nHeads: number, nKvHeads: number): number {
+  return Math.floor((head * nKvHeads) / nHeads);
+}
+
+function checkHead(params: Params, layer: number, head: number): { kv: number } {
+  const { nHeads, nKvHeads } = headCounts(params, layer);
+  if (!(Number.isInteger(head) && head >= 0 && head < nHeads)) {
+    throw new ValueError(`head (layer ${layer})`, expectedFound(`an integer in [0, ${nHeads})`, head));
+  }
+  return { kv: kvHead(head, nHeads, nKvHeads) };
+}
+
+/** W_Q[h] [d_model x d_head]. */
+export function headWQ(params: Params, layer: number, head: number): Matrix {
+  checkHead(params, layer, head);
+  return headSlice(params, `blocks.${layer}.attn.W_Q`, head);
+}
+/** W_K of the KV head serving query head h, [d_model x d_head]. */
+export function headWK(params: Params, layer: number, head: number): Matrix {
+  const { kv } = checkHead(params, layer, head);
+  return headSlice(params, `blocks.${layer}.attn.W_K`, kv);
+}
+/** W_V of the KV head serving query head h, [d_model x d_head]. */
+export function headWV(params: Params, layer: number, head: number): Matrix {
+  const { kv } = checkHead(params, layer, head);
+  return headSlice(params, `blocks.${layer}.attn.W_V`, kv);
+}
+/** W_O[h] [d_head x d_model]. */
+export function headWO(params: Params, layer: number, head: number): Matrix {
+  checkHead(params, layer, head);
+  return headSlice(params, `blocks.${layer}.attn.W_O`, head);
+}
+
+/** QK circuit of a head: W_Q W_K^T, d_model x d_model, factored (rows: query side, columns: key side). */
+export function QK(params: Params, layer: number, head: number): FactoredMatrix {
+  return new FactoredMatrix(headWQ(params, layer, head), headWK(params, layer, head).transpose());
+}
+
+/** OV circuit of a head: W_V W_O, d_model x d_model, factored (x -> x W_V W_O). */
+export function OV(params: Params, layer: number, head: number): FactoredMatrix {
+  return new FactoredMatrix(headWV(params, layer, head), headWO(params, layer, head));
+}

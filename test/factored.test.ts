@@ -1,0 +1,164 @@
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { EigenvalueDecomposition, Matrix, SingularValueDecomposition } from 'ml-matrix';
+import { rng } from '../src/util/random.js';
+import { FactoredMatrix, OV, QK, leftFactor, rightFactor } from '../src/analyses/weights/factored.js';
+import { ShapeError, ValueError } from '../src/errors.js';
+
+function randMat(rows: number, cols: number, seed: number): Matrix {
+  const r = rng(seed);
+  const m = new Matrix(rows, cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) m.set(i, j, r.normal());
+  return m;
+}
+
+function relClose(a: number, b: number, tol = 1e-6, what = ''): void {
+  const d = Math.abs(a - b) / Math.max(1e-12, Math.abs(b));
+  assert.ok(d < tol, `${what}: ${a} vs ${b} (rel ${d})`);
+}
+
+function maxAbsDiff(a: Matrix, b: Matrix): number {
+  assert.equal(a.rows, b.rows);
+  assert.equal(a.columns, b.columns);
+  let m = 0;
+  for (let i = 0; i < a.rows; i++) for (let j = 0; j < a.columns; j++) m = Math.max(m, Math.abs(a.get(i, j) - b.get(i, j)));
+  return m;
+}
+
+function denseFrob(m: Matrix): number {
+  let s = 0;
+  for (let i = 0; i < m.rows; i++) for (let j = 0; j < m.columns; j++) s += m.get(i, j) ** 2;
+  return Math.sqrt(s);
+}
+
+describe('FactoredMatrix', () => {
+  const cases: Array<[number, number, number, number]> = [
+    [9, 3, 7, 1], // thin inner dim (d_head-like)
+    [5, 8, 6, 2], // inner dim larger than both sides: compressed first
+    [12, 4, 4, 3],
+    [3, 5, 10, 4],
+  ];
+  for (const [m, r, n, seed] of cases) {
+    it(`SVD and Frobenius norm of a ${m}x${r} @ ${r}x${n} product equal the dense computation`, () => {
+      const A = randMat(m, r, seed);
+      const B = randMat(r, n, seed + 100);
+      const fm = new FactoredMatrix(A, B);
+      const dense = A.mmul(B);
+      const ref = new SingularValueDecomposition(dense, { autoTranspose: true }).diagonal;
+      const { U, S, V } = fm.svd();
+      const k = Math.min(m, r, n);
+      assert.equal(S.length, k);
+      for (let i = 0; i < k; i++) relClose(S[i], ref[i], 1e-6, `sigma_${i}`);
+      for (let i = k; i < ref.length; i++) assert.ok(ref[i] < 1e-9 * ref[0], 'dense has only k nonzero singular values');
+      // reconstruction U diag(S) V^T == AB, and orthonormal columns
+      const rec = fm.collapseR().mmul(V.transpose());
+      assert.ok(maxAbsDiff(rec, dense) < 1e-9 * denseFrob(dense));
+      assert.ok(maxAbsDiff(U.transpose().mmul(U), Matrix.eye(k)) < 1e-10);
+      assert.ok(maxAbsDiff(V.transpose().mmul(V), Matrix.eye(k)) < 1e-10);
+      relClose(fm.norm(), denseFrob(dense), 1e-6, 'norm');
+      // collapsed forms keep the norm
+      relClose(denseFrob(fm.collapseL()), denseFrob(dense), 1e-9, 'collapseL');
+      relClose(denseFrob(fm.collapseR()), denseFrob(dense), 1e-9, 'collapseR');
+    });
+  }
+
+  it('eigenvalues of AB computed through BA equal the dense eigenvalues (real and complex)', () => {
+    // A [6 x 3], B [3 x 6]: AB has 3 nonzero eigenvalues + 3 zeros. Make BA have a complex pair.
+    const A = randMat(6, 3, 7);
+    // choose B so that BA = C (a prescribed matrix with a rotation block): B = C A^+ (A^+ = pseudo-inverse)
+    const C = new Matrix([
+      [0.5, -2, 0],
+      [2, 0.5, 0],
+      [0, 0, -1.5],
+    ]);
+    const Apinv = new SingularValueDecomposition(A).inverse();
+    const B = C.mmul(Apinv);
+    const fm = new FactoredMatrix(A, B);
+    const ev = fm.eigenvalues();
+    const dense = new EigenvalueDecomposition(A.mmul(B));
+    const denseList = dense.realEigenvalues
+      .map((re, i) => ({ re, im: dense.imaginaryEigenvalues[i] }))
+      .filter((z) => Math.hypot(z.re, z.im) > 1e-8)
+      .sort((a, b) => a.re - b.re || a.im - b.im);
+    const ours = ev.re.map((re, i) => ({ re, im: ev.im[i] })).sort((a, b) => a.re - b.re || a.im - b.im);
+    assert.equal(denseList.length, 3);
+    assert.equal(ours.length, 3);
+    for (let i = 0; i < 3; i++) {
+      assert.ok(Math.abs(ours[i].re - denseList[i].re) < 1e-8, `re ${ours[i].re} vs ${denseList[i].re}`);
+      assert.ok(Math.abs(ours[i].im - denseList[i].im) < 1e-8, `im ${ours[i].im} vs ${denseList[i].im}`);
+    }
+    // hand values: 0.5 +- 2i and -1.5, sorted by modulus
+    relClose(Math.hypot(ev.re[0], ev.im[0]), Math.hypot(0.5, 2), 1e-9, '|lambda_0|');
+    relClose(ev.re[2], -1.5, 1e-9, 'lambda_2');
+  });
+
+  it('T, matmul and rmatmul agree with dense products', () => {
+    const A = randMat(7, 2, 11);
+    const B = randMat(2, 5, 12);
+    const fm = new FactoredMatrix(A, B);
+    const dense = A.mmul(B);
+    assert.ok(maxAbsDiff(fm.T.AB, dense.transpose()) < 1e-12);
+    const M = randMat(5, 4, 13);
+    const p = fm.matmul(M);
+    assert.deepEqual(p.shape, [7, 4]);
+    assert.equal(p.mdim, 2);
+    assert.ok(maxAbsDiff(p.AB, dense.mmul(M)) < 1e-10);
+    const L = randMat(3, 7, 14);
+    const q = fm.rmatmul(L);
+    assert.deepEqual(q.shape, [3, 5]);
+    assert.ok(maxAbsDiff(q.AB, L.mmul(dense)) < 1e-10);
+    const other = new FactoredMatrix(randMat(5, 3, 15), randMat(3, 6, 16));
+    const r = fm.matmul(other);
+    assert.ok(maxAbsDiff(r.AB, dense.mmul(other.AB)) < 1e-10);
+    assert.ok(r.mdim <= 3);
+    // norm-preserving QR factors
+    const X = randMat(5, 3, 17);
+    relClose(denseFrob(leftFactor(fm).mmul(X)), denseFrob(dense.mmul(X)), 1e-9, 'leftFactor');
+    const Y = randMat(4, 7, 18);
+    relClose(denseFrob(Y.mmul(rightFactor(fm))), denseFrob(Y.mmul(dense)), 1e-9, 'rightFactor');
+    assert.throws(() => fm.matmul(randMat(4, 4, 1)), ShapeError);
+    assert.throws(() => fm.BA, ShapeError);
+  });
+
+  it('accepts number[][], {data, shape} and tensors, and rejects bad input by name', () => {
+    const before = tf.memory().numTensors;
+    const a = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+    const fm = new FactoredMatrix(a, { data: new Float32Array([1, 0, 2, 0, 1, 3]), shape: [2, 3] });
+    a.dispose();
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(fm.toArray(), [
+      [1, 2, 8],
+      [3, 4, 18],
+      [5, 6, 28],
+    ]);
+    assert.throws(() => new FactoredMatrix([[1, 2]], [[1, 2]]), ShapeError);
+    assert.throws(() => new FactoredMatrix([[1, NaN]], [[1], [2]]), ValueError);
+    assert.throws(() => new FactoredMatrix({ data: [1, 2, 3], shape: [2, 2] }, [[1], [2]]), ShapeError);
+    assert.throws(() => new FactoredMatrix([[1, 2], [3]], [[1], [2]]), ShapeError);
+  });
+
+  it('QK and OV read the canonical per-head layout, with GQA head mapping', () => {
+    const nHeads = 4, nKv = 2, dModel = 5, dHead = 3;
+    const r = rng(5);
+    const arr = (n: number) => Array.from({ length: n }, () => r.normal());
+    const params = {
+      'blocks.0.attn.W_Q': tf.tensor3d(arr(nHeads * dModel * dHead), [nHeads, dModel, dHead]),
+      'blocks.0.attn.W_K': tf.tensor3d(arr(nKv * dModel * dHead), [nKv, dModel, dHead]),
+      'blocks.0.attn.W_V': tf.tensor3d(arr(nKv * dModel * dHead), [nKv, dModel, dHead]),
+      'blocks.0.attn.W_O': tf.tensor3d(arr(nHeads * dHead * dModel), [nHeads, dHead, dModel]),
+    };
+    const slice = (t: tf.Tensor, i: number) => new Matrix((t.arraySync() as number[][][])[i]);
+    for (let h = 0; h < nHeads; h++) {
+      const kv = Math.floor((h * nKv) / nHeads);
+      const qk = QK(params, 0, h);
+      const refQK = slice(params['blocks.0.attn.W_Q'], h).mmul(slice(params['blocks.0.attn.W_K'], kv).transpose());
+      assert.ok(maxAbsDiff(qk.AB, refQK) < 1e-6);
+      const ov = OV(params, 0, h);
+      const refOV = slice(params['blocks.0.attn.W_V'], kv).mmul(slice(params['blocks.0.attn.W_O'], h));
+      assert.ok(maxAbsDiff(ov.AB, refOV) < 1e-6);
+    }
+    assert.throws(() => QK(params, 0, 4), ValueError);
+    assert.throws(() => QK(params, 1, 0), ValueError);
+    Object.values(params).forEach((t) => t.dispose());
+  });
+});
