@@ -1,0 +1,34 @@
+/** Plotly figure builders, tslab display and offline HTML export. */
+export * from './types.js';
+export {
+  headHeatmap,
+  attentionPattern,
+  attentionGrid,
+  linePlot,
+  tokenStrip,
+  patchingHeatmap,
+  bar,
+  histogram,
+  rocCurve,
+  rocPoints,
+  formatValue,
+  dedupeLabels,
+  tokenLabel,
+  DIVERGING,
+  SEQUENTIAL,
+} from './figures.js';
+export type {
+  TensorLike,
+  HeadHeatmapOptions,
+  AttentionPatternOptions,
+  AttentionGridOptions,
+  Series,
+  LinePlotOptions,
+  BarOptions,
+  HistogramOptions,
+  RocPoints,
+  RocOptions,
+  TokenStripOptions,
+  PatchingHeatmapOptions,
+} from './figures.js';
+export { show, loadPlotly, saveHtml, figuresPage, figureHtml, describeFigure, plotlyScriptTag } from './html.js';
