@@ -1,0 +1,701 @@
+/**
+ * safetensors reading and writing (https://huggingface.co/docs/safetensors).
+ *
+ * Layout: 8-byte little-endian header length N, N bytes of UTF-8 JSON (an object mapping tensor
+ * names to {dtype, shape, data_offsets}, plus an optional "__metadata__" string map), then the
+ * data section; data_offsets are [begin, end) byte offsets relative to the start of the data.
+ *
+ * Reading goes through a file descriptor: each tensor's bytes are read straight into its own typed
+ * array at its offset, never the whole file into one buffer. Every structural problem is a
+ * FormatError naming the file and the tensor.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { FormatError, ResolveError, ShapeError, ValueError, expectedFound } from '../errors.js';
+import { withAtomicFile } from './atomic.js';
+import { describeJson, findDuplicateKey, isPlainObject, parseJsonStrict } from './json.js';
+
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'F64' | 'I8' | 'U8' | 'BOOL' | 'I16';
+
+/** Bytes per element of each supported dtype. */
+export const DTYPE_SIZE: Readonly<Record<SafetensorsDtype, number>> = {
+  F64: 8,
+  I64: 8,
+  F32: 4,
+  I32: 4,
+  F16: 2,
+  BF16: 2,
+  I16: 2,
+  I8: 1,
+  U8: 1,
+  BOOL: 1,
+};
+
+/** Largest header accepted (the reference implementation uses the same 100 MB cap). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+export interface SafetensorsEntry {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** [begin, end) relative to the start of the data section. */
+  dataOffsets: [number, number];
+}
+
+export interface SafetensorsHeader {
+  /** N, the JSON header's byte length. */
+  headerLength: number;
+  /** Absolute file offset of the data section (8 + N). */
+  dataStart: number;
+  /** Bytes in the data section (fileSize - 8 - N). */
+  dataSize: number;
+  fileSize: number;
+  /** Tensors in header order. */
+  tensors: SafetensorsEntry[];
+  metadata: Record<string, string>;
+}
+
+export interface SafetensorsArray {
+  /** The dtype stored in the file. */
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Floating types (F32, F16, BF16, F64) as float32; integer and BOOL types as int32. */
+  data: Float32Array | Int32Array;
+}
+
+const LITTLE_ENDIAN_HOST = os.endianness() === 'LE';
+
+function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function isDtype(s: unknown): s is SafetensorsDtype {
+  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_SIZE, s);
+}
+
+/** Read the 8-byte little-endian header length, checking it against the file size. */
+export function readHeaderLength(bytes: Uint8Array, fileSize: number, where: string): number {
+  if (!Number.isSafeInteger(fileSize) || fileSize < 0) {
+    throw new ValueError(`${where}: fileSize`, expectedFound('a non-negative integer', fileSize));
+  }
+  if (fileSize < 8 || bytes.byteLength < 8) {
+    throw new FormatError(
+      where,
+      `file is truncated: ${Math.min(fileSize, bytes.byteLength)} bytes, shorter than the 8-byte header-length prefix of a safetensors file`,
+    );
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, 8);
+  const lo = dv.getUint32(0, true);
+  const hi = dv.getUint32(4, true);
+  const n = hi * 2 ** 32 + lo; // exact below 2^53; anything with hi > 0 is far beyond the cap anyway
+  if (n === 0) throw new FormatError(where, 'header length is 0; expected a JSON header of at least 2 bytes ("{}")');
+  if (hi !== 0 || n > MAX_HEADER_BYTES) {
+    throw new FormatError(
+      where,
+      `header length ${hi !== 0 ? `${hi} * 2^32 + ${lo}` : n} bytes is too large (limit ${MAX_HEADER_BYTES} bytes); not a safetensors file or a corrupt header length`,
+    );
+  }
+  if (8 + n > fileSize) {
+    throw new FormatError(
+      where,
+      `header length ${n} bytes goes beyond the end of the file (file is ${fileSize} bytes, header would end at byte ${8 + n}); the file is truncated or not safetensors`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Parse and validate a safetensors header. `bytes` holds at least the first 8 + N bytes of the
+ * file (the whole file is fine too); `fileSize` is the full file size, used to bound the offsets;
+ * `where` (usually the file path) prefixes every error.
+ */
+export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, where: string): SafetensorsHeader {
+  const n = readHeaderLength(bytes, fileSize, where);
+  if (bytes.byteLength < 8 + n) {
+    throw new ValueError(`${where}: bytes`, expectedFound(`at least the ${8 + n} header bytes`, `${bytes.byteLength} bytes`));
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + n));
+  } catch {
+    throw new FormatError(where, `header (${n} bytes) is not valid UTF-8`);
+  }
+  if (text.charCodeAt(0) !== 0x7b /* { */) {
+    throw new FormatError(where, `header must be a JSON object starting with "{", found ${JSON.stringify(text.slice(0, 20))}`);
+  }
+  const json = parseJsonStrict(text, where, 'header');
+  if (!isPlainObject(json)) throw new FormatError(where, `header must be a JSON object, found ${describeJson(json)}`);
+
+  const dataStart = 8 + n;
+  const dataSize = fileSize - dataStart;
+  let metadata: Record<string, string> = {};
+  const tensors: SafetensorsEntry[] = [];
+  for (const [name, raw] of Object.entries(json)) {
+    if (name === '__metadata__') {
+      if (raw === null) continue;
+      if (!isPlainObject(raw)) throw new FormatError(where, `__metadata__ must be an object of strings, found ${describeJson(raw)}`);
+      for (const [k, v] of Object.entries(raw)) {
+        if (typeof v !== 'string') throw new FormatError(where, `__metadata__["${k}"] must be a string, found ${describeJson(v)}`);
+      }
+      metadata = { ...(raw as Record<string, string>) };
+      continue;
+    }
+    const t = `tensor "${name}"`;
+    if (!isPlainObject(raw)) throw new FormatError(where, `${t}: expected an object {dtype, shape, data_offsets}, found ${describeJson(raw)}`);
+    const { dtype, shape, data_offsets: offs } = raw;
+    if (dtype === undefined) throw new FormatError(where, `${t}: missing field "dtype"`);
+    if (!isDtype(dtype)) {
+      throw new FormatError(where, `${t}: unknown dtype ${JSON.stringify(dtype)}; expected one of ${Object.keys(DTYPE_SIZE).join(', ')}`);
+    }
+    if (shape === undefined) throw new FormatError(where, `${t}: missing field "shape"`);
+    if (!Array.isArray(shape)) throw new FormatError(where, `${t}: shape must be an array of non-negative integers, found ${describeJson(shape)}`);
+    for (const d of shape) {
+      if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
+        throw new FormatError(where, `${t}: shape ${JSON.stringify(shape)} holds ${JSON.stringify(d)}; expected non-negative integers`);
+      }
+    }
+    const count = numel(shape as number[]);
+    if (!Number.isSafeInteger(count * DTYPE_SIZE[dtype])) {
+      throw new FormatError(where, `${t}: shape ${JSON.stringify(shape)} is too large (${count} elements)`);
+    }
+    if (offs === undefined) throw new FormatError(where, `${t}: missing field "data_offsets"`);
+    if (!Array.isArray(offs) || offs.length !== 2) {
+      throw new FormatError(where, `${t}: data_offsets must be [begin, end], found ${JSON.stringify(offs)}`);
+    }
+    const [b, e] = offs;
+    for (const o of [b, e]) {
+      if (typeof o !== 'number' || !Number.isSafeInteger(o) || o < 0) {
+        throw new FormatError(where, `${t}: data_offsets ${JSON.stringify(offs)} must be non-negative integers`);
+      }
+    }
+    if (b > e) throw new FormatError(where, `${t}: data_offsets [${b}, ${e}] have begin > end`);
+    if (e > dataSize) {
+      throw new FormatError(
+        where,
+        `${t}: data_offsets [${b}, ${e}] are out of range: the data section holds ${dataSize} bytes (file truncated?)`,
+      );
+    }
+    const want = count * DTYPE_SIZE[dtype];
+    if (e - b !== want) {
+      throw new FormatError(
+        where,
+        `${t}: data_offsets [${b}, ${e}] span ${e - b} bytes but shape ${JSON.stringify(shape)} x ${dtype} (${DTYPE_SIZE[dtype]} bytes) needs ${want}`,
+      );
+    }
+    tensors.push({ name, dtype, shape: (shape as number[]).slice(), dataOffsets: [b, e] });
+  }
+  // No two tensors may share bytes.
+  const byStart = tensors.filter((x) => x.dataOffsets[1] > x.dataOffsets[0]).sort((x, y) => x.dataOffsets[0] - y.dataOffsets[0]);
+  for (let i = 1; i < byStart.length; i++) {
+    const p = byStart[i - 1];
+    const q = byStart[i];
+    if (q.dataOffsets[0] < p.dataOffsets[1]) {
+      throw new FormatError(
+        where,
+        `tensors "${p.name}" [${p.dataOffsets.join(', ')}] and "${q.name}" [${q.dataOffsets.join(', ')}] have overlapping data_offsets`,
+      );
+    }
+  }
+  return { headerLength: n, dataStart, dataSize, fileSize, tensors, metadata };
+}
+
+// ---------------------------------------------------------------------------------------------
+// dtype conversions
+
+const f32buf = new Float32Array(1);
+const u32buf = new Uint32Array(f32buf.buffer);
+
+/** IEEE half (binary16) bits to a number. */
+export function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** A number to IEEE half bits, rounding to nearest even; overflow gives +-Infinity. */
+export function floatToHalf(x: number): number {
+  f32buf[0] = x;
+  const f = u32buf[0];
+  const sign = (f >>> 16) & 0x8000;
+  const exp = (f >>> 23) & 0xff;
+  let mant = f & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // underflows to zero
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let hm = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && hm & 1)) hm++;
+    return sign | hm;
+  }
+  let hm = mant >>> 13;
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && hm & 1)) {
+    hm++;
+    if (hm === 0x400) {
+      hm = 0;
+      e++;
+      if (e >= 31) return sign | 0x7c00;
+    }
+  }
+  return sign | (e << 10) | hm;
+}
+
+/** A number to bfloat16 bits (upper half of float32, rounded to nearest even). */
+export function floatToBf16(x: number): number {
+  f32buf[0] = x;
+  const f = u32buf[0];
+  if ((f & 0x7f800000) === 0x7f800000 && f & 0x7fffff) return ((f >>> 16) | 0x40) & 0xffff; // quiet NaN
+  const rounded = f + 0x7fff + ((f >>> 16) & 1);
+  return (rounded >>> 16) & 0xffff;
+}
+
+function swapBytes(bytes: Uint8Array, size: number): void {
+  if (size === 1) return;
+  for (let i = 0; i + size <= bytes.length; i += size) {
+    for (let a = i, b = i + size - 1; a < b; a++, b--) {
+      const t = bytes[a];
+      bytes[a] = bytes[b];
+      bytes[b] = t;
+    }
+  }
+}
+
+/** Fill `target` from the file at `position`, looping over short reads. */
+async function readExact(fh: FileHandle, target: Uint8Array, position: number, where: string): Promise<void> {
+  let off = 0;
+  while (off < target.byteLength) {
+    const len = Math.min(target.byteLength - off, 1 << 30);
+    const { bytesRead } = await fh.read(target, off, len, position + off);
+    if (bytesRead === 0) {
+      throw new FormatError(where, `file ended at byte ${position + off} while reading ${target.byteLength} bytes at ${position} (file changed while reading?)`);
+    }
+    off += bytesRead;
+  }
+}
+
+/** Read one tensor's bytes from an open file and convert them to float32 / int32. */
+async function readEntry(fh: FileHandle, header: SafetensorsHeader, entry: SafetensorsEntry, where: string): Promise<SafetensorsArray> {
+  const count = numel(entry.shape);
+  const pos = header.dataStart + entry.dataOffsets[0];
+  const size = DTYPE_SIZE[entry.dtype];
+  const t = `tensor "${entry.name}"`;
+  const raw = async <A extends ArrayBufferView>(make: (n: number) => A): Promise<A> => {
+    const arr = make(count);
+    const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+    await readExact(fh, bytes, pos, where);
+    if (!LITTLE_ENDIAN_HOST) swapBytes(bytes, size);
+    return arr;
+  };
+  switch (entry.dtype) {
+    case 'F32':
+      return { dtype: entry.dtype, shape: entry.shape, data: await raw((k) => new Float32Array(k)) };
+    case 'I32':
+      return { dtype: entry.dtype, shape: entry.shape, data: await raw((k) => new Int32Array(k)) };
+    case 'F16': {
+      const h = await raw((k) => new Uint16Array(k));
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) out[i] = halfToFloat(h[i]);
+      return { dtype: entry.dtype, shape: entry.shape, data: out };
+    }
+    case 'BF16': {
+      const h = await raw((k) => new Uint16Array(k));
+      const out = new Float32Array(count);
+      const bits = new Uint32Array(out.buffer);
+      for (let i = 0; i < count; i++) bits[i] = h[i] << 16;
+      return { dtype: entry.dtype, shape: entry.shape, data: out };
+    }
+    case 'F64': {
+      const d = await raw((k) => new Float64Array(k));
+      const out = new Float32Array(count);
+      for (let i = 0; i < count; i++) {
+        out[i] = d[i];
+        if (!Number.isFinite(out[i]) && Number.isFinite(d[i])) {
+          throw new ValueError(`${where}: ${t}`, `F64 value ${d[i]} at flat index ${i} is beyond the float32 range`);
+        }
+      }
+      return { dtype: entry.dtype, shape: entry.shape, data: out };
+    }
+    case 'I64': {
+      const w = await raw((k) => new Int32Array(2 * k)); // little-endian pairs (low, high)
+      const out = new Int32Array(count);
+      for (let i = 0; i < count; i++) {
+        const lo = w[2 * i];
+        const hi = w[2 * i + 1];
+        if (hi !== (lo < 0 ? -1 : 0)) {
+          const v = (BigInt(hi) << 32n) + BigInt(lo >>> 0);
+          throw new ValueError(`${where}: ${t}`, `I64 value ${v} at flat index ${i} does not fit in int32`);
+        }
+        out[i] = lo;
+      }
+      return { dtype: entry.dtype, shape: entry.shape, data: out };
+    }
+    case 'I16':
+      return { dtype: entry.dtype, shape: entry.shape, data: Int32Array.from(await raw((k) => new Int16Array(k))) };
+    case 'I8':
+      return { dtype: entry.dtype, shape: entry.shape, data: Int32Array.from(await raw((k) => new Int8Array(k))) };
+    case 'U8':
+    case 'BOOL':
+      return { dtype: entry.dtype, shape: entry.shape, data: Int32Array.from(await raw((k) => new Uint8Array(k))) };
+  }
+}
+
+async function openForRead(file: string): Promise<FileHandle> {
+  try {
+    return await fsp.open(file, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ResolveError(file, 'file not found');
+    if (code === 'EISDIR') throw new ResolveError(file, 'expected a safetensors file, found a folder');
+    throw new ResolveError(file, `cannot open: ${(e as Error).message}`);
+  }
+}
+
+async function readHeaderFrom(fh: FileHandle, where: string): Promise<SafetensorsHeader> {
+  const st = await fh.stat();
+  if (!st.isFile()) throw new ResolveError(where, 'expected a regular safetensors file');
+  const size = st.size;
+  const prefix = new Uint8Array(8);
+  if (size >= 8) await readExact(fh, prefix, 0, where);
+  const n = readHeaderLength(prefix, size, where);
+  const all = new Uint8Array(8 + n);
+  all.set(prefix, 0);
+  await readExact(fh, all.subarray(8), 8, where);
+  return parseSafetensorsHeader(all, size, where);
+}
+
+function selectEntries(header: SafetensorsHeader, names: readonly string[] | undefined, where: string): SafetensorsEntry[] {
+  if (!names) return header.tensors;
+  const byName = new Map(header.tensors.map((t) => [t.name, t]));
+  return names.map((nm) => {
+    const e = byName.get(nm);
+    if (!e) {
+      const known = header.tensors.slice(0, 8).map((t) => t.name).join(', ');
+      throw new ValueError(`${where}: names`, `tensor "${nm}" is not in the file (it holds ${header.tensors.length} tensors: ${known}${header.tensors.length > 8 ? ', ...' : ''})`);
+    }
+    return e;
+  });
+}
+
+/** The header of a safetensors file: names, dtypes, shapes, offsets and metadata; reads no data. */
+export async function safetensorsInfo(file: string): Promise<SafetensorsHeader> {
+  const fh = await openForRead(file);
+  try {
+    return await readHeaderFrom(fh, file);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Read tensors as typed arrays (no tf tensors): floating dtypes as Float32Array, integer and BOOL
+ * dtypes as Int32Array (I64 values outside int32 are a ValueError naming the tensor).
+ */
+export async function readSafetensorsArrays(file: string, opts: { names?: readonly string[] } = {}): Promise<Record<string, SafetensorsArray>> {
+  const fh = await openForRead(file);
+  try {
+    const header = await readHeaderFrom(fh, file);
+    const out: Record<string, SafetensorsArray> = {};
+    for (const e of selectEntries(header, opts.names, file)) out[e.name] = await readEntry(fh, header, e, file);
+    return out;
+  } finally {
+    await fh.close();
+  }
+}
+
+function arrayToTensor(a: SafetensorsArray): tf.Tensor {
+  if (a.dtype === 'BOOL') return tf.tensor(Uint8Array.from(a.data), a.shape, 'bool');
+  return tf.tensor(a.data, a.shape, a.data instanceof Float32Array ? 'float32' : 'int32');
+}
+
+/**
+ * Read a safetensors file into tf tensors: F32/F16/BF16/F64 as float32, I32/I64/I16/I8/U8 as int32,
+ * BOOL as bool. `names` reads only those tensors (a missing name is a ValueError). On error no
+ * tensor is left allocated.
+ */
+export async function readSafetensors(file: string, opts: { names?: readonly string[] } = {}): Promise<Record<string, tf.Tensor>> {
+  const fh = await openForRead(file);
+  const out: Record<string, tf.Tensor> = {};
+  try {
+    const header = await readHeaderFrom(fh, file);
+    for (const e of selectEntries(header, opts.names, file)) {
+      // One tensor at a time: its typed array is dropped as soon as the tensor holds the data.
+      out[e.name] = arrayToTensor(await readEntry(fh, header, e, file));
+    }
+    return out;
+  } catch (err) {
+    for (const t of Object.values(out)) t.dispose();
+    throw err;
+  } finally {
+    await fh.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// writing
+
+export type WritableDtype = 'F32' | 'I32' | 'I64' | 'F16' | 'BF16' | 'F64' | 'U8' | 'BOOL';
+
+export interface RawTensor {
+  dtype: WritableDtype;
+  shape: number[];
+  data: ArrayLike<number>;
+}
+
+function encodeRaw(name: string, t: RawTensor, where: string): Uint8Array {
+  const w = `${where}: tensor "${name}"`;
+  if (!isDtype(t.dtype) || !['F32', 'I32', 'I64', 'F16', 'BF16', 'F64', 'U8', 'BOOL'].includes(t.dtype)) {
+    throw new ValueError(`${w}.dtype`, expectedFound('one of F32, I32, I64, F16, BF16, F64, U8, BOOL', t.dtype));
+  }
+  if (!Array.isArray(t.shape) || t.shape.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+    throw new ShapeError(`${w}.shape`, expectedFound('an array of non-negative integers', t.shape));
+  }
+  const count = numel(t.shape);
+  const data = t.data;
+  if (!data || typeof data.length !== 'number' || data.length !== count) {
+    throw new ShapeError(`${w}.data`, expectedFound(`${count} values for shape ${JSON.stringify(t.shape)}`, `${data?.length} values`));
+  }
+  const isInt = t.dtype === 'I32' || t.dtype === 'I64' || t.dtype === 'U8' || t.dtype === 'BOOL';
+  if (isInt) {
+    const [lo, hi] =
+      t.dtype === 'I32' ? [-(2 ** 31), 2 ** 31 - 1] : t.dtype === 'I64' ? [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER] : t.dtype === 'U8' ? [0, 255] : [0, 1];
+    for (let i = 0; i < count; i++) {
+      const v = data[i];
+      if (!Number.isInteger(v) || v < lo || v > hi) {
+        throw new ValueError(`${w}.data[${i}]`, expectedFound(`an integer in [${lo}, ${hi}] for ${t.dtype}`, v));
+      }
+    }
+  }
+  let arr: ArrayBufferView;
+  switch (t.dtype) {
+    case 'F32':
+      arr = data instanceof Float32Array ? data : Float32Array.from(data);
+      break;
+    case 'F64':
+      arr = Float64Array.from(data);
+      break;
+    case 'I32':
+      arr = data instanceof Int32Array ? data : Int32Array.from(data);
+      break;
+    case 'I64': {
+      const b = new BigInt64Array(count);
+      for (let i = 0; i < count; i++) b[i] = BigInt(data[i]);
+      arr = b;
+      break;
+    }
+    case 'F16': {
+      const h = new Uint16Array(count);
+      for (let i = 0; i < count; i++) h[i] = floatToHalf(data[i]);
+      arr = h;
+      break;
+    }
+    case 'BF16': {
+      const h = new Uint16Array(count);
+      for (let i = 0; i < count; i++) h[i] = floatToBf16(data[i]);
+      arr = h;
+      break;
+    }
+    case 'U8':
+    case 'BOOL':
+      arr = Uint8Array.from(data);
+      break;
+  }
+  let bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
+  if (!LITTLE_ENDIAN_HOST) {
+    bytes = bytes.slice();
+    swapBytes(bytes, DTYPE_SIZE[t.dtype]);
+  }
+  return bytes;
+}
+
+function tensorToRaw(name: string, t: tf.Tensor, where: string): RawTensor {
+  if (t.isDisposed) throw new ValueError(`${where}: tensor "${name}"`, 'the tensor is disposed');
+  const data = t.dataSync();
+  switch (t.dtype) {
+    case 'float32':
+      return { dtype: 'F32', shape: t.shape, data: data as Float32Array };
+    case 'int32':
+      return { dtype: 'I32', shape: t.shape, data: data as Int32Array };
+    case 'bool':
+      return { dtype: 'BOOL', shape: t.shape, data: data as Uint8Array };
+    default:
+      throw new ValueError(`${where}: tensor "${name}"`, expectedFound('a float32, int32 or bool tensor', t.dtype));
+  }
+}
+
+/**
+ * Write tensors to a safetensors file, atomically (temp file beside it, fsync, rename). Tensor names
+ * are sorted; the header is padded with spaces so the data section starts 8-byte aligned. tf tensors
+ * are stored as F32 / I32 / BOOL; raw `{dtype, shape, data}` entries may also ask for I64, F16, BF16,
+ * F64 or U8 (F16/BF16 round to nearest even).
+ */
+export async function writeSafetensors(
+  file: string,
+  tensors: Record<string, tf.Tensor | RawTensor>,
+  metadata?: Record<string, string>,
+): Promise<void> {
+  if (!isPlainObject(tensors)) throw new ValueError(`${file}: tensors`, expectedFound('an object of name -> tensor', describeJson(tensors)));
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) {
+    if (!isPlainObject(metadata)) throw new ValueError(`${file}: metadata`, expectedFound('an object of strings', describeJson(metadata)));
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') throw new ValueError(`${file}: metadata["${k}"]`, expectedFound('a string', describeJson(v)));
+    }
+    if (Object.keys(metadata).length) header.__metadata__ = { ...metadata };
+  }
+  const names = Object.keys(tensors).sort();
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const name of names) {
+    if (name.length === 0 || name === '__metadata__') throw new ValueError(`${file}: tensors`, `"${name}" is not a valid tensor name`);
+    const v = tensors[name];
+    const raw = v instanceof tf.Tensor ? tensorToRaw(name, v, file) : encodeCheck(name, v, file);
+    const bytes = encodeRaw(name, raw, file);
+    header[name] = { dtype: raw.dtype, shape: raw.shape.slice(), data_offsets: [offset, offset + bytes.byteLength] };
+    offset += bytes.byteLength;
+    chunks.push(bytes);
+  }
+  let json = JSON.stringify(header);
+  const enc = new TextEncoder();
+  let hbytes = enc.encode(json);
+  const pad = (8 - (hbytes.byteLength % 8)) % 8;
+  if (pad) {
+    json += ' '.repeat(pad);
+    hbytes = enc.encode(json);
+  }
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(hbytes.byteLength), true);
+  await withAtomicFile(file, async (_fh, write) => {
+    await write(prefix);
+    await write(hbytes);
+    for (const c of chunks) await write(c);
+  });
+}
+
+function encodeCheck(name: string, v: unknown, where: string): RawTensor {
+  if (!isPlainObject(v)) {
+    throw new ValueError(`${where}: tensor "${name}"`, expectedFound('a tf.Tensor or {dtype, shape, data}', describeJson(v)));
+  }
+  return v as unknown as RawTensor;
+}
+
+// ---------------------------------------------------------------------------------------------
+// sharded checkpoints
+
+export const SINGLE_FILE = 'model.safetensors';
+export const INDEX_FILE = 'model.safetensors.index.json';
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.access(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Check that a file name from an index or the hub is a plain relative path inside its folder. */
+export function checkRelativeFileName(name: string, where: string): void {
+  if (
+    typeof name !== 'string' ||
+    name.length === 0 ||
+    name.includes('\0') ||
+    name.includes('\\') ||
+    path.posix.isAbsolute(name) ||
+    /^[A-Za-z]:/.test(name) ||
+    name.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')
+  ) {
+    throw new FormatError(where, `file name ${JSON.stringify(name)} is not a plain relative path inside the folder`);
+  }
+}
+
+/**
+ * Parse a model.safetensors.index.json: returns shard file -> tensor names (shards in first-seen
+ * order). A FormatError names the index file and the bad entry.
+ */
+export function parseShardIndex(text: string, where: string): Map<string, string[]> {
+  const json = parseJsonStrict(text, where, 'index');
+  if (!isPlainObject(json)) throw new FormatError(where, `expected a JSON object with "weight_map", found ${describeJson(json)}`);
+  const wm = json.weight_map;
+  if (wm === undefined) throw new FormatError(where, 'missing field "weight_map"');
+  if (!isPlainObject(wm)) throw new FormatError(where, `weight_map must be an object of tensor -> shard file, found ${describeJson(wm)}`);
+  const shards = new Map<string, string[]>();
+  for (const [tensor, shard] of Object.entries(wm)) {
+    if (typeof shard !== 'string') throw new FormatError(where, `weight_map["${tensor}"] must be a shard file name, found ${describeJson(shard)}`);
+    checkRelativeFileName(shard, `${where}: weight_map["${tensor}"]`);
+    const list = shards.get(shard) ?? [];
+    list.push(tensor);
+    shards.set(shard, list);
+  }
+  if (shards.size === 0) throw new FormatError(where, 'weight_map is empty');
+  return shards;
+}
+
+/**
+ * Read all tensors of a checkpoint folder: `model.safetensors`, or `model.safetensors.index.json`
+ * and the shards its weight_map names. A missing shard is a ResolveError naming it; a tensor the
+ * weight_map places in one shard but that is missing there, or a tensor stored in two shards, is a
+ * FormatError. On error no tensor is left allocated.
+ */
+export async function readCheckpointTensors(dir: string, opts: { names?: readonly string[] } = {}): Promise<Record<string, tf.Tensor>> {
+  const single = path.join(dir, SINGLE_FILE);
+  const index = path.join(dir, INDEX_FILE);
+  if (await exists(single)) return readSafetensors(single, opts);
+  if (!(await exists(index))) {
+    if (!(await exists(dir))) throw new ResolveError(dir, 'checkpoint folder not found');
+    throw new ResolveError(dir, `no ${SINGLE_FILE} or ${INDEX_FILE} in the folder (only safetensors checkpoints are supported)`);
+  }
+  const shards = parseShardIndex(await fsp.readFile(index, 'utf8'), index);
+  // Check every shard's header before reading any data: missing shards, missing or repeated tensors.
+  const owner = new Map<string, string>();
+  for (const [shard, listed] of shards) {
+    const file = path.join(dir, shard);
+    if (!(await exists(file))) throw new ResolveError(file, `shard "${shard}" named in ${INDEX_FILE} is missing`);
+    const header = await safetensorsInfo(file);
+    for (const t of header.tensors) {
+      const prev = owner.get(t.name);
+      if (prev !== undefined) throw new FormatError(index, `tensor "${t.name}" is stored twice, in shards "${prev}" and "${shard}"`);
+      owner.set(t.name, shard);
+    }
+    const inShard = new Set(header.tensors.map((t) => t.name));
+    for (const t of listed) {
+      if (!inShard.has(t)) throw new FormatError(file, `tensor "${t}" is listed for shard "${shard}" in ${INDEX_FILE} but is not in the shard`);
+    }
+  }
+  let wanted: Map<string, string[]>;
+  if (opts.names) {
+    wanted = new Map();
+    for (const nm of opts.names) {
+      const shard = owner.get(nm);
+      if (shard === undefined) throw new ValueError(`${index}: names`, `tensor "${nm}" is not in the checkpoint`);
+      wanted.set(shard, [...(wanted.get(shard) ?? []), nm]);
+    }
+  } else {
+    wanted = shards;
+  }
+  const out: Record<string, tf.Tensor> = {};
+  try {
+    for (const [shard, listed] of wanted) {
+      Object.assign(out, await readSafetensors(path.join(dir, shard), { names: listed }));
+    }
+  } catch (err) {
+    for (const t of Object.values(out)) t.dispose();
+    throw err;
+  }
+  return out;
+}
+
+// Re-exported for callers that check JSON headers themselves.
+export { findDuplicateKey };
