@@ -1,0 +1,371 @@
+import { strict as assert } from 'node:assert';
+import { createRequire } from 'node:module';
+import { promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import {
+  headHeatmap,
+  attentionPattern,
+  attentionGrid,
+  linePlot,
+  tokenStrip,
+  patchingHeatmap,
+  bar,
+  histogram,
+  rocCurve,
+  rocPoints,
+  formatValue,
+  dedupeLabels,
+  tokenLabel,
+  show,
+  saveHtml,
+  figuresPage,
+  describeFigure,
+  DIVERGING,
+  SEQUENTIAL,
+} from '../src/plot/index.js';
+import type { Figure } from '../src/plot/index.js';
+import { makeHeadScores } from '../src/results.js';
+import { ShapeError, ValueError } from '../src/errors.js';
+import { rng } from '../src/util/random.js';
+
+const zw = /\u200b/g;
+
+describe('plot: figure builders', () => {
+  describe('headHeatmap', () => {
+    it('hover text is "L<layer>.H<head>: value" with 2 decimals, title is the method', () => {
+      const hs = makeHeadScores('induction', [
+        [0.1, 0.25, 0.004],
+        [0.83, 0.5, 1],
+      ]);
+      const fig = headHeatmap(hs);
+      const t = fig.data[0];
+      assert.equal(t.type, 'heatmap');
+      assert.deepEqual(t.text, [
+        ['L0.H0: 0.10', 'L0.H1: 0.25', 'L0.H2: 0.00'],
+        ['L1.H0: 0.83', 'L1.H1: 0.50', 'L1.H2: 1.00'],
+      ]);
+      assert.equal(t.hovertemplate, '%{text}<extra></extra>');
+      assert.deepEqual(t.x, [0, 1, 2]);
+      assert.deepEqual(t.y, [0, 1]);
+      assert.deepEqual(t.z, hs.scores);
+      assert.equal(fig.layout.title?.text, 'induction');
+      assert.equal(fig.layout.xaxis?.title?.text, 'Head');
+      assert.equal(fig.layout.yaxis?.title?.text, 'Layer');
+      assert.equal(fig.layout.yaxis?.autorange, 'reversed');
+      // one-signed scores: sequential scale over the data range
+      assert.equal(t.colorscale, SEQUENTIAL);
+      assert.equal(t.zmin, 0.004);
+      assert.equal(t.zmax, 1);
+      assert.equal(t.zmid, undefined);
+    });
+
+    it('a 12x12 grid puts L9.H6 at row 9, column 6', () => {
+      const scores = Array.from({ length: 12 }, (_, l) => Array.from({ length: 12 }, (_, h) => (l === 9 && h === 6 ? 0.8312 : 0)));
+      const fig = headHeatmap(makeHeadScores('s', scores), { decimals: 3 });
+      const text = fig.data[0].text as string[][];
+      assert.equal(text[9][6], 'L9.H6: 0.831');
+      assert.equal(text[0][0], 'L0.H0: 0.000');
+    });
+
+    it('scores of both signs get a diverging scale centred at 0, symmetric', () => {
+      const fig = headHeatmap(makeHeadScores('head-patching', [[-0.2, 0.5], [0.1, -0.001]], {}, { model: 'gpt2' }));
+      const t = fig.data[0];
+      assert.equal(t.colorscale, DIVERGING);
+      assert.equal(t.zmid, 0);
+      assert.equal(t.zmin, -0.5);
+      assert.equal(t.zmax, 0.5);
+      assert.equal((t.text as string[][])[1][1], 'L1.H1: 0.00'); // no "-0.00"
+      assert.equal((t.text as string[][])[0][0], 'L0.H0: -0.20');
+      assert.equal(fig.layout.title?.text, 'head-patching (gpt2)');
+    });
+
+    it('rejects a grid that does not match nLayers x nHeads, and NaN scores', () => {
+      const hs = makeHeadScores('x', [[1, 2], [3, 4]]);
+      assert.throws(() => headHeatmap({ ...hs, nHeads: 3 }), ShapeError);
+      assert.throws(() => headHeatmap({ ...hs, scores: [[1, 2], [3]] }), ShapeError);
+      assert.throws(() => headHeatmap({ ...hs, scores: [[1, NaN], [3, 4]] }), (e: unknown) => e instanceof ValueError && /\[0\]\[1\]/.test(e.message));
+    });
+  });
+
+  describe('attentionPattern', () => {
+    it('takes a q x k tensor, labels both axes with tokens and leaves no tensors behind', () => {
+      const pat = tf.tensor2d([
+        [1, 0, 0],
+        [0.25, 0.75, 0],
+        [0.2, 0.3, 0.5],
+      ]);
+      const before = tf.memory().numTensors;
+      const fig = attentionPattern(pat, ['<|endoftext|>', ' the', ' cat']);
+      assert.equal(tf.memory().numTensors, before);
+      pat.dispose();
+      const t = fig.data[0];
+      assert.deepEqual(t.x, ['&lt;|endoftext|&gt;', ' the', ' cat']);
+      assert.deepEqual(t.y, t.x);
+      assert.equal((t.z as number[][])[1][1], 0.75);
+      assert.equal((t.text as string[][])[2][1], 'q2  cat → k1  the: 0.30');
+      assert.equal(fig.layout.xaxis?.type, 'category');
+      assert.equal(fig.layout.yaxis?.type, 'category');
+      assert.equal(fig.layout.xaxis?.title?.text, 'Key');
+      assert.equal(fig.layout.yaxis?.title?.text, 'Query');
+      assert.equal(t.zmin, 0);
+      assert.equal(t.zmax, 1);
+    });
+
+    it('repeated tokens keep their own rows and columns (invisible suffixes)', () => {
+      const toks = ['A', 'B', 'A', 'B', 'A'];
+      const z = toks.map((_, i) => toks.map((__, j) => (j <= i ? 1 / (i + 1) : 0)));
+      const fig = attentionPattern(z, toks);
+      const x = fig.data[0].x as string[];
+      assert.equal(new Set(x).size, 5);
+      assert.deepEqual(x.map((s) => s.replace(zw, '')), toks);
+      assert.deepEqual(x, ['A', 'B', 'A\u200b', 'B\u200b', 'A\u200b\u200b']);
+      // a label that already ends like a suffixed repeat still stays distinct
+      assert.equal(new Set(dedupeLabels(['a', 'a\u200b', 'a'])).size, 3);
+    });
+
+    it('fewer queries than keys: rows are the last tokens', () => {
+      const fig = attentionPattern([[0.5, 0.25, 0.25]], ['x', 'y', 'z']);
+      assert.deepEqual(fig.data[0].y, ['z']);
+      assert.equal((fig.data[0].text as string[][])[0][0], 'q2 z → k0 x: 0.50');
+    });
+
+    it('throws ShapeError for a wrong rank or a token count that does not match', () => {
+      const t3 = tf.zeros([1, 2, 2]);
+      assert.throws(() => attentionPattern(t3 as unknown as tf.Tensor2D, ['a', 'b']), (e: unknown) => e instanceof ShapeError && /rank 3/.test(e.message));
+      t3.dispose();
+      assert.throws(() => attentionPattern([[1, 0], [0.5, 0.5]], ['a', 'b', 'c']), (e: unknown) => e instanceof ShapeError && /tokens/.test(e.message) && /found 3/.test(e.message));
+      assert.throws(() => attentionPattern([[1, 0], [0.5]], ['a', 'b']), ShapeError);
+      assert.throws(() => attentionPattern([[1, 0], [0.5, 0.5], [0, 1]], ['a', 'b']), ShapeError);
+      assert.throws(() => attentionPattern([], []), ShapeError);
+    });
+
+    it('tokenLabel makes whitespace and HTML visible', () => {
+      assert.equal(tokenLabel('a\nb'), 'a\\nb');
+      assert.equal(tokenLabel(''), '∅');
+      assert.equal(tokenLabel('<b>&'), '&lt;b&gt;&amp;');
+    });
+  });
+
+  describe('attentionGrid', () => {
+    it('one trace per head, the first visible, a dropdown that shows exactly one', () => {
+      const pats = tf.tensor3d([
+        [[1, 0], [0.5, 0.5]],
+        [[1, 0], [0.75, 0.25]],
+        [[1, 0], [0, 1]],
+      ]);
+      const before = tf.memory().numTensors;
+      const fig = attentionGrid(pats, ['a', 'b'], { headNames: ['L1.H0', 'L1.H1', 'L1.H2'], title: 'L1' });
+      assert.equal(tf.memory().numTensors, before);
+      pats.dispose();
+      assert.equal(fig.data.length, 3);
+      assert.deepEqual(fig.data.map((t) => t.visible), [true, false, false]);
+      assert.deepEqual(fig.data.map((t) => t.name), ['L1.H0', 'L1.H1', 'L1.H2']);
+      assert.equal((fig.data[1].z as number[][])[1][0], 0.75);
+      const menu = fig.layout.updatemenus![0];
+      assert.deepEqual(menu.buttons.map((b) => b.label), ['L1.H0', 'L1.H1', 'L1.H2']);
+      assert.deepEqual(menu.buttons[2].args[0], { visible: [false, false, true] });
+      assert.deepEqual(menu.buttons[2].args[1], { 'title.text': 'L1: L1.H2' });
+      assert.equal(fig.layout.title?.text, 'L1: L1.H0');
+    });
+
+    it('throws ShapeError for a rank-2 tensor, wrong headNames or token counts', () => {
+      const t2 = tf.zeros([2, 2]);
+      assert.throws(() => attentionGrid(t2, ['a', 'b']), (e: unknown) => e instanceof ShapeError && /rank-3/.test(e.message));
+      t2.dispose();
+      const z = [[[1, 0], [0.5, 0.5]]];
+      assert.throws(() => attentionGrid(z, ['a', 'b'], { headNames: ['x', 'y'] }), ShapeError);
+      assert.throws(() => attentionGrid(z, ['a']), ShapeError);
+      assert.throws(() => attentionGrid([[[1, 0], [0.5, 0.5]], [[1]]], ['a', 'b']), ShapeError);
+    });
+  });
+
+  describe('linePlot, bar, histogram', () => {
+    it('series get default x = 0..n-1, names and axis titles', () => {
+      const fig = linePlot(
+        [
+          { name: 'clean', y: [0.1, 0.2, 0.4] },
+          { name: 'corrupt', x: [2, 4, 6], y: [1, 2, 3] },
+        ],
+        { title: 'logit diff', xTitle: 'Layer', yTitle: 'Logit diff' },
+      );
+      assert.deepEqual(fig.data[0].x, [0, 1, 2]);
+      assert.deepEqual(fig.data[1].x, [2, 4, 6]);
+      assert.deepEqual(fig.data.map((t) => t.name), ['clean', 'corrupt']);
+      assert.equal(fig.layout.xaxis?.title?.text, 'Layer');
+      assert.equal(fig.layout.yaxis?.title?.text, 'Logit diff');
+      assert.equal(fig.layout.title?.text, 'logit diff');
+      assert.equal(fig.layout.showlegend, true);
+    });
+
+    it('rejects x/y of different lengths, no series and non-finite values', () => {
+      const o = { title: '', xTitle: '', yTitle: '' };
+      assert.throws(() => linePlot([{ name: 's', x: [0, 1], y: [1, 2, 3] }], o), ShapeError);
+      assert.throws(() => linePlot([], o), ShapeError);
+      assert.throws(() => linePlot([{ name: 's', y: [1, Infinity] }], o), ValueError);
+    });
+
+    it('bar and histogram carry the values', () => {
+      const b = bar(['x', 'x', 'y'], [1, 2.5, -1], { title: 'b' });
+      assert.deepEqual(b.data[0].y, [1, 2.5, -1]);
+      assert.deepEqual((b.data[0].x as string[]).map((s) => s.replace(zw, '')), ['x', 'x', 'y']);
+      assert.deepEqual(b.data[0].text, ['x: 1.000', 'x: 2.500', 'y: -1.000']);
+      assert.throws(() => bar(['a'], [1, 2]), ShapeError);
+      const h = histogram([1, 2, 2, 3], { nbins: 3 });
+      assert.deepEqual(h.data[0].x, [1, 2, 2, 3]);
+      assert.equal(h.data[0].nbinsx, 3);
+      assert.throws(() => histogram([]), ShapeError);
+    });
+  });
+
+  describe('rocPoints / rocCurve', () => {
+    it('hand case: points and AUC 0.75', () => {
+      const r = rocPoints([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]);
+      assert.deepEqual(r.fpr, [0, 0, 0.5, 0.5, 1]);
+      assert.deepEqual(r.tpr, [0, 0.5, 0.5, 1, 1]);
+      assert.deepEqual(r.thresholds, [Infinity, 0.9, 0.8, 0.7, 0.6]);
+      assert.equal(r.auc, 0.75);
+    });
+
+    it('AUC equals the brute-force pair count (ties one half) on seeded data with ties', () => {
+      const g = rng(7);
+      const n = 200;
+      const scores = Array.from({ length: n }, () => Math.round(g.next() * 20) / 20);
+      const labels = scores.map((s) => g.next() < 0.3 + 0.4 * s);
+      let wins = 0;
+      let pairs = 0;
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+        if (labels[i] && !labels[j]) {
+          pairs++;
+          wins += scores[i] > scores[j] ? 1 : scores[i] === scores[j] ? 0.5 : 0;
+        }
+      }
+      const r = rocPoints(scores, labels);
+      assert.ok(Math.abs(r.auc - wins / pairs) < 1e-12, `${r.auc} vs ${wins / pairs}`);
+      assert.ok(r.auc > 0.55);
+      const fig = rocCurve(scores, labels, { name: 'probe' });
+      assert.equal(fig.data[0].name, `probe (AUC = ${formatValue(wins / pairs, 3)})`);
+    });
+
+    it('needs both classes and one label per score', () => {
+      assert.throws(() => rocPoints([1, 2], [1, 1]), ValueError);
+      assert.throws(() => rocPoints([1, 2], [1]), ShapeError);
+      assert.throws(() => rocPoints([1, 2], [1, 2]), ValueError);
+    });
+  });
+
+  describe('tokenStrip', () => {
+    it('wraps tokens into rows, writes each token on its cell', () => {
+      const fig = tokenStrip(['The', ' cat', ' sat'], [0.5, -1, 2], { perRow: 2, title: 'loss' });
+      const t = fig.data[0];
+      assert.deepEqual(t.z, [[0.5, -1], [2, null]]);
+      assert.deepEqual(t.text, [['0 The: 0.50', '1  cat: -1.00'], ['2  sat: 2.00', '']]);
+      const ann = fig.layout.annotations!;
+      assert.deepEqual(ann.map((a) => [a.x, a.y, a.text]), [[0, 0, 'The'], [1, 0, ' cat'], [0, 1, ' sat']]);
+      assert.equal(t.zmid, 0);
+      assert.equal(t.zmin, -2);
+      assert.equal(t.zmax, 2);
+    });
+
+    it('throws ShapeError when tokens and values differ in length', () => {
+      assert.throws(() => tokenStrip(['a', 'b'], [1]), ShapeError);
+      assert.throws(() => tokenStrip([], []), ShapeError);
+      assert.throws(() => tokenStrip(['a'], [1], { perRow: 0 }), ValueError);
+    });
+  });
+
+  describe('patchingHeatmap', () => {
+    it('per (layer, position): token columns, layer rows, hover names both', () => {
+      const v = [
+        [0.9, -0.1, 0.0],
+        [0.2, 0.7, -0.3],
+      ];
+      const fig = patchingHeatmap(v, { rowLabels: ['0', '1'], colLabels: ['When', ' Mary', ' Mary'], title: 'resid_pre' });
+      const t = fig.data[0];
+      assert.deepEqual((t.x as string[]).map((s) => s.replace(zw, '')), ['When', ' Mary', ' Mary']);
+      assert.equal(new Set(t.x as string[]).size, 3);
+      assert.deepEqual(t.y, ['0', '1']);
+      assert.equal((t.text as string[][])[1][2], 'Layer 1, Position 2  Mary: -0.30');
+      assert.equal(t.zmid, 0);
+      assert.equal(t.zmax, 0.9);
+      assert.equal(fig.layout.title?.text, 'resid_pre');
+    });
+
+    it('per (layer, head) with axis titles; wrong label counts throw', () => {
+      const fig = patchingHeatmap(tf.tensor2d([[1, 2], [3, 4]]).arraySync(), { xTitle: 'Head', colLabels: ['0', '1'] });
+      assert.equal(fig.layout.xaxis?.title?.text, 'Head');
+      assert.equal((fig.data[0].text as string[][])[0][1], 'Layer 0, Head 1 1: 2.00');
+      assert.throws(() => patchingHeatmap([[1, 2]], { rowLabels: ['a', 'b'] }), ShapeError);
+      assert.throws(() => patchingHeatmap([[1, 2]], { colLabels: ['a'] }), ShapeError);
+    });
+  });
+});
+
+describe('plot: show and saveHtml', () => {
+  const fig = (): Figure => headHeatmap(makeHeadScores('sink', [[0.1, 0.9]]));
+
+  it('show() outside tslab prints a one-line summary', () => {
+    const lines: string[] = [];
+    const orig = console.log;
+    console.log = (s: string) => lines.push(s);
+    try {
+      show([fig(), linePlot([{ name: 'a', y: [1, 2, 3] }], { title: 'T', xTitle: 'x', yTitle: 'y' })]);
+    } finally {
+      console.log = orig;
+    }
+    assert.deepEqual(lines, ['[tflens figure "sink": heatmap 1x2]', '[tflens figure "T": scatter (3 points)]']);
+    assert.equal(describeFigure(bar(['a'], [1])), '[tflens figure: bar (1 points)]');
+  });
+
+  it('show() in a tslab kernel inlines plotly.js once, then only figures', () => {
+    // Load the real tslab modules the kernel uses and give them a display sink, as the kernel does per cell.
+    const req = createRequire(import.meta.url);
+    const jupyter = req('tslab/dist/jupyter.js') as { lastWriteDisplayData: unknown };
+    const outputs: Array<{ html: string; id: unknown; update: boolean }> = [];
+    jupyter.lastWriteDisplayData = (msg: { data: Record<string, string>; transient: { display_id?: string } }, update: boolean) =>
+      outputs.push({ html: msg.data['text/html'], id: msg.transient.display_id, update });
+    try {
+      show(fig());
+      show([fig(), fig()]);
+    } finally {
+      jupyter.lastWriteDisplayData = null;
+    }
+    assert.equal(outputs.length, 2);
+    assert.ok(outputs[0].html.includes('window.Plotly'));
+    assert.ok(outputs[0].html.length > 1_000_000, 'first output carries plotly.js');
+    assert.ok(outputs[1].html.length < 100_000, 'later outputs reuse window.Plotly');
+    assert.equal((outputs[1].html.match(/class="tflens-plot"/g) ?? []).length, 2);
+    assert.ok(outputs[1].html.includes('"L0.H1: 0.90"'));
+    const ids = [...outputs.map((o) => o.html).join('').matchAll(/<div id="([^"]+)"/g)].map((m) => m[1]);
+    assert.equal(new Set(ids).size, 3);
+  });
+
+  it('saveHtml writes one standalone page: plotly inlined, no network, one div per figure', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tflens-plot-'));
+    const file = path.join(dir, 'figs.html');
+    const figs = [fig(), attentionPattern([[1, 0], [0.5, 0.5]], ['<a>', '</script>'])];
+    await saveHtml(figs, file, { title: 'Two <figures>' });
+    const html = await fsp.readFile(file, 'utf8');
+    assert.ok(html.startsWith('<!DOCTYPE html>'));
+    assert.ok(html.includes('<title>Two &lt;figures&gt;</title>'));
+    assert.equal((html.match(/class="tflens-plot"/g) ?? []).length, 2);
+    // 1 library script + 2 figure scripts, each closed once: no "</script" leaks from the data or the bundle
+    assert.equal((html.match(/<script/g) ?? []).length, 3);
+    assert.equal((html.match(/<\/script>/g) ?? []).length, 3);
+    assert.ok(!/<script[^>]*\bsrc=/.test(html), 'no external scripts');
+    assert.ok(html.includes('window.Plotly = Plotly') || /window\.Plotly\s*=/.test(html));
+    assert.deepEqual(await fsp.readdir(dir), ['figs.html']);
+    assert.equal(html, figuresPage(figs, { title: 'Two <figures>' }), 'the page is deterministic');
+    await fsp.rm(dir, { recursive: true });
+  });
+
+  it('saveHtml with a bad figure throws before writing anything', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tflens-plot-'));
+    const file = path.join(dir, 'bad.html');
+    await assert.rejects(saveHtml([fig(), { data: 'x' } as unknown as Figure], file), ShapeError);
+    await assert.rejects(saveHtml([], file), ShapeError);
+    assert.deepEqual(await fsp.readdir(dir), []);
+    await fsp.rm(dir, { recursive: true });
+  });
+});
