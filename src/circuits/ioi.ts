@@ -1,0 +1,464 @@
+/**
+ * The Indirect Object Identification (IOI) dataset and its metrics, exactly as
+ * /work/shared/specs/IOI.md (Wang et al. 2022; the templates, places, objects and names of the
+ * dataset code the IOI literature shares). Works with any tokenizer given as
+ * `{ encode(text): number[] }`; nothing here needs a model.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ConfigError, ShapeError, ValueError, expectedFound } from '../errors.js';
+import { rng, type Rng } from '../util/random.js';
+
+/** The 15 BABA templates ([A] = indirect object, [B] = subject). */
+export const BABA_TEMPLATES: readonly string[] = [
+  'Then, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]',
+  'Then, [B] and [A] had a lot of fun at the [PLACE]. [B] gave a [OBJECT] to [A]',
+  'Then, [B] and [A] were working at the [PLACE]. [B] decided to give a [OBJECT] to [A]',
+  'Then, [B] and [A] were thinking about going to the [PLACE]. [B] wanted to give a [OBJECT] to [A]',
+  'Then, [B] and [A] had a long argument, and afterwards [B] said to [A]',
+  'After [B] and [A] went to the [PLACE], [B] gave a [OBJECT] to [A]',
+  'When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give it to [A]',
+  'When [B] and [A] got a [OBJECT] at the [PLACE], [B] decided to give the [OBJECT] to [A]',
+  'While [B] and [A] were working at the [PLACE], [B] gave a [OBJECT] to [A]',
+  'While [B] and [A] were commuting to the [PLACE], [B] gave a [OBJECT] to [A]',
+  'After the lunch, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]',
+  'Afterwards, [B] and [A] went to the [PLACE]. [B] gave a [OBJECT] to [A]',
+  'Then, [B] and [A] had a long argument. Afterwards [B] said to [A]',
+  'The [PLACE] [B] and [A] went to had a [OBJECT]. [B] gave it to [A]',
+  'Friends [B] and [A] found a [OBJECT] at the [PLACE]. [B] gave it to [A]',
+];
+
+/** Swap the two names of the first clause: the first [B] becomes [A] and the first [A] becomes [B]. */
+export function swapFirstClause(template: string): string {
+  const b = template.indexOf('[B]');
+  const a = template.indexOf('[A]');
+  if (b < 0 || a < 0) throw new ValueError('swapFirstClause(template)', expectedFound('a template with [A] and [B]', template));
+  const chars = template.split('');
+  chars.splice(b, 3, '[', 'A', ']');
+  chars.splice(a, 3, '[', 'B', ']');
+  return chars.join('');
+}
+
+/** The 15 ABBA templates: BABA with the first clause's names swapped. */
+export const ABBA_TEMPLATES: readonly string[] = BABA_TEMPLATES.map(swapFirstClause);
+
+/** The 4 three-name templates used for corrupted runs. */
+export const ABC_TEMPLATES: readonly string[] = [
+  'Then, [A], [B] and [C] went to the [PLACE]. [B] and [C] gave a [OBJECT] to [A]',
+  'Afterwards [A], [B] and [C] went to the [PLACE]. [B] and [C] gave a [OBJECT] to [A]',
+  'When [A], [B] and [C] arrived at the [PLACE], [B] and [C] gave a [OBJECT] to [A]',
+  'Friends [A], [B] and [C] went to the [PLACE]. [B] and [C] gave a [OBJECT] to [A]',
+];
+
+export const PLACES: readonly string[] = ['store', 'garden', 'restaurant', 'school', 'hospital', 'office', 'house', 'station'];
+export const OBJECTS: readonly string[] = ['ring', 'kiss', 'bone', 'basketball', 'computer', 'necklace', 'drink', 'snack'];
+
+/**
+ * The names, each one GPT-2 token with its leading space. The spec calls them "100", but its list,
+ * like the NAMES list of the dataset code the IOI literature shares, holds 99; reproduced verbatim.
+ */
+export const NAMES: readonly string[] = [
+  'Michael', 'Christopher', 'Jessica', 'Matthew', 'Ashley', 'Jennifer', 'Joshua', 'Amanda', 'Daniel', 'David',
+  'James', 'Robert', 'John', 'Joseph', 'Andrew', 'Ryan', 'Brandon', 'Jason', 'Justin', 'Sarah',
+  'William', 'Jonathan', 'Stephanie', 'Brian', 'Nicole', 'Nicholas', 'Anthony', 'Heather', 'Eric', 'Elizabeth',
+  'Adam', 'Megan', 'Melissa', 'Kevin', 'Steven', 'Thomas', 'Timothy', 'Christina', 'Kyle', 'Rachel',
+  'Laura', 'Lauren', 'Amber', 'Brittany', 'Danielle', 'Richard', 'Kimberly', 'Jeffrey', 'Amy', 'Crystal',
+  'Michelle', 'Tiffany', 'Jeremy', 'Benjamin', 'Mark', 'Emily', 'Aaron', 'Charles', 'Rebecca', 'Jacob',
+  'Stephen', 'Patrick', 'Sean', 'Erin', 'Jamie', 'Kelly', 'Samantha', 'Nathan', 'Sara', 'Dustin',
+  'Paul', 'Angela', 'Tyler', 'Scott', 'Katherine', 'Andrea', 'Gregory', 'Erica', 'Mary', 'Travis',
+  'Lisa', 'Kenneth', 'Bryan', 'Lindsey', 'Kristen', 'Jose', 'Alexander', 'Jesse', 'Katie', 'Lindsay',
+  'Shannon', 'Vanessa', 'Courtney', 'Christine', 'Alicia', 'Cody', 'Allison', 'Bradley', 'Samuel',
+];
+
+/** A tokenizer as the IOI code needs it. */
+export interface IOITokenizer {
+  encode(text: string): number[];
+  decode?(ids: number[]): string;
+  /** BOS id, needed when prependBos is true. */
+  bosTokenId?: number;
+}
+
+export type IOIPromptType = 'mixed' | 'BABA' | 'ABBA' | 'ABC';
+export type IOITemplateKind = 'BABA' | 'ABBA' | 'ABC';
+export const IOI_POSITIONS = ['IO', 'IO-1', 'IO+1', 'S', 'S-1', 'S+1', 'S2', 'end', 'starts', 'punct'] as const;
+export type IOIPosition = (typeof IOI_POSITIONS)[number];
+
+export interface IOIDataset {
+  /** Prompts without the final IO name (what the model sees). */
+  prompts: string[];
+  /** Full sentences, ending in " " + IO. */
+  texts: string[];
+  /** Token ids of each prompt, un-padded (BOS first when prependBos). */
+  tokens: number[][];
+  /** Token id of " " + IO (the answer) and of " " + S, per prompt. */
+  ioTokens: number[];
+  sTokens: number[];
+  ioNames: string[];
+  sNames: string[];
+  /** For corrupted/ABC prompts: the name at S1 when it differs from S (else equals sNames). */
+  s1Names: string[];
+  /** Third name drawn per prompt (used by ABC templates). */
+  cNames: string[];
+  places: string[];
+  objects: string[];
+  /** Index into the template list of the kind (0..14 for BABA/ABBA, 0..3 for ABC). */
+  templateIds: number[];
+  templateKinds: IOITemplateKind[];
+  /** Token positions per prompt (indices into `tokens[i]`). */
+  wordIdx: Record<IOIPosition, number[]>;
+  /** The names that were usable (single tokens with a leading space). */
+  names: string[];
+  prependBos: boolean;
+  seed: number;
+  promptType: IOIPromptType;
+  /** Set on corrupted datasets: the flips applied. */
+  flips?: Array<[string, string]>;
+}
+
+export interface IOIOptions {
+  /** Number of prompts (even when symmetric). */
+  n: number;
+  seed?: number;
+  /** 'mixed' (default): template uniform over the 30 BABA+ABBA templates. */
+  promptType?: IOIPromptType;
+  /** Add each prompt again with A and B swapped (n/2 pairs). */
+  symmetric?: boolean;
+  /** Put the tokenizer's BOS first (default true, like model.toTokens). */
+  prependBos?: boolean;
+  /** Names to draw from (default NAMES). */
+  names?: readonly string[];
+}
+
+const WARNED = new WeakSet<object>();
+
+/** The names of `candidates` that encode to exactly one token with a leading space (others dropped with a warning). */
+export function singleTokenNames(tokenizer: IOITokenizer, candidates: readonly string[] = NAMES): string[] {
+  const ok: string[] = [];
+  const dropped: string[] = [];
+  for (const n of candidates) (tokenizer.encode(' ' + n).length === 1 ? ok : dropped).push(n);
+  if (dropped.length > 0 && !WARNED.has(tokenizer)) {
+    WARNED.add(tokenizer);
+    console.warn(`IOI: dropped ${dropped.length} name(s) that are not one token with a leading space: ${dropped.join(', ')}`);
+  }
+  return ok;
+}
+
+function fill(template: string, a: string, b: string, c: string, place: string, object: string): string {
+  return template
+    .replaceAll('[A]', a)
+    .replaceAll('[B]', b)
+    .replaceAll('[C]', c)
+    .replaceAll('[PLACE]', place)
+    .replaceAll('[OBJECT]', object);
+}
+
+function templatesOf(kind: IOITemplateKind): readonly string[] {
+  return kind === 'BABA' ? BABA_TEMPLATES : kind === 'ABBA' ? ABBA_TEMPLATES : ABC_TEMPLATES;
+}
+
+interface RawPrompt {
+  kind: IOITemplateKind;
+  templateId: number;
+  io: string;
+  s: string;
+  s1: string;
+  c: string;
+  place: string;
+  object: string;
+  text: string;
+}
+
+/** Build the full sentence for a template with the IO and S names (S1 may differ after corruption). */
+function buildText(kind: IOITemplateKind, templateId: number, io: string, s: string, s1: string, c: string, place: string, object: string): string {
+  const t = templatesOf(kind)[templateId];
+  // Fill the first [B] (the S1 occurrence) separately so corruption can replace only S1.
+  const firstB = t.indexOf('[B]');
+  const head = t.slice(0, firstB) + s1;
+  const rest = t.slice(firstB + 3);
+  return fill(head, io, s, c, place, object) + fill(rest, io, s, c, place, object);
+}
+
+function promptOf(text: string, io: string): string {
+  const suffix = ' ' + io;
+  if (!text.endsWith(suffix)) throw new ValueError('IOI text', expectedFound(`a sentence ending in "${suffix}"`, text));
+  return text.slice(0, text.length - suffix.length);
+}
+
+function singleToken(tokenizer: IOITokenizer, text: string, where: string): number {
+  const ids = tokenizer.encode(text);
+  if (ids.length !== 1) throw new ValueError(where, expectedFound(`"${text}" to be one token`, `${ids.length} tokens ${JSON.stringify(ids)}`));
+  return ids[0];
+}
+
+function finish(raw: RawPrompt[], tokenizer: IOITokenizer, opts: Required<Pick<IOIOptions, 'seed' | 'promptType' | 'prependBos'>>, names: string[]): IOIDataset {
+  const bos = tokenizer.bosTokenId;
+  if (opts.prependBos && (bos === undefined || !Number.isInteger(bos))) {
+    throw new ConfigError('IOI tokenizer.bosTokenId', expectedFound('a BOS token id (or prependBos: false)', bos));
+  }
+  const dotId = tokenizer.encode('.');
+  const commaId = tokenizer.encode(',');
+  const wordIdx = Object.fromEntries(IOI_POSITIONS.map((k) => [k, [] as number[]])) as Record<IOIPosition, number[]>;
+  const ds: IOIDataset = {
+    prompts: [],
+    texts: [],
+    tokens: [],
+    ioTokens: [],
+    sTokens: [],
+    ioNames: [],
+    sNames: [],
+    s1Names: [],
+    cNames: [],
+    places: [],
+    objects: [],
+    templateIds: [],
+    templateKinds: [],
+    wordIdx,
+    names,
+    prependBos: opts.prependBos,
+    seed: opts.seed,
+    promptType: opts.promptType,
+  };
+  raw.forEach((r, i) => {
+    const where = `IOI prompt ${i} ("${r.text}")`;
+    const prompt = promptOf(r.text, r.io);
+    const toks = (opts.prependBos ? [bos as number] : []).concat(tokenizer.encode(prompt));
+    const ioTok = singleToken(tokenizer, ' ' + r.io, `${where}: IO name`);
+    const sTok = singleToken(tokenizer, ' ' + r.s, `${where}: S name`);
+    const s1Tok = singleToken(tokenizer, ' ' + r.s1, `${where}: S1 name`);
+    const io = toks.indexOf(ioTok);
+    const s1 = toks.indexOf(s1Tok);
+    const s2 = toks.lastIndexOf(sTok);
+    if (io < 0 || s1 < 0 || s2 < 0 || s2 === s1) {
+      throw new ValueError(where, expectedFound('IO, S1 and a distinct S2 as whole tokens in the prompt', { io, s1, s2 }));
+    }
+    // punct: the first "." when the sentence has one, else the first "," (the literature's rule).
+    const pid = r.text.includes('.') && dotId.length === 1 ? dotId[0] : commaId.length === 1 ? commaId[0] : -1;
+    const punct = toks.indexOf(pid);
+    if (punct < 0) throw new ValueError(where, expectedFound('a "." or "," token', 'none (tokenizer merges punctuation?)'));
+    const pos: Record<IOIPosition, number> = {
+      IO: io,
+      'IO-1': io - 1,
+      'IO+1': io + 1,
+      S: s1,
+      'S-1': s1 - 1,
+      'S+1': s1 + 1,
+      S2: s2,
+      end: toks.length - 1,
+      starts: 0,
+      punct,
+    };
+    for (const k of IOI_POSITIONS) wordIdx[k].push(pos[k]);
+    ds.prompts.push(prompt);
+    ds.texts.push(r.text);
+    ds.tokens.push(toks);
+    ds.ioTokens.push(ioTok);
+    ds.sTokens.push(sTok);
+    ds.ioNames.push(r.io);
+    ds.sNames.push(r.s);
+    ds.s1Names.push(r.s1);
+    ds.cNames.push(r.c);
+    ds.places.push(r.place);
+    ds.objects.push(r.object);
+    ds.templateIds.push(r.templateId);
+    ds.templateKinds.push(r.kind);
+  });
+  return ds;
+}
+
+/**
+ * Generate an IOI dataset: template uniform (over the 30 BABA+ABBA templates for 'mixed'),
+ * three distinct names, place and object uniform; seeded. In symmetric mode every prompt is
+ * followed by the same prompt with A and B swapped.
+ */
+export function generateIOI(tokenizer: IOITokenizer, options: IOIOptions): IOIDataset {
+  const n = options.n;
+  const seed = options.seed ?? 0;
+  const promptType = options.promptType ?? 'mixed';
+  const symmetric = options.symmetric ?? false;
+  const prependBos = options.prependBos ?? true;
+  if (!(Number.isInteger(n) && n > 0)) throw new ValueError('generateIOI n', expectedFound('a positive integer', n));
+  if (symmetric && n % 2 !== 0) throw new ValueError('generateIOI n', expectedFound('an even number in symmetric mode', n));
+  if (!['mixed', 'BABA', 'ABBA', 'ABC'].includes(promptType)) {
+    throw new ValueError('generateIOI promptType', expectedFound('mixed | BABA | ABBA | ABC', promptType));
+  }
+  const names = singleTokenNames(tokenizer, options.names ?? NAMES);
+  if (names.length < 3) throw new ValueError('generateIOI names', expectedFound('at least 3 single-token names', names.length));
+  const choices: Array<[IOITemplateKind, number]> =
+    promptType === 'mixed'
+      ? [...BABA_TEMPLATES.map((_, i) => ['BABA', i] as [IOITemplateKind, number]), ...ABBA_TEMPLATES.map((_, i) => ['ABBA', i] as [IOITemplateKind, number])]
+      : templatesOf(promptType).map((_, i) => [promptType, i] as [IOITemplateKind, number]);
+  const r = rng(seed);
+  const raw: RawPrompt[] = [];
+  const draws = symmetric ? n / 2 : n;
+  for (let d = 0; d < draws; d++) {
+    const [kind, templateId] = r.choice(choices);
+    const [a, b, c] = r.sample(names, 3);
+    const place = r.choice(PLACES);
+    const object = r.choice(OBJECTS);
+    raw.push({ kind, templateId, io: a, s: b, s1: b, c, place, object, text: buildText(kind, templateId, a, b, b, c, place, object) });
+    if (symmetric) {
+      raw.push({ kind, templateId, io: b, s: a, s1: a, c, place, object, text: buildText(kind, templateId, b, a, a, c, place, object) });
+    }
+  }
+  return finish(raw, tokenizer, { seed, promptType, prependBos }, names);
+}
+
+export type IOIFlip = ['IO' | 'S' | 'S1', 'RAND'];
+export const ABC_FLIPS: IOIFlip[] = [
+  ['IO', 'RAND'],
+  ['S', 'RAND'],
+  ['S1', 'RAND'],
+];
+
+/**
+ * The corrupted ("ABC") set: the same prompts with IO, then S (both occurrences), then S1 replaced
+ * by random other names (each new name differs from every name in the prompt at that moment), so
+ * the result has three distinct names at the IO, S1 and S2 positions. Token positions are the
+ * clean ones (names are single tokens); this is checked.
+ */
+export function ioiCorrupted(ds: IOIDataset, tokenizer: IOITokenizer, options: { seed?: number; flips?: IOIFlip[] } = {}): IOIDataset {
+  const seed = options.seed ?? ds.seed + 1;
+  const flips = options.flips ?? ABC_FLIPS;
+  const r: Rng = rng(seed);
+  const raw: RawPrompt[] = ds.texts.map((_, i) => {
+    let io = ds.ioNames[i];
+    let s = ds.sNames[i];
+    let s1 = ds.s1Names[i];
+    const pick = () => {
+      const used = new Set([io, s, s1, ds.cNames[i]]);
+      const pool = ds.names.filter((x) => !used.has(x));
+      return r.choice(pool);
+    };
+    for (const [what, to] of flips) {
+      if (to !== 'RAND') throw new ValueError('ioiCorrupted flips', expectedFound('["IO"|"S"|"S1", "RAND"]', [what, to]));
+      if (what === 'IO') io = pick();
+      else if (what === 'S') {
+        const x = pick();
+        s = x;
+        s1 = x;
+      } else if (what === 'S1') s1 = pick();
+      else throw new ValueError('ioiCorrupted flips', expectedFound('IO, S or S1', what));
+    }
+    const kind = ds.templateKinds[i];
+    const tid = ds.templateIds[i];
+    const text = buildText(kind, tid, io, s, s1, ds.cNames[i], ds.places[i], ds.objects[i]);
+    return { kind, templateId: tid, io, s, s1, c: ds.cNames[i], place: ds.places[i], object: ds.objects[i], text };
+  });
+  const out = finishCorrupted(raw, tokenizer, ds);
+  out.flips = flips.map((f) => [f[0], f[1]]);
+  out.seed = seed;
+  return out;
+}
+
+function finishCorrupted(raw: RawPrompt[], tokenizer: IOITokenizer, clean: IOIDataset): IOIDataset {
+  const bos = tokenizer.bosTokenId;
+  const out: IOIDataset = {
+    ...clean,
+    prompts: [],
+    texts: [],
+    tokens: [],
+    ioTokens: [],
+    sTokens: [],
+    ioNames: [],
+    sNames: [],
+    s1Names: [],
+    wordIdx: Object.fromEntries(IOI_POSITIONS.map((k) => [k, clean.wordIdx[k].slice()])) as Record<IOIPosition, number[]>,
+  };
+  raw.forEach((r, i) => {
+    const prompt = promptOf(r.text, r.io);
+    const toks = (clean.prependBos ? [bos as number] : []).concat(tokenizer.encode(prompt));
+    if (toks.length !== clean.tokens[i].length) {
+      throw new ShapeError(`ioiCorrupted prompt ${i}`, expectedFound(`${clean.tokens[i].length} tokens like the clean prompt`, toks.length));
+    }
+    out.prompts.push(prompt);
+    out.texts.push(r.text);
+    out.tokens.push(toks);
+    out.ioTokens.push(singleToken(tokenizer, ' ' + r.io, `ioiCorrupted prompt ${i}: IO`));
+    out.sTokens.push(singleToken(tokenizer, ' ' + r.s, `ioiCorrupted prompt ${i}: S`));
+    out.ioNames.push(r.io);
+    out.sNames.push(r.s);
+    out.s1Names.push(r.s1);
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+export type Padding = 'left' | 'right' | 'none';
+
+/**
+ * Position of a recorded word in a batch of length seqLen: with left padding (model.toTokens)
+ * prompt i is shifted right by seqLen - tokens[i].length.
+ */
+export function batchPositions(ds: IOIDataset, key: IOIPosition, seqLen: number, padding: Padding = 'left'): number[] {
+  return ds.wordIdx[key].map((p, i) => {
+    const len = ds.tokens[i].length;
+    if (len > seqLen) throw new ShapeError('batchPositions seqLen', expectedFound(`>= ${len} (prompt ${i})`, seqLen));
+    return padding === 'left' ? p + seqLen - len : p;
+  });
+}
+
+export interface LogitDiffResult {
+  mean: number;
+  perPrompt: number[];
+}
+
+type Logits3 = tf.Tensor | number[][][];
+
+/**
+ * logit(IO) - logit(S) at each prompt's end position. `logits` is [batch, pos, vocab] (a tensor or
+ * nested arrays) for the prompts of `ds` in order; `padding` says how the batch was padded
+ * (default 'left', as model.toTokens pads). Leaves no tensors behind.
+ */
+export function logitDiff(logits: Logits3, ds: IOIDataset, options: { padding?: Padding; ioTokens?: number[]; sTokens?: number[] } = {}): LogitDiffResult {
+  const padding = options.padding ?? 'left';
+  const io = options.ioTokens ?? ds.ioTokens;
+  const s = options.sTokens ?? ds.sTokens;
+  const n = ds.tokens.length;
+  let shape: number[];
+  if (logits instanceof tf.Tensor) shape = logits.shape;
+  else shape = [logits.length, logits[0]?.length ?? 0, logits[0]?.[0]?.length ?? 0];
+  if (shape.length !== 3 || shape[0] !== n) {
+    throw new ShapeError('logitDiff logits', expectedFound(`[${n}, pos, vocab]`, shape));
+  }
+  const [, P, V] = shape;
+  const ends = batchPositions(ds, 'end', P, padding);
+  for (let i = 0; i < n; i++) {
+    if (!(io[i] >= 0 && io[i] < V && s[i] >= 0 && s[i] < V)) {
+      throw new ValueError(`logitDiff prompt ${i}`, expectedFound(`token ids < vocab ${V}`, { io: io[i], s: s[i] }));
+    }
+  }
+  let per: number[];
+  if (logits instanceof tf.Tensor) {
+    const flat = tf.tidy(() => {
+      const l2 = tf.reshape(logits, [n * P * V]);
+      const idx: number[] = [];
+      for (let i = 0; i < n; i++) idx.push((i * P + ends[i]) * V + io[i], (i * P + ends[i]) * V + s[i]);
+      return tf.gather(l2, tf.tensor1d(idx, 'int32'));
+    });
+    const v = flat.dataSync();
+    flat.dispose();
+    per = Array.from({ length: n }, (_, i) => v[2 * i] - v[2 * i + 1]);
+  } else {
+    per = Array.from({ length: n }, (_, i) => logits[i][ends[i]][io[i]] - logits[i][ends[i]][s[i]]);
+  }
+  per.forEach((x, i) => {
+    if (!Number.isFinite(x)) throw new ValueError(`logitDiff prompt ${i}`, expectedFound('finite logits', x));
+  });
+  return { mean: per.reduce((a, b) => a + b, 0) / n, perPrompt: per };
+}
+
+/** (patched - corrupted) / (clean - corrupted): 0 = no effect, 1 = full recovery. */
+export function normalisedMetric(patched: number, clean: number, corrupted: number): number;
+export function normalisedMetric(patched: number[], clean: number, corrupted: number): number[];
+export function normalisedMetric(patched: number | number[], clean: number, corrupted: number): number | number[] {
+  const denom = clean - corrupted;
+  if (!Number.isFinite(denom) || Math.abs(denom) < 1e-12) {
+    throw new ValueError('normalisedMetric', expectedFound('clean and corrupted metrics that differ', { clean, corrupted }));
+  }
+  const f = (p: number) => {
+    if (!Number.isFinite(p)) throw new ValueError('normalisedMetric patched', expectedFound('a finite number', p));
+    return (p - corrupted) / denom;
+  };
+  return Array.isArray(patched) ? patched.map(f) : f(patched);
+}
