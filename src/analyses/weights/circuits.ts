@@ -1,0 +1,148 @@
+/**
+ * Token-space circuits of attention heads (Elhage et al., "A Mathematical Framework for Transformer
+ * Circuits"): the OV circuit W_E W_V W_O W_U and the QK circuit W_E W_Q W_K^T W_E^T, both
+ * d_vocab x d_vocab and rank <= d_head, kept factored. Dense versions exist for small vocabularies
+ * only, behind an explicit size guard. Layer norms and positional embeddings are ignored (the
+ * usual "direct path" simplification); fold LN into the weights first if you want it included.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Matrix } from 'ml-matrix';
+import { ShapeError, ValueError, expectedFound } from '../../errors.js';
+import { FactoredMatrix, Params, fromFlat, getParam, headCounts, kvHead } from './factored.js';
+
+/** A model (anything with .params and optionally .cfg) or a bare params record. */
+export type WeightsSource =
+  | Params
+  | { params: Params; cfg?: { n_layers?: number; n_heads?: number; model_name?: string; name?: string } & Record<string, unknown> };
+
+export interface ResolvedWeights {
+  params: Params;
+  nLayers: number;
+  nHeads: number;
+  modelName?: string;
+}
+
+function isParams(x: unknown): x is Params {
+  return !!x && typeof x === 'object' && !('params' in (x as object) && !((x as { params: unknown }).params instanceof tf.Tensor));
+}
+
+/** Find params, number of layers and heads (from cfg when given, otherwise from the weight names). */
+export function resolveWeights(src: WeightsSource, where = 'model'): ResolvedWeights {
+  if (!src || typeof src !== 'object') throw new ValueError(where, expectedFound('a model or a params record', typeof src));
+  const params: Params = isParams(src) ? src : (src as { params: Params }).params;
+  const cfg = isParams(src) ? undefined : (src as { cfg?: Record<string, unknown> }).cfg;
+  if (!params || typeof params !== 'object') throw new ValueError(`${where}.params`, expectedFound('a params record', typeof params));
+  let nLayers = typeof cfg?.n_layers === 'number' ? (cfg.n_layers as number) : 0;
+  if (!nLayers) {
+    while (params[`blocks.${nLayers}.attn.W_Q`]) nLayers++;
+  }
+  if (!nLayers) throw new ValueError(`${where}.params`, expectedFound("'blocks.0.attn.W_Q' and following layers", 'no attention weights'));
+  const nHeads = headCounts(params, 0).nHeads;
+  for (let l = 1; l < nLayers; l++) {
+    const h = headCounts(params, l).nHeads;
+    if (h !== nHeads) throw new ShapeError(`blocks.${l}.attn.W_Q`, expectedFound(`${nHeads} heads like layer 0`, h));
+  }
+  const name = cfg?.model_name ?? cfg?.name;
+  return { params, nLayers, nHeads, modelName: typeof name === 'string' ? name : undefined };
+}
+
+/** W_E [d_vocab, d_model] and W_U [d_model, d_vocab], checked against each other. */
+export function embedUnembed(params: Params): { WE: tf.Tensor2D; WU: tf.Tensor2D; dVocab: number; dModel: number } {
+  const WE = getParam(params, 'embed.W_E', 2) as tf.Tensor2D;
+  const WU = getParam(params, 'unembed.W_U', 2) as tf.Tensor2D;
+  const [dVocab, dModel] = WE.shape;
+  if (WU.shape[0] !== dModel || WU.shape[1] !== dVocab) {
+    throw new ShapeError("params['unembed.W_U']", expectedFound(`[${dModel}, ${dVocab}] (W_E is [${dVocab}, ${dModel}])`, `[${WU.shape.join(', ')}]`));
+  }
+  return { WE, WU, dVocab, dModel };
+}
+
+function headTensor(params: Params, name: string, index: number): tf.Tensor2D {
+  const t = getParam(params, name, 3);
+  const [, r, c] = t.shape as [number, number, number];
+  return t.slice([index, 0, 0], [1, r, c]).reshape([r, c]) as tf.Tensor2D;
+}
+
+function matrixOf(t: tf.Tensor2D): Matrix {
+  const [r, c] = t.shape;
+  return fromFlat(t.dataSync() as ArrayLike<number>, r, c);
+}
+
+function checkLayerHead(params: Params, layer: number, head: number): { kv: number } {
+  if (!(Number.isInteger(layer) && layer >= 0 && params[`blocks.${layer}.attn.W_Q`])) {
+    throw new ValueError('layer', expectedFound('an existing layer index', layer));
+  }
+  const { nHeads, nKvHeads } = headCounts(params, layer);
+  if (!(Number.isInteger(head) && head >= 0 && head < nHeads)) {
+    throw new ValueError(`head (layer ${layer})`, expectedFound(`an integer in [0, ${nHeads})`, head));
+  }
+  return { kv: kvHead(head, nHeads, nKvHeads) };
+}
+
+/**
+ * Token-space OV circuit W_E W_V W_O W_U (d_vocab x d_vocab, rank <= d_head), factored as
+ * (W_E W_V) [d_vocab x d_head] times (W_O W_U) [d_head x d_vocab]. Entry [s][t]: how much attending
+ * to source token s raises the logit of token t.
+ */
+export function ovCircuit(params: Params, layer: number, head: number): FactoredMatrix {
+  const { kv } = checkLayerHead(params, layer, head);
+  const { WE, WU } = embedUnembed(params);
+  const [left, right] = tf.tidy(() => [
+    tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_V`, kv)),
+    tf.matMul(headTensor(params, `blocks.${layer}.attn.W_O`, head), WU),
+  ]) as [tf.Tensor2D, tf.Tensor2D];
+  try {
+    return new FactoredMatrix(matrixOf(left), matrixOf(right));
+  } finally {
+    left.dispose();
+    right.dispose();
+  }
+}
+
+/**
+ * Token-space QK circuit W_E W_Q W_K^T W_E^T (query token rows, key token columns), factored as
+ * (W_E W_Q) [d_vocab x d_head] times (W_E W_K)^T [d_head x d_vocab].
+ */
+export function qkCircuit(params: Params, layer: number, head: number): FactoredMatrix {
+  const { kv } = checkLayerHead(params, layer, head);
+  const { WE } = embedUnembed(params);
+  const [left, right] = tf.tidy(() => [
+    tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_Q`, head)),
+    tf.matMul(headTensor(params, `blocks.${layer}.attn.W_K`, kv), WE, true, true),
+  ]) as [tf.Tensor2D, tf.Tensor2D];
+  try {
+    return new FactoredMatrix(matrixOf(left), matrixOf(right));
+  } finally {
+    left.dispose();
+    right.dispose();
+  }
+}
+
+export interface FullCircuitOptions {
+  /** Largest vocabulary for which a dense d_vocab x d_vocab matrix is built (default 4096, i.e. 16.7M entries). */
+  maxVocab?: number;
+}
+
+function guardVocab(params: Params, opts: FullCircuitOptions, where: string): void {
+  const maxVocab = opts.maxVocab ?? 4096;
+  const { dVocab } = embedUnembed(params);
+  if (dVocab > maxVocab) {
+    throw new ValueError(
+      where,
+      `a dense ${dVocab} x ${dVocab} matrix is too large: ${expectedFound(`d_vocab <= maxVocab (${maxVocab})`, dVocab)}; ` +
+        'use the factored ovCircuit/qkCircuit, or raise opts.maxVocab',
+    );
+  }
+}
+
+/** Dense token x token OV circuit W_E W_V W_O W_U (small vocabularies only; see opts.maxVocab). */
+export function ovFullCircuit(params: Params, layer: number, head: number, opts: FullCircuitOptions = {}): Matrix {
+  guardVocab(params, opts, 'ovFullCircuit');
+  return ovCircuit(params, layer, head).AB;
+}
+
+/** Dense token x token QK circuit W_E W_Q W_K^T W_E^T (rows: query token, columns: key token; small vocabularies only). */
+export function qkFullCircuit(params: Params, layer: number, head: number, opts: FullCircuitOptions = {}): Matrix {
+  guardVocab(params, opts, 'qkFullCircuit');
+  return qkCircuit(params, layer, head).AB;
+}

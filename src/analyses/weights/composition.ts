@@ -1,0 +1,308 @@
+/**
+ * Composition scores between attention heads (Elhage et al. 2021; TransformerLens
+ * `HookedTransformer.all_composition_scores` / `utils.composition_scores`).
+ *
+ * For an earlier head (srcLayer, srcHead) writing into the residual stream through its OV circuit
+ * W_OV = W_V W_O and a later head (layer, head) reading it:
+ *   score = ||W_left W_right||_F / (||W_left||_F ||W_right||_F), W_left = OV of the earlier head, and
+ *   Q-composition: W_right = W_QK of the later head         (the earlier output feeds its queries),
+ *   K-composition: W_right = W_QK^T of the later head       (feeds its keys),
+ *   V-composition: W_right = W_OV of the later head         (feeds its values),
+ * with W_QK = W_Q W_K^T, row-vector convention (x -> x W). All norms are computed factored: each
+ * d_model x d_model circuit is reduced to a d_head x d_model (left) or d_model x d_head (right)
+ * factor with the same products' norms (thin QR), so the largest matrix formed per head pair is
+ * d_head x d_head. Weights are used as they are in params (fold LN first if you want it included).
+ * Heads whose circuit is exactly zero get score 0 (not NaN).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Matrix } from 'ml-matrix';
+import { ShapeError, ValueError, expectedFound } from '../../errors.js';
+import { rng } from '../../util/random.js';
+import { FactoredMatrix, Params, fromFlat, headCounts, headWK, headWO, headWQ, headWV, leftFactor, raw, rightFactor, toFlat32 } from './factored.js';
+import { WeightsSource, resolveWeights } from './circuits.js';
+
+export type CompositionMode = 'Q' | 'K' | 'V';
+
+function frob(m: Matrix): number {
+  let s = 0;
+  for (const row of raw(m)) for (let j = 0; j < row.length; j++) s += row[j] * row[j];
+  return Math.sqrt(s);
+}
+
+/**
+ * ||L R||_F / (||L||_F ||R||_F) for two factored matrices with L.rdim == R.ldim (TransformerLens
+ * `composition_scores` for one pair). 0 when either factor is zero.
+ */
+export function compositionScore(left: FactoredMatrix, right: FactoredMatrix): number {
+  if (left.rdim !== right.ldim) {
+    throw new ShapeError('compositionScore(left, right)', expectedFound(`right with ${left.rdim} rows (left.rdim)`, right.ldim));
+  }
+  const lf = leftFactor(left);
+  const rf = rightFactor(right);
+  const ln = frob(lf);
+  const rn = frob(rf);
+  if (ln === 0 || rn === 0) return 0;
+  return frob(lf.mmul(rf)) / (ln * rn);
+}
+
+/** The circuit of a later head that composition of a given mode reads through (see file header). */
+export function receivingCircuit(params: Params, layer: number, head: number, mode: CompositionMode): FactoredMatrix {
+  if (mode === 'Q') return new FactoredMatrix(headWQ(params, layer, head), headWK(params, layer, head).transpose());
+  if (mode === 'K') return new FactoredMatrix(headWK(params, layer, head), headWQ(params, layer, head).transpose());
+  if (mode === 'V') return new FactoredMatrix(headWV(params, layer, head), headWO(params, layer, head));
+  throw new ValueError('mode', expectedFound("'Q', 'K' or 'V'", mode));
+}
+
+/** Composition score of one pair: earlier head (srcLayer, srcHead) into later head (layer, head). */
+export function headCompositionScore(
+  src: WeightsSource,
+  mode: CompositionMode,
+  srcLayer: number,
+  srcHead: number,
+  layer: number,
+  head: number,
+): number {
+  const { params } = resolveWeights(src);
+  const left = new FactoredMatrix(headWV(params, srcLayer, srcHead), headWO(params, srcLayer, srcHead));
+  return compositionScore(left, receivingCircuit(params, layer, head, mode));
+}
+
+export interface CompositionRow {
+  /** Receiving (later) head. */
+  layer: number;
+  head: number;
+  /** Sending (earlier) head. */
+  srcLayer: number;
+  srcHead: number;
+  score: number;
+  /** score - baseline, when a baseline was asked for. */
+  corrected?: number;
+}
+
+export interface CompositionResult {
+  mode: CompositionMode;
+  nLayers: number;
+  nHeads: number;
+  /**
+   * scores[srcLayer][srcHead][layer][head], the TransformerLens order (left = earlier head first);
+   * 0 wherever layer <= srcLayer.
+   */
+  scores: number[][][][];
+  /**
+   * Heatmap-ready: matrix[layer * nHeads + head][srcLayer * nHeads + srcHead], rows = receiving
+   * (later) head, columns = sending (earlier) head; 0 where the column's layer is not earlier.
+   */
+  matrix: number[][];
+  /** "L.H" labels of the rows/columns of `matrix`. */
+  labels: string[];
+  /** Every pair with srcLayer < layer, sorted by score descending (ties: lower indices first). */
+  rows: CompositionRow[];
+  /** Mean score of random Gaussian heads of the same shapes (only when opts.baseline). */
+  baseline?: number;
+  params: Record<string, unknown>;
+  model?: string;
+}
+
+export interface CompositionOptions {
+  /** Also compute the random-weights baseline and `corrected = score - baseline` (default false). */
+  baseline?: boolean;
+  /** Random pairs averaged for the baseline (default 200). */
+  baselineSamples?: number;
+  /** Seed of the baseline (default 0). */
+  seed?: number;
+  /**
+   * Where the pairwise d_head x d_model x d_head products run: 'ml-matrix' (float64), 'tf' (float32,
+   * the active backend, fast for large models) or 'auto' (default: ml-matrix below ~3e7 multiply-adds
+   * per layer pair).
+   */
+  engine?: 'auto' | 'ml-matrix' | 'tf';
+  /** Model name for the result. */
+  model?: string;
+}
+
+interface LayerFactors {
+  /** Stacked factors: left [sum k, d_model] (sending side) or right [d_model, sum k] (receiving side). */
+  stacked: Matrix;
+  /** Offsets of each head's block in the stacked axis (length nHeads + 1). */
+  offsets: number[];
+  norms: number[];
+}
+
+function stackLeft(factors: Matrix[]): LayerFactors {
+  const offsets = [0];
+  for (const f of factors) offsets.push(offsets[offsets.length - 1] + f.rows);
+  const cols = factors[0].columns;
+  const stacked = new Matrix(offsets[offsets.length - 1], cols);
+  factors.forEach((f, h) => {
+    for (let i = 0; i < f.rows; i++) raw(stacked)[offsets[h] + i].set(raw(f)[i]);
+  });
+  return { stacked, offsets, norms: factors.map(frob) };
+}
+
+function stackRight(factors: Matrix[]): LayerFactors {
+  const offsets = [0];
+  for (const f of factors) offsets.push(offsets[offsets.length - 1] + f.columns);
+  const rows = factors[0].rows;
+  const stacked = new Matrix(rows, offsets[offsets.length - 1]);
+  factors.forEach((f, h) => {
+    for (let i = 0; i < rows; i++) raw(stacked)[i].set(raw(f)[i], offsets[h]);
+  });
+  return { stacked, offsets, norms: factors.map(frob) };
+}
+
+/** Squared block Frobenius norms of left.stacked @ right.stacked: out[h1][h2]. */
+function blockNormsSq(left: LayerFactors, right: LayerFactors, useTf: boolean): number[][] {
+  const n1 = left.offsets.length - 1;
+  const n2 = right.offsets.length - 1;
+  const cols = right.stacked.columns;
+  let prod: ArrayLike<number>;
+  if (useTf) {
+    const t = tf.tidy(() =>
+      tf.square(
+        tf.matMul(
+          tf.tensor2d(toFlat32(left.stacked), [left.stacked.rows, left.stacked.columns]),
+          tf.tensor2d(toFlat32(right.stacked), [right.stacked.rows, right.stacked.columns]),
+        ),
+      ),
+    );
+    prod = t.dataSync();
+    t.dispose();
+  } else {
+    const p = left.stacked.mmul(right.stacked);
+    const flat = new Float64Array(p.rows * p.columns);
+    raw(p).forEach((row, i) => {
+      for (let j = 0; j < row.length; j++) flat[i * cols + j] = row[j] * row[j];
+    });
+    prod = flat;
+  }
+  const out = Array.from({ length: n1 }, () => new Array<number>(n2).fill(0));
+  for (let h1 = 0; h1 < n1; h1++) {
+    for (let i = left.offsets[h1]; i < left.offsets[h1 + 1]; i++) {
+      const base = i * cols;
+      for (let h2 = 0; h2 < n2; h2++) {
+        let s = 0;
+        for (let j = right.offsets[h2]; j < right.offsets[h2 + 1]; j++) s += prod[base + j];
+        out[h1][h2] += s;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Composition scores of one mode between every earlier head and every later head.
+ */
+export function compositionScores(src: WeightsSource, mode: CompositionMode, opts: CompositionOptions = {}): CompositionResult {
+  if (mode !== 'Q' && mode !== 'K' && mode !== 'V') throw new ValueError('mode', expectedFound("'Q', 'K' or 'V'", mode));
+  const engine = opts.engine ?? 'auto';
+  if (!['auto', 'ml-matrix', 'tf'].includes(engine)) throw new ValueError('opts.engine', expectedFound("'auto', 'ml-matrix' or 'tf'", engine));
+  const { params, nLayers, nHeads, modelName } = resolveWeights(src);
+  const { dModel, dHead } = headCounts(params, 0);
+
+  const lefts: LayerFactors[] = [];
+  const rights: LayerFactors[] = [];
+  for (let l = 0; l < nLayers; l++) {
+    const lf: Matrix[] = [];
+    const rf: Matrix[] = [];
+    for (let h = 0; h < nHeads; h++) {
+      if (l < nLayers - 1) lf.push(leftFactor(new FactoredMatrix(headWV(params, l, h), headWO(params, l, h))));
+      if (l > 0) rf.push(rightFactor(receivingCircuit(params, l, h, mode)));
+    }
+    lefts.push(lf.length ? stackLeft(lf) : { stacked: new Matrix(0, 0), offsets: [0], norms: [] });
+    rights.push(rf.length ? stackRight(rf) : { stacked: new Matrix(0, 0), offsets: [0], norms: [] });
+  }
+  const work = nHeads * dHead * dModel * nHeads * dHead;
+  const useTf = engine === 'tf' || (engine === 'auto' && work > 3e7);
+
+  const scores = Array.from({ length: nLayers }, () =>
+    Array.from({ length: nHeads }, () => Array.from({ length: nLayers }, () => new Array<number>(nHeads).fill(0))),
+  );
+  for (let l1 = 0; l1 < nLayers - 1; l1++) {
+    for (let l2 = l1 + 1; l2 < nLayers; l2++) {
+      const sq = blockNormsSq(lefts[l1], rights[l2], useTf);
+      for (let h1 = 0; h1 < nHeads; h1++) {
+        for (let h2 = 0; h2 < nHeads; h2++) {
+          const denom = lefts[l1].norms[h1] * rights[l2].norms[h2];
+          scores[l1][h1][l2][h2] = denom === 0 ? 0 : Math.sqrt(Math.max(0, sq[h1][h2])) / denom;
+        }
+      }
+    }
+  }
+
+  let baseline: number | undefined;
+  if (opts.baseline) baseline = compositionBaseline(dModel, dHead, { samples: opts.baselineSamples, seed: opts.seed });
+
+  const labels: string[] = [];
+  for (let l = 0; l < nLayers; l++) for (let h = 0; h < nHeads; h++) labels.push(`${l}.${h}`);
+  const matrix = labels.map(() => new Array<number>(labels.length).fill(0));
+  const rows: CompositionRow[] = [];
+  for (let l1 = 0; l1 < nLayers; l1++) {
+    for (let h1 = 0; h1 < nHeads; h1++) {
+      for (let l2 = l1 + 1; l2 < nLayers; l2++) {
+        for (let h2 = 0; h2 < nHeads; h2++) {
+          const s = scores[l1][h1][l2][h2];
+          matrix[l2 * nHeads + h2][l1 * nHeads + h1] = s;
+          const row: CompositionRow = { layer: l2, head: h2, srcLayer: l1, srcHead: h1, score: s };
+          if (baseline !== undefined) row.corrected = s - baseline;
+          rows.push(row);
+        }
+      }
+    }
+  }
+  rows.sort(
+    (a, b) => b.score - a.score || a.layer - b.layer || a.head - b.head || a.srcLayer - b.srcLayer || a.srcHead - b.srcHead,
+  );
+  return {
+    mode,
+    nLayers,
+    nHeads,
+    scores,
+    matrix,
+    labels,
+    rows,
+    baseline,
+    params: {
+      mode,
+      definition: mode === 'Q' ? '||OV_src QK|| / (||OV_src|| ||QK||)' : mode === 'K' ? '||OV_src QK^T|| / (||OV_src|| ||QK^T||)' : '||OV_src OV|| / (||OV_src|| ||OV||)',
+      engine: useTf ? 'tf' : 'ml-matrix',
+      ...(opts.baseline ? { baselineSamples: opts.baselineSamples ?? 200, seed: opts.seed ?? 0 } : {}),
+    },
+    model: opts.model ?? modelName,
+  };
+}
+
+/** Q-, K- and V-composition scores at once. */
+export function allCompositionScores(src: WeightsSource, opts: CompositionOptions = {}): Record<CompositionMode, CompositionResult> {
+  return {
+    Q: compositionScores(src, 'Q', opts),
+    K: compositionScores(src, 'K', opts),
+    V: compositionScores(src, 'V', opts),
+  };
+}
+
+/**
+ * Baseline composition score: the mean score of `samples` pairs of random factored matrices with
+ * the shapes of two heads' circuits ([d_model x d_head][d_head x d_model] each), entries i.i.d.
+ * standard normal (the score is invariant to their scale). Seeded. The same for Q, K and V since
+ * all three circuits have these shapes.
+ */
+export function compositionBaseline(dModel: number, dHead: number, opts: { samples?: number; seed?: number } = {}): number {
+  const samples = opts.samples ?? 200;
+  if (!(Number.isInteger(samples) && samples > 0)) throw new ValueError('opts.baselineSamples', expectedFound('a positive integer', samples));
+  if (!(Number.isInteger(dModel) && dModel > 0 && Number.isInteger(dHead) && dHead > 0)) {
+    throw new ValueError('compositionBaseline(dModel, dHead)', expectedFound('positive integers', [dModel, dHead]));
+  }
+  const r = rng(opts.seed ?? 0);
+  const randn = (rows: number, cols: number) => {
+    const data = new Float64Array(rows * cols);
+    for (let i = 0; i < data.length; i++) data[i] = r.normal();
+    return fromFlat(data, rows, cols);
+  };
+  let sum = 0;
+  for (let s = 0; s < samples; s++) {
+    const left = new FactoredMatrix(randn(dModel, dHead), randn(dHead, dModel));
+    const right = new FactoredMatrix(randn(dModel, dHead), randn(dHead, dModel));
+    sum += compositionScore(left, right);
+  }
+  return sum / samples;
+}
