@@ -1,0 +1,129 @@
+import { strict as assert } from 'node:assert';
+import * as tf from '@tensorflow/tfjs';
+import { columnMean, rowEntropies, columnEntropies, firstRealIndex, maskRows, tokenRows } from '../src/analyses/attention-stats.js';
+import { ShapeError, ValueError } from '../src/errors.js';
+
+const A4 = [
+  [1, 0, 0, 0],
+  [0.5, 0.5, 0, 0],
+  [0.2, 0.3, 0.5, 0],
+  [0.1, 0.2, 0.3, 0.4],
+];
+// m_j = sum_{i>=j} A[i,j] / (N - j), by hand:
+const M4 = [(1 + 0.5 + 0.2 + 0.1) / 4, (0.5 + 0.3 + 0.2) / 3, (0.5 + 0.3) / 2, 0.4 / 1];
+
+/** Embed a [n, n] pattern at the bottom-right of a [N, N] matrix; pad rows get garbage, pad columns 0 for real rows. */
+function leftPad(A: number[][], N: number): number[][] {
+  const n = A.length;
+  const off = N - n;
+  return Array.from({ length: N }, (_, i) =>
+    Array.from({ length: N }, (_, j) => (i < off ? (j <= i ? 1 / (i + 1) : 0) : j < off ? 0 : A[i - off][j - off])),
+  );
+}
+
+function close(a: number[], b: number[], tol = 1e-6): void {
+  assert.equal(a.length, b.length, `length ${a.length} vs ${b.length}`);
+  a.forEach((x, i) => assert.ok(Math.abs(x - b[i]) <= tol, `index ${i}: ${x} vs ${b[i]}`));
+}
+
+describe('attention-stats: columnMean', () => {
+  it('matches hand-computed column means of a 4x4 pattern (arrays)', () => {
+    close(columnMean(A4), M4);
+  });
+
+  it('is batched over leading dims and leaks no tensors', () => {
+    const before = tf.memory().numTensors;
+    const uniform = Array.from({ length: 4 }, (_, i) => Array.from({ length: 4 }, (_, j) => (j <= i ? 1 / (i + 1) : 0)));
+    const t = tf.tensor4d([[A4, uniform], [uniform, A4]], [2, 2, 4, 4]);
+    const m = columnMean(t);
+    assert.deepEqual(m.shape, [2, 2, 4]);
+    const arr = m.arraySync() as number[][][];
+    close(arr[0][0], M4);
+    close(arr[1][1], M4);
+    // uniform causal: m_j = (1/N-j) * sum_{i>=j} 1/(i+1)
+    const mu = [0, 1, 2, 3].map((j) => {
+      let s = 0;
+      for (let i = j; i < 4; i++) s += 1 / (i + 1);
+      return s / (4 - j);
+    });
+    close(arr[0][1], mu);
+    t.dispose();
+    m.dispose();
+    assert.equal(tf.memory().numTensors, before);
+  });
+
+  it('with a left-padding mask, gives the unpadded values at the real positions and 0 on pads', () => {
+    const before = tf.memory().numTensors;
+    const P = leftPad(A4, 6);
+    close(columnMean(P, { mask: [0, 0, 1, 1, 1, 1] }), [0, 0, ...M4]);
+    // batched: prompt 0 unpadded in a [2, 1, 6, 6] batch with prompt 1 padded
+    const A6 = Array.from({ length: 6 }, (_, i) => Array.from({ length: 6 }, (_, j) => (j === i ? 1 : 0)));
+    const t = tf.tensor4d([[A6], [P]], [2, 1, 6, 6]);
+    const mask = tf.tensor2d([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]]);
+    const m = columnMean(t, { mask });
+    const arr = m.arraySync() as number[][][];
+    close(arr[0][0], [1 / 6, 1 / 5, 1 / 4, 1 / 3, 1 / 2, 1]);
+    close(arr[1][0], [0, 0, ...M4]);
+    tf.dispose([t, mask, m]);
+    assert.equal(tf.memory().numTensors, before);
+  });
+
+  it('general (non-left) masks: denominators count the real queries i >= j', () => {
+    // right padding: last row is a pad; column 0 sees real rows 0..2
+    const m = columnMean(A4, { mask: [1, 1, 1, 0] });
+    close(m, [(1 + 0.5 + 0.2) / 3, (0.5 + 0.3) / 2, 0.5 / 1, 0]);
+  });
+
+  it('rejects non-square patterns, bad masks and non-finite entries with typed errors', () => {
+    assert.throws(() => columnMean(tf.zeros([2, 3, 4])), ShapeError);
+    assert.throws(() => columnMean(A4, { mask: [1, 1, 1] }), ShapeError);
+    assert.throws(() => columnMean([[1, 0], [NaN, 1]]), ValueError);
+    assert.throws(() => columnMean([[1, 0], [0.5]]), ShapeError);
+  });
+});
+
+describe('attention-stats: entropies', () => {
+  const H = (ps: number[]) => -ps.filter((p) => p > 0).reduce((s, p) => s + p * Math.log(p), 0);
+
+  it('row entropies are normalised by log(#visible keys); the first row is 0', () => {
+    const r = rowEntropies(A4);
+    close(r, [0, 1, H([0.2, 0.3, 0.5]) / Math.log(3), H([0.1, 0.2, 0.3, 0.4]) / Math.log(4)]);
+  });
+
+  it('column entropies normalise A[., j] over its N - j queries; the last column is 0', () => {
+    const c = columnEntropies(A4);
+    const col0 = [1, 0.5, 0.2, 0.1].map((x) => x / 1.8);
+    const col1 = [0.5, 0.3, 0.2];
+    const col2 = [0.5, 0.3].map((x) => x / 0.8);
+    close(c, [H(col0) / Math.log(4), H(col1) / Math.log(3), H(col2) / Math.log(2), 0]);
+  });
+
+  it('a BOS-only pattern has row entropy 0 and BOS column entropy 1', () => {
+    const bos = Array.from({ length: 5 }, (_, i) => Array.from({ length: 5 }, (_, j) => (j === 0 ? 1 : 0)));
+    close(rowEntropies(bos), [0, 0, 0, 0, 0]);
+    assert.ok(Math.abs(columnEntropies(bos)[0] - 1) < 1e-12);
+  });
+
+  it('with an offset (left padding) equal the unpadded values', () => {
+    const P = leftPad(A4, 6);
+    close(rowEntropies(P, 2).slice(2), rowEntropies(A4));
+    close(columnEntropies(P, 2).slice(2), columnEntropies(A4));
+  });
+});
+
+describe('attention-stats: tokens and masks', () => {
+  it('reads tensors and arrays, finds the first real token and rejects right padding', () => {
+    const t = tf.tensor2d([[0, 0, 5, 6], [1, 2, 3, 4]], undefined, 'int32');
+    assert.deepEqual(tokenRows(t), [[0, 0, 5, 6], [1, 2, 3, 4]]);
+    t.dispose();
+    const m = maskRows([[0, 0, 1, 1], [1, 1, 1, 1]], 2, 4);
+    assert.deepEqual(firstRealIndex(m), [2, 0]);
+    assert.deepEqual(maskRows(undefined, 1, 3), [[1, 1, 1]]);
+    assert.throws(() => firstRealIndex([[1, 1, 0]]), ValueError);
+    assert.throws(() => firstRealIndex([[0, 0, 0]]), ValueError);
+    assert.throws(() => maskRows([[1, 2]], 1, 2), ValueError);
+    assert.throws(() => maskRows([[1, 1]], 2, 2), ShapeError);
+    assert.throws(() => tokenRows([[1, 2], [3]]), ShapeError);
+    assert.throws(() => tokenRows([[1, -2]]), ValueError);
+  });
+});
