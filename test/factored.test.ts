@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { EigenvalueDecomposition, Matrix, SingularValueDecomposition } from 'ml-matrix';
+import { EigenvalueDecomposition, Matrix, QrDecomposition, SingularValueDecomposition } from 'ml-matrix';
 import { rng } from '../src/util/random.js';
 import { FactoredMatrix, OV, QK, leftFactor, rightFactor } from '../src/analyses/weights/factored.js';
 import { ShapeError, ValueError } from '../src/errors.js';
+import { ovCircuit, ovFullCircuit, qkCircuit, qkFullCircuit } from '../src/analyses/weights/circuits.js';
+import { copyingScore, copyingScores, ovTokenEigenvalues } from '../src/analyses/weights/copying.js';
 
 function randMat(rows: number, cols: number, seed: number): Matrix {
   const r = rng(seed);
@@ -162,3 +164,111 @@ describe('FactoredMatrix', () => {
     Object.values(params).forEach((t) => t.dispose());
   });
 });
+
+describe('token-space circuits and OV copying scores', () => {
+  /** One-layer params with the given per-head W_V [d_model x d_head] and W_O [d_head x d_model]. */
+  function oneLayer(WE: number[][], WU: number[][], heads: Array<{ WV: number[][]; WO: number[][] }>, seed = 1) {
+    const r = rng(seed);
+    const dModel = WE[0].length;
+    const dHead = heads[0].WV[0].length;
+    const rand = () => Array.from({ length: dModel }, () => Array.from({ length: dHead }, () => r.normal()));
+    return {
+      'embed.W_E': tf.tensor2d(WE),
+      'unembed.W_U': tf.tensor2d(WU),
+      'blocks.0.attn.W_Q': tf.tensor3d(heads.map(() => rand())),
+      'blocks.0.attn.W_K': tf.tensor3d(heads.map(() => rand())),
+      'blocks.0.attn.W_V': tf.tensor3d(heads.map((h) => h.WV)),
+      'blocks.0.attn.W_O': tf.tensor3d(heads.map((h) => h.WO)),
+    } as Record<string, tf.Tensor>;
+  }
+  const disposeAll = (p: Record<string, tf.Tensor>) => Object.values(p).forEach((t) => t.dispose());
+
+  it('a built copying head scores > 0.9, a built anti-copying head < 0.1, a random head in between', () => {
+    const dVocab = 12, dModel = 8, dHead = 4;
+    const WE = randMat(dVocab, dModel, 31);
+    // P: d_model x d_head with orthonormal columns; W_V W_O = c P P^T, W_U = W_E^T  =>  circuit = c W_E P P^T W_E^T
+    const P = new QrLike(randMat(dModel, dHead, 32)).Q;
+    const copy = { WV: P.to2DArray(), WO: P.transpose().mul(2).to2DArray() };
+    const anti = { WV: P.to2DArray(), WO: P.transpose().mul(-0.5).to2DArray() };
+    const rand = { WV: randMat(dModel, dHead, 33).to2DArray(), WO: randMat(dHead, dModel, 34).to2DArray() };
+    const params = oneLayer(WE.to2DArray(), WE.transpose().to2DArray(), [copy, anti, rand]);
+    const before = tf.memory().numTensors;
+    const hs = copyingScores({ params, cfg: { n_layers: 1, model_name: 'built' } });
+    const hsE = copyingScores(params, { measure: 'elhage' });
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(hs.method, 'copying');
+    assert.equal(hs.model, 'built');
+    assert.deepEqual([hs.nLayers, hs.nHeads], [1, 3]);
+    assert.ok(hs.scores[0][0] > 0.9, `copier ${hs.scores[0][0]}`);
+    assert.ok(hs.scores[0][1] < 0.1, `anti-copier ${hs.scores[0][1]}`);
+    assert.ok(hsE.scores[0][0] > 0.9 && hsE.scores[0][1] < -0.9, 'Elhage ratio is +1 / -1');
+    assert.ok(hs.scores[0][2] > 0.05 && hs.scores[0][2] < 0.95, `random head ${hs.scores[0][2]}`);
+    assert.deepEqual(hsE.scores, hs.extra!.elhageRatio);
+    // independent check: dense 12x12 circuit W_E W_V W_O W_U and its full eigendecomposition
+    for (let h = 0; h < 3; h++) {
+      const dense = ovFullCircuit(params, 0, h);
+      const ref = WE.mmul(new Matrix([copy, anti, rand][h].WV)).mmul(new Matrix([copy, anti, rand][h].WO)).mmul(WE.transpose());
+      assert.ok(maxAbsDiff(dense, ref) < 1e-4 * denseFrob(ref));
+      const e = new EigenvalueDecomposition(ref);
+      let mass = 0, pos = 0, sumRe = 0;
+      e.realEigenvalues.forEach((re, i) => {
+        const m = Math.hypot(re, e.imaginaryEigenvalues[i]);
+        mass += m;
+        sumRe += re;
+        if (re > 1e-9 * denseFrob(ref)) pos += m;
+      });
+      assert.ok(Math.abs(hs.scores[0][h] - pos / mass) < 1e-4, `head ${h}: ${hs.scores[0][h]} vs dense ${pos / mass}`);
+      assert.ok(Math.abs(hsE.scores[0][h] - sumRe / mass) < 1e-4);
+      assert.ok(Math.abs(hs.extra!.eigenvalueMass[0][h] - mass) < 1e-4 * mass);
+      // the factored token circuit gives the same numbers
+      assert.ok(Math.abs(copyingScore(ovCircuit(params, 0, h)) - pos / mass) < 1e-4);
+    }
+    disposeAll(params);
+  });
+
+  it('hand case: circuit diag(3, -1, 0, 0) gives positive share 3/4 and Elhage ratio 1/2', () => {
+    // W_E = I, W_U = I (d_vocab = d_model = 4), W_V W_O = diag(3, -1, 0, 0) with d_head = 2
+    const I = Matrix.eye(4).to2DArray();
+    const WV = [[3, 0], [0, -1], [0, 0], [0, 0]];
+    const WO = [[1, 0, 0, 0], [0, 1, 0, 0]];
+    const params = oneLayer(I, I, [{ WV, WO }, { WV: WV.map(() => [0, 0]), WO }]);
+    const hs = copyingScores(params);
+    assert.ok(Math.abs(hs.scores[0][0] - 0.75) < 1e-6);
+    assert.ok(Math.abs(hs.extra!.elhageRatio[0][0] - 0.5) < 1e-6);
+    assert.equal(hs.scores[0][1], 0, 'a zero head scores 0, not NaN');
+    assert.equal(hs.extra!.eigenvalueMass[0][1], 0);
+    const ev = ovTokenEigenvalues(params, 0, 0);
+    assert.ok(Math.abs(ev.re[0] - 3) < 1e-6 && Math.abs(ev.re[1] + 1) < 1e-6);
+    assert.equal(copyingScore({ re: [3, -1], im: [0, 0] }, { measure: 'elhage' }), 0.5);
+    assert.throws(() => copyingScore({ re: [1], im: [0] }, { measure: 'bogus' as 'elhage' }), ValueError);
+    disposeAll(params);
+  });
+
+  it('dense QK full circuit equals brute force; the size guard refuses large vocabularies', () => {
+    const WE = randMat(6, 4, 41);
+    const params = oneLayer(WE.to2DArray(), WE.transpose().to2DArray(), [
+      { WV: randMat(4, 2, 42).to2DArray(), WO: randMat(2, 4, 43).to2DArray() },
+    ]);
+    const WQ = new Matrix((params['blocks.0.attn.W_Q'].arraySync() as number[][][])[0]);
+    const WK = new Matrix((params['blocks.0.attn.W_K'].arraySync() as number[][][])[0]);
+    const ref = WE.mmul(WQ).mmul(WK.transpose()).mmul(WE.transpose());
+    const got = qkFullCircuit(params, 0, 0);
+    assert.ok(maxAbsDiff(got, ref) < 1e-4 * denseFrob(ref));
+    assert.ok(maxAbsDiff(qkCircuit(params, 0, 0).AB, ref) < 1e-4 * denseFrob(ref));
+    assert.throws(() => qkFullCircuit(params, 0, 0, { maxVocab: 5 }), /d_vocab <= maxVocab/);
+    assert.throws(() => ovFullCircuit(params, 0, 0, { maxVocab: 5 }), ValueError);
+    assert.throws(() => ovFullCircuit(params, 0, 1), ValueError);
+    const bad = { ...params, 'unembed.W_U': tf.zeros([4, 5]) };
+    assert.throws(() => copyingScores(bad), ShapeError);
+    bad['unembed.W_U'].dispose();
+    disposeAll(params);
+  });
+});
+
+/** Orthonormal basis of a tall matrix's columns (thin QR). */
+class QrLike {
+  Q: Matrix;
+  constructor(m: Matrix) {
+    this.Q = new QrDecomposition(m).orthogonalMatrix;
+  }
+}
