@@ -1,0 +1,131 @@
+/**
+ * Generation with a KV cache: greedy or seeded sampling, hooks applied at every step, stop tokens,
+ * a token limit, and an optional StreamingLLM cache policy (keep `startSize` sink tokens and the
+ * `recentSize` most recent; evict the middle; with position shift, keys are re-rotated by cache index).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { ValueError, expectedFound } from '../errors.js';
+import type { HookSpec } from '../hooks/registry.js';
+import { rng } from '../util/random.js';
+import type { HookedTransformer, KVCache, Mask, Tokens } from './hooked.js';
+
+export interface StreamingOptions {
+  /** Sink tokens kept at the start of the cache (StreamingLLM default 4). */
+  startSize?: number;
+  /** Most recent tokens kept (StreamingLLM default 512). */
+  recentSize?: number;
+  /** Positions by index in the cache (default true, as StreamingLLM). */
+  shiftPositions?: boolean;
+}
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** 0 (default) = greedy. */
+  temperature?: number;
+  topK?: number;
+  seed?: number;
+  stopTokens?: number[];
+  attentionMask?: Mask;
+  fwdHooks?: HookSpec[];
+  streaming?: StreamingOptions;
+  /** Called after each step with the chosen token of each row (before the next forward). */
+  onStep?: (info: { step: number; tokens: number[]; finished: boolean[] }) => void;
+}
+
+export interface GenerateResult {
+  /** New tokens per row (a row stops after its stop token, which is included). */
+  tokens: number[][];
+  /** Prompt length (columns of the padded prompt). */
+  promptLength: number;
+}
+
+export function generate(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): GenerateResult {
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new ValueError('maxNewTokens', expectedFound('a non-negative integer', opts.maxNewTokens));
+  const temp = opts.temperature ?? 0;
+  if (!(temp >= 0)) throw new ValueError('temperature', expectedFound('a number >= 0', temp));
+  const rand = rng(opts.seed ?? 0);
+  const stop = new Set(opts.stopTokens ?? []);
+  const streaming = opts.streaming ? { startSize: 4, recentSize: 512, shiftPositions: true, ...opts.streaming } : null;
+  const handle = model.hooks.addAll(opts.fwdHooks);
+  let kv: KVCache | undefined;
+  try {
+    const first = model.run(prompt, { attentionMask: opts.attentionMask, useCache: true, logitPositions: undefined }, null);
+    const B = first.logits.shape[0];
+    const T = first.logits.shape[1];
+    const out: number[][] = Array.from({ length: B }, () => []);
+    const finished = new Array(B).fill(false);
+    let last = tf.tidy(() => tf.squeeze(tf.slice(first.logits, [0, T - 1, 0], [B, 1, -1]), [1]));
+    first.logits.dispose();
+    kv = first.kv;
+    for (let step = 0; step < opts.maxNewTokens; step++) {
+      const next = pick(last, temp, opts.topK, rand);
+      last.dispose();
+      for (let b = 0; b < B; b++) {
+        if (finished[b]) continue;
+        out[b].push(next[b]);
+        if (stop.has(next[b])) finished[b] = true;
+      }
+      opts.onStep?.({ step, tokens: next, finished: [...finished] });
+      if (finished.every(Boolean) || step === opts.maxNewTokens - 1) break;
+      if (streaming) kv = evict(kv!, streaming.startSize, streaming.recentSize);
+      const r = model.run(next.map((t) => [t]), { past: kv, shiftPositions: streaming?.shiftPositions ?? false }, null);
+      disposeKV(kv!);
+      kv = r.kv;
+      last = tf.tidy(() => tf.squeeze(r.logits, [1]));
+      r.logits.dispose();
+    }
+    return { tokens: out, promptLength: T };
+  } finally {
+    if (kv) disposeKV(kv);
+    handle.remove();
+  }
+}
+
+function pick(logits: tf.Tensor, temp: number, topK: number | undefined, rand: ReturnType<typeof rng>): number[] {
+  if (temp === 0) return Array.from(tf.tidy(() => tf.argMax(logits, -1)).dataSync() as Int32Array, (x) => x);
+  const rows = tf.tidy(() => tf.softmax(tf.div(logits, temp), -1)).arraySync() as number[][];
+  return rows.map((p) => {
+    let probs = p;
+    if (topK && topK < p.length) {
+      const cut = [...p].sort((a, b) => b - a)[topK - 1];
+      probs = p.map((x) => (x >= cut ? x : 0));
+    }
+    const total = probs.reduce((a, b) => a + b, 0);
+    let u = rand.next() * total;
+    for (let i = 0; i < probs.length; i++) {
+      u -= probs[i];
+      if (u <= 0) return i;
+    }
+    return probs.length - 1;
+  });
+}
+
+/** Keep the first `start` and last `recent` cached positions (StreamingLLM). */
+export function evict(kv: KVCache, start: number, recent: number): KVCache {
+  const n = kv.mask.shape[1];
+  if (n <= start + recent) return kv;
+  const keep = (t: tf.Tensor) => tf.concat([tf.slice(t, t.shape.map(() => 0), sliceShape(t, start)), sliceTail(t, recent)], 1);
+  const out: KVCache = tf.tidy(() => ({
+    k: kv.k.map((t) => keep(t) as tf.Tensor4D),
+    v: kv.v.map((t) => keep(t) as tf.Tensor4D),
+    mask: keep(kv.mask) as tf.Tensor2D,
+    positions: keep(kv.positions) as tf.Tensor2D,
+    seen: kv.seen,
+  }) as unknown as tf.TensorContainer) as unknown as KVCache;
+  out.seen = kv.seen;
+  disposeKV(kv);
+  return out;
+}
+
+function sliceShape(t: tf.Tensor, n: number): number[] {
+  return t.shape.map((d, i) => (i === 1 ? n : d));
+}
+
+function sliceTail(t: tf.Tensor, n: number): tf.Tensor {
+  const begin = t.shape.map((d, i) => (i === 1 ? d - n : 0));
+  return tf.slice(t, begin, sliceShape(t, n));
+}
+
+export function disposeKV(kv: KVCache): void {
+  tf.dispose([...kv.k, ...kv.v, kv.mask, kv.positions]);
+}

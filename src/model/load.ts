@@ -1,0 +1,160 @@
+/**
+ * loadModel: a local folder, the HF cache, or the hub -> HookedTransformer in the canonical layout.
+ * saveModel: a HookedTransformer -> a genuine HF checkpoint folder (config.json, model.safetensors, tokenizer.json).
+ * randomModel: a seeded random-init model from an HF config (tests, benchmarks, training).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { FormatError, ValueError } from '../errors.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { resolveModelPath, type ResolveOptions } from '../io/hub.js';
+import { readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
+import type { ModelConfig } from './config.js';
+import { FAMILIES, familyFor, normalizeConfig, WeightSource } from './families/index.js';
+import { HookedTransformer } from './hooked.js';
+import { Tokenizer } from './tokenizer.js';
+
+export interface LoadOptions extends ResolveOptions {
+  /** Reject checkpoints whose weights hold NaN or infinities (default true). */
+  checkFinite?: boolean;
+}
+
+const PREFIXES: Record<string, string[]> = {
+  gpt2: ['transformer.', ''],
+  gpt_neox: ['gpt_neox.', ''],
+  llama: ['model.', ''],
+  qwen2: ['model.', ''],
+  mistral: ['model.', ''],
+};
+
+async function readJson(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (e) {
+    throw new FormatError(file, `cannot read: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new FormatError(file, `invalid JSON: ${(e as Error).message}`);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return fsp.stat(file).then(() => true, () => false);
+}
+
+/** Load a model from a folder path or a hub id (see resolveModelPath for the cache and HF_ENDPOINT). */
+export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promise<HookedTransformer> {
+  const dir = await resolveModelPath(pathOrId, opts);
+  const cfgFile = path.join(dir, 'config.json');
+  const cfg = normalizeConfig(await readJson(cfgFile), cfgFile);
+  let tokenizer: Tokenizer | null = null;
+  const tkFile = path.join(dir, 'tokenizer.json');
+  if (await exists(tkFile)) {
+    const tkCfgFile = path.join(dir, 'tokenizer_config.json');
+    const tkCfg = (await exists(tkCfgFile)) ? ((await readJson(tkCfgFile)) as Record<string, unknown>) : {};
+    tokenizer = new Tokenizer((await readJson(tkFile)) as Record<string, unknown>, tkCfg, tkFile);
+  }
+  const hf = await readCheckpointTensors(dir);
+  const where = path.join(dir, 'model.safetensors');
+  try {
+    const params = tf.tidy(() => {
+      const p = familyFor(cfg.architecture, cfgFile).toCanonical(new WeightSource(hf, where, PREFIXES[cfg.architecture]), cfg);
+      return p as unknown as tf.TensorContainer;
+    }) as unknown as Record<string, tf.Tensor>;
+    if (opts.checkFinite ?? true) {
+      for (const [name, t] of Object.entries(hf)) {
+        if (t.dtype !== 'float32') continue;
+        const ok = tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0]);
+        if (!ok) {
+          tf.dispose(Object.values(params));
+          throw new ValueError(`${where}: ${name}`, 'weights hold NaN or infinite values');
+        }
+      }
+    }
+    return new HookedTransformer(cfg, params, tokenizer, pathOrId);
+  } finally {
+    tf.dispose(Object.values(hf));
+  }
+}
+
+/** Write a genuine HF checkpoint folder (config.json, model.safetensors, tokenizer.json when present). */
+export async function saveModel(model: HookedTransformer, dir: string, extraConfig: Record<string, unknown> = {}): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true });
+  const fam = familyFor(model.cfg.architecture, 'model.cfg');
+  const sd = tf.tidy(() => fam.fromCanonical(model.params, model.cfg) as unknown as tf.TensorContainer) as unknown as Record<string, tf.Tensor>;
+  try {
+    await writeSafetensors(path.join(dir, 'model.safetensors'), sd, { format: 'pt' });
+  } finally {
+    tf.dispose(Object.values(sd));
+  }
+  const config = { ...model.cfg.hf, architectures: [fam.hfClass], ...extraConfig };
+  await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  if (model.tokenizer) {
+    await writeFileAtomic(path.join(dir, 'tokenizer.json'), JSON.stringify(model.tokenizer.json) + '\n');
+    if (Object.keys(model.tokenizer.config).length) {
+      await writeFileAtomic(path.join(dir, 'tokenizer_config.json'), JSON.stringify(model.tokenizer.config, null, 2) + '\n');
+    }
+  }
+}
+
+/** Seeded random initialisation (normal, std `std`, norms at 1 / biases at 0 unless `randomNorms`). */
+export function randomModel(
+  hfConfig: Record<string, unknown>,
+  opts: { seed?: number; std?: number; randomNorms?: boolean; tokenizer?: Tokenizer | null; name?: string } = {},
+): HookedTransformer {
+  const cfg = normalizeConfig(hfConfig, 'config');
+  const seed = opts.seed ?? 0;
+  const std = opts.std ?? 0.02;
+  let k = 0;
+  const rnd = (shape: number[], s = std) => tf.randomNormal(shape, 0, s, 'float32', seed * 7919 + k++);
+  const p: Record<string, tf.Tensor> = {};
+  const { d_model: d, n_heads: H, n_kv_heads: K, d_head: dh, d_mlp: m, d_vocab: V } = cfg;
+  const norm = (name: string) => {
+    p[`${name}.w`] = opts.randomNorms ? tf.add(1, rnd([d], 0.2)) : tf.ones([d]);
+    if (cfg.normalization === 'LN') p[`${name}.b`] = opts.randomNorms ? rnd([d], 0.2) : tf.zeros([d]);
+  };
+  p['embed.W_E'] = rnd([V, d]);
+  if (cfg.positional === 'learned') p['pos_embed.W_pos'] = rnd([cfg.n_ctx, d]);
+  for (let l = 0; l < cfg.n_layers; l++) {
+    const b = `blocks.${l}.`;
+    norm(b + 'ln1');
+    norm(b + 'ln2');
+    p[b + 'attn.W_Q'] = rnd([H, d, dh]);
+    p[b + 'attn.W_K'] = rnd([K, d, dh]);
+    p[b + 'attn.W_V'] = rnd([K, d, dh]);
+    p[b + 'attn.W_O'] = rnd([H, dh, d]);
+    const bias = (shape: number[], on: boolean) => (on && opts.randomNorms ? rnd(shape, 0.1) : tf.zeros(shape));
+    p[b + 'attn.b_Q'] = bias([H, dh], cfg.attn_qkv_bias);
+    p[b + 'attn.b_K'] = bias([K, dh], cfg.attn_qkv_bias);
+    p[b + 'attn.b_V'] = bias([K, dh], cfg.attn_qkv_bias);
+    p[b + 'attn.b_O'] = bias([d], cfg.attn_out_bias);
+    p[b + 'mlp.W_in'] = rnd([d, m]);
+    if (cfg.gated_mlp) p[b + 'mlp.W_gate'] = rnd([d, m]);
+    p[b + 'mlp.b_in'] = bias([m], cfg.mlp_bias);
+    p[b + 'mlp.W_out'] = rnd([m, d]);
+    p[b + 'mlp.b_out'] = bias([d], cfg.mlp_bias);
+  }
+  norm('ln_final');
+  p['unembed.W_U'] = cfg.tie_word_embeddings ? tf.transpose(p['embed.W_E']) : rnd([d, V]);
+  p['unembed.b_U'] = tf.zeros([V]);
+  return new HookedTransformer(cfg, p, opts.tokenizer ?? null, opts.name ?? `random-${cfg.architecture}`);
+}
+
+export function supportedArchitectures(): string[] {
+  return FAMILIES.flatMap((f) => f.modelTypes);
+}
+
+export function describeModel(m: HookedTransformer): Record<string, unknown> {
+  const c: ModelConfig = m.cfg;
+  return {
+    name: m.name, architecture: c.architecture, hf_class: c.hfArchitecture, n_layers: c.n_layers, d_model: c.d_model,
+    n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, d_head: c.d_head, d_mlp: c.d_mlp, d_vocab: c.d_vocab, n_ctx: c.n_ctx,
+    normalization: c.normalization, positional: c.positional, act_fn: c.act_fn, parameters: m.parameterCount(),
+    tokenizer: m.tokenizer ? 'tokenizer.json' : 'none',
+  };
+}
+
