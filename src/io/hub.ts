@@ -274,7 +274,7 @@ class HubClient {
 
   async revisionInfo(): Promise<{ sha: string; siblings: string[] | null }> {
     const url = `${this.endpoint}/api/models/${encodePath(this.id)}/revision/${encodeURIComponent(this.revision)}`;
-    const res = await this.follow(url, 'api/models');
+    const res = (await this.follow(url, 'api/models'))!;
     if (!res.ok) {
       await res.body?.cancel().catch(() => undefined);
       throw this.statusError(res, 'api/models');
@@ -296,13 +296,23 @@ class HubClient {
   }
 
   /** GET following up to 5 redirects by hand, so the first response's etag headers can be read. */
-  private async follow(url: string, file: string, seen?: { etag: string | null; commit: string | null }): Promise<Response> {
+  private async follow(
+    url: string,
+    file: string,
+    seen?: { etag: string | null; commit: string | null },
+    stopIf?: (etag: string) => Promise<boolean>,
+  ): Promise<Response | null> {
     let cur = url;
     for (let hop = 0; hop <= 5; hop++) {
       const res = await this.get(cur, file);
       if (seen) {
         seen.etag ??= normalizeEtag(res.headers.get('x-linked-etag')) ?? (res.status >= 300 && res.status < 400 ? null : normalizeEtag(res.headers.get('etag')));
         seen.commit ??= res.headers.get('x-repo-commit');
+        if (seen.etag && (res.ok || (res.status >= 300 && res.status < 400)) && stopIf && (await stopIf(seen.etag))) {
+          // The blob is already in the cache (e.g. shared with another revision): no need for the body.
+          await res.body?.cancel().catch(() => undefined);
+          return null;
+        }
       }
       if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
         await res.body?.cancel().catch(() => undefined);
@@ -318,12 +328,16 @@ class HubClient {
     checkRelativeFileName(file, `${this.where}: file`);
     const url = `${this.endpoint}/${encodePath(this.id)}/resolve/${commit}/${encodePath(file)}`;
     const seen = { etag: null as string | null, commit: null as string | null };
-    const res = await this.follow(url, file, seen);
+    const blobs = path.join(repoDir, 'blobs');
+    const res = await this.follow(url, file, seen, async (etag) => (await statOrNull(path.join(blobs, etag)))?.isFile() ?? false);
+    if (res === null) {
+      await linkIntoSnapshot(path.join(blobs, seen.etag!), path.join(snap, file));
+      return;
+    }
     if (!res.ok || !res.body) {
       await res.body?.cancel().catch(() => undefined);
       throw this.statusError(res, file);
     }
-    const blobs = path.join(repoDir, 'blobs');
     await fsp.mkdir(blobs, { recursive: true });
     const total = Number(res.headers.get('content-length') ?? 0) || 0;
     const tmp = path.join(blobs, `.${process.pid}.${randomBytes(6).toString('hex')}.incomplete`);
