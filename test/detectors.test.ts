@@ -1,0 +1,133 @@
+import { strict as assert } from 'node:assert';
+import * as tf from '@tensorflow/tfjs';
+import { detectionPattern, headSimilarity, detectorScores, DETECTOR_KINDS } from '../src/analyses/detectors.js';
+import { ShapeError, ValueError } from '../src/errors.js';
+import { rng } from '../src/util/random.js';
+
+const toks = [0, 5, 6, 7, 5, 6, 7]; // BOS + a repeated sequence
+
+function oneHotRows(n: number, target: (i: number) => number): number[][] {
+  return Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (j === target(i) ? 1 : 0)));
+}
+
+/** TransformerLens's construction, written independently: duplicate = eq with zero diagonal, tril; induction = duplicate rolled one column right, first column zeroed, tril. */
+function tlInduction(t: number[]): number[][] {
+  const n = t.length;
+  const dup = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => (i !== j && t[i] === t[j] && j <= i ? 1 : 0)));
+  const rolled = dup.map((row) => row.map((_, j) => (j === 0 ? 0 : row[j - 1])));
+  return rolled.map((row, i) => row.map((v, j) => (j <= i ? v : 0)));
+}
+
+function randomCausal(n: number, r: ReturnType<typeof rng>): number[][] {
+  return Array.from({ length: n }, (_, i) => {
+    const w = Array.from({ length: n }, (_, j) => (j <= i ? r.next() ** 3 + 1e-3 : 0));
+    const s = w.reduce((a, b) => a + b, 0);
+    return w.map((x) => x / s);
+  });
+}
+
+function leftPad(A: number[][], N: number): number[][] {
+  const off = N - A.length;
+  return Array.from({ length: N }, (_, i) =>
+    Array.from({ length: N }, (_, j) => (i < off ? (j <= i ? 1 / (i + 1) : 0) : j < off ? 0 : A[i - off][j - off])),
+  );
+}
+
+describe('detectors: detection patterns', () => {
+  it('previous-token, duplicate-token, induction and sink patterns on a repeated sequence', () => {
+    const prev = detectionPattern('prev-token', toks);
+    assert.deepEqual(prev, oneHotRows(7, (i) => i - 1));
+    const dup = detectionPattern('duplicate-token', toks);
+    const ones = (P: number[][]) => P.flatMap((r, i) => r.map((v, j) => (v ? `${i},${j}` : ''))).filter(Boolean);
+    assert.deepEqual(ones(dup), ['4,1', '5,2', '6,3']);
+    const ind = detectionPattern('induction', toks);
+    assert.deepEqual(ones(ind), ['4,2', '5,3', '6,4']);
+    assert.deepEqual(ones(detectionPattern('sink', [1, 2, 3])), ['0,0', '1,0', '2,0']);
+  });
+
+  it('induction matches TransformerLens (shifted duplicate, incl. repeated adjacent tokens)', () => {
+    for (const t of [toks, [0, 3, 3, 3], [0, 1, 2, 1, 2, 1, 2, 2], [4, 4, 4, 4, 4]]) {
+      assert.deepEqual(detectionPattern('induction', t), tlInduction(t), `tokens ${t}`);
+    }
+  });
+});
+
+describe('detectors: headSimilarity (TransformerLens mul)', () => {
+  it('perfect induction / previous-token heads on hand-built patterns', () => {
+    const ind = oneHotRows(7, (i) => (i >= 4 ? i - 2 : 0)); // rows 4..6 attend to j = i - 2, others to BOS
+    const P = detectionPattern('induction', toks);
+    assert.equal(headSimilarity(ind, P), 3 / 7);
+    assert.equal(headSimilarity(ind, P, { excludeBos: true }), 1);
+    const prev = oneHotRows(7, (i) => Math.max(i - 1, 0));
+    const Pp = detectionPattern('prev-token', toks);
+    assert.equal(headSimilarity(prev, Pp), 6 / 7);
+    assert.equal(headSimilarity(prev, Pp, { excludeBos: true }), 1); // rows 0, 1 (on BOS) drop out
+    assert.equal(headSimilarity(prev, Pp, { excludeCurrentToken: true }), 1); // A[0,0] drops out
+  });
+
+  it('a mixed head: hand-computed sum(A*P)/sum(A) with exclusions', () => {
+    const A = [
+      [1, 0, 0],
+      [0.3, 0.7, 0],
+      [0.2, 0.5, 0.3],
+    ];
+    const P = detectionPattern('prev-token', [0, 1, 2]); // (1,0), (2,1)
+    assert.ok(Math.abs(headSimilarity(A, P) - (0.3 + 0.5) / 3) < 1e-12);
+    assert.ok(Math.abs(headSimilarity(A, P, { excludeBos: true }) - 0.5 / 1.5) < 1e-12);
+    assert.ok(Math.abs(headSimilarity(A, P, { excludeCurrentToken: true }) - 0.8 / 1.0) < 1e-12);
+    assert.ok(Math.abs(headSimilarity(A, P, { excludeBos: true, excludeCurrentToken: true }) - 0.5 / 0.5) < 1e-12);
+    // all attention excluded -> 0, not NaN
+    assert.equal(headSimilarity(oneHotRows(3, () => 0), P, { excludeBos: true }), 0);
+    assert.throws(() => headSimilarity(A, [[1]]), ShapeError);
+  });
+});
+
+describe('detectors: batched detectorScores', () => {
+  it('equals the per-prompt brute force averaged over prompts, alone or left-padded', () => {
+    const before = tf.memory().numTensors;
+    const r = rng(7);
+    const prompts = [toks, [0, 9, 9, 8, 9], [0, 3, 4, 3, 4, 3]];
+    const N = 7;
+    const L = 2;
+    const H = 3;
+    // local patterns per prompt/layer/head
+    const local = prompts.map((t) => Array.from({ length: L }, () => Array.from({ length: H }, () => randomCausal(t.length, r))));
+    const tokens = prompts.map((t) => [...new Array(N - t.length).fill(50256), ...t]);
+    const mask = prompts.map((t) => [...new Array(N - t.length).fill(0), ...new Array(t.length).fill(1)]);
+    const patterns = Array.from({ length: L }, (_, l) => tf.tensor4d(local.map((p) => p[l].map((A) => leftPad(A, N)))));
+    for (const opts of [{}, { excludeBos: true }, { excludeCurrentToken: true }, { excludeBos: true, excludeCurrentToken: true }]) {
+      const res = detectorScores(patterns, tokens, DETECTOR_KINDS, { ...opts, mask });
+      for (const kind of DETECTOR_KINDS) {
+        const hs = res[kind];
+        assert.equal(hs.method, kind);
+        for (let l = 0; l < L; l++) {
+          for (let h = 0; h < H; h++) {
+            const brute = prompts.reduce((s, t, b) => s + headSimilarity(local[b][l][h], detectionPattern(kind, t), opts), 0) / prompts.length;
+            assert.ok(Math.abs(hs.scores[l][h] - brute) < 1e-6, `${kind} ${l}.${h} ${JSON.stringify(opts)}: ${hs.scores[l][h]} vs ${brute}`);
+          }
+        }
+      }
+      // prompt 0 alone (no padding) gives its own per-prompt score
+      const first = patterns.map((p) => p.slice([0, 0, 0, 0], [1, H, N, N]));
+      const alone = detectorScores(first, [tokens[0]], 'induction', opts);
+      tf.dispose(first);
+      const want = headSimilarity(local[0][1][2], detectionPattern('induction', prompts[0]), opts);
+      assert.ok(Math.abs(alone.induction.scores[1][2] - want) < 1e-6);
+    }
+    tf.dispose(patterns);
+    assert.equal(tf.memory().numTensors, before);
+  });
+
+  it('custom detectors and errors', () => {
+    const A = tf.tensor4d([[oneHotRows(4, (i) => i)]]);
+    const cur = { name: 'current-token', pattern: (t: number[]) => oneHotRows(t.length, (i) => i) };
+    const res = detectorScores([A], [[1, 2, 3, 4]], [cur, 'sink']);
+    assert.equal(res['current-token'].scores[0][0], 1);
+    assert.equal(res.sink.scores[0][0], 1 / 4);
+    const bad = { name: 'upper', pattern: (t: number[]) => oneHotRows(t.length, (i) => t.length - 1 - i) };
+    assert.throws(() => detectorScores([A], [[1, 2, 3, 4]], bad), ValueError);
+    assert.throws(() => detectorScores([A], [[1, 2, 3]], 'sink'), ShapeError);
+    assert.throws(() => detectorScores([A], [[1, 2, 3, 4]], 'sink', { mask: [[1, 0, 1, 1]] }), ValueError);
+    A.dispose();
+  });
+});
