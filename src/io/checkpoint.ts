@@ -16,15 +16,17 @@ import * as path from 'node:path';
 import { ConfigError, FormatError, ValueError, expectedFound } from '../errors.js';
 import { writeFileAtomic } from './atomic.js';
 
-/** What a sweep stores per item: numbers (NaN and +-Infinity kept exactly), arrays, plain objects, strings. */
+/** What a sweep stores per item: numbers (NaN, +-Infinity and -0 kept exactly), arrays, plain objects, strings. */
 export type SweepValue = number | string | boolean | null | SweepValue[] | { [k: string]: SweepValue };
 
 const FORMAT = 'tflens-sweep';
 const VERSION = 1;
 
-/** JSON with non-finite numbers kept: NaN / Infinity / -Infinity become {"$num": "NaN"} etc. */
+/** JSON with every number kept: NaN / Infinity / -Infinity / -0 become {"$num": "NaN"} etc. */
 function encode(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (typeof x === 'number' && !Number.isFinite(x) ? { $num: String(x) } : x));
+  return JSON.stringify(v, (_k, x) =>
+    typeof x === 'number' && (!Number.isFinite(x) || Object.is(x, -0)) ? { $num: Object.is(x, -0) ? '-0' : String(x) } : x,
+  );
 }
 
 function decode(text: string): unknown {
@@ -33,6 +35,7 @@ function decode(text: string): unknown {
       if (x.$num === 'NaN') return NaN;
       if (x.$num === 'Infinity') return Infinity;
       if (x.$num === '-Infinity') return -Infinity;
+      if (x.$num === '-0') return -0;
     }
     return x;
   });
