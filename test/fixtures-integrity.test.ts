@@ -1,0 +1,250 @@
+// Integrity of the HF-transformers reference fixtures in fixtures/reference (see its README.md).
+// Pure Node: reads safetensors headers and data directly, recomputes a few relations
+// independently in float64 (embedding lookup, final norm, unembedding, residual
+// decomposition, attention-pattern structure) and checks the GPT-2 tokenizer against HF's ids.
+import { describe, it } from 'mocha';
+import assert from 'node:assert/strict';
+import { readFileSync, existsSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
+
+const ROOT = path.resolve('fixtures', 'reference');
+const PAD_LEFT = 3;
+
+interface StEntry { dtype: string; shape: number[]; data_offsets: [number, number] }
+interface StFile { header: Record<string, StEntry>; metadata: Record<string, string>; buf: Buffer; base: number }
+
+const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+
+function readSafetensors(file: string): StFile {
+  const buf = readFileSync(file);
+  assert.ok(buf.length >= 8, `${file}: expected at least 8 bytes, found ${buf.length}`);
+  const n = Number(buf.readBigUInt64LE(0));
+  assert.ok(n > 0 && 8 + n <= buf.length, `${file}: header length ${n} does not fit in ${buf.length} bytes`);
+  const raw = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, unknown>;
+  const metadata = (raw.__metadata__ ?? {}) as Record<string, string>;
+  delete raw.__metadata__;
+  const header = raw as unknown as Record<string, StEntry>;
+  // Offsets must tile the data section exactly, and each size must match dtype * shape.
+  const spans = Object.entries(header).map(([k, e]) => {
+    const size = DTYPE_BYTES[e.dtype];
+    assert.ok(size !== undefined, `${file}: ${k}: unknown dtype ${e.dtype}`);
+    const want = size * e.shape.reduce((a, b) => a * b, 1);
+    assert.equal(e.data_offsets[1] - e.data_offsets[0], want, `${file}: ${k}: byte size vs dtype*shape`);
+    return e.data_offsets;
+  }).sort((a, b) => a[0] - b[0]);
+  let end = 0;
+  for (const [s, e] of spans) { assert.equal(s, end, `${file}: data offsets not contiguous`); end = e; }
+  assert.equal(8 + n + end, buf.length, `${file}: data section length`);
+  return { header, metadata, buf, base: 8 + n };
+}
+
+function tensor(st: StFile, name: string): { shape: number[]; data: Float64Array } {
+  const e = st.header[name];
+  assert.ok(e, `missing tensor ${name}`);
+  const [s, t] = e.data_offsets;
+  const bytes = st.buf.subarray(st.base + s, st.base + t);
+  const copy = new Uint8Array(bytes); // aligned copy
+  let src: ArrayLike<number>;
+  if (e.dtype === 'F32') src = new Float32Array(copy.buffer);
+  else if (e.dtype === 'I32') src = new Int32Array(copy.buffer);
+  else throw new Error(`${name}: unsupported dtype ${e.dtype} in test reader`);
+  return { shape: e.shape, data: Float64Array.from(src) };
+}
+
+interface Fam {
+  name: string; d: number; L: number; H: number; V: number; T: number;
+  norm: 'LN' | 'RMS'; eps: number; finalNorm: string; embed: string; unembed: string; pos?: string;
+  window?: number;
+}
+
+const cfg = (name: string) => JSON.parse(readFileSync(path.join(ROOT, name, 'config.json'), 'utf8'));
+
+const FAMILIES: Fam[] = [
+  { name: 'gpt2', T: 8 }, { name: 'gpt2-tiny', T: 12 }, { name: 'pythia', T: 12 }, { name: 'pythia-seq', T: 12 },
+  { name: 'llama', T: 12 }, { name: 'qwen2', T: 12 }, { name: 'mistral', T: 12 },
+].map(({ name, T }) => {
+  const c = cfg(name);
+  if (c.model_type === 'gpt2') {
+    return { name, T, d: c.n_embd, L: c.n_layer, H: c.n_head, V: c.vocab_size, norm: 'LN' as const, eps: c.layer_norm_epsilon,
+      finalNorm: 'transformer.ln_f', embed: 'transformer.wte.weight', unembed: 'transformer.wte.weight', pos: 'transformer.wpe.weight' };
+  }
+  if (c.model_type === 'gpt_neox') {
+    return { name, T, d: c.hidden_size, L: c.num_hidden_layers, H: c.num_attention_heads, V: c.vocab_size, norm: 'LN' as const,
+      eps: c.layer_norm_eps, finalNorm: 'gpt_neox.final_layer_norm', embed: 'gpt_neox.embed_in.weight', unembed: 'embed_out.weight' };
+  }
+  return { name, T, d: c.hidden_size, L: c.num_hidden_layers, H: c.num_attention_heads, V: c.vocab_size, norm: 'RMS' as const,
+    eps: c.rms_norm_eps, finalNorm: 'model.norm', embed: 'model.embed_tokens.weight',
+    unembed: c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight', window: c.sliding_window ?? undefined };
+});
+
+function close(got: number, want: number, atol: number, rtol: number, what: string) {
+  assert.ok(Number.isFinite(got) && Math.abs(got - want) <= atol + rtol * Math.abs(want),
+    `${what}: expected ${want}, found ${got} (atol ${atol}, rtol ${rtol})`);
+}
+
+describe('fixtures/reference integrity', () => {
+  it('manifest records versions, no problems, and every family', () => {
+    const m = JSON.parse(readFileSync(path.join(ROOT, 'manifest.json'), 'utf8'));
+    assert.match(m.versions.transformers, /^\d+\.\d+/);
+    assert.match(m.versions.torch, /^\d+\.\d+/);
+    assert.deepEqual(m.problems, []);
+    assert.deepEqual(Object.keys(m.families).sort(), FAMILIES.map((f) => f.name).sort());
+    assert.equal(m.families.mistral.sliding_window.semantic.startsWith('key j visible to query i iff 0 <= i - j < W'), true);
+  });
+
+  for (const f of FAMILIES) {
+    describe(f.name, () => {
+      const dir = path.join(ROOT, f.name);
+      const load = () => ({ ref: readSafetensors(path.join(dir, 'reference.safetensors')), model: readSafetensors(path.join(dir, 'model.safetensors')) });
+
+      it('has the documented files, tensor names, dtypes and shapes', () => {
+        for (const file of ['config.json', 'model.safetensors', 'reference.safetensors']) {
+          assert.ok(existsSync(path.join(dir, file)), `${f.name}/${file} missing`);
+        }
+        const { ref } = load();
+        const B = 3; const { T, d, L, H, V } = f;
+        const want: Record<string, [string, number[]]> = {
+          input_ids: ['I32', [B, T]], attention_mask: ['I32', [B, T]], position_ids: ['I32', [B, T]],
+          logits: ['F32', [B, T, V]], final_norm_in: ['F32', [B, T, d]],
+        };
+        for (let i = 0; i <= L; i++) want[`hidden_states.${i}`] = ['F32', [B, T, d]];
+        for (let l = 0; l < L; l++) {
+          want[`attentions.${l}`] = ['F32', [B, H, T, T]];
+          want[`attn_out.${l}`] = ['F32', [B, T, d]];
+          want[`mlp_out.${l}`] = ['F32', [B, T, d]];
+        }
+        assert.deepEqual(Object.keys(ref.header).sort(), Object.keys(want).sort());
+        for (const [k, [dtype, shape]] of Object.entries(want)) {
+          assert.equal(ref.header[k].dtype, dtype, `${k} dtype`);
+          assert.deepEqual(ref.header[k].shape, shape, `${k} shape`);
+        }
+        assert.equal(ref.metadata.family, f.name);
+      });
+
+      it('attention_mask is row-1 left padding and position_ids = clamp(cumsum(mask)-1, 0)', () => {
+        const { ref } = load();
+        const mask = tensor(ref, 'attention_mask').data; const pos = tensor(ref, 'position_ids').data;
+        const ids = tensor(ref, 'input_ids').data;
+        for (let b = 0; b < 3; b++) {
+          let c = 0;
+          for (let t = 0; t < f.T; t++) {
+            const m = mask[b * f.T + t];
+            assert.equal(m, b === 1 && t < PAD_LEFT ? 0 : 1, `mask[${b},${t}]`);
+            c += m;
+            assert.equal(pos[b * f.T + t], Math.max(c - 1, 0), `position_ids[${b},${t}]`);
+            const id = ids[b * f.T + t];
+            assert.ok(Number.isInteger(id) && id >= 0 && id < f.V, `input_ids[${b},${t}] = ${id} out of vocab`);
+          }
+        }
+      });
+
+      it('attention patterns: rows sum to 1, causal, no weight on pad keys, window respected', () => {
+        const { ref } = load();
+        const mask = tensor(ref, 'attention_mask').data; const { T, H } = f;
+        for (let l = 0; l < f.L; l++) {
+          const a = tensor(ref, `attentions.${l}`).data;
+          let maxAtWindowEdge = 0;
+          for (let b = 0; b < 3; b++) for (let h = 0; h < H; h++) for (let i = 0; i < T; i++) {
+            if (!mask[b * T + i]) continue; // pad queries are unspecified
+            let s = 0;
+            for (let j = 0; j < T; j++) {
+              const p = a[((b * H + h) * T + i) * T + j];
+              s += p;
+              const hidden = j > i || !mask[b * T + j] || (f.window !== undefined && i - j >= f.window);
+              if (hidden) assert.ok(p <= 1e-7, `attentions.${l}[${b},${h},${i},${j}] = ${p}, expected 0`);
+              if (f.window !== undefined && i - j === f.window - 1 && mask[b * T + j]) maxAtWindowEdge = Math.max(maxAtWindowEdge, p);
+            }
+            close(s, 1, 1e-5, 0, `sum of attentions.${l}[${b},${h},${i},:]`);
+          }
+          if (f.window !== undefined) assert.ok(maxAtWindowEdge > 1e-3, `window edge distance ${f.window - 1} must be visible`);
+        }
+      });
+
+      it('resid_pre(l) + attn_out(l) + mlp_out(l) = resid_pre(l+1), last one = final_norm_in', () => {
+        const { ref } = load();
+        const mask = tensor(ref, 'attention_mask').data; const { T, d } = f;
+        for (let l = 0; l < f.L; l++) {
+          const x = tensor(ref, `hidden_states.${l}`).data;
+          const a = tensor(ref, `attn_out.${l}`).data; const m = tensor(ref, `mlp_out.${l}`).data;
+          const next = tensor(ref, l + 1 < f.L ? `hidden_states.${l + 1}` : 'final_norm_in').data;
+          for (let bt = 0; bt < 3 * T; bt++) {
+            if (!mask[bt]) continue;
+            for (let k = 0; k < d; k++) close(x[bt * d + k] + a[bt * d + k] + m[bt * d + k], next[bt * d + k], 1e-4, 1e-5, `layer ${l} [${bt},${k}]`);
+          }
+        }
+      });
+
+      it('hidden_states.0 is the embedding; hidden_states.L = final_norm(final_norm_in); logits = unembed(hidden_states.L)', () => {
+        const { ref, model } = load();
+        const { T, d, V } = f;
+        const mask = tensor(ref, 'attention_mask').data; const ids = tensor(ref, 'input_ids').data; const pos = tensor(ref, 'position_ids').data;
+        const WE = tensor(model, f.embed).data; const WU = tensor(model, f.unembed).data;
+        const WP = f.pos ? tensor(model, f.pos).data : null;
+        const h0 = tensor(ref, 'hidden_states.0').data; const hL = tensor(ref, `hidden_states.${f.L}`).data;
+        const fin = tensor(ref, 'final_norm_in').data; const logits = tensor(ref, 'logits').data;
+        const w = tensor(model, `${f.finalNorm}.weight`).data;
+        const bias = f.norm === 'LN' ? tensor(model, `${f.finalNorm}.bias`).data : null;
+        assert.deepEqual(model.header[f.unembed].shape, [V, d]);
+        for (let bt = 0; bt < 3 * T; bt++) {
+          if (!mask[bt]) continue;
+          for (let k = 0; k < d; k++) {
+            const e = WE[ids[bt] * d + k] + (WP ? WP[pos[bt] * d + k] : 0);
+            close(h0[bt * d + k], e, 1e-6, 1e-6, `hidden_states.0[${bt},${k}]`);
+          }
+          const x = fin.subarray(bt * d, bt * d + d);
+          const mean = f.norm === 'LN' ? x.reduce((a, b) => a + b, 0) / d : 0;
+          const v = x.reduce((a, b) => a + (b - mean) ** 2, 0) / d;
+          const inv = 1 / Math.sqrt(v + f.eps);
+          for (let k = 0; k < d; k++) {
+            const want = (x[k] - mean) * inv * w[k] + (bias ? bias[k] : 0);
+            close(hL[bt * d + k], want, 1e-4, 1e-4, `hidden_states.${f.L}[${bt},${k}]`);
+          }
+          for (let vtok = 0; vtok < V; vtok += f.V > 1000 ? 37 : 1) {
+            let s = 0;
+            for (let k = 0; k < d; k++) s += hL[bt * d + k] * WU[vtok * d + k];
+            close(logits[bt * V + vtok], s, 1e-4, 1e-4, `logits[${bt},${vtok}]`);
+          }
+        }
+      });
+    });
+  }
+
+  describe('gpt2 tokenizer', () => {
+    const dir = path.join(ROOT, 'gpt2');
+    const tok = () => new Tokenizer(JSON.parse(readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
+      JSON.parse(readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
+
+    it('encodes every tokenization.json sentence to exactly the HF ids', () => {
+      const ref = JSON.parse(readFileSync(path.join(dir, 'tokenization.json'), 'utf8'));
+      const t = tok();
+      assert.ok(ref.cases.length >= 10);
+      for (const c of ref.cases as Array<{ text: string; ids: number[] }>) {
+        assert.deepEqual(t.encode(c.text).ids, c.ids, `encode(${JSON.stringify(c.text)})`);
+      }
+      assert.deepEqual(t.encode('Hello world').ids, [15496, 995]);
+    });
+
+    it('reference input_ids are <|endoftext|> + the tokenized input sentences', () => {
+      const t = tok();
+      const st = readSafetensors(path.join(dir, 'reference.safetensors'));
+      const ids = tensor(st, 'input_ids').data; const T = 8;
+      const sentences = [
+        'When Mary and John went to the store, John gave a drink to Mary',
+        'The capital of France is Paris, and the capital of Germany is Berlin',
+        'Numbers like 12345 and symbols like $%& are tokenized differently',
+      ];
+      sentences.forEach((s, b) => {
+        const nReal = b === 1 ? T - PAD_LEFT : T;
+        const want = [...Array(T - nReal).fill(50256), ...[50256, ...t.encode(s).ids].slice(0, nReal)];
+        assert.deepEqual(Array.from(ids.subarray(b * T, b * T + T)), want, `row ${b}`);
+      });
+    });
+
+    it('checkpoint files stay small', () => {
+      let total = 0;
+      for (const f of FAMILIES) for (const file of ['model.safetensors', 'reference.safetensors']) total += statSync(path.join(ROOT, f.name, file)).size;
+      assert.ok(total < 12 * 2 ** 20, `reference safetensors total ${total} bytes`);
+    });
+  });
+});
