@@ -1,0 +1,26 @@
+// Shared helpers for tests that compare against the HF-transformers reference fixtures.
+import * as tf from '@tensorflow/tfjs';
+import path from 'node:path';
+import { readSafetensors } from '../../src/io/safetensors.js';
+
+export const REF_DIR = path.resolve('fixtures/reference');
+export const REF_FAMILIES = ['gpt2', 'gpt2-tiny', 'pythia', 'pythia-seq', 'llama', 'qwen2', 'mistral'];
+
+export async function loadReference(name: string): Promise<Record<string, tf.Tensor>> {
+  return readSafetensors(path.join(REF_DIR, name, 'reference.safetensors'));
+}
+
+/**
+ * Max |a - b| over real (mask = 1) positions, relative to max |b| there.
+ * a, b: [batch, pos, ...] or patterns [batch, head, q, k] (queries masked by `queryAxis`).
+ */
+export function maskedRelErr(a: tf.Tensor, b: tf.Tensor, mask: tf.Tensor2D, queryAxis = 1): { abs: number; ref: number; rel: number } {
+  return tf.tidy(() => {
+    if (a.shape.join(',') !== b.shape.join(',')) throw new Error(`shape mismatch [${a.shape}] vs [${b.shape}]`);
+    const shape = a.shape.map((_, i) => (i === 0 ? mask.shape[0] : i === queryAxis ? mask.shape[1] : 1));
+    const m = tf.reshape(tf.cast(mask, 'float32'), shape);
+    const diff = tf.max(tf.mul(tf.abs(tf.sub(a, b)), m)).dataSync()[0];
+    const ref = tf.max(tf.mul(tf.abs(b), m)).dataSync()[0];
+    return { abs: diff, ref, rel: diff / ref };
+  });
+}

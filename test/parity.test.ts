@@ -1,0 +1,51 @@
+// Parity with HF transformers: every non-pad position of every hook point the reference has,
+// for all five families (fixtures made by fixtures/reference/make_reference.py on HF transformers).
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import path from 'node:path';
+import { loadModel } from '../src/model/index.js';
+import { REF_DIR, REF_FAMILIES, loadReference, maskedRelErr } from './helpers/reference.js';
+
+const TOL = 1e-4;
+export const parityReport: Record<string, Record<string, number>> = {};
+
+describe('parity with HF transformers (reference fixtures)', function () {
+  for (const fam of REF_FAMILIES) {
+    it(`${fam}: resid_pre, attn_out, mlp_out, patterns, final residual, unembed input and logits within ${TOL} (relative)`, async () => {
+      const before = tf.memory().numTensors;
+      const model = await loadModel(path.join(REF_DIR, fam));
+      const ref = await loadReference(fam);
+      const mask = ref.attention_mask as tf.Tensor2D;
+      const { logits, cache } = model.runWithCache(ref.input_ids, { attentionMask: mask });
+      const L = model.cfg.n_layers;
+      const errs: Record<string, number> = {};
+      const check = (label: string, ours: tf.Tensor, theirs: tf.Tensor, qAxis = 1) => {
+        const e = maskedRelErr(ours, theirs, mask, qAxis);
+        errs[label] = e.rel;
+        assert.ok(e.rel <= TOL, `${fam} ${label}: max abs err ${e.abs} vs max |ref| ${e.ref} (rel ${e.rel})`);
+      };
+      for (let l = 0; l < L; l++) {
+        check(`blocks.${l}.hook_resid_pre`, cache.get(`blocks.${l}.hook_resid_pre`), ref[`hidden_states.${l}`]);
+        check(`blocks.${l}.attn.hook_pattern`, cache.get(`blocks.${l}.attn.hook_pattern`), ref[`attentions.${l}`], 2);
+        if (ref[`attn_out.${l}`]) check(`blocks.${l}.hook_attn_out`, cache.get(`blocks.${l}.hook_attn_out`), ref[`attn_out.${l}`]);
+        if (ref[`mlp_out.${l}`]) check(`blocks.${l}.hook_mlp_out`, cache.get(`blocks.${l}.hook_mlp_out`), ref[`mlp_out.${l}`]);
+      }
+      if (ref.final_norm_in) check(`blocks.${L - 1}.hook_resid_post`, cache.get(`blocks.${L - 1}.hook_resid_post`), ref.final_norm_in);
+      check('unembed.hook_in', cache.get('unembed.hook_in'), ref[`hidden_states.${L}`]);
+      check('logits', logits, ref.logits);
+      // positions derived from the mask equal HF's position_ids at real tokens
+      const pos = tf.tidy(() => tf.maximum(tf.sub(tf.cumsum(mask, 1), tf.scalar(1, 'int32')), tf.scalar(0, 'int32')));
+      assert.equal(tf.tidy(() => maskedRelErr(pos.toFloat(), ref.position_ids.toFloat(), mask).abs), 0);
+      parityReport[fam] = errs;
+      tf.dispose([logits, pos]);
+      cache.dispose();
+      tf.dispose(Object.values(ref));
+      model.dispose();
+      assert.equal(tf.memory().numTensors, before, 'tensors left behind');
+    });
+  }
+  after(() => {
+    const worst = Object.entries(parityReport).map(([f, e]) => `${f}: ${Math.max(...Object.values(e)).toExponential(2)}`);
+    console.log(`      parity, worst relative error per family on ${tf.getBackend()}: ${worst.join(', ')}`);
+  });
+});
