@@ -36,6 +36,8 @@ export interface AnalysisModel {
     [k: string]: unknown;
   };
   params: Record<string, tf.Tensor>;
+  /** Name or path the model was loaded from (recorded in results). */
+  name?: string;
   runWithCache(
     tokens: any,
     opts?: { attentionMask?: any; namesFilter?: any },
@@ -357,6 +359,6 @@ export function grid<T>(rows: number, cols: number, f: (r: number, c: number) =>
 }
 
 export function modelName(model: AnalysisModel): string | undefined {
-  const n = model.cfg.model_name;
-  return typeof n === 'string' ? n : undefined;
+  const n = model.name ?? model.cfg.model_name;
+  return typeof n === 'string' && n ? n : undefined;
 }
