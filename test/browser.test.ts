@@ -1,0 +1,182 @@
+/**
+ * Figures must really draw in a browser, offline. Opens, in headless Chromium (/usr/bin/chromium or
+ * $CHROMIUM), a page made by saveHtml and every HTML report in reports/ (written by `npm run
+ * notebooks`), and checks that each tflens figure became a plotly SVG holding data marks with real
+ * geometry. No network: every request other than file:// and data: is refused and fails the test.
+ * Skipped, with a message, when Chromium is not installed.
+ */
+import { strict as assert } from 'node:assert';
+import { existsSync, promises as fsp } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import {
+  headHeatmap,
+  attentionGrid,
+  linePlot,
+  tokenStrip,
+  bar,
+  patchingHeatmap,
+  saveHtml,
+} from '../src/plot/index.js';
+import { makeHeadScores } from '../src/results.js';
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const REPORTS = path.resolve(process.env.REPORTS ?? 'reports');
+
+interface FigureCheck {
+  id: string;
+  svgs: number;
+  heatmapImages: number;
+  heatmapImageArea: number;
+  points: number;
+  lines: number;
+  bars: number;
+  annotations: number;
+  width: number;
+  height: number;
+  text: string;
+}
+
+type Browser = import('playwright-core').Browser;
+type Page = import('playwright-core').Page;
+
+async function openAndCheck(browser: Browser, file: string, screenshot?: string): Promise<{ figs: FigureCheck[]; errors: string[]; external: string[] }> {
+  const page: Page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors: string[] = [];
+  const external: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  await page.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith('file:') || url.startsWith('data:')) return route.continue();
+    external.push(url);
+    return route.abort();
+  });
+  try {
+    await page.goto(pathToFileURL(file).href, { waitUntil: 'load', timeout: 60000 });
+    // every tflens figure div holds a plotly SVG (or gave up with a message)
+    // Functions run in the page are given as source text: tsx's transpiled closures reference helpers
+    // (__name) that do not exist there.
+    await page.waitForFunction(
+      `(() => {
+        const divs = Array.from(document.querySelectorAll('div.tflens-plot'));
+        return divs.length > 0 && divs.every((d) => d.querySelector('svg.main-svg') || (d.textContent || '').includes('not loaded'));
+      })()`,
+      undefined,
+      { timeout: 60000 },
+    );
+    const figs = (await page.evaluate(`(() => {
+      const area = (el) => {
+        const r = el.getBoundingClientRect();
+        return r.width * r.height;
+      };
+      return Array.from(document.querySelectorAll('div.tflens-plot')).map((d) => {
+        const imgs = Array.from(d.querySelectorAll('g.hm image'));
+        const lines = Array.from(d.querySelectorAll('g.trace.scatter path.js-line')).filter((p) => (p.getAttribute('d') || '').length > 3);
+        const bars = Array.from(d.querySelectorAll('g.trace.bars path')).filter((p) => area(p) > 0);
+        const r = d.getBoundingClientRect();
+        return {
+          id: d.id,
+          svgs: d.querySelectorAll('svg.main-svg').length,
+          heatmapImages: imgs.filter((i) => (i.getAttribute('href') || i.getAttribute('xlink:href') || '').startsWith('data:image')).length,
+          heatmapImageArea: imgs.reduce((s, i) => s + area(i), 0),
+          points: d.querySelectorAll('g.trace.scatter path.point').length,
+          lines: lines.length,
+          bars: bars.length,
+          annotations: d.querySelectorAll('g.annotation').length,
+          width: r.width,
+          height: r.height,
+          text: (d.textContent || '').slice(0, 200),
+        };
+      });
+    })()`)) as FigureCheck[];
+    if (screenshot) {
+      const first = page.locator('div.tflens-plot').first();
+      await first.screenshot({ path: screenshot });
+    }
+    return { figs, errors, external };
+  } finally {
+    await page.close();
+  }
+}
+
+function assertDrawn(f: FigureCheck, where: string): void {
+  assert.ok(f.svgs >= 1, `${where}: figure ${f.id} has no svg.main-svg (text: ${f.text})`);
+  assert.ok(f.width > 100 && f.height > 100, `${where}: figure ${f.id} is ${f.width}x${f.height}`);
+  const marks = f.heatmapImages + f.points + f.lines + f.bars;
+  assert.ok(marks > 0, `${where}: figure ${f.id} holds no data marks`);
+  if (f.heatmapImages > 0) assert.ok(f.heatmapImageArea > 1000, `${where}: heatmap of ${f.id} has no area`);
+}
+
+describe('browser: figures render in headless Chromium', function () {
+  this.timeout(180000);
+  let browser: Browser | null = null;
+  let chromium: typeof import('playwright-core').chromium;
+
+  before(async function () {
+    if (!existsSync(CHROMIUM)) {
+      console.log(`      (skipped: no Chromium at ${CHROMIUM}; install the Debian package "chromium" or set CHROMIUM=/path)`);
+      this.skip();
+    }
+    ({ chromium } = await import('playwright-core'));
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+  });
+
+  it('a saveHtml page: heatmaps, a head dropdown, lines, a token strip and bars all draw', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tflens-browser-'));
+    const file = path.join(dir, 'figures.html');
+    const scores = Array.from({ length: 12 }, (_, l) => Array.from({ length: 12 }, (_, h) => Math.sin(l * 12 + h)));
+    const toks = ['<|endoftext|>', 'When', ' Mary', ' and', ' John', ' went', ' Mary'];
+    const causal = (k: number) => toks.map((_, q) => toks.map((__, j) => (j <= q ? (j === 0 ? k : 1 - k) / (j === 0 ? 1 : q || 1) : 0)));
+    await saveHtml(
+      [
+        headHeatmap(makeHeadScores('sin test', scores)),
+        attentionGrid([causal(1), causal(0.5)], toks, { headNames: ['L0.H0', 'L0.H1'] }),
+        linePlot([{ name: 'a', y: [0, 1, 4, 9] }, { name: 'b', y: [1, 2, 3, 4] }], { title: 'lines', xTitle: 'layer', yTitle: 'y' }),
+        tokenStrip(toks, [0.1, -0.5, 2, 0.3, 1.2, -1, 0], { title: 'per-token loss' }),
+        bar(['x', 'y', 'z'], [3, -1, 2], { title: 'bars' }),
+        patchingHeatmap([[0.5, -0.25], [1, 0]], { colLabels: [' Mary', ' Mary'] }),
+      ],
+      file,
+      { title: 'browser test' },
+    );
+    await fsp.mkdir(REPORTS, { recursive: true });
+    const shot = path.join(REPORTS, 'browser-figure.png');
+    const { figs, errors, external } = await openAndCheck(browser!, file, shot);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(external, []);
+    assert.equal(figs.length, 6);
+    figs.forEach((f) => assertDrawn(f, 'saveHtml page'));
+    assert.equal(figs[0].heatmapImages, 1);
+    assert.equal(figs[1].heatmapImages, 1, 'only the selected head is drawn');
+    assert.equal(figs[2].lines, 2);
+    assert.equal(figs[2].points, 8);
+    assert.equal(figs[3].annotations, 7, 'one token label per cell');
+    assert.equal(figs[4].bars, 3);
+    assert.ok((await fsp.stat(shot)).size > 5000, 'screenshot written');
+    await fsp.rm(dir, { recursive: true });
+  });
+
+  it('every HTML report from `npm run notebooks` in reports/ draws its figures', async function () {
+    const reports = existsSync(REPORTS) ? (await fsp.readdir(REPORTS)).filter((f) => f.endsWith('.html')).sort() : [];
+    if (reports.length === 0) {
+      console.log(`      (skipped: no HTML reports in ${REPORTS}; run 'npm run notebooks' first)`);
+      this.skip();
+    }
+    for (const name of reports) {
+      const { figs, errors, external } = await openAndCheck(browser!, path.join(REPORTS, name));
+      assert.deepEqual(errors, [], `${name}: page errors`);
+      assert.ok(figs.length > 0, `${name}: no tflens figures`);
+      figs.forEach((f) => assertDrawn(f, name));
+      // nbconvert's template may name local (file://) MathJax/require.js; nothing may come from the network
+      assert.deepEqual(external, [], `${name}: network requests`);
+    }
+  });
+});
