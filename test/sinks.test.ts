@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs';
-import { sinkRates, hiddenSinks, hiddenSinksFromPatterns } from '../src/analyses/sinks.js';
-import { massiveDims, varSinkTokens } from '../src/analyses/massive.js';
+import { sinkRates, sinkScores, hiddenSinks, hiddenSinksFromPatterns, hiddenSinkScores, residualNorms, keyValueNorms } from '../src/analyses/sinks.js';
+import { massiveDims, varSinkTokens, varSinks } from '../src/analyses/massive.js';
+import { loadModel, HookedTransformer } from '../src/model/index.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 
 // 3x3 patterns with hand-computed column means m = [m0, m1, m2]
@@ -173,5 +174,114 @@ describe('massive activations and VAR sink tokens', () => {
     near(r.perDim[1], d1, 1e-4);
     tf.dispose([l0, l1]);
     assert.equal(tf.memory().numTensors, before);
+  });
+});
+
+describe('sinks and massive activations on a model (gpt2-tiny fixture)', function () {
+  this.timeout(300000);
+  let model: HookedTransformer;
+  const prompts = [
+    [0, 11, 12, 13, 14, 11, 12, 13, 14, 20],
+    [0, 40, 41, 42, 43, 44],
+    [0, 7, 8, 9, 7, 8, 9],
+  ];
+  const N = 10;
+  const padded = prompts.map((p) => [...new Array(N - p.length).fill(0), ...p]);
+  const mask = prompts.map((p) => [...new Array(N - p.length).fill(0), ...new Array(p.length).fill(1)]);
+  before(async () => {
+    model = await loadModel('fixtures/reference/gpt2-tiny');
+  });
+  after(() => model?.dispose());
+
+  const closeGrid = (a: number[][], b: number[][], tol: number, what: string) =>
+    a.forEach((row, i) => row.forEach((v, j) => near(v, b[i][j], tol, `${what}[${i}][${j}]`)));
+
+  it('sinkScores: a padded batch gives the per-prompt numbers of prompts run alone (1e-6)', () => {
+    const before = tf.memory().numTensors;
+    const batched = sinkScores(model, padded, { attentionMask: mask, eps: 0.3 });
+    assert.equal(tf.memory().numTensors, before);
+    // alone: each prompt its own batch of one, then combined by hand
+    const alone = prompts.map((p) => sinkScores(model, [p], { eps: 0.3, ks: [1, 2, 3, 4, 5, 6] }));
+    const L = 3;
+    const Hh = 4;
+    for (let l = 0; l < L; l++) {
+      for (let h = 0; h < Hh; h++) {
+        near(batched.scores.scores[l][h], alone.reduce((s, r) => s + r.scores.scores[l][h], 0) / prompts.length, 1e-6, `alpha1 ${l}.${h}`);
+        // k = 4: every prompt has it
+        near(batched.alpha[l][h][3], alone.reduce((s, r) => s + r.alpha[l][h][3], 0) / prompts.length, 1e-6, `alpha4 ${l}.${h}`);
+      }
+    }
+    // the rate for k = 1: hits counted over (prompt, layer, head)
+    const hits = alone.reduce((s, r) => s + (r.rates[0] / 100) * r.counts[0], 0);
+    near(batched.rates[0], (100 * hits) / (prompts.length * L * Hh), 1e-9, 'rate k=1');
+    // k = 8..10 exist only in prompt 0
+    assert.deepEqual(batched.counts.slice(7), [12, 12, 12]);
+    assert.deepEqual(batched.ks, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    // same as sinkRates on the cached patterns
+    const { logits, cache } = model.runWithCache(padded, { attentionMask: mask, namesFilter: (n) => n.endsWith('hook_pattern') });
+    const direct = sinkRates([0, 1, 2].map((l) => cache.get(`blocks.${l}.attn.hook_pattern`)), { eps: 0.3, mask });
+    logits.dispose();
+    cache.dispose();
+    closeGrid(batched.scores.scores, direct.scores.scores, 1e-7, 'direct');
+    // chunked forward passes give the same
+    const chunked = sinkScores(model, padded, { attentionMask: mask, eps: 0.3, batchSize: 2 });
+    closeGrid(chunked.scores.scores, batched.scores.scores, 1e-6, 'chunked');
+  });
+
+  it('hiddenSinkScores: padded batch = prompts alone', () => {
+    const batched = hiddenSinkScores(model, padded, { attentionMask: mask, threshold: 0.1 });
+    prompts.forEach((p, b) => {
+      const alone = hiddenSinkScores(model, [p], { threshold: 0.1 });
+      assert.deepEqual(batched.perPrompt[b], alone.perPrompt[0]);
+    });
+    assert.ok(batched.perPrompt.some((p) => p.some((l) => l.some((h) => h.length > 0))), 'some head has hidden sinks on this model');
+  });
+
+  it('residualNorms and keyValueNorms equal brute force from the cache, padded or alone', () => {
+    const before = tf.memory().numTensors;
+    const rn = residualNorms(model, padded, { attentionMask: mask });
+    const kv = keyValueNorms(model, padded, { attentionMask: mask });
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(rn.counts, [3, 3, 3, 3, 3, 3, 2, 1, 1, 1]);
+    // brute force at layer 2, relative position 5 (all three prompts have it)
+    let r = 0;
+    let k = 0;
+    let v = 0;
+    for (const p of prompts) {
+      const { logits, cache } = model.runWithCache([p], { namesFilter: ['blocks.2.hook_resid_pre', 'blocks.2.attn.hook_k', 'blocks.2.attn.hook_v'] });
+      r += Math.hypot(...(cache.get('blocks.2.hook_resid_pre').arraySync() as number[][][])[0][5]) / 3;
+      const kk = (cache.get('blocks.2.attn.hook_k').arraySync() as number[][][][])[0][5];
+      const vv = (cache.get('blocks.2.attn.hook_v').arraySync() as number[][][][])[0][5];
+      k += kk.reduce((s, x) => s + Math.hypot(...x), 0) / kk.length / 3;
+      v += vv.reduce((s, x) => s + Math.hypot(...x), 0) / vv.length / 3;
+      logits.dispose();
+      cache.dispose();
+    }
+    near(rn.norms[2][5], r, 1e-5, 'resid');
+    near(kv.keys[2][5], k, 1e-5, 'keys');
+    near(kv.values[2][5], v, 1e-5, 'values');
+  });
+
+  it('massiveDims(model) = massiveDims(cached residuals); varSinks padded = alone', () => {
+    const fromModel = massiveDims(model, padded, { attentionMask: mask, top: 5 });
+    const { logits, cache } = model.runWithCache(padded, { attentionMask: mask, namesFilter: (n) => n.endsWith('hook_resid_pre') });
+    const fromRes = massiveDims([0, 1, 2].map((l) => cache.get(`blocks.${l}.hook_resid_pre`)), { mask, top: 5 });
+    logits.dispose();
+    cache.dispose();
+    assert.deepEqual(fromModel.top.map((d) => d.dim), fromRes.top.map((d) => d.dim));
+    fromModel.perDim.forEach((x, i) => near(x, fromRes.perDim[i], 1e-6, `dim ${i}`));
+    const dims = fromModel.top.slice(0, 2).map((d) => d.dim);
+    const probe = varSinks(model, padded, dims, { attentionMask: mask });
+    const tau = 0.9 * Math.max(...probe[0].phi.flat());
+    const vs = varSinks(model, padded, dims, { attentionMask: mask, tau });
+    const flags = vs[0].sink.flat();
+    assert.ok(flags.includes(true) && flags.includes(false), 'tau splits the tokens');
+    assert.deepEqual(vs.map((x) => x.layer), [2]);
+    prompts.forEach((p, b) => {
+      const alone = varSinks(model, [p], dims, { tau });
+      vs[0].phi[b].forEach((x, i) => near(x, alone[0].phi[0][i], 1e-4, `phi ${b},${i}`));
+      assert.deepEqual(vs[0].sink[b], alone[0].sink[0]);
+    });
+    assert.throws(() => varSinks(model, padded, [32], { attentionMask: mask }), ValueError);
   });
 });
