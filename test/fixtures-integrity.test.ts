@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
+import * as tf from '@tensorflow/tfjs';
+import { loadModel } from '../src/model/index.js';
 
 const ROOT = path.resolve('fixtures', 'reference');
 const PAD_LEFT = 3;
@@ -246,5 +248,54 @@ describe('fixtures/reference integrity', () => {
       for (const f of FAMILIES) for (const file of ['model.safetensors', 'reference.safetensors']) total += statSync(path.join(ROOT, f.name, file)).size;
       assert.ok(total < 12 * 2 ** 20, `reference safetensors total ${total} bytes`);
     });
+  });
+
+  // The model core against the HF references: every stored activation at real (unpadded) positions.
+  describe('loadModel + runWithCache match HF transformers', () => {
+    for (const f of FAMILIES) {
+      it(f.name, async () => {
+        const dir = path.join(ROOT, f.name);
+        const ref = readSafetensors(path.join(dir, 'reference.safetensors'));
+        const model = await loadModel(dir);
+        try {
+          const { T, d, H } = f;
+          const mask = tensor(ref, 'attention_mask').data;
+          const ids = tf.tensor2d(Int32Array.from(tensor(ref, 'input_ids').data), [3, T], 'int32');
+          const am = tf.tensor2d(Int32Array.from(mask), [3, T], 'int32');
+          const before = tf.memory().numTensors;
+          const { logits, cache } = model.runWithCache(ids, { attentionMask: am });
+          // inner = number of values per (batch, position) row; attention tensors are [b, h, q, k]
+          const check = (what: string, got: tf.Tensor, refName: string, atol: number, attn = false) => {
+            const want = tensor(ref, refName);
+            assert.deepEqual(got.shape, want.shape, `${what} shape`);
+            const g = got.dataSync(); const w = want.data;
+            const inner = want.shape[want.shape.length - 1];
+            let worst = 0;
+            for (let i = 0; i < w.length; i++) {
+              const bt = attn ? Math.floor(i / (H * T * T)) * T + (Math.floor(i / T) % T) : Math.floor(i / inner);
+              if (!mask[bt]) continue;
+              worst = Math.max(worst, Math.abs(g[i] - w[i]) / (1 + Math.abs(w[i])));
+            }
+            assert.ok(worst <= atol, `${f.name} ${what} vs ${refName}: max scaled error ${worst} > ${atol}`);
+          };
+          check('logits', logits, 'logits', 1e-4);
+          for (let l = 0; l < f.L; l++) {
+            check(`blocks.${l}.hook_resid_pre`, cache.get(`blocks.${l}.hook_resid_pre`), `hidden_states.${l}`, 1e-4);
+            check(`blocks.${l}.attn.hook_pattern`, cache.get(`blocks.${l}.attn.hook_pattern`), `attentions.${l}`, 2e-5, true);
+            check(`blocks.${l}.hook_attn_out`, cache.get(`blocks.${l}.hook_attn_out`), `attn_out.${l}`, 1e-4);
+            check(`blocks.${l}.hook_mlp_out`, cache.get(`blocks.${l}.hook_mlp_out`), `mlp_out.${l}`, 1e-4);
+          }
+          check(`blocks.${f.L - 1}.hook_resid_post`, cache.get(`blocks.${f.L - 1}.hook_resid_post`), 'final_norm_in', 1e-4);
+          check('unembed.hook_in', cache.get('unembed.hook_in'), `hidden_states.${f.L}`, 1e-4);
+          assert.equal(d, model.cfg.d_model);
+          cache.dispose();
+          logits.dispose();
+          assert.equal(tf.memory().numTensors, before, 'tensors leaked by runWithCache');
+          tf.dispose([ids, am]);
+        } finally {
+          model.dispose();
+        }
+      });
+    }
   });
 });
