@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs';
-import { detectionPattern, headSimilarity, detectorScores, DETECTOR_KINDS } from '../src/analyses/detectors.js';
+import { detectionPattern, headSimilarity, detectorScores, detectHeads, detectHead, DETECTOR_KINDS } from '../src/analyses/detectors.js';
+import { loadModel, HookedTransformer } from '../src/model/index.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
 
@@ -129,5 +130,46 @@ describe('detectors: batched detectorScores', () => {
     assert.throws(() => detectorScores([A], [[1, 2, 3]], 'sink'), ShapeError);
     assert.throws(() => detectorScores([A], [[1, 2, 3, 4]], 'sink', { mask: [[1, 0, 1, 1]] }), ValueError);
     A.dispose();
+  });
+});
+
+describe('detectors on a model (gpt2-tiny fixture)', function () {
+  this.timeout(300000);
+  let model: HookedTransformer;
+  before(async () => {
+    model = await loadModel('fixtures/reference/gpt2-tiny');
+  });
+  after(() => model?.dispose());
+
+  it('detectHeads: padded batch = mean of prompts alone = brute force on cached patterns', () => {
+    const prompts = [toks, [0, 9, 9, 8, 9], [0, 3, 4, 3, 4, 3, 4, 5]];
+    const N = 8;
+    const padded = prompts.map((p) => [...new Array(N - p.length).fill(0), ...p]);
+    const mask = prompts.map((p) => [...new Array(N - p.length).fill(0), ...new Array(p.length).fill(1)]);
+    const before = tf.memory().numTensors;
+    const batched = detectHeads(model, padded, DETECTOR_KINDS, { attentionMask: mask, excludeBos: true });
+    assert.equal(tf.memory().numTensors, before);
+    const brute: Record<string, number[][]> = {};
+    for (const kind of DETECTOR_KINDS) brute[kind] = Array.from({ length: 3 }, () => new Array(4).fill(0));
+    for (const p of prompts) {
+      const alone = detectHead(model, [p], 'induction', { excludeBos: true });
+      const { logits, cache } = model.runWithCache([p], { namesFilter: (n) => n.endsWith('hook_pattern') });
+      for (let l = 0; l < 3; l++) {
+        const pat = (cache.get(`blocks.${l}.attn.hook_pattern`).arraySync() as number[][][][])[0];
+        for (let h = 0; h < 4; h++) {
+          for (const kind of DETECTOR_KINDS) brute[kind][l][h] += headSimilarity(pat[h], detectionPattern(kind, p), { excludeBos: true }) / prompts.length;
+          assert.ok(Math.abs(alone.scores[l][h] - headSimilarity(pat[h], detectionPattern('induction', p), { excludeBos: true })) < 1e-6);
+        }
+      }
+      logits.dispose();
+      cache.dispose();
+    }
+    for (const kind of DETECTOR_KINDS) {
+      batched[kind].scores.forEach((row, l) =>
+        row.forEach((v, h) => assert.ok(Math.abs(v - brute[kind][l][h]) < 1e-6, `${kind} ${l}.${h}: ${v} vs ${brute[kind][l][h]}`)),
+      );
+      assert.equal(batched[kind].params.excludeBos, true);
+      assert.equal(batched[kind].model, model.name);
+    }
   });
 });
