@@ -58,6 +58,8 @@ function leftPad(A: number[][], pad: number): number[][] {
   return out;
 }
 
+const ctxOf = (name: string, layer: number | null, decoding = false, pastLength = 0) => ({ name, layer, decoding, pastLength });
+
 const rowSums = (A: number[][]) => A.map((r) => r.reduce((a, b) => a + b, 0));
 
 describe('ACT calibration', () => {
@@ -181,7 +183,7 @@ describe('ACT calibration', () => {
     assert.equal(hooks.length, 1);
     assert.equal(hooks[0][0], 'blocks.3.attn.hook_pattern');
     const before = tf.memory().numTensors;
-    const out = hooks[0][1](pat, { name: 'blocks.3.attn.hook_pattern', layer: 3 }) as tf.Tensor;
+    const out = hooks[0][1](pat, ctxOf('blocks.3.attn.hook_pattern', 3)) as tf.Tensor;
     assert.equal(tf.memory().numTensors, before + 1);
     const arr = out.arraySync() as number[][][][];
     out.dispose();
@@ -189,15 +191,15 @@ describe('ACT calibration', () => {
     close(arr[0][1], calibrateACT(m1), 1e-5, 'head 1 calibrated');
     // decoding row (last row of m1 as a [1,2,1,k] pattern), 'row' mode = per-row column means
     const dec = tf.tensor4d([[[m0[n - 1]], [m1[n - 1]]]]);
-    const o2 = hooks[0][1](dec, { name: 'blocks.3.attn.hook_pattern', layer: 3 }) as tf.Tensor;
+    const o2 = hooks[0][1](dec, ctxOf('blocks.3.attn.hook_pattern', 3)) as tf.Tensor;
     const a2 = o2.arraySync() as number[][][][];
     o2.dispose();
     close(a2[0][1], calibrateACT([m1[n - 1]]), 1e-5, 'decode row');
     close(a2[0][0], [m0[n - 1]], 1e-7);
     // 'prefill' mode: decoding reuses S' from the prefill
     const hp = actHook({ heads: [[3, 1]], decodeSinks: 'prefill' });
-    hp[0][1](pat, { name: 'x', layer: 3 })!.dispose();
-    const o3 = hp[0][1](dec, { name: 'x', layer: 3 }) as tf.Tensor;
+    hp[0][1](pat, ctxOf('x', 3))!.dispose();
+    const o3 = hp[0][1](dec, ctxOf('x', 3)) as tf.Tensor;
     const a3 = o3.arraySync() as number[][][][];
     o3.dispose();
     const sp = new Set(actHiddenSinks(m1));
@@ -228,7 +230,7 @@ describe('ACT calibration', () => {
           [0.2, 0.6, 0.2],
         ];
         const t = tf.tensor4d([[A, A]]);
-        const o = fn(t, { name: String(name), layer }) as tf.Tensor;
+        const o = fn(t, ctxOf(String(name), layer)) as tf.Tensor;
         const arr = o.arraySync() as number[][][][];
         t.dispose();
         o.dispose();
@@ -334,10 +336,10 @@ describe('VAR redistribution', () => {
     assert.deepEqual(hooks.map((h) => h[0]), ['blocks.2.hook_resid_pre', 'blocks.2.attn.hook_pattern']);
     // 5 tokens, d = 4; token 0 (BOS) and token 2 (in the group) are sinks: phi = 50/sqrt((2500+3)/4) = 1.999 > 1.5
     const resid = tf.tensor3d([[[50, 1, 1, 1], [1, 1, 1, 1], [50, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1]]]);
-    assert.equal(hooks[0][1](resid, { name: 'blocks.2.hook_resid_pre', layer: 2 }), undefined);
+    assert.equal(hooks[0][1](resid, ctxOf('blocks.2.hook_resid_pre', 2)), undefined);
     const M = randomCausal(5, 41, [0]);
     const pat = tf.tensor4d([[M]]);
-    const out = hooks[1][1](pat, { name: 'blocks.2.attn.hook_pattern', layer: 2 }) as tf.Tensor;
+    const out = hooks[1][1](pat, ctxOf('blocks.2.attn.hook_pattern', 2)) as tf.Tensor;
     const arr = out.arraySync() as number[][][][];
     out.dispose();
     const centric = imageCentricRows(M, { group: [1, 2], sinks: [0, 2], phase: 'prefill' });
@@ -345,10 +347,10 @@ describe('VAR redistribution', () => {
     close(arr[0][0], redistributeVAR(M, { sinks: [0, 2], group: [1, 2], rows }), 1e-5);
     // decode step: a new token (not a sink), pattern [1,1,1,6]
     const r2 = tf.tensor3d([[[1, 1, 1, 1]]]);
-    hooks[0][1](r2, { name: 'blocks.2.hook_resid_pre', layer: 2 });
+    hooks[0][1](r2, ctxOf('blocks.2.hook_resid_pre', 2));
     const drow = [0.3, 0.2, 0.2, 0.1, 0.1, 0.1];
     const dp = tf.tensor4d([[[drow]]]);
-    const o2 = hooks[1][1](dp, { name: 'blocks.2.attn.hook_pattern', layer: 2 }) as tf.Tensor;
+    const o2 = hooks[1][1](dp, ctxOf('blocks.2.attn.hook_pattern', 2)) as tf.Tensor;
     // group {1,2} sum .4 >= .2; sink share .2/.4 = .5 <= .5 -> centric;
     // Omega = .4*(.3+.2) = .2 ; I\S = {1}: .2 + .2 = .4
     close((o2.arraySync() as number[][][][])[0][0], [[0.18, 0.4, 0.12, 0.1, 0.1, 0.1]], 1e-5);

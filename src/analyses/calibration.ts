@@ -21,15 +21,17 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, HookError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import type { HookName } from '../hooks/names.js';
+import type { HookFn, HookSpec } from '../hooks/registry.js';
+import { massiveDims } from './massive.js';
 
 // ---------------------------------------------------------------------------------------------
 // Shared types and helpers
 // ---------------------------------------------------------------------------------------------
 
-/** The hook function contract of the model core (HookedTransformer.runWithHooks). */
-export type CalibHookFn = (act: tf.Tensor, ctx: { name: string; layer: number | null }) => tf.Tensor | void;
+/** The hook function contract of the model core (HookedTransformer.runWithHooks / generate). */
+export type CalibHookFn = HookFn;
 /** One fwdHooks entry: [hook name or name predicate, hook function]. */
-export type CalibFwdHook = [HookName | ((name: string) => boolean), CalibHookFn];
+export type CalibFwdHook = HookSpec;
 
 /** Default calibrated layers of both papers: 2 .. L-2 inclusive (2..30 of 32). */
 export function defaultCalibLayers(nLayers: number): number[] {
@@ -269,10 +271,11 @@ function actBatchedCore(pattern: tf.Tensor, opts: ACTBatchedOptions): { out: tf.
   let sPrime: tf.Tensor3D;
   if (opts.hiddenSinks !== undefined) {
     const s = opts.hiddenSinks instanceof tf.Tensor ? opts.hiddenSinks.toFloat() : tf.tensor3d(opts.hiddenSinks);
-    if (s.rank !== 3 || s.shape[0] !== b || s.shape[1] !== h || s.shape[2] > k) {
+    const sk = s.shape[2] as number;
+    if (s.rank !== 3 || s.shape[0] !== b || s.shape[1] !== h || sk > k) {
       throw new ShapeError('hiddenSinks', expectedFound(`[${b}, ${h}, <=${k}]`, `[${s.shape}]`));
     }
-    sPrime = (s.shape[2] === k ? s : tf.concat([s, tf.zeros([b, h, k - s.shape[2]])], 2)) as tf.Tensor3D;
+    sPrime = (sk === k ? s : tf.concat([s, tf.zeros([b, h, k - sk])], 2)) as tf.Tensor3D;
     sPrime = tf.mul(sPrime, P.realK.reshape([b, 1, k])) as tf.Tensor3D;
   } else {
     const colSum = Am.sum(2); // [b,h,k]
@@ -351,7 +354,7 @@ export function actHook(opts: ACTHookOptions): CalibFwdHook[] {
       const mask = opts.attentionMask !== undefined ? widthLimited(opts.attentionMask, k) : undefined;
       let hidden: number[][][] | undefined;
       if (!isPrefill && decodeSinks === 'prefill' && cached.has(layer)) hidden = cached.get(layer);
-      const res = tf.tidy(() => {
+      const [out, sp] = tf.tidy((): tf.Tensor[] => {
         const idx = tf.tensor1d(sel, 'int32');
         const sub = tf.gather(A, idx, 1);
         const core = actBatchedCore(sub, {
@@ -366,15 +369,11 @@ export function actHook(opts: ACTHookOptions): CalibFwdHook[] {
           const s = sel.indexOf(hh);
           parts.push(s >= 0 ? core.out.slice([0, s, 0, 0], [b, 1, q, k]) : A.slice([0, hh, 0, 0], [b, 1, q, k]));
         }
-        const out = tf.concat(parts, 1).cast(A.dtype);
-        const sp = isPrefill && decodeSinks === 'prefill' ? tf.keep(core.sPrime) : null;
-        return { out, sp };
+        return [tf.concat(parts, 1).cast(A.dtype), core.sPrime];
       });
-      if (res.sp) {
-        cached.set(layer, res.sp.arraySync() as number[][][]);
-        res.sp.dispose();
-      }
-      return res.out;
+      if (isPrefill && decodeSinks === 'prefill') cached.set(layer, sp.arraySync() as number[][][]);
+      sp.dispose();
+      return out;
     };
     entries.push([`blocks.${layer}.attn.hook_pattern` as HookName, fn]);
   }
@@ -698,7 +697,7 @@ export function imageCentricHeads(
     const arr = mask.arraySync() as number[][][];
     mask.dispose();
     flags.push(arr);
-    const nq = rm.reduce((a, v) => a + v, 0) * b;
+    const nq = rm.reduce((a: number, v: number) => a + v, 0) * b;
     const fr: number[] = [];
     for (let hh = 0; hh < h; hh++) {
       let c = 0;
@@ -712,36 +711,17 @@ export function imageCentricHeads(
 
 /**
  * Sink dimensions: rank residual dimensions by max over tokens (and over the given layers) of
- * |x_d / sqrt(mean(x^2) + 1e-6)|. `resids` are [batch, pos, d_model] (or [pos, d_model]) residual
- * tensors, e.g. blocks.l.hook_resid_pre for l >= 2. An optional mask [batch, pos] excludes padding.
+ * |x_d / sqrt(mean(x^2) + 1e-6)|. `resids` are [batch, pos, d_model] residual tensors, e.g.
+ * blocks.l.hook_resid_pre for l >= 2; an optional mask [batch, pos] excludes padding. A thin
+ * wrapper over `massiveDims` (src/analyses/massive.ts) returning just the dimensions and scores.
  */
 export function sinkDimensions(
   resids: tf.Tensor[],
   opts: { topK?: number; attentionMask?: tf.Tensor | number[][] } = {},
 ): { dims: number[]; scores: number[] } {
   if (!Array.isArray(resids) || resids.length === 0) throw new ConfigError('resids', expectedFound('a non-empty tensor list', resids));
-  const d = resids[0].shape[resids[0].rank - 1];
-  const best = tf.tidy(() => {
-    let acc: tf.Tensor | null = null;
-    resids.forEach((x, li) => {
-      if (x.rank !== 3 && x.rank !== 2) throw new ShapeError(`resids[${li}]`, expectedFound('[batch, pos, d_model]', `[${x.shape}]`));
-      if (x.shape[x.rank - 1] !== d) throw new ShapeError(`resids[${li}]`, expectedFound(`d_model ${d}`, x.shape[x.rank - 1]));
-      const x3 = (x.rank === 2 ? x.expandDims(0) : x).toFloat();
-      let r = tf.abs(tf.div(x3, tf.sqrt(tf.add(tf.mean(tf.square(x3), -1, true), 1e-6))));
-      if (opts.attentionMask !== undefined) {
-        const m = opts.attentionMask instanceof tf.Tensor ? opts.attentionMask.toFloat() : tf.tensor2d(opts.attentionMask);
-        r = tf.mul(r, m.reshape([m.shape[0], m.shape[1], 1]));
-      }
-      const mx = r.max([0, 1]);
-      acc = acc ? tf.maximum(acc, mx) : mx;
-    });
-    return acc as unknown as tf.Tensor1D;
-  });
-  const scores = Array.from(best.dataSync());
-  best.dispose();
-  const order = scores.map((_, i) => i).sort((a, b) => scores[b] - scores[a] || a - b);
-  const topK = opts.topK ?? 2;
-  return { dims: order.slice(0, topK), scores: order.slice(0, topK).map((i) => scores[i]) };
+  const r = massiveDims(resids, { top: opts.topK ?? 2, mask: opts.attentionMask });
+  return { dims: r.top.map((t) => t.dim), scores: r.top.map((t) => t.score) };
 }
 
 /**
@@ -750,7 +730,7 @@ export function sinkDimensions(
  */
 export function sinkTokenMask(resid: tf.Tensor, sinkDims: number[], tau = 20): tf.Tensor2D {
   if (resid.rank !== 3) throw new ShapeError('resid', expectedFound('[batch, pos, d_model]', `[${resid.shape}]`));
-  const dm = resid.shape[2];
+  const dm = resid.shape[2] as number;
   if (!sinkDims.length) throw new ConfigError('sinkDims', expectedFound('at least one dimension', sinkDims));
   for (const x of sinkDims) if (!Number.isInteger(x) || x < 0 || x >= dm) throw new ConfigError('sinkDims', expectedFound(`dims in [0, ${dm})`, x));
   return tf.tidy(() => {
