@@ -224,7 +224,7 @@ export function annotateBigramBackcopy(
     triggerMask.push(trig);
     nonTriggerMask.push(t >= 1 && !trig);
     const p = oracleNext(task, x, t)[x[t + 1]];
-    oracleLoss.push(p > 0 ? -Math.log(p) : Infinity);
+    oracleLoss.push(p >= 1 ? 0 : p > 0 ? -Math.log(p) : Infinity);
   }
   triggerMask.push(n > 1 && task.isTrigger[x[n - 1]] === true);
   nonTriggerMask.push(n > 1 && !task.isTrigger[x[n - 1]]);

@@ -1,0 +1,219 @@
+/**
+ * Needle-in-a-haystack inputs (retrieval heads, /work/shared/specs/METHODS.md section 6):
+ * a haystack of filler with sentence boundaries, a key/value needle inserted at a depth (fraction
+ * 0..1 of the context, moved back to a sentence boundary), and a question at the end whose answer
+ * is the value. Works on token ids, so it serves both abstract toy vocabularies and real
+ * tokenizers (`needleFromText`).
+ */
+import { ValueError, expectedFound } from '../errors.js';
+import { rng } from '../util/random.js';
+
+export interface InsertResult {
+  /** Context with the needle inserted (no question). */
+  tokens: number[];
+  /** [start, end) of the needle in `tokens`. */
+  needleSpan: [number, number];
+  /** The haystack index the needle went in at (after moving back to a boundary). */
+  insertAt: number;
+  /** The index the depth asked for, before moving back. */
+  requestedAt: number;
+}
+
+/**
+ * Insert `needle` into `haystack` at `depth` (0 = start, 1 = end): the index floor(depth * n) is
+ * moved back until the token before it is a boundary token (or the start is reached).
+ */
+export function insertNeedle(haystack: number[], needle: number[], depth: number, boundaryTokens: number[]): InsertResult {
+  if (!(depth >= 0 && depth <= 1)) throw new ValueError('insertNeedle depth', expectedFound('a fraction in [0, 1]', depth));
+  if (needle.length === 0) throw new ValueError('insertNeedle needle', expectedFound('a non-empty token list', 'empty'));
+  const n = haystack.length;
+  const requestedAt = Math.min(n, Math.floor(depth * n));
+  let at = requestedAt;
+  const isB = new Set(boundaryTokens);
+  while (at > 0 && at < n && !isB.has(haystack[at - 1])) at--;
+  // at === n: the needle goes after the whole haystack (depth 1, the end is a boundary by definition).
+  const tokens = haystack.slice(0, at).concat(needle, haystack.slice(at));
+  return { tokens, needleSpan: [at, at + needle.length], insertAt: at, requestedAt };
+}
+
+/**
+ * The retrieval-head span rule: the first window of `target.length` tokens in `tokens` whose tokens
+ * cover more than `threshold` of the target's token set. Returns null when there is none.
+ */
+export function findSpan(tokens: number[], target: number[], threshold = 0.9): [number, number] | null {
+  const set = new Set(target);
+  const w = target.length;
+  for (let s = 0; s + w <= tokens.length; s++) {
+    const seen = new Set<number>();
+    for (let j = s; j < s + w; j++) if (set.has(tokens[j])) seen.add(tokens[j]);
+    if (seen.size / set.size > threshold) return [s, s + w];
+  }
+  return null;
+}
+
+export interface NeedleOptions {
+  /** Total prompt length in tokens (BOS + context + question), default 256. */
+  length?: number;
+  /** Needle depth, a fraction in [0, 1] (default 0.5). */
+  depth?: number;
+  seed?: number;
+  /** Filler token ids (default 10..vocabSize-1 minus the special ids below). */
+  fillerTokens?: number[];
+  /** Vocabulary size when fillerTokens is not given (default 64). */
+  vocabSize?: number;
+  /** Sentence-boundary token (default 1). */
+  periodToken?: number;
+  /** Sentence lengths (without the period), inclusive range (default [4, 12]). */
+  sentenceLength?: [number, number];
+  /** Candidate key and value tokens (default: drawn from the filler). */
+  keyTokens?: number[];
+  valueTokens?: number[];
+  /** Number of value tokens (the answer length, default 1). */
+  valueLength?: number;
+  /** Marker tokens: needle = keyMarker K period valueMarker V... period; question = questionMarker K valueMarker. */
+  keyMarker?: number[];
+  valueMarker?: number[];
+  questionMarker?: number[];
+  /** BOS id to put first (default none). */
+  bosId?: number;
+}
+
+export interface NeedleExample {
+  /** Prompt: [BOS] + context with the needle + question. */
+  tokens: number[];
+  /** [start, end) of the needle in `tokens`. */
+  needleSpan: [number, number];
+  /** [start, end) of the value (the answer) inside the needle, in `tokens`. */
+  valueSpan: [number, number];
+  /** The answer tokens (the value). */
+  answer: number[];
+  key: number[];
+  /** [start, end) of the question in `tokens`. */
+  questionSpan: [number, number];
+  depth: number;
+  /** Context start (1 with BOS) and the insertion index within the context. */
+  contextStart: number;
+  insertAt: number;
+  requestedAt: number;
+}
+
+/** A synthetic needle example over abstract token ids (seeded). */
+export function makeNeedle(options: NeedleOptions = {}): NeedleExample {
+  const length = options.length ?? 256;
+  const depth = options.depth ?? 0.5;
+  const r = rng(options.seed ?? 0);
+  const period = options.periodToken ?? 1;
+  const keyMarker = options.keyMarker ?? [2, 3];
+  const valueMarker = options.valueMarker ?? [4, 3];
+  const questionMarker = options.questionMarker ?? [5, 2, 3];
+  const vocabSize = options.vocabSize ?? 64;
+  const special = new Set([period, ...keyMarker, ...valueMarker, ...questionMarker, ...(options.bosId !== undefined ? [options.bosId] : [])]);
+  const filler = options.fillerTokens ?? Array.from({ length: Math.max(0, vocabSize - 10) }, (_, i) => i + 10).filter((t) => !special.has(t));
+  if (filler.length < 2) throw new ValueError('makeNeedle fillerTokens', expectedFound('at least 2 filler tokens', filler.length));
+  const [minS, maxS] = options.sentenceLength ?? [4, 12];
+  if (!(Number.isInteger(minS) && Number.isInteger(maxS) && minS >= 1 && maxS >= minS)) {
+    throw new ValueError('makeNeedle sentenceLength', expectedFound('[min, max] with 1 <= min <= max', [minS, maxS]));
+  }
+  const valueLength = options.valueLength ?? 1;
+  const key = [r.choice(options.keyTokens ?? filler)];
+  const value = Array.from({ length: valueLength }, () => r.choice(options.valueTokens ?? filler));
+  const needle = [...keyMarker, ...key, period, ...valueMarker, ...value, period];
+  const question = [...questionMarker, ...key, ...valueMarker];
+  const bos = options.bosId !== undefined ? [options.bosId] : [];
+  const ctxLen = length - bos.length - question.length - needle.length;
+  if (ctxLen < 1) {
+    throw new ValueError('makeNeedle length', expectedFound(`> ${bos.length + question.length + needle.length} (BOS + needle + question)`, length));
+  }
+  // Haystack: sentences of filler ending in a period, cut to ctxLen and ending at a boundary.
+  const hay: number[] = [];
+  while (hay.length < ctxLen) {
+    const len = r.range(minS, maxS);
+    for (let i = 0; i < len; i++) hay.push(r.choice(filler));
+    hay.push(period);
+  }
+  hay.length = ctxLen;
+  hay[ctxLen - 1] = period;
+  const ins = insertNeedle(hay, needle, depth, [period]);
+  const tokens = [...bos, ...ins.tokens, ...question];
+  const off = bos.length;
+  const vStart = off + ins.needleSpan[0] + keyMarker.length + key.length + 1 + valueMarker.length;
+  return {
+    tokens,
+    needleSpan: [off + ins.needleSpan[0], off + ins.needleSpan[1]],
+    valueSpan: [vStart, vStart + value.length],
+    answer: value,
+    key,
+    questionSpan: [off + ins.tokens.length, off + ins.tokens.length + question.length],
+    depth,
+    contextStart: off,
+    insertAt: ins.insertAt,
+    requestedAt: ins.requestedAt,
+  };
+}
+
+export interface NeedleTextOptions {
+  tokenizer: { encode(text: string): number[] };
+  /** Filler text (e.g. essays); repeated if too short. */
+  haystack: string;
+  /** The needle sentence, e.g. "\nThe key is 7481. The value is 2231.\n". */
+  needle: string;
+  /** The question appended after the context, e.g. "\nWhat is the value? The value is". */
+  question: string;
+  /** The expected answer text (its tokens are returned). */
+  answer: string;
+  /** Context length in tokens (haystack + needle, without BOS or question). */
+  contextLength: number;
+  depth: number;
+  /** Sentence-boundary tokens (default: the tokens of "." when that is one token). */
+  boundaryTokens?: number[];
+  bosId?: number;
+}
+
+/** Text-level needle prompt for a real tokenizer (the retrieval-head protocol). */
+export function needleFromText(o: NeedleTextOptions): NeedleExample {
+  const needle = o.tokenizer.encode(o.needle);
+  const question = o.tokenizer.encode(o.question);
+  const answer = o.tokenizer.encode(o.answer);
+  const boundary = o.boundaryTokens ?? o.tokenizer.encode('.');
+  if (boundary.length === 0) throw new ValueError('needleFromText boundaryTokens', expectedFound('at least one token', 'none'));
+  const hayLen = o.contextLength - needle.length;
+  if (hayLen < 1) throw new ValueError('needleFromText contextLength', expectedFound(`> needle length ${needle.length}`, o.contextLength));
+  const base = o.tokenizer.encode(o.haystack);
+  if (base.length === 0) throw new ValueError('needleFromText haystack', expectedFound('non-empty text', 'empty'));
+  const hay: number[] = [];
+  while (hay.length < hayLen) hay.push(...base);
+  hay.length = hayLen;
+  const ins = insertNeedle(hay, needle, o.depth, boundary);
+  const bos = o.bosId !== undefined ? [o.bosId] : [];
+  const tokens = [...bos, ...ins.tokens, ...question];
+  const off = bos.length;
+  const needleSpan: [number, number] = [off + ins.needleSpan[0], off + ins.needleSpan[1]];
+  // The value inside the needle: the answer's tokens as a contiguous run, else the 90% window rule.
+  let valueSpan: [number, number] = needleSpan;
+  for (let s = needleSpan[0]; s + answer.length <= needleSpan[1]; s++) {
+    if (answer.every((t, j) => tokens[s + j] === t)) {
+      valueSpan = [s, s + answer.length];
+      break;
+    }
+  }
+  const key: number[] = [];
+  return {
+    tokens,
+    needleSpan,
+    valueSpan,
+    answer,
+    key,
+    questionSpan: [off + ins.tokens.length, tokens.length],
+    depth: o.depth,
+    contextStart: off,
+    insertAt: ins.insertAt,
+    requestedAt: ins.requestedAt,
+  };
+}
+
+/** The retrieval-head grid: `n` points of linspace(a, b) (inclusive). */
+export function linspace(a: number, b: number, n: number): number[] {
+  if (!(Number.isInteger(n) && n >= 1)) throw new ValueError('linspace n', expectedFound('a positive integer', n));
+  if (n === 1) return [a];
+  return Array.from({ length: n }, (_, i) => a + ((b - a) * i) / (n - 1));
+}
