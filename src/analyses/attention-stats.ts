@@ -32,8 +32,6 @@ export interface AnalysisModel {
     d_head: number;
     d_model: number;
     d_vocab: number;
-    model_name?: string;
-    [k: string]: unknown;
   };
   params: Record<string, tf.Tensor>;
   /** Name or path the model was loaded from (recorded in results). */
@@ -359,6 +357,6 @@ export function grid<T>(rows: number, cols: number, f: (r: number, c: number) =>
 }
 
 export function modelName(model: AnalysisModel): string | undefined {
-  const n = model.name ?? model.cfg.model_name;
+  const n = model.name;
   return typeof n === 'string' && n ? n : undefined;
 }
