@@ -188,7 +188,11 @@ describe('dormant: model-level (gpt2-tiny and llama fixtures)', function () {
     const layer = 2;
     const head = 1;
     const lossMask = padded.map((row, b) => row.map((_, j) => (j >= first[b] + 3 ? 1 : 0)));
-    const res = dormantTest(gpt2, [{ name: 'd', tokens: padded, attentionMask: mask, lossMask }], { intervention: 'bos', heads: [[layer, head]] });
+    const before = tf.memory().numTensors;
+    let calls = 0;
+    const res = dormantTest(gpt2, [{ name: 'd', tokens: padded, attentionMask: mask, lossMask }], { intervention: 'bos', heads: [[layer, head]], onProgress: () => calls++ });
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(calls, 1);
     const { logits, cache } = gpt2.runWithCache(padded, { attentionMask: mask, namesFilter: [`blocks.${layer}.attn.hook_v`] });
     const v = cache.get(`blocks.${layer}.attn.hook_v`).arraySync() as number[][][][];
     const counted = (b: number, j: number) => j >= first[b] + 3;
