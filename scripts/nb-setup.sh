@@ -5,7 +5,7 @@
 #  - node_modules/tflens -> the project root, so notebooks `import * as tfl from 'tflens'`;
 #  - the tslab kernel registered as "tslab" in .tflens-tmp/jupyter (put first on JUPYTER_PATH),
 #    running this checkout's node_modules/tslab with this node.
-# Leaves ROOT and JUPYTER_PATH exported.
+# Leaves ROOT, NB_PYTHON (the Python running Jupyter) and JUPYTER_PATH exported.
 
 nb_log() { printf '[notebooks] %s\n' "$*" >&2; }
 nb_die() { printf '[notebooks] error: %s\n' "$*" >&2; exit 1; }
@@ -32,6 +32,18 @@ nb_install_jupyter() {
   nb_have_jupyter || nb_die "Jupyter (notebook + nbconvert) is missing and could not be installed: install jupyter-notebook and jupyter-nbconvert (apt) or 'pip install notebook nbconvert'"
 }
 
+# The Python that runs Jupyter (it has nbclient): the interpreter named in jupyter's #! line, else python3.
+nb_find_python() {
+  local shebang cand
+  shebang="$(head -n 1 "$(command -v jupyter)" 2>/dev/null | sed -n 's/^#! *//p')"
+  for cand in "$shebang" python3 /usr/bin/python3; do
+    [ -n "$cand" ] || continue
+    # shellcheck disable=SC2086  # "/usr/bin/env python3" must split
+    if $cand -c 'import nbclient, nbformat' >/dev/null 2>&1; then NB_PYTHON="$cand"; export NB_PYTHON; return 0; fi
+  done
+  nb_die "no Python with nbclient and nbformat found (tried: $shebang, python3, /usr/bin/python3)"
+}
+
 nb_build() {
   [ -d node_modules ] || nb_die "node_modules is missing: run 'npm ci' first"
   if [ ! -f dist/index.js ] || [ ! -f dist/index.d.ts ] \
@@ -46,6 +58,18 @@ nb_link() {
   if [ -L "$link" ] && [ "$(readlink "$link")" = ".." ]; then return 0; fi
   [ -e "$link" ] && [ ! -L "$link" ] && nb_die "$link exists and is not a symlink; remove it so the runner can link the project there"
   ln -sfn .. "$link"
+}
+
+# tslab runs notebook cells as CommonJS: `import * as tfl from 'tflens'` becomes require('tflens'),
+# which needs a "default" (or "require") condition in package.json "exports", Node >= 20.19
+# (require of an ES module) and no top-level await in dist/. Check that here, with a clear message,
+# instead of the kernel's bare "<Error>".
+nb_check_import() {
+  local out
+  if ! out="$(cd "$ROOT/notebooks" && node --no-warnings -e "require('tflens')" 2>&1)"; then
+    printf '%s\n' "$out" | grep -m 3 -E 'Error|error' >&2 || true
+    nb_die "require('tflens') fails from notebooks/ (as tslab does it): package.json \"exports\" needs a \"default\": \"./dist/index.js\" condition, node must be >= 20.19, dist/ must have no top-level await"
+  fi
 }
 
 nb_kernel() {
@@ -70,7 +94,9 @@ JSON
 
 nb_setup() {
   nb_install_jupyter
+  nb_find_python
   nb_build
   nb_link
+  nb_check_import
   nb_kernel
 }

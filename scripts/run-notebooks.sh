@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # npm run notebooks [-- NAME...]
 # Executes notebooks/*.ipynb (or the named ones: "00-smoke", "00-smoke.ipynb" or "notebooks/00-smoke.ipynb")
-# headless with the tslab kernel, writes the executed notebooks and standalone HTML reports
-# (plotly inlined, offline) into reports/, and exits non-zero if any notebook fails.
+# headless with the tslab kernel (scripts/nb-execute.py: nbclient, as `jupyter nbconvert --execute`
+# with ExecutePreprocessor.timeout), writes the executed notebooks and standalone HTML reports
+# (`jupyter nbconvert --to html`; plotly inlined, offline) into reports/, and exits non-zero if any
+# notebook fails (its partial run is kept as reports/NAME.failed.ipynb).
 # Env: NB_TIMEOUT (seconds per cell, default 1800), REPORTS (output folder, default reports).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/nb-setup.sh"
@@ -32,21 +34,21 @@ for nb in "${notebooks[@]}"; do
   name="$(basename "$nb" .ipynb)"
   start=$(date +%s)
   nb_log "running $nb"
-  # Write the executed notebook beside the report only when every cell succeeded; a failed run
-  # leaves the previous report (if any) as it was and its log in $REPORTS/$name.log.
+  # A notebook that fails leaves $REPORTS/$name.failed.ipynb (outputs up to the failing cell) and
+  # no $name.ipynb/.html, so an old report never passes for a new one. Log: $REPORTS/$name.log.
+  rm -f "$REPORTS/$name.ipynb" "$REPORTS/$name.html" "$REPORTS/$name.failed.ipynb"
   tmp_dir="$(mktemp -d "$ROOT/.tflens-tmp/nb-XXXXXX")"
-  if jupyter nbconvert --to notebook --execute \
-      --ExecutePreprocessor.timeout="$TIMEOUT" \
-      --ExecutePreprocessor.kernel_name=tslab \
-      --output-dir "$tmp_dir" --output "$name.ipynb" "$nb" >"$REPORTS/$name.log" 2>&1 \
+  # shellcheck disable=SC2086  # NB_PYTHON may be "/usr/bin/env python3"
+  if $NB_PYTHON "$ROOT/scripts/nb-execute.py" "$nb" "$tmp_dir/$name.ipynb" tslab "$TIMEOUT" >"$REPORTS/$name.log" 2>&1 \
     && jupyter nbconvert --to html --output-dir "$tmp_dir" --output "$name.html" "$tmp_dir/$name.ipynb" >>"$REPORTS/$name.log" 2>&1; then
     mv -f "$tmp_dir/$name.ipynb" "$REPORTS/$name.ipynb"
     mv -f "$tmp_dir/$name.html" "$REPORTS/$name.html"
     nb_log "ok   $nb ($(( $(date +%s) - start ))s) -> $REPORTS/$name.html"
   else
     failed+=("$nb")
-    nb_log "FAIL $nb ($(( $(date +%s) - start ))s); last lines of $REPORTS/$name.log:"
-    tail -n 30 "$REPORTS/$name.log" >&2 || true
+    [ -f "$tmp_dir/$name.ipynb" ] && mv -f "$tmp_dir/$name.ipynb" "$REPORTS/$name.failed.ipynb"
+    nb_log "FAIL $nb ($(( $(date +%s) - start ))s); from $REPORTS/$name.log:"
+    tail -n 40 "$REPORTS/$name.log" >&2 || true
   fi
   rm -rf "$tmp_dir"
 done
