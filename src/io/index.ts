@@ -47,3 +47,4 @@ export {
 } from './export.js';
 export { SweepStore, runResumable, type SweepValue, type SweepStoreOptions, type SweepProgress } from './checkpoint.js';
 export { parseJsonStrict, findDuplicateKey } from './json.js';
+export { parseTokenIds, readTokenFile, type TokenCheckOptions } from './tokens.js';
