@@ -7,7 +7,7 @@ import { ConfigError, expectedFound } from '../errors.js';
 export type Architecture = 'gpt2' | 'gpt_neox' | 'llama' | 'qwen2' | 'mistral';
 export type ActFn = 'gelu_new' | 'gelu' | 'gelu_fast' | 'relu' | 'silu';
 
-export interface ModelConfig {
+export type ModelConfig = {
   architecture: Architecture;
   /** HF class name, e.g. "GPT2LMHeadModel". */
   hfArchitecture: string;
@@ -42,7 +42,7 @@ export interface ModelConfig {
   pad_token_id: number | null;
   /** The original config.json, for saving back. */
   hf: Record<string, unknown>;
-}
+};
 
 /** Field readers that name the file and field in their errors. */
 export class ConfigReader {

@@ -1,0 +1,157 @@
+/**
+ * The tflens command line: info, run, rank. Errors print one line (no stack trace) and exit non-zero;
+ * TFLENS_DEBUG=1 prints the stack.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { formatBackendReport, initBackend } from '../backend/index.js';
+import { TflensError, ValueError, expectedFound } from '../errors.js';
+import { headScoresToCsv, headScoresToJson, toCsv } from '../io/export.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { writeSafetensors } from '../io/safetensors.js';
+import { describeModel, loadModel } from '../model/load.js';
+import type { HookedTransformer } from '../model/hooked.js';
+import { readPromptsFile, readTokensFile, type TokenBatch } from './inputs.js';
+import { RANK_METHODS, type Args, type RankOutput } from './rank.js';
+
+const USAGE = `tflens: mechanistic interpretability on TensorFlow.js
+
+usage:
+  tflens info <model>
+  tflens run <model> --tokens <file.json> --save <names> --out <file.safetensors>
+  tflens rank <model> --method <method> [--prompts <file.txt> | --tokens <file.json>] [--format csv|json] [--out <file>]
+
+<model> is a folder (config.json + model.safetensors), a hub id in the HF cache, or a hub id to download.
+--save takes comma-separated hook names (e.g. blocks.0.hook_resid_pre,blocks.1.attn.hook_pattern) and/or logits.
+TFLENS_BACKEND forces a backend (webgpu, node, wasm, cpu).
+
+rank methods:
+`;
+
+export function parseArgs(argv: string[]): { positional: string[]; args: Args } {
+  const positional: string[] = [];
+  const args: Args = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      if (eq > 0) args[a.slice(2, eq)] = a.slice(eq + 1);
+      else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) args[a.slice(2)] = argv[++i];
+      else args[a.slice(2)] = true;
+    } else positional.push(a);
+  }
+  return { positional, args };
+}
+
+function strArg(args: Args, name: string, required: boolean): string | undefined {
+  const v = args[name];
+  if (v === undefined || v === true) {
+    if (required) throw new ValueError(`--${name}`, v === true ? 'needs a value' : 'is required');
+    return undefined;
+  }
+  return v as string;
+}
+
+function usage(): string {
+  return USAGE + Object.entries(RANK_METHODS).map(([n, m]) => `  ${n.padEnd(18)} ${m.help}`).join('\n') + '\n';
+}
+
+export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+  const { positional, args } = parseArgs(argv);
+  const cmd = positional[0];
+  try {
+    if (!cmd || cmd === 'help' || args.help) {
+      out(usage());
+      return cmd || args.help ? 0 : 2;
+    }
+    const modelPath = positional[1];
+    if (!modelPath) throw new ValueError('<model>', 'missing: give a model folder or hub id');
+    const report = await initBackend();
+    const model = await loadModel(modelPath);
+    try {
+      switch (cmd) {
+        case 'info':
+          return info(model, report, out);
+        case 'run':
+          return await run(model, args, out);
+        case 'rank':
+          return await rank(model, args, out);
+        default:
+          throw new ValueError('command', expectedFound('info, run or rank', cmd));
+      }
+    } finally {
+      model.dispose();
+    }
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    process.stderr.write(`tflens: ${e instanceof TflensError ? `${e.name}: ` : ''}${msg.split('\n')[0]}\n`);
+    if (process.env.TFLENS_DEBUG === '1' && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+    return e instanceof TflensError ? 2 : 1;
+  }
+}
+
+function info(model: HookedTransformer, report: Awaited<ReturnType<typeof initBackend>>, out: (s: string) => void): number {
+  const d = describeModel(model);
+  const lines = Object.entries(d).map(([k, v]) => `${k.padEnd(14)} ${v}`);
+  out(`${lines.join('\n')}\n${formatBackendReport(report)}\n`);
+  return 0;
+}
+
+async function run(model: HookedTransformer, args: Args, out: (s: string) => void): Promise<number> {
+  const tokensFile = strArg(args, 'tokens', true)!;
+  const outFile = strArg(args, 'out', true)!;
+  const names = strArg(args, 'save', true)!.split(',').map((s) => s.trim()).filter(Boolean);
+  if (!names.length) throw new ValueError('--save', 'no names given');
+  const batch = await readTokensFile(tokensFile, model);
+  const valid = new Set<string>(model.hookNames());
+  for (const n of names) if (n !== 'logits' && !valid.has(n)) throw new ValueError(`--save ${n}`, 'unknown hook point (see `tflens info` and DESIGN.md hook names)');
+  const hookNames = names.filter((n) => n !== 'logits');
+  const { logits, cache } = model.runWithCache(batch.ids, { attentionMask: batch.mask, namesFilter: hookNames });
+  try {
+    const tensors: Record<string, tf.Tensor> = {};
+    for (const n of hookNames) tensors[n] = cache.get(n);
+    if (names.includes('logits')) tensors.logits = logits;
+    await writeSafetensors(outFile, tensors, { tflens_model: model.name });
+  } finally {
+    logits.dispose();
+    cache.dispose();
+  }
+  out(`wrote ${names.length} tensor(s) to ${outFile}\n`);
+  return 0;
+}
+
+async function rank(model: HookedTransformer, args: Args, out: (s: string) => void): Promise<number> {
+  const methodName = strArg(args, 'method', true)!;
+  const method = RANK_METHODS[methodName];
+  if (!method) throw new ValueError('--method', expectedFound(`one of ${Object.keys(RANK_METHODS).join(', ')}`, methodName));
+  const format = strArg(args, 'format', false) ?? 'csv';
+  if (!['csv', 'json', 'retrieval-head'].includes(format)) throw new ValueError('--format', expectedFound('csv, json or retrieval-head', format));
+  let batch: TokenBatch | null = null;
+  const prompts = strArg(args, 'prompts', false);
+  const tokens = strArg(args, 'tokens', false);
+  if (prompts && tokens) throw new ValueError('--prompts/--tokens', 'give one of them, not both');
+  if (tokens) batch = await readTokensFile(tokens, model);
+  else if (prompts) batch = await readPromptsFile(prompts, model);
+  else if (method.needsTokens) throw new ValueError('--prompts/--tokens', `method ${methodName} reads activations: give --prompts <file.txt> or --tokens <file.json>`);
+  const result = await method.run(model, batch, args);
+  const text = render(result, format, model.name, methodName);
+  const outFile = strArg(args, 'out', false);
+  if (outFile) {
+    await writeFileAtomic(outFile, text);
+    out(`wrote ${methodName} ranking to ${outFile}\n`);
+  } else out(text);
+  return 0;
+}
+
+export function render(r: RankOutput, format: string, modelName: string, methodName: string): string {
+  if (format === 'retrieval-head') {
+    if (!r.authorJson) throw new ValueError('--format retrieval-head', `only for --method retrieval, not ${methodName}`);
+    return JSON.stringify(r.authorJson) + '\n';
+  }
+  if (r.scores) {
+    const hs = { ...r.scores, model: r.scores.model ?? modelName };
+    return format === 'json' ? headScoresToJson(hs) : headScoresToCsv(hs);
+  }
+  const rows = r.rows ?? [];
+  if (format === 'json') return JSON.stringify({ method: r.method, params: r.params, model: modelName, rows }, null, 2) + '\n';
+  return toCsv(rows, ['layer', 'head', 'srcLayer', 'srcHead', 'score']);
+}

@@ -1,0 +1,119 @@
+/**
+ * `tflens rank` methods. Each method turns a model (and, where it reads activations, a token batch)
+ * into head scores; the CLI writes them as CSV/JSON. The same library functions back the notebooks,
+ * so CLI rankings equal library results.
+ */
+import { ValueError, expectedFound } from '../errors.js';
+import type { HeadScores } from '../results.js';
+import type { HookedTransformer } from '../model/hooked.js';
+import type { TokenBatch } from './inputs.js';
+import { sinkScores, hiddenSinkScores } from '../analyses/sinks.js';
+import { detectHead, type DetectorKind } from '../analyses/detectors.js';
+import { dormantTest } from '../analyses/dormant.js';
+import { copyingScores } from '../analyses/weights/copying.js';
+import { compositionScores, type CompositionMode } from '../analyses/weights/composition.js';
+
+export type Args = Record<string, string | boolean>;
+
+export interface RankOutput {
+  /** Head-level result (most methods). */
+  scores?: HeadScores;
+  /** Pairwise rows (composition methods): {layer, head, srcLayer, srcHead, score}, sorted by score. */
+  rows?: Record<string, number>[];
+  /** The retrieval-head authors' JSON {"layer-head": [per-sample scores]}. */
+  authorJson?: Record<string, number[]>;
+  method: string;
+  params: Record<string, unknown>;
+}
+
+export interface RankMethod {
+  /** Reads activations on prompts or tokens (else weights only). */
+  needsTokens: boolean;
+  /** One line for --help. */
+  help: string;
+  run(model: HookedTransformer, batch: TokenBatch | null, args: Args): Promise<RankOutput>;
+}
+
+export function numArg(args: Args, name: string, fallback: number): number {
+  const v = args[name];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isFinite(n)) throw new ValueError(`--${name}`, expectedFound('a number', v));
+  return n;
+}
+
+function fromScores(scores: HeadScores): RankOutput {
+  return { scores, method: scores.method, params: scores.params };
+}
+
+const detector = (kind: DetectorKind, help: string): RankMethod => ({
+  needsTokens: true,
+  help,
+  async run(model, batch, args) {
+    return fromScores(
+      detectHead(model, batch!.ids, kind, {
+        attentionMask: batch!.mask,
+        excludeBos: args['exclude-bos'] === true,
+        excludeCurrentToken: args['exclude-current-token'] === true,
+      }),
+    );
+  },
+});
+
+const composition = (mode: CompositionMode): RankMethod => ({
+  needsTokens: false,
+  help: `${mode}-composition score between every earlier and later head (weights only)`,
+  async run(model) {
+    const r = compositionScores(model, mode);
+    const rows = r.rows.map((x) => ({ layer: x.layer, head: x.head, srcLayer: x.srcLayer, srcHead: x.srcHead, score: x.score }));
+    return { rows, method: `composition-${mode.toLowerCase()}`, params: r.params };
+  },
+});
+
+export const RANK_METHODS: Record<string, RankMethod> = {
+  sink: {
+    needsTokens: true,
+    help: 'alpha_1: mean attention the head gives the first token (Gu et al.), averaged over prompts; --eps (0.3)',
+    async run(model, batch, args) {
+      return fromScores(sinkScores(model, batch!.ids, { attentionMask: batch!.mask, eps: numArg(args, 'eps', 0.3) }).scores);
+    },
+  },
+  'hidden-sink': {
+    needsTokens: true,
+    help: 'mass of the hidden sinks (ACT rule: column mean > --threshold (0.1), minus the first)',
+    async run(model, batch, args) {
+      return fromScores(hiddenSinkScores(model, batch!.ids, { attentionMask: batch!.mask, threshold: numArg(args, 'threshold', 0.1) }).scores);
+    },
+  },
+  'prev-token': detector('prev-token', 'previous-token detector (TransformerLens "mul" score)'),
+  'duplicate-token': detector('duplicate-token', 'duplicate-token detector (TransformerLens "mul" score)'),
+  induction: detector('induction', 'induction detector (TransformerLens "mul" score)'),
+  dormant: {
+    needsTokens: true,
+    help: 'loss increase when the head is zeroed (--intervention zero|bos, --tolerance 0.01); dormant = within tolerance',
+    async run(model, batch, args) {
+      const intervention = (args.intervention ?? 'zero') as 'zero' | 'bos';
+      if (intervention !== 'zero' && intervention !== 'bos') throw new ValueError('--intervention', expectedFound('zero or bos', intervention));
+      const r = dormantTest(model, [{ name: 'input', tokens: batch!.ids, attentionMask: batch!.mask }], {
+        intervention,
+        tolerance: numArg(args, 'tolerance', 0.01),
+      });
+      return fromScores(r.scores.input);
+    },
+  },
+  copying: {
+    needsTokens: false,
+    help: 'OV copying score (share of eigenvalue mass with positive real part; weights only)',
+    async run(model) {
+      return fromScores(copyingScores(model, { model: model.name }));
+    },
+  },
+  'composition-q': composition('Q'),
+  'composition-k': composition('K'),
+  'composition-v': composition('V'),
+};
+
+/** Register a method (used by modules that add rankings, e.g. circuits and retrieval). */
+export function registerRankMethod(name: string, method: RankMethod): void {
+  RANK_METHODS[name] = method;
+}
