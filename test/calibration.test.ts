@@ -18,6 +18,8 @@ import {
   varHook,
 } from '../src/analyses/calibration.js';
 import { mulberry32 } from '../src/util/random.js';
+import { readFileSync } from 'node:fs';
+import { generate, randomModel, type HookedTransformer } from '../src/model/index.js';
 import { ConfigError, ShapeError, ValueError } from '../src/errors.js';
 
 function close(a: number[][], b: number[][], tol = 1e-6, msg = '') {
@@ -357,5 +359,151 @@ describe('VAR redistribution', () => {
     o2.dispose();
     [resid, pat, r2, dp].forEach((t) => t.dispose());
     assert.equal(tf.memory().numTensors, before);
+  });
+});
+
+describe('ACT and VAR hooks on a model (random-init LLaMA, 4 layers, GQA)', function () {
+  this.timeout(120000);
+  let model: HookedTransformer;
+  const layer = 2;
+  const name = `blocks.${layer}.attn.hook_pattern` as const;
+  // batch of 2, the first left-padded by 2
+  const tokens = [
+    [0, 0, 5, 6, 7, 8, 9, 10],
+    [3, 11, 12, 13, 14, 15, 16, 17],
+  ];
+  const mask = [
+    [0, 0, 1, 1, 1, 1, 1, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1],
+  ];
+  const inner = (M: number[][], pad: number) => M.slice(pad).map((r) => r.slice(pad));
+
+  before(() => {
+    const cfg = JSON.parse(readFileSync('fixtures/reference/llama/config.json', 'utf8'));
+    model = randomModel({ ...cfg, num_hidden_layers: 4 }, { seed: 5, std: 0.3 });
+  });
+  after(() => {
+    Object.values(model.params).forEach((t) => t.dispose());
+  });
+
+  it('actHook composes with another hook in runWithHooks and equals ACT on the cached pattern', () => {
+    const start = tf.memory().numTensors;
+    const { logits: base, cache } = model.runWithCache(tokens, { attentionMask: mask, namesFilter: [name] });
+    const P = cache.get(name).arraySync() as number[][][][];
+    cache.dispose();
+    let recorded: number[][][][] = [];
+    const rec = (act: tf.Tensor) => {
+      recorded = act.arraySync() as number[][][][];
+    };
+    const logits = model.runWithHooks(tokens, { attentionMask: mask, fwdHooks: [...actHook({ heads: [[layer, 1]] }), [name, rec]] });
+    // head 1 calibrated (padding removed), other heads untouched
+    close(inner(recorded[0][1], 2), calibrateACT(inner(P[0][1], 2)), 1e-5, 'b0 h1');
+    close(recorded[1][1], calibrateACT(P[1][1]), 1e-5, 'b1 h1');
+    for (const h of [0, 2, 3]) for (const b of [0, 1]) close(recorded[b][h], P[b][h], 1e-6, `b${b} h${h}`);
+    // ACT has an effect here, and the logits equal a run that substitutes the calibrated pattern
+    let maxDiff = 0;
+    const expected = P.map((bp, b) =>
+      bp.map((M, h) => {
+        if (h !== 1) return M;
+        const pad = b === 0 ? 2 : 0;
+        const c = calibrateACT(inner(M, pad));
+        return M.map((row, i) => (i < pad ? row : [...new Array(pad).fill(0), ...c[i - pad]]));
+      }),
+    );
+    const subst = model.runWithHooks(tokens, { attentionMask: mask, fwdHooks: [[name, () => tf.tensor4d(expected)]] });
+    const a = logits.arraySync() as number[][][];
+    const s2 = subst.arraySync() as number[][][];
+    const b0 = base.arraySync() as number[][][];
+    for (let b = 0; b < 2; b++) {
+      for (let i = b === 0 ? 2 : 0; i < 8; i++) {
+        for (let v = 0; v < a[b][i].length; v++) {
+          assert.ok(Math.abs(a[b][i][v] - s2[b][i][v]) < 1e-4, `logits ${b},${i},${v}`);
+          maxDiff = Math.max(maxDiff, Math.abs(a[b][i][v] - b0[b][i][v]));
+        }
+      }
+    }
+    assert.ok(maxDiff > 1e-4, `ACT changed nothing (max logit change ${maxDiff})`);
+    tf.dispose([base, logits, subst]);
+    assert.equal(tf.memory().numTensors, start);
+  });
+
+  it('actHook in generate: decoding rows are calibrated per step (row mode and prefill mode)', () => {
+    // generate itself may hold tensors back (measured here without hooks); the hooks must add none
+    const s0 = tf.memory().numTensors;
+    generate(model, [tokens[1]], { maxNewTokens: 3 });
+    const plainLeak = tf.memory().numTensors - s0;
+    const start = tf.memory().numTensors;
+    for (const mode of ['row', 'prefill'] as const) {
+      const beforeAct: number[][][][][] = [];
+      const afterAct: number[][][][][] = [];
+      const hooks = [
+        [name, (act: tf.Tensor) => void beforeAct.push(act.arraySync() as number[][][][])] as [typeof name, (a: tf.Tensor) => void],
+        ...actHook({ heads: [[layer, 1]], decodeSinks: mode }),
+        [name, (act: tf.Tensor) => void afterAct.push(act.arraySync() as number[][][][])] as [typeof name, (a: tf.Tensor) => void],
+      ];
+      const res = generate(model, [tokens[1]], { maxNewTokens: 3, fwdHooks: hooks });
+      assert.equal(res.tokens[0].length, 3);
+      assert.equal(beforeAct.length, 3); // prefill + 2 decoding steps
+      assert.deepEqual([afterAct[0][0][0].length, afterAct[1][0][0].length, afterAct[2][0][0].length], [8, 1, 1]);
+      close(afterAct[0][0][1], calibrateACT(beforeAct[0][0][1]), 1e-5, `${mode} prefill`);
+      const sp = new Set(actHiddenSinks(beforeAct[0][0][1]));
+      for (const step of [1, 2]) {
+        const row = beforeAct[step][0][1][0];
+        let exp: number[];
+        if (mode === 'row') exp = calibrateACT([row])[0];
+        else {
+          const sink = row.reduce((acc, v, j) => acc + (sp.has(j) ? v : 0), 0);
+          exp = row.map((v, j) => (sp.has(j) ? 0.4 * v : v + (0.6 * sink * v) / (1 - sink)));
+        }
+        close([afterAct[step][0][1][0]], [exp], 1e-5, `${mode} step ${step}`);
+        close(afterAct[step][0][0], beforeAct[step][0][0], 1e-7, 'head 0 untouched');
+      }
+    }
+    assert.equal(tf.memory().numTensors, start + 2 * plainLeak);
+  });
+
+  it('varHook on the model equals VAR on the cached pattern with sinks from the cached residual', () => {
+    const start = tf.memory().numTensors;
+    const rname = `blocks.${layer}.hook_resid_pre` as const;
+    const { logits, cache } = model.runWithCache(tokens, { attentionMask: mask, namesFilter: [name, rname] });
+    logits.dispose();
+    const resid = cache.get(rname);
+    const { dims } = sinkDimensions([resid], { topK: 1, attentionMask: mask });
+    const sm = sinkTokenMask(resid, dims, 0);
+    // tau between the largest and a mid phi so that some, not all, tokens are sinks
+    const phi = tf.tidy(() => {
+      const x = resid;
+      const rms = tf.sqrt(tf.add(tf.mean(tf.square(x), -1, true), 1e-6));
+      return tf.abs(tf.div(tf.gather(x, [dims[0]], 2), rms)).max(-1);
+    });
+    const phis = (phi.arraySync() as number[][]).flat().sort((a, b) => b - a);
+    const tau = (phis[0] + phis[3]) / 2;
+    const sinks = sinkTokenMask(resid, dims, tau);
+    const P = cache.get(name);
+    const group = { start: 1, end: 4 }; // relative to the first real token
+    const gAbs = [
+      [0, 0, 0, 1, 1, 1, 0, 0],
+      [0, 1, 1, 1, 0, 0, 0, 0],
+    ];
+    const rows = [
+      [0, 0, 0, 0, 0, 0, 1, 1],
+      [0, 0, 0, 0, 1, 1, 1, 1],
+    ];
+    const expT = tf.tidy(() =>
+      redistributeVARBatched(P, { sinkMask: tf.mul(sinks, tf.tensor2d(mask)), groupMask: gAbs, rowMask: rows, p: 0.6, summ: 0.2, rho: 0.5 }),
+    );
+    const expected = expT.arraySync() as number[][][][];
+    let recorded: number[][][][] = [];
+    const out = model.runWithHooks(tokens, {
+      attentionMask: mask,
+      fwdHooks: [...varHook({ nLayers: 4, group, sinkDims: dims, tau }), [name, (act: tf.Tensor) => void (recorded = act.arraySync() as number[][][][])]],
+    });
+    for (let b = 0; b < 2; b++) for (let h = 0; h < 4; h++) close(recorded[b][h], expected[b][h], 1e-5, `b${b} h${h}`);
+    const base = P.arraySync() as number[][][][];
+    const changed = recorded.flat(3).some((v, i) => Math.abs(v - base.flat(3)[i]) > 1e-6);
+    assert.ok(changed, 'VAR changed nothing on this input');
+    tf.dispose([out, expT, sinks, sm, phi]);
+    cache.dispose();
+    assert.equal(tf.memory().numTensors, start);
   });
 });
