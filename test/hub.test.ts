@@ -11,6 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import { hubCacheDir, resolveModelPath, type ResolveProgress } from '../src/io/hub.js';
 import { readCheckpointTensors, writeSafetensors } from '../src/io/safetensors.js';
 import { ResolveError } from '../src/errors.js';
+import { loadModel } from '../src/model/index.js';
+import { fileURLToPath } from 'node:url';
 
 interface Repo {
   /** revision name -> commit */
@@ -144,6 +146,12 @@ describe('io/hub', () => {
       }
       send(404, 'unknown route');
     });
+    // a real checkpoint (the tiny GPT-2 fixture) served as a hub repository
+    const fx = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference', 'gpt2-tiny');
+    const G = commitOf('gpt2-tiny');
+    const gfiles: Record<string, Buffer> = {};
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors']) gfiles[f] = await fsp.readFile(path.join(fx, f));
+    repos['fixtures/gpt2-tiny'] = { refs: { main: G }, files: { [G]: gfiles } };
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
@@ -320,6 +328,24 @@ describe('io/hub', () => {
       delete process.env.HF_HUB_OFFLINE;
     }
     assert.equal(requests.length, 0);
+  });
+
+  it('loadModel from a hub id gives the same model as from the local folder', async () => {
+    const cacheDir = path.join(tmp, 'cache-e2e');
+    const fx = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'reference', 'gpt2-tiny');
+    const before = tf.memory().numTensors;
+    const a = await loadModel('fixtures/gpt2-tiny', { cacheDir, endpoint });
+    const b = await loadModel(fx);
+    assert.ok(requests.some((r) => r.startsWith('GET /fixtures/gpt2-tiny/resolve/')));
+    const toks = [[0, 5, 17, 42, 96, 3]];
+    const la = a.forward(toks);
+    const lb = b.forward(toks);
+    assert.deepEqual(la.shape, [1, 6, 97]);
+    assert.deepEqual(Array.from(la.dataSync()), Array.from(lb.dataSync()));
+    tf.dispose([la, lb]);
+    a.dispose();
+    b.dispose();
+    assert.equal(tf.memory().numTensors, before);
   });
 
   it('bad ids and unreachable endpoints are ResolveErrors', async () => {

@@ -454,7 +454,8 @@ export interface RawTensor {
   data: ArrayLike<number>;
 }
 
-function encodeRaw(name: string, t: RawTensor, where: string): Uint8Array {
+/** Check a raw entry's dtype, shape and data length; returns its element count. */
+function checkRaw(name: string, t: RawTensor, where: string): number {
   const w = `${where}: tensor "${name}"`;
   if (!isDtype(t.dtype) || !['F32', 'I32', 'I64', 'F16', 'BF16', 'F64', 'U8', 'BOOL'].includes(t.dtype)) {
     throw new ValueError(`${w}.dtype`, expectedFound('one of F32, I32, I64, F16, BF16, F64, U8, BOOL', t.dtype));
@@ -467,6 +468,14 @@ function encodeRaw(name: string, t: RawTensor, where: string): Uint8Array {
   if (!data || typeof data.length !== 'number' || data.length !== count) {
     throw new ShapeError(`${w}.data`, expectedFound(`${count} values for shape ${JSON.stringify(t.shape)}`, `${data?.length} values`));
   }
+  return count;
+}
+
+/** Little-endian bytes of a checked raw entry (integer dtypes: range-checked). */
+function encodeRaw(name: string, t: RawTensor, where: string): Uint8Array {
+  const w = `${where}: tensor "${name}"`;
+  const count = checkRaw(name, t, where);
+  const data = t.data;
   const isInt = t.dtype === 'I32' || t.dtype === 'I64' || t.dtype === 'U8' || t.dtype === 'BOOL';
   if (isInt) {
     const [lo, hi] =
@@ -556,16 +565,31 @@ export async function writeSafetensors(
     if (Object.keys(metadata).length) header.__metadata__ = { ...metadata };
   }
   const names = Object.keys(tensors).sort();
-  const chunks: Uint8Array[] = [];
+  // Pass 1: dtypes, shapes and sizes (no data copied), so the header can be written first.
+  const plan: { name: string; dtype: WritableDtype; shape: number[]; tensor: tf.Tensor | null; raw: RawTensor | null }[] = [];
   let offset = 0;
   for (const name of names) {
     if (name.length === 0 || name === '__metadata__') throw new ValueError(`${file}: tensors`, `"${name}" is not a valid tensor name`);
     const v = tensors[name];
-    const raw = v instanceof tf.Tensor ? tensorToRaw(name, v, file) : encodeCheck(name, v, file);
-    const bytes = encodeRaw(name, raw, file);
-    header[name] = { dtype: raw.dtype, shape: raw.shape.slice(), data_offsets: [offset, offset + bytes.byteLength] };
-    offset += bytes.byteLength;
-    chunks.push(bytes);
+    let dtype: WritableDtype;
+    let shape: number[];
+    if (v instanceof tf.Tensor) {
+      if (v.isDisposed) throw new ValueError(`${file}: tensor "${name}"`, 'the tensor is disposed');
+      const map: Record<string, WritableDtype> = { float32: 'F32', int32: 'I32', bool: 'BOOL' };
+      dtype = map[v.dtype];
+      if (!dtype) throw new ValueError(`${file}: tensor "${name}"`, expectedFound('a float32, int32 or bool tensor', v.dtype));
+      shape = v.shape.slice();
+      plan.push({ name, dtype, shape, tensor: v, raw: null });
+    } else {
+      const raw = encodeCheck(name, v, file);
+      checkRaw(name, raw, file);
+      dtype = raw.dtype;
+      shape = raw.shape.slice();
+      plan.push({ name, dtype, shape, tensor: null, raw });
+    }
+    const nbytes = numel(shape) * DTYPE_SIZE[dtype];
+    header[name] = { dtype, shape, data_offsets: [offset, offset + nbytes] };
+    offset += nbytes;
   }
   let json = JSON.stringify(header);
   const enc = new TextEncoder();
@@ -577,10 +601,18 @@ export async function writeSafetensors(
   }
   const prefix = new Uint8Array(8);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(hbytes.byteLength), true);
+  // Pass 2: one tensor's bytes at a time (peak memory: one tensor, not the whole file). A value
+  // error part way aborts the atomic write: no file is left.
   await withAtomicFile(file, async (_fh, write) => {
     await write(prefix);
     await write(hbytes);
-    for (const c of chunks) await write(c);
+    for (const p of plan) {
+      const raw = p.tensor ? tensorToRaw(p.name, p.tensor, file) : p.raw!;
+      const bytes = encodeRaw(p.name, raw, file);
+      const want = (header[p.name] as { data_offsets: number[] }).data_offsets;
+      if (bytes.byteLength !== want[1] - want[0]) throw new ShapeError(`${file}: tensor "${p.name}"`, 'data changed while writing');
+      await write(bytes);
+    }
   });
 }
 
