@@ -24,6 +24,8 @@ interface Repo {
   token?: string;
   /** file whose download is cut off half way */
   truncate?: string;
+  /** announce a wrong sha256 for LFS files */
+  badSha?: boolean;
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -87,6 +89,8 @@ describe('io/hub', () => {
     const Tr = commitOf('truncated');
     const otherWeights = Buffer.concat([weights, Buffer.alloc(64, 1)]); // distinct bytes, so a distinct blob
     repos['tiny-org/truncated'] = { refs: { main: Tr }, files: { [Tr]: { 'config.json': cfgMain, 'model.safetensors': otherWeights } }, truncate: 'model.safetensors' };
+    const Bad = commitOf('badsha');
+    repos['tiny-org/badsha'] = { refs: { main: Bad }, files: { [Bad]: { 'config.json': cfgMain, 'model.safetensors': Buffer.concat([weights, Buffer.alloc(8, 2)]) } }, badSha: true };
     const Bin = commitOf('bin');
     repos['tiny-org/bin-only'] = { refs: { main: Bin }, files: { [Bin]: { 'config.json': cfgMain, 'pytorch_model.bin': Buffer.from('x') } } };
 
@@ -140,7 +144,8 @@ describe('io/hub', () => {
         if (!body) return send(404, 'Entry not found', { 'x-error-code': 'EntryNotFound' });
         if (isLfs(file)) {
           // Like the hub: LFS files redirect to storage; the sha256 is in X-Linked-Etag.
-          return send(302, '', { location: `/cdn/${sha256(body)}`, 'x-linked-etag': `"${sha256(body)}"`, etag: '"redirect-etag"', 'x-repo-commit': parts[4] });
+          const announced = repo.badSha ? sha256(Buffer.from('something else')) : sha256(body);
+          return send(302, '', { location: `/cdn/${sha256(body)}`, 'x-linked-etag': `"${announced}"`, etag: '"redirect-etag"', 'x-repo-commit': parts[4] });
         }
         return send(200, body, { etag: `"${gitSha1(body)}"`, 'x-repo-commit': parts[4] });
       }
@@ -313,6 +318,16 @@ describe('io/hub', () => {
       resolveModelPath('tiny-org/truncated', { cacheDir, endpoint, allowNetwork: false }),
       (e: unknown) => e instanceof ResolveError && /not cached/.test((e as Error).message),
     );
+  });
+
+  it('bytes that do not match the announced sha256 are refused and not kept', async () => {
+    const cacheDir = path.join(tmp, 'cache-badsha');
+    await assert.rejects(
+      resolveModelPath('tiny-org/badsha', { cacheDir, endpoint }),
+      (e: unknown) => e instanceof ResolveError && /model\.safetensors: downloaded bytes do not match the hub's sha256/.test((e as Error).message),
+    );
+    const blobs = await fsp.readdir(path.join(cacheDir, 'models--tiny-org--badsha', 'blobs'));
+    assert.deepEqual(blobs, [gitSha1(cfgMain)]);
   });
 
   it('offline without a cache: ResolveError saying it is not cached, and no request', async () => {

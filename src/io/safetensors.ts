@@ -220,6 +220,16 @@ export function halfToFloat(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
+let HALF_TABLE: Float32Array | null = null;
+/** All 65536 half values as float32 (built once; exact, since every half is a float32). */
+function halfTable(): Float32Array {
+  if (!HALF_TABLE) {
+    HALF_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
+  }
+  return HALF_TABLE;
+}
+
 /** A number to IEEE half bits, rounding to nearest even; overflow gives +-Infinity. */
 export function floatToHalf(x: number): number {
   f32buf[0] = x;
@@ -307,7 +317,8 @@ async function readEntry(fh: FileHandle, header: SafetensorsHeader, entry: Safet
     case 'F16': {
       const h = await raw((k) => new Uint16Array(k));
       const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = halfToFloat(h[i]);
+      const lut = halfTable();
+      for (let i = 0; i < count; i++) out[i] = lut[h[i]];
       return { dtype: entry.dtype, shape: entry.shape, data: out };
     }
     case 'BF16': {
