@@ -8,8 +8,12 @@ import {
   needleSpan,
   retrievalHeads,
   retrievalScoreStep,
+  scoreRetrievalSample,
   toRetrievalHeadJson,
 } from '../src/analyses/retrieval.js';
+import { readFileSync } from 'node:fs';
+import { generate, randomModel } from '../src/model/index.js';
+import type { HookSpec } from '../src/hooks/registry.js';
 import { porterStem, rougeRecall1, rougeTokenize } from '../src/analyses/rouge.js';
 import { razorInput, razorMasks, razorRetrievalHeads, razorScores, topFraction } from '../src/analyses/razor.js';
 import { ConfigError, FormatError, ValueError } from '../src/errors.js';
@@ -223,5 +227,70 @@ describe('RazorAttention echo / induction scores', () => {
     assert.deepEqual(topFraction([[1, 5, 3]], 0.01), [[0, 1]]); // round(0.03) = 0 -> at least 1
     assert.deepEqual(topFraction([[5, 1], [5, 0]], 0.25), [[0, 0], [1, 0]]); // tie at the cut
     assert.throws(() => topFraction([[1]], 2), ConfigError);
+  });
+});
+
+describe('retrieval scoring on a model (random-init LLaMA)', function () {
+  this.timeout(120000);
+  it('pairs each generated token with the patterns of its forward; forced copy head scores steps/span', () => {
+    const cfg = JSON.parse(readFileSync('fixtures/reference/llama/config.json', 'utf8'));
+    const model = randomModel({ ...cfg, num_hidden_layers: 3 }, { seed: 9, std: 0.3 });
+    const prompt = [1, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38];
+    const answer = [30, 31, 32, 33]; // needle span [11, 15)
+    const T = prompt[12]; // = 31
+    // force: the model always generates T, and head (1, 0) always attends to key 12 (once visible)
+    const force: HookSpec[] = [
+      ['unembed.hook_out', (x) => tf.tidy(() => tf.add(x, tf.oneHot([T], x.shape[2] as number).mul(1000).reshape([1, 1, x.shape[2] as number])))],
+      [
+        'blocks.1.attn.hook_attn_scores',
+        (x) =>
+          tf.tidy(() => {
+            const [b, h, q, k] = x.shape;
+            const bump = tf.buffer([1, h, 1, k]);
+            if (k > 12) bump.set(100, 0, 0, 0, 12);
+            return tf.add(x, bump.toTensor());
+          }),
+      ],
+    ];
+    // generate itself may hold tensors back: measure it without scoring hooks
+    const s0 = tf.memory().numTensors;
+    generate(model, [prompt], { maxNewTokens: 5, fwdHooks: force });
+    const plainLeak = tf.memory().numTensors - s0;
+    const start = tf.memory().numTensors;
+    const scorer = new RetrievalScorer({ nLayers: 3, nHeads: 4 });
+    const r = scoreRetrievalSample(model, scorer, prompt, answer, { maxNewTokens: 5, fwdHooks: force });
+    assert.deepEqual(r.tokens, [T, T, T, T, T]);
+    assert.deepEqual(r.sample.span, { start: 11, end: 15 });
+    near(r.sample.scores[1][0], 5 / 4, 1e-12); // hit at every step: 5 x 1/4 (> 1)
+    near(r.sample.rouge, 1 / 4); // answer unigrams 30..33 vs response [31 x 5]: 1 of 4
+    assert.equal(r.sample.counted, false);
+    // independent recomputation of every head from recorded patterns
+    const recorded: number[][][] = []; // per forward: per layer, last-row argmax per head
+    let cur: number[][] = [];
+    const rec: HookSpec = [
+      (n: string) => /^blocks\.\d+\.attn\.hook_pattern$/.test(n),
+      (act, ctx) => {
+        const a = act.arraySync() as number[][][][];
+        cur[ctx.layer as number] = a[0].map((M) => {
+          const row = M[M.length - 1];
+          return row.indexOf(Math.max(...row));
+        });
+        if (ctx.layer === 2) {
+          recorded.push(cur);
+          cur = [];
+        }
+      },
+    ];
+    const sc2 = new RetrievalScorer({ nLayers: 3, nHeads: 4 });
+    const r2 = scoreRetrievalSample(model, sc2, prompt, answer, { maxNewTokens: 5, fwdHooks: [...force, rec] });
+    assert.equal(recorded.length, 5);
+    const exp = [0, 1, 2].map(() => [0, 0, 0, 0]);
+    recorded.forEach((keys, step) => {
+      const hits = retrievalScoreStep(keys, r2.tokens[step], prompt, { start: 11, end: 15 });
+      hits.forEach((row, l) => row.forEach((h, hh) => (exp[l][hh] += h ? 1 / 4 : 0)));
+    });
+    exp.forEach((row, l) => row.forEach((v, h) => near(r2.sample.scores[l][h], v, 1e-12, `${l}.${h}`)));
+    assert.equal(tf.memory().numTensors, start + 2 * plainLeak);
+    Object.values(model.params).forEach((t) => t.dispose());
   });
 });

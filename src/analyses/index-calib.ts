@@ -44,8 +44,9 @@ export {
   toRetrievalHeadJson,
   fromRetrievalHeadJson,
   mergeRetrievalHeadJson,
+  scoreRetrievalSample,
 } from './retrieval.js';
-export type { RetrievalVariant, RetrievalScorerOptions, RetrievalSample } from './retrieval.js';
+export type { RetrievalVariant, RetrievalScorerOptions, RetrievalSample, RetrievalSampleOptions } from './retrieval.js';
 export { porterStem, rougeTokenize, rougeRecall1 } from './rouge.js';
 export type { RougeOptions } from './rouge.js';
 export { razorMasks, razorInput, razorScores, topFraction, razorRetrievalHeads } from './razor.js';

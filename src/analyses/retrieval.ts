@@ -21,6 +21,8 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError, FormatError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
 import { rougeRecall1, type RougeOptions } from './rouge.js';
+import type { HookSpec } from '../hooks/registry.js';
+import { generate, type HookedTransformer } from '../model/index.js';
 
 /**
  * The needle span [start, end) in the prompt ids, searched as the authors' code does: for each
@@ -306,4 +308,67 @@ export function mergeRetrievalHeadJson(a: Record<string, number[]>, b: Record<st
   for (const [k, v] of Object.entries(a)) out[k] = v.slice();
   for (const [k, v] of Object.entries(b)) out[k] = [...(out[k] ?? []), ...v];
   return out;
+}
+
+export interface RetrievalSampleOptions {
+  /** Needle span; default needleSpan(promptIds, answerIds). */
+  span?: { start: number; end: number };
+  /** Default 50 (the authors' decode length). */
+  maxNewTokens?: number;
+  /** Tokens that end decoding after being scored (the authors stop at a newline token). */
+  stopTokens?: number[];
+  /** Extra hooks during the run (e.g. head masking); they run before the argmax is read. */
+  fwdHooks?: HookSpec[];
+  /** The answer as text for ROUGE (else the token ids are compared as unigrams). */
+  answerText?: string;
+  /** Turn generated ids into the response text (default: the model tokenizer, when present). */
+  decode?: (ids: number[]) => string;
+  meta?: Record<string, unknown>;
+}
+
+/**
+ * Score one needle-in-a-haystack sample on a model: greedy generation from `promptIds` with a
+ * hook reading the argmax key of the last query row of every layer's hook_pattern; each generated
+ * token is paired with the patterns of the forward that produced it (the prefill's last row for the
+ * first token, as in the authors' code, which feeds the last prompt token as the first decoding
+ * step). The sample is closed with ROUGE-1 recall of the answer in the response.
+ */
+export function scoreRetrievalSample(
+  model: HookedTransformer,
+  scorer: RetrievalScorer,
+  promptIds: number[],
+  answerIds: number[],
+  opts: RetrievalSampleOptions = {},
+): { sample: RetrievalSample; tokens: number[]; response: string | null } {
+  if (model.cfg.n_layers !== scorer.nLayers || model.cfg.n_heads !== scorer.nHeads) {
+    throw new ConfigError('scorer', expectedFound(`${model.cfg.n_layers} layers x ${model.cfg.n_heads} heads`, `${scorer.nLayers} x ${scorer.nHeads}`));
+  }
+  const span = opts.span ?? needleSpan(promptIds, answerIds);
+  scorer.beginSample(promptIds, span);
+  const L = model.cfg.n_layers;
+  let buf: Array<number[] | null> = new Array(L).fill(null);
+  const reader: HookSpec = [
+    (name: string) => /^blocks\.\d+\.attn\.hook_pattern$/.test(name),
+    (act, ctx) => {
+      if (ctx.layer !== null) buf[ctx.layer] = lastRowArgmax([act])[0];
+    },
+  ];
+  const res = generate(model, [promptIds], {
+    maxNewTokens: opts.maxNewTokens ?? 50,
+    stopTokens: opts.stopTokens,
+    fwdHooks: [...(opts.fwdHooks ?? []), reader],
+    onStep: ({ tokens }) => {
+      if (buf.some((r) => r === null)) throw new ValueError('scoreRetrievalSample', 'a layer pattern was not seen in this step');
+      scorer.step(buf as number[][], tokens[0]);
+      buf = new Array(L).fill(null);
+    },
+  });
+  const tokens = res.tokens[0];
+  const decode = opts.decode ?? (model.tokenizer ? (ids: number[]) => model.toString(ids) : null);
+  const response = decode ? decode(tokens).trim() : null;
+  const sample =
+    opts.answerText !== undefined && response !== null
+      ? scorer.endSample({ answer: opts.answerText, response, meta: opts.meta })
+      : scorer.endSample({ answer: answerIds, response: tokens, meta: opts.meta });
+  return { sample, tokens, response };
 }
