@@ -4,6 +4,7 @@
  * exists, tfjs-node, wasm, cpu. TFLENS_BACKEND forces one ("node-gpu" | "webgpu" | "node" | "wasm" | "cpu").
  */
 import * as tf from '@tensorflow/tfjs';
+import { existsSync } from 'node:fs';
 import { BackendError } from '../errors.js';
 import { registerMissingKernels } from './kernels.js';
 
@@ -59,6 +60,7 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
     case 'webgpu': {
       let gpuMod: any;
       if (isNode) {
+        if (process.platform === 'linux' && !vulkanLoaderPresent()) return 'no Vulkan loader (libvulkan.so.1 not found), so Dawn has no GPU adapter';
         try {
           gpuMod = await importOptional('webgpu');
         } catch (e) {
@@ -115,6 +117,15 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
     case 'cpu':
       return (await tf.setBackend('cpu')) ? null : 'cpu backend failed to initialise';
   }
+}
+
+/** Dawn (npm webgpu) needs libvulkan.so.1 on Linux; looking first avoids its noisy warning on machines without one. */
+function vulkanLoaderPresent(): boolean {
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/usr/local/lib',
+  ];
+  return dirs.some((d) => existsSync(`${d}/libvulkan.so.1`));
 }
 
 function short(e: unknown): string {

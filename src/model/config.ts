@@ -44,6 +44,11 @@ export type ModelConfig = {
   hf: Record<string, unknown>;
 };
 
+/** A JSON value as it appears in the file (strings keep their quotes). */
+function jv(v: unknown): string {
+  return JSON.stringify(v) ?? String(v);
+}
+
 /** Field readers that name the file and field in their errors. */
 export class ConfigReader {
   constructor(
@@ -63,8 +68,8 @@ export class ConfigReader {
       if (fallback !== undefined) return fallback;
       throw new ConfigError(`${this.where}: ${key}`, 'required field is missing');
     }
-    if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(`${this.where}: ${key}`, expectedFound('an integer', v));
-    if (v < min) throw new ConfigError(`${this.where}: ${key}`, expectedFound(`an integer >= ${min}`, v));
+    if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(`${this.where}: ${key}`, expectedFound('an integer', jv(v)));
+    if (v < min) throw new ConfigError(`${this.where}: ${key}`, expectedFound(`an integer >= ${min}`, jv(v)));
     return v;
   }
   num(key: string, fallback?: number): number {
@@ -73,13 +78,13 @@ export class ConfigReader {
       if (fallback !== undefined) return fallback;
       throw new ConfigError(`${this.where}: ${key}`, 'required field is missing');
     }
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${this.where}: ${key}`, expectedFound('a finite number', v));
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${this.where}: ${key}`, expectedFound('a finite number', jv(v)));
     return v;
   }
   bool(key: string, fallback: boolean): boolean {
     const v = this.json[key];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'boolean') throw new ConfigError(`${this.where}: ${key}`, expectedFound('true or false', v));
+    if (typeof v !== 'boolean') throw new ConfigError(`${this.where}: ${key}`, expectedFound('true or false', jv(v)));
     return v;
   }
   str(key: string, fallback?: string): string {
@@ -88,7 +93,7 @@ export class ConfigReader {
       if (fallback !== undefined) return fallback;
       throw new ConfigError(`${this.where}: ${key}`, 'required field is missing');
     }
-    if (typeof v !== 'string') throw new ConfigError(`${this.where}: ${key}`, expectedFound('a string', v));
+    if (typeof v !== 'string') throw new ConfigError(`${this.where}: ${key}`, expectedFound('a string', jv(v)));
     return v;
   }
   /** Integer token id, or null; arrays (several eos ids) give their first element. */
@@ -96,7 +101,7 @@ export class ConfigReader {
     let v = this.json[key];
     if (Array.isArray(v)) v = v[0];
     if (v === undefined || v === null) return null;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`${this.where}: ${key}`, expectedFound('a token id', v));
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new ConfigError(`${this.where}: ${key}`, expectedFound('a token id', jv(v)));
     return v;
   }
   actFn(key: string, fallback: ActFn): ActFn {
@@ -105,7 +110,7 @@ export class ConfigReader {
       gelu_new: 'gelu_new', gelu_pytorch_tanh: 'gelu_new', gelu: 'gelu', gelu_fast: 'gelu_fast', relu: 'relu', silu: 'silu', swish: 'silu',
     };
     const a = map[v];
-    if (!a) throw new ConfigError(`${this.where}: ${key}`, expectedFound(`one of ${Object.keys(map).join(', ')}`, v));
+    if (!a) throw new ConfigError(`${this.where}: ${key}`, expectedFound(`one of ${Object.keys(map).join(', ')}`, jv(v)));
     return a;
   }
 }

@@ -82,7 +82,7 @@ export function generate(model: HookedTransformer, prompt: Tokens, opts: Generat
 }
 
 function pick(logits: tf.Tensor, temp: number, topK: number | undefined, rand: ReturnType<typeof rng>): number[] {
-  if (temp === 0) return Array.from(tf.tidy(() => tf.argMax(logits, -1)).dataSync() as Int32Array, (x) => x);
+  if (temp === 0) return tf.tidy(() => Array.from(tf.argMax(logits, -1).dataSync() as Int32Array, (x) => x));
   const rows = tf.tidy(() => tf.softmax(tf.div(logits, temp), -1)).arraySync() as number[][];
   return rows.map((p) => {
     let probs = p;
