@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { Matrix } from 'ml-matrix';
+import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { rng } from '../src/util/random.js';
 import { FactoredMatrix } from '../src/analyses/weights/factored.js';
 import {
@@ -176,5 +176,51 @@ describe('composition scores', () => {
     for (const row of res.rows) assert.equal(row.corrected, row.score - res.baseline!);
     assert.throws(() => compositionScores(p, 'X' as 'Q'), ValueError);
     dispose(p);
+  });
+});
+
+describe('weight analyses on a loaded HookedTransformer', () => {
+  it('llama fixture (GQA 4/2 heads): composition and copying scores equal dense brute force from model.params', async () => {
+    const { loadModel } = await import('../src/model/index.js');
+    const { copyingScores } = await import('../src/analyses/weights/copying.js');
+    const model = await loadModel('fixtures/reference/llama');
+    const before = tf.memory().numTensors;
+    const { n_layers: nL, n_heads: nH, n_kv_heads: nKv } = model.cfg;
+    assert.equal(nKv, 2);
+    const all = allCompositionScores(model);
+    const cs = copyingScores(model);
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(cs.model, model.name);
+    const p = model.params;
+    const WE = p['embed.W_E'].arraySync() as number[][];
+    const WU = p['unembed.W_U'].arraySync() as number[][];
+    for (let l = 0; l < nL; l++) {
+      for (let h = 0; h < nH; h++) {
+        const kv = Math.floor((h * nKv) / nH);
+        const OV = mm(headOf(p, `blocks.${l}.attn.W_V`, kv), headOf(p, `blocks.${l}.attn.W_O`, h));
+        // copying: eigenvalues of the dense d_vocab x d_vocab token circuit
+        const dense = new Matrix(mm(mm(WE, OV), WU));
+        const e = new EigenvalueDecomposition(dense);
+        let mass = 0, sumRe = 0;
+        e.realEigenvalues.forEach((re, i) => {
+          mass += Math.hypot(re, e.imaginaryEigenvalues[i]);
+          sumRe += re;
+        });
+        assert.ok(Math.abs(cs.extra!.elhageRatio[l][h] - sumRe / mass) < 1e-3, `copying ${l}.${h}: ${cs.extra!.elhageRatio[l][h]} vs ${sumRe / mass}`);
+        if (l === 0) {
+          for (let h2 = 0; h2 < nH; h2++) {
+            const kv2 = Math.floor((h2 * nKv) / nH);
+            const QK = mm(headOf(p, 'blocks.1.attn.W_Q', h2), T(headOf(p, 'blocks.1.attn.W_K', kv2)));
+            const OV2 = mm(headOf(p, 'blocks.1.attn.W_V', kv2), headOf(p, 'blocks.1.attn.W_O', h2));
+            const ref = { Q: bruteScore(OV, QK), K: bruteScore(OV, T(QK)), V: bruteScore(OV, OV2) };
+            for (const m of ['Q', 'K', 'V'] as const) {
+              const got = all[m].scores[0][h][1][h2];
+              assert.ok(Math.abs(got - ref[m]) < 1e-5 * ref[m], `${m} 0.${h} -> 1.${h2}: ${got} vs ${ref[m]}`);
+            }
+          }
+        }
+      }
+    }
+    model.dispose();
   });
 });

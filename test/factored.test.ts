@@ -272,3 +272,19 @@ class QrLike {
     this.Q = new QrDecomposition(m).orthogonalMatrix;
   }
 }
+
+describe('qrR', () => {
+  it('R^T R equals M^T M (full rank, rank-deficient, zero columns)', async () => {
+    const { qrR } = await import('../src/analyses/weights/factored.js');
+    const M1 = randMat(9, 4, 51);
+    const M2 = M1.clone();
+    for (let i = 0; i < 9; i++) M2.set(i, 2, M2.get(i, 0) * 2 - M2.get(i, 1)); // rank 3
+    const M3 = M1.clone();
+    for (let i = 0; i < 9; i++) M3.set(i, 0, 0); // zero first column
+    for (const M of [M1, M2, M3]) {
+      const R = qrR(M);
+      assert.ok(maxAbsDiff(R.transpose().mmul(R), M.transpose().mmul(M)) < 1e-10);
+      for (let i = 0; i < 4; i++) for (let j = 0; j < i; j++) assert.equal(R.get(i, j), 0);
+    }
+  });
+});

@@ -42,7 +42,7 @@ export function resolveWeights(src: WeightsSource, where = 'model'): ResolvedWei
     const h = headCounts(params, l).nHeads;
     if (h !== nHeads) throw new ShapeError(`blocks.${l}.attn.W_Q`, expectedFound(`${nHeads} heads like layer 0`, h));
   }
-  const name = cfg?.model_name ?? cfg?.name;
+  const name = cfg?.model_name ?? cfg?.name ?? (isParams(src) ? undefined : (src as { name?: unknown }).name);
   return { params, nLayers, nHeads, modelName: typeof name === 'string' ? name : undefined };
 }
 

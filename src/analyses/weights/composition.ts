@@ -150,31 +150,13 @@ function stackRight(factors: Matrix[]): LayerFactors {
   return { stacked, offsets, norms: factors.map(frob) };
 }
 
-/** Squared block Frobenius norms of left.stacked @ right.stacked: out[h1][h2]. */
-function blockNormsSq(left: LayerFactors, right: LayerFactors, useTf: boolean): number[][] {
+/** Dense row-major squares of the product of two stacks, as a flat array [left rows x right cols]. */
+type PairProduct = (l1: number, l2: number) => ArrayLike<number>;
+
+function blockNormsSq(left: LayerFactors, right: LayerFactors, prod: ArrayLike<number>): number[][] {
   const n1 = left.offsets.length - 1;
   const n2 = right.offsets.length - 1;
   const cols = right.stacked.columns;
-  let prod: ArrayLike<number>;
-  if (useTf) {
-    const t = tf.tidy(() =>
-      tf.square(
-        tf.matMul(
-          tf.tensor2d(toFlat32(left.stacked), [left.stacked.rows, left.stacked.columns]),
-          tf.tensor2d(toFlat32(right.stacked), [right.stacked.rows, right.stacked.columns]),
-        ),
-      ),
-    );
-    prod = t.dataSync();
-    t.dispose();
-  } else {
-    const p = left.stacked.mmul(right.stacked);
-    const flat = new Float64Array(p.rows * p.columns);
-    raw(p).forEach((row, i) => {
-      for (let j = 0; j < row.length; j++) flat[i * cols + j] = row[j] * row[j];
-    });
-    prod = flat;
-  }
   const out = Array.from({ length: n1 }, () => new Array<number>(n2).fill(0));
   for (let h1 = 0; h1 < n1; h1++) {
     for (let i = left.offsets[h1]; i < left.offsets[h1 + 1]; i++) {
@@ -189,49 +171,90 @@ function blockNormsSq(left: LayerFactors, right: LayerFactors, useTf: boolean): 
   return out;
 }
 
-/**
- * Composition scores of one mode between every earlier head and every later head.
- */
-export function compositionScores(src: WeightsSource, mode: CompositionMode, opts: CompositionOptions = {}): CompositionResult {
-  if (mode !== 'Q' && mode !== 'K' && mode !== 'V') throw new ValueError('mode', expectedFound("'Q', 'K' or 'V'", mode));
-  const engine = opts.engine ?? 'auto';
-  if (!['auto', 'ml-matrix', 'tf'].includes(engine)) throw new ValueError('opts.engine', expectedFound("'auto', 'ml-matrix' or 'tf'", engine));
-  const { params, nLayers, nHeads, modelName } = resolveWeights(src);
-  const { dModel, dHead } = headCounts(params, 0);
+const EMPTY: LayerFactors = { stacked: new Matrix(0, 0), offsets: [0], norms: [] };
 
-  const lefts: LayerFactors[] = [];
-  const rights: LayerFactors[] = [];
+/** Sending-side factors (OV of every head) for layers 0..n-2. */
+function sendingFactors(params: Params, nLayers: number, nHeads: number): LayerFactors[] {
+  const out: LayerFactors[] = [];
   for (let l = 0; l < nLayers; l++) {
-    const lf: Matrix[] = [];
-    const rf: Matrix[] = [];
-    for (let h = 0; h < nHeads; h++) {
-      if (l < nLayers - 1) lf.push(leftFactor(new FactoredMatrix(headWV(params, l, h), headWO(params, l, h))));
-      if (l > 0) rf.push(rightFactor(receivingCircuit(params, l, h, mode)));
+    if (l === nLayers - 1) {
+      out.push(EMPTY);
+      continue;
     }
-    lefts.push(lf.length ? stackLeft(lf) : { stacked: new Matrix(0, 0), offsets: [0], norms: [] });
-    rights.push(rf.length ? stackRight(rf) : { stacked: new Matrix(0, 0), offsets: [0], norms: [] });
+    const lf: Matrix[] = [];
+    for (let h = 0; h < nHeads; h++) lf.push(leftFactor(new FactoredMatrix(headWV(params, l, h), headWO(params, l, h))));
+    out.push(stackLeft(lf));
   }
-  const work = nHeads * dHead * dModel * nHeads * dHead;
-  const useTf = engine === 'tf' || (engine === 'auto' && work > 3e7);
+  return out;
+}
 
+/** Receiving-side factors of one mode for layers 1..n-1. */
+function receivingFactors(params: Params, nLayers: number, nHeads: number, mode: CompositionMode): LayerFactors[] {
+  const out: LayerFactors[] = [EMPTY];
+  for (let l = 1; l < nLayers; l++) {
+    const rf: Matrix[] = [];
+    for (let h = 0; h < nHeads; h++) rf.push(rightFactor(receivingCircuit(params, l, h, mode)));
+    out.push(stackRight(rf));
+  }
+  return out;
+}
+
+/** scores[l1][h1][l2][h2] from the stacked factors; the products run on ml-matrix or tf. */
+function pairScores(lefts: LayerFactors[], rights: LayerFactors[], nLayers: number, nHeads: number, useTf: boolean): number[][][][] {
   const scores = Array.from({ length: nLayers }, () =>
     Array.from({ length: nHeads }, () => Array.from({ length: nLayers }, () => new Array<number>(nHeads).fill(0))),
   );
-  for (let l1 = 0; l1 < nLayers - 1; l1++) {
-    for (let l2 = l1 + 1; l2 < nLayers; l2++) {
-      const sq = blockNormsSq(lefts[l1], rights[l2], useTf);
-      for (let h1 = 0; h1 < nHeads; h1++) {
-        for (let h2 = 0; h2 < nHeads; h2++) {
-          const denom = lefts[l1].norms[h1] * rights[l2].norms[h2];
-          scores[l1][h1][l2][h2] = denom === 0 ? 0 : Math.sqrt(Math.max(0, sq[h1][h2])) / denom;
+  const tensors: tf.Tensor2D[] = [];
+  try {
+    let product: PairProduct;
+    if (useTf) {
+      const lt = lefts.map((f) => (f.stacked.rows ? tf.tensor2d(toFlat32(f.stacked), [f.stacked.rows, f.stacked.columns]) : null));
+      const rt = rights.map((f) => (f.stacked.rows ? tf.tensor2d(toFlat32(f.stacked), [f.stacked.rows, f.stacked.columns]) : null));
+      for (const t of [...lt, ...rt]) if (t) tensors.push(t);
+      product = (l1, l2) => {
+        const t = tf.tidy(() => tf.square(tf.matMul(lt[l1]!, rt[l2]!)));
+        const d = t.dataSync();
+        t.dispose();
+        return d;
+      };
+    } else {
+      product = (l1, l2) => {
+        const p = lefts[l1].stacked.mmul(rights[l2].stacked);
+        const cols = p.columns;
+        const flat = new Float64Array(p.rows * cols);
+        raw(p).forEach((row, i) => {
+          for (let j = 0; j < cols; j++) flat[i * cols + j] = row[j] * row[j];
+        });
+        return flat;
+      };
+    }
+    for (let l1 = 0; l1 < nLayers - 1; l1++) {
+      for (let l2 = l1 + 1; l2 < nLayers; l2++) {
+        const sq = blockNormsSq(lefts[l1], rights[l2], product(l1, l2));
+        for (let h1 = 0; h1 < nHeads; h1++) {
+          for (let h2 = 0; h2 < nHeads; h2++) {
+            const denom = lefts[l1].norms[h1] * rights[l2].norms[h2];
+            scores[l1][h1][l2][h2] = denom === 0 ? 0 : Math.sqrt(Math.max(0, sq[h1][h2])) / denom;
+          }
         }
       }
     }
+  } finally {
+    for (const t of tensors) t.dispose();
   }
+  return scores;
+}
 
-  let baseline: number | undefined;
-  if (opts.baseline) baseline = compositionBaseline(dModel, dHead, { samples: opts.baselineSamples, seed: opts.seed });
-
+function buildResult(
+  mode: CompositionMode,
+  scores: number[][][][],
+  nLayers: number,
+  nHeads: number,
+  useTf: boolean,
+  baseline: number | undefined,
+  opts: CompositionOptions,
+  modelName: string | undefined,
+): CompositionResult {
   const labels: string[] = [];
   for (let l = 0; l < nLayers; l++) for (let h = 0; h < nHeads; h++) labels.push(`${l}.${h}`);
   const matrix = labels.map(() => new Array<number>(labels.length).fill(0));
@@ -271,13 +294,36 @@ export function compositionScores(src: WeightsSource, mode: CompositionMode, opt
   };
 }
 
-/** Q-, K- and V-composition scores at once. */
+function computeModes(src: WeightsSource, modes: CompositionMode[], opts: CompositionOptions): CompositionResult[] {
+  for (const mode of modes) {
+    if (mode !== 'Q' && mode !== 'K' && mode !== 'V') throw new ValueError('mode', expectedFound("'Q', 'K' or 'V'", mode));
+  }
+  const engine = opts.engine ?? 'auto';
+  if (!['auto', 'ml-matrix', 'tf'].includes(engine)) throw new ValueError('opts.engine', expectedFound("'auto', 'ml-matrix' or 'tf'", engine));
+  const { params, nLayers, nHeads, modelName } = resolveWeights(src);
+  const { dModel, dHead } = headCounts(params, 0);
+  const work = nHeads * dHead * dModel * nHeads * dHead;
+  const useTf = engine === 'tf' || (engine === 'auto' && work > 3e7);
+  const baseline = opts.baseline ? compositionBaseline(dModel, dHead, { samples: opts.baselineSamples, seed: opts.seed }) : undefined;
+  const lefts = sendingFactors(params, nLayers, nHeads);
+  return modes.map((mode) => {
+    const rights = receivingFactors(params, nLayers, nHeads, mode);
+    const scores = pairScores(lefts, rights, nLayers, nHeads, useTf);
+    return buildResult(mode, scores, nLayers, nHeads, useTf, baseline, opts, modelName);
+  });
+}
+
+/**
+ * Composition scores of one mode between every earlier head and every later head.
+ */
+export function compositionScores(src: WeightsSource, mode: CompositionMode, opts: CompositionOptions = {}): CompositionResult {
+  return computeModes(src, [mode], opts)[0];
+}
+
+/** Q-, K- and V-composition scores at once (the sending-side factors are computed once). */
 export function allCompositionScores(src: WeightsSource, opts: CompositionOptions = {}): Record<CompositionMode, CompositionResult> {
-  return {
-    Q: compositionScores(src, 'Q', opts),
-    K: compositionScores(src, 'K', opts),
-    V: compositionScores(src, 'V', opts),
-  };
+  const [Q, K, V] = computeModes(src, ['Q', 'K', 'V'], opts);
+  return { Q, K, V };
 }
 
 /**

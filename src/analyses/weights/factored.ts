@@ -94,6 +94,50 @@ export function thinQR(m: Matrix): { Q: Matrix; R: Matrix } {
   return { Q: qr.orthogonalMatrix, R: qr.upperTriangularMatrix };
 }
 
+/**
+ * The R factor of a thin Householder QR of a tall matrix (rows >= cols): R [cols x cols], upper
+ * triangular, with R^T R = M^T M, so ||M X||_F = ||R X||_F for every X. Works on rank-deficient
+ * input (zero columns give zero rows of R). Column-major typed arrays: much faster than forming Q.
+ */
+export function qrR(m: Matrix): Matrix {
+  const rows = m.rows;
+  const n = m.columns;
+  if (rows < n) throw new ShapeError('qrR', expectedFound('rows >= columns', `${rows} x ${n}`));
+  const cols: Float64Array[] = Array.from({ length: n }, () => new Float64Array(rows));
+  const src = raw(m);
+  for (let i = 0; i < rows; i++) {
+    const r = src[i];
+    for (let j = 0; j < n; j++) cols[j][i] = r[j];
+  }
+  const R = new Matrix(n, n);
+  const Rr = raw(R);
+  for (let k = 0; k < n; k++) {
+    const x = cols[k];
+    let nrm2 = 0;
+    for (let i = k; i < rows; i++) nrm2 += x[i] * x[i];
+    const nrm = Math.sqrt(nrm2);
+    if (nrm === 0) {
+      for (let j = k + 1; j < n; j++) Rr[k][j] = cols[j][k];
+      continue;
+    }
+    const alpha = x[k] > 0 ? -nrm : nrm;
+    // v = x[k:] - alpha e_k (stored in x[k:]); |v|^2 = 2 nrm^2 - 2 alpha x_k
+    const vk = x[k] - alpha;
+    const vnorm2 = nrm2 - x[k] * x[k] + vk * vk;
+    x[k] = vk;
+    Rr[k][k] = alpha;
+    for (let j = k + 1; j < n; j++) {
+      const c = cols[j];
+      let sdot = 0;
+      for (let i = k; i < rows; i++) sdot += x[i] * c[i];
+      const f = (2 * sdot) / vnorm2;
+      for (let i = k; i < rows; i++) c[i] -= f * x[i];
+      Rr[k][j] = c[k];
+    }
+  }
+  return R;
+}
+
 export interface FactoredSVD {
   /** Left singular vectors as columns, [ldim x k]. */
   U: Matrix;
@@ -301,19 +345,60 @@ export function eigenvaluesOf(M: Matrix): Eigenvalues {
   return { re: idx.map((i) => e.realEigenvalues[i]), im: idx.map((i) => e.imaginaryEigenvalues[i]) };
 }
 
+/** R B for an upper-triangular R [k x k] and B [k x n] (typed-array loops, skipping the zero triangle). */
+function upperTimes(R: Matrix, B: Matrix): Matrix {
+  const k = R.rows;
+  const n = B.columns;
+  const out = new Matrix(k, n);
+  const Rr = raw(R);
+  const Br = raw(B);
+  const Or = raw(out);
+  for (let i = 0; i < k; i++) {
+    const o = Or[i];
+    for (let t = i; t < k; t++) {
+      const r = Rr[i][t];
+      if (r === 0) continue;
+      const b = Br[t];
+      for (let j = 0; j < n; j++) o[j] += r * b[j];
+    }
+  }
+  return out;
+}
+
+/** A R^T for A [m x k] and an upper-triangular R [k x k]: out[i][j] = sum_{t >= j} A[i][t] R[j][t]. */
+function timesUpperT(A: Matrix, R: Matrix): Matrix {
+  const m = A.rows;
+  const k = R.rows;
+  const out = new Matrix(m, k);
+  const Ar = raw(A);
+  const Rr = raw(R);
+  const Or = raw(out);
+  for (let i = 0; i < m; i++) {
+    const a = Ar[i];
+    const o = Or[i];
+    for (let j = 0; j < k; j++) {
+      const r = Rr[j];
+      let s = 0;
+      for (let t = j; t < k; t++) s += a[t] * r[t];
+      o[j] = s;
+    }
+  }
+  return out;
+}
+
 /**
  * Norm-preserving left factor of A B: R_A B where A = Q_A R_A (thin QR). For every X,
  * ||A B X||_F = ||R_A B X||_F. Cheaper than collapseL (no SVD); inner dim = min(mdim, ldim).
  */
 export function leftFactor(fm: FactoredMatrix): Matrix {
   const { A, B } = fm.compressed();
-  return thinQR(A).R.mmul(B);
+  return upperTimes(qrR(A), B);
 }
 
 /** Norm-preserving right factor of A B: A R_B^T where B^T = Q_B R_B. For every Y, ||Y A B||_F = ||Y A R_B^T||_F. */
 export function rightFactor(fm: FactoredMatrix): Matrix {
   const { A, B } = fm.compressed();
-  return A.mmul(thinQR(B.transpose()).R.transpose());
+  return timesUpperT(A, qrR(B.transpose()));
 }
 
 // ---------------------------------------------------------------------------------------------
