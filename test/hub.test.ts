@@ -26,6 +26,8 @@ interface Repo {
   truncate?: string;
   /** announce a wrong sha256 for LFS files */
   badSha?: boolean;
+  /** file whose download sends a few bytes, then nothing */
+  stall?: string;
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -91,6 +93,8 @@ describe('io/hub', () => {
     repos['tiny-org/truncated'] = { refs: { main: Tr }, files: { [Tr]: { 'config.json': cfgMain, 'model.safetensors': otherWeights } }, truncate: 'model.safetensors' };
     const Bad = commitOf('badsha');
     repos['tiny-org/badsha'] = { refs: { main: Bad }, files: { [Bad]: { 'config.json': cfgMain, 'model.safetensors': Buffer.concat([weights, Buffer.alloc(8, 2)]) } }, badSha: true };
+    const St = commitOf('stall');
+    repos['tiny-org/stall'] = { refs: { main: St }, files: { [St]: { 'config.json': cfgMain, 'model.safetensors': Buffer.concat([weights, Buffer.alloc(8, 3)]) } }, stall: 'model.safetensors' };
     const Bin = commitOf('bin');
     repos['tiny-org/bin-only'] = { refs: { main: Bin }, files: { [Bin]: { 'config.json': cfgMain, 'pytorch_model.bin': Buffer.from('x') } } };
 
@@ -109,6 +113,11 @@ describe('io/hub', () => {
           for (const files of Object.values(repo.files)) {
             for (const [f, b] of Object.entries(files)) {
               if (sha256(b) === parts[2]) {
+                if (repo.stall === f) {
+                  res.writeHead(200, { 'content-length': b.length });
+                  res.write(b.subarray(0, 10));
+                  return; // and never more
+                }
                 if (repo.truncate === f) {
                   res.writeHead(200, { 'content-length': b.length });
                   res.write(b.subarray(0, b.length >> 1));
@@ -162,6 +171,7 @@ describe('io/hub', () => {
   });
 
   after(async () => {
+    server.closeAllConnections();
     await new Promise((r) => server.close(r));
     for (const [k, v] of Object.entries(savedEnv)) {
       if (v === undefined) delete process.env[k];
@@ -328,6 +338,17 @@ describe('io/hub', () => {
     );
     const blobs = await fsp.readdir(path.join(cacheDir, 'models--tiny-org--badsha', 'blobs'));
     assert.deepEqual(blobs, [gitSha1(cfgMain)]);
+  });
+
+  it('a stalled download times out with a ResolveError and leaves no blob', async () => {
+    const cacheDir = path.join(tmp, 'cache-stall');
+    const t0 = Date.now();
+    await assert.rejects(
+      resolveModelPath('tiny-org/stall', { cacheDir, endpoint, timeoutMs: 300 }),
+      (e: unknown) => e instanceof ResolveError && /model\.safetensors: no data from http:\/\/127\.0\.0\.1:\d+ for 300 ms \(after 10 bytes\)/.test((e as Error).message),
+    );
+    assert.ok(Date.now() - t0 < 5000);
+    assert.deepEqual(await fsp.readdir(path.join(cacheDir, 'models--tiny-org--stall', 'blobs')), [gitSha1(cfgMain)]);
   });
 
   it('offline without a cache: ResolveError saying it is not cached, and no request', async () => {

@@ -40,6 +40,8 @@ export interface ResolveOptions {
   onProgress?: (p: ResolveProgress) => void;
   /** Exact files to fetch instead of the default set (config, tokenizer files, safetensors weights). */
   files?: string[];
+  /** Give up on a request that sends nothing for this long (ms, default 60000). */
+  timeoutMs?: number;
 }
 
 /** Optional files fetched when the repository has them. */
@@ -178,7 +180,9 @@ export async function resolveModelPath(pathOrId: string, opts: ResolveOptions = 
   // (c) the hub
   const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
   const token = opts.token ?? process.env.HF_TOKEN ?? process.env.HUGGING_FACE_HUB_TOKEN;
-  const hub = new HubClient(endpoint, token, id, revision);
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new ValueError('timeoutMs', expectedFound('a positive number of milliseconds', timeoutMs));
+  const hub = new HubClient(endpoint, token, id, revision, timeoutMs);
   const info = await hub.revisionInfo();
   const commit = info.sha;
   const snap = path.join(repoDir, 'snapshots', commit);
@@ -240,6 +244,7 @@ class HubClient {
     private readonly token: string | undefined,
     private readonly id: string,
     private readonly revision: string,
+    private readonly timeoutMs: number,
   ) {
     this.where = `${id} (revision ${revision})`;
   }
@@ -251,10 +256,11 @@ class HubClient {
     return h;
   }
 
-  private async get(url: string, file: string): Promise<Response> {
+  private async get(url: string, file: string, dog: Watchdog): Promise<Response> {
     try {
-      return await fetch(url, { headers: this.headersFor(url), redirect: 'manual' });
+      return await fetch(url, { headers: this.headersFor(url), redirect: 'manual', signal: dog.signal });
     } catch (e) {
+      if (dog.fired) throw dog.error(`${this.where}: ${file}`, new URL(url).origin);
       const cause = (e as { cause?: Error }).cause;
       throw new ResolveError(`${this.where}: ${file}`, `cannot reach ${new URL(url).origin}: ${cause?.message ?? (e as Error).message}`);
     }
@@ -274,16 +280,22 @@ class HubClient {
 
   async revisionInfo(): Promise<{ sha: string; siblings: string[] | null }> {
     const url = `${this.endpoint}/api/models/${encodePath(this.id)}/revision/${encodeURIComponent(this.revision)}`;
-    const res = (await this.follow(url, 'api/models'))!;
-    if (!res.ok) {
-      await res.body?.cancel().catch(() => undefined);
-      throw this.statusError(res, 'api/models');
-    }
+    const dog = new Watchdog(this.timeoutMs);
     let json: unknown;
     try {
-      json = await res.json();
-    } catch {
-      throw new FormatError(`${this.where}: api/models`, `the hub answered with something that is not JSON (${url})`);
+      const res = (await this.follow(url, 'api/models', dog))!;
+      if (!res.ok) {
+        await res.body?.cancel().catch(() => undefined);
+        throw this.statusError(res, 'api/models');
+      }
+      try {
+        json = await res.json();
+      } catch {
+        if (dog.fired) throw dog.error(`${this.where}: api/models`, this.endpoint);
+        throw new FormatError(`${this.where}: api/models`, `the hub answered with something that is not JSON (${url})`);
+      }
+    } finally {
+      dog.stop();
     }
     if (!isPlainObject(json) || typeof json.sha !== 'string' || !COMMIT_RE.test(json.sha)) {
       throw new FormatError(`${this.where}: api/models`, expectedFound('{"sha": <40-hex commit>, "siblings": [...]}', isPlainObject(json) ? `sha ${JSON.stringify(json.sha)}` : typeof json));
@@ -299,12 +311,13 @@ class HubClient {
   private async follow(
     url: string,
     file: string,
+    dog: Watchdog,
     seen?: { etag: string | null; commit: string | null },
     stopIf?: (etag: string) => Promise<boolean>,
   ): Promise<Response | null> {
     let cur = url;
     for (let hop = 0; hop <= 5; hop++) {
-      const res = await this.get(cur, file);
+      const res = await this.get(cur, file, dog);
       if (seen) {
         seen.etag ??= normalizeEtag(res.headers.get('x-linked-etag')) ?? (res.status >= 300 && res.status < 400 ? null : normalizeEtag(res.headers.get('etag')));
         seen.commit ??= res.headers.get('x-repo-commit');
@@ -329,7 +342,24 @@ class HubClient {
     const url = `${this.endpoint}/${encodePath(this.id)}/resolve/${commit}/${encodePath(file)}`;
     const seen = { etag: null as string | null, commit: null as string | null };
     const blobs = path.join(repoDir, 'blobs');
-    const res = await this.follow(url, file, seen, async (etag) => (await statOrNull(path.join(blobs, etag)))?.isFile() ?? false);
+    const dog = new Watchdog(this.timeoutMs);
+    try {
+      await this.fetchInto(url, file, seen, dog, blobs, snap, onProgress);
+    } finally {
+      dog.stop();
+    }
+  }
+
+  private async fetchInto(
+    url: string,
+    file: string,
+    seen: { etag: string | null; commit: string | null },
+    dog: Watchdog,
+    blobs: string,
+    snap: string,
+    onProgress?: (p: ResolveProgress) => void,
+  ): Promise<void> {
+    const res = await this.follow(url, file, dog, seen, async (etag) => (await statOrNull(path.join(blobs, etag)))?.isFile() ?? false);
     if (res === null) {
       await linkIntoSnapshot(path.join(blobs, seen.etag!), path.join(snap, file));
       return;
@@ -348,6 +378,7 @@ class HubClient {
     try {
       try {
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          dog.kick();
           hash.update(chunk);
           let off = 0;
           while (off < chunk.byteLength) off += (await fh.write(chunk, off, chunk.byteLength - off)).bytesWritten;
@@ -355,6 +386,7 @@ class HubClient {
           onProgress?.({ file, loaded, total });
         }
       } catch (e) {
+        if (dog.fired) throw dog.error(`${this.where}: ${file}`, new URL(url).origin, loaded);
         throw new ResolveError(`${this.where}: ${file}`, `download interrupted after ${loaded} bytes: ${(e as Error).message}`);
       }
       if (total && loaded !== total) throw new ResolveError(`${this.where}: ${file}`, `download truncated: ${expectedFound(`${total} bytes`, `${loaded} bytes`)}`);
@@ -372,6 +404,33 @@ class HubClient {
       throw e;
     }
     await linkIntoSnapshot(path.join(blobs, blob), path.join(snap, file));
+  }
+}
+
+/** Aborts a request that sends nothing for `ms` milliseconds; kick() on every chunk received. */
+class Watchdog {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | null = null;
+  fired = false;
+  constructor(private readonly ms: number) {
+    this.kick();
+  }
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+  kick(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.fired = true;
+      this.controller.abort();
+    }, this.ms);
+  }
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+  error(where: string, origin: string, loaded?: number): ResolveError {
+    return new ResolveError(where, `no data from ${origin} for ${this.ms} ms${loaded !== undefined ? ` (after ${loaded} bytes)` : ''}; giving up (timeoutMs)`);
   }
 }
 
