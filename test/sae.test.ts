@@ -6,6 +6,9 @@ import { saeMetrics } from '../src/sae/metrics.js';
 import { collectActivations, collectHeadOutputs, collectHeadOutputsMulti, type ActivationModel } from '../src/sae/collect.js';
 import { ConfigError, ShapeError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
+import { readFileSync } from 'node:fs';
+import { randomModel } from '../src/model/index.js';
+import type { HookName } from '../src/hooks/names.js';
 
 const close = (a: number, b: number, tol = 1e-5, msg = '') => assert.ok(Math.abs(a - b) <= tol, `${msg} ${a} vs ${b}`);
 
@@ -234,7 +237,7 @@ describe('sae/train', () => {
     const x = tf.tensor2d(X, [n, d]);
     for (const arch of ['paper', 'standard'] as const) {
       const sae = new SparseAutoencoder({ architecture: arch, dIn: d, dSae: 64, lambda: 0.03, seed: 3 });
-      const res = await trainSAE(sae, x, { steps: 2000, batchSize: 256, lr: 3e-3, seed: 5 });
+      const res = await trainSAE(sae, x, { steps: 1000, batchSize: 128, lr: 5e-3, seed: 5, progress: false });
       const W = sae.params.W_dec.arraySync() as number[][];
       let total = 0;
       for (const v of dict) {
@@ -407,4 +410,53 @@ describe('sae/collect', () => {
     assert.equal(tf.memory().numTensors, before);
     Object.values(model.params).forEach((t) => t.dispose());
   });
+});
+
+describe('sae/collect on the real HookedTransformer', () => {
+  for (const fam of ['gpt2', 'llama'] as const) {
+    it(`${fam}: head outputs equal hook_result averaged over real positions (left padding), or at the last one`, () => {
+      const cfg = JSON.parse(readFileSync(`fixtures/reference/${fam}/config.json`, 'utf8'));
+      const model = randomModel(cfg, { seed: 3, std: 0.3 });
+      const m: ActivationModel = model; // the structural interface accepts the real model
+      const { n_layers: L, n_heads: H, d_model: D } = model.cfg;
+      const tokens = [
+        [0, 0, 5, 6, 7],
+        [1, 2, 3, 4, 5],
+      ];
+      const mask = [
+        [0, 0, 1, 1, 1],
+        [1, 1, 1, 1, 1],
+      ];
+      const before = tf.memory().numTensors;
+      const names = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_result` as HookName);
+      const { logits, cache } = model.runWithCache(tokens, { attentionMask: mask, namesFilter: names });
+      const res = names.map((n) => cache.get(n).arraySync() as number[][][][]); // [b, p, H, D]
+      logits.dispose();
+      cache.dispose();
+      for (const mode of ['mean', 'last'] as const) {
+        const out = collectHeadOutputsMulti(m, tokens, { attentionMask: mask, position: mode, batchSize: 1 });
+        assert.deepEqual(out.shape, [2, L * H, D]);
+        const o = out.arraySync() as number[][][];
+        out.dispose();
+        for (let b = 0; b < 2; b++) {
+          const pos = mode === 'mean' ? mask[b].map((v, p) => (v ? p : -1)).filter((p) => p >= 0) : [4];
+          for (let l = 0; l < L; l++) {
+            for (let h = 0; h < H; h++) {
+              for (let d = 0; d < D; d++) {
+                const want = pos.reduce((s, p) => s + res[l][b][p][h][d], 0) / pos.length;
+                close(o[b][l * H + h][d], want, 1e-4, `${mode} b${b} ${l}.${h}[${d}]`);
+              }
+            }
+          }
+        }
+      }
+      // a padded prompt gives the same head outputs as the prompt alone
+      const alone = collectHeadOutputs(m, [[5, 6, 7]], { layer: L - 1, head: H - 1 });
+      const padded = collectHeadOutputs(m, tokens, { layer: L - 1, head: H - 1, attentionMask: mask });
+      arr2(alone)[0].forEach((v, d) => close(v, arr2(padded)[0][d], 1e-4, 'padding'));
+      tf.dispose([alone, padded]);
+      assert.equal(tf.memory().numTensors, before);
+      model.dispose();
+    });
+  }
 });

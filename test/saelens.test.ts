@@ -37,8 +37,8 @@ describe('sae/saelens', () => {
       const dir = await fresh();
       const before = tf.memory().numTensors;
       const { cfg } = await saveSAELens(sae, dir, { hookName: 'blocks.3.attn.hook_z', modelName: 'induction-handmade', contextSize: 32, hookHeadIndex: 1 });
-      const raw = JSON.parse(await fsp.readFile(path.join(dir, SAE_CFG_FILE), 'utf8'));
-      assert.deepEqual(raw, cfg);
+      const raw = JSON.parse(await fsp.readFile(path.join(dir, SAE_CFG_FILE), 'utf8')) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      assert.deepEqual({ ...raw }, cfg);
       assert.equal(raw.architecture, arch === 'topk' ? 'topk' : 'standard');
       assert.equal(raw.d_in, 6);
       assert.equal(raw.d_sae, 10);

@@ -19,6 +19,7 @@ import { makeHeadScores, type HeadScores } from '../results.js';
 import { deriveSeed, rng as makeRng } from '../util/random.js';
 import { initSAEArrays, SparseAutoencoder } from './models.js';
 import { trainSAE } from './train.js';
+import { progress as progressBar } from '../progress.js';
 import {
   collectHeadOutputsMulti,
   normaliseHeads,
@@ -253,6 +254,8 @@ export interface HeadSAETrainOptions {
   /** Remove the gradient part parallel to the unit-norm vectors (authors' hook), default true. */
   projectGradients?: boolean;
   onProgress?: (p: { step: number; totalSteps: number; loss: number }) => void;
+  /** Progress display: true (default), false, or a label. */
+  progress?: boolean | string;
 }
 
 /**
@@ -353,6 +356,8 @@ export class HeadSAEs {
       [this.params.W_dec, 2],
     ];
     const logEvery = Math.max(1, Math.floor(epochs / 10));
+    const bar =
+      opts.progress === false ? null : progressBar(epochs, { label: typeof opts.progress === 'string' ? opts.progress : `train ${this.nHeadSAEs} head SAEs` });
     try {
       for (let step = 0; step < epochs; step++) {
         const { value, grads } = tf.variableGrads(() => this.loss(x).loss, vars);
@@ -373,10 +378,11 @@ export class HeadSAEs {
         tf.tidy(() => {
           for (const [w, axis] of constrained) w.assign(tf.div(w, tf.maximum(tf.norm(w, 'euclidean', axis, true), 1e-12)));
         });
-        if (opts.onProgress && (step % logEvery === 0 || step === epochs - 1)) {
+        if ((opts.onProgress || bar) && (step % logEvery === 0 || step === epochs - 1)) {
           const lv = value.dataSync()[0];
-          opts.onProgress({ step, totalSteps: epochs, loss: lv });
-        }
+          opts.onProgress?.({ step, totalSteps: epochs, loss: lv });
+          bar?.tick(1, { loss: lv });
+        } else bar?.tick(1);
         value.dispose();
         if (step % 50 === 49) await tf.nextFrame();
       }
@@ -388,6 +394,7 @@ export class HeadSAEs {
       });
       return arr;
     } finally {
+      bar?.done();
       optimizer.dispose();
     }
   }
@@ -441,6 +448,8 @@ export interface SAECircuitOptions {
   /** Prompts per forward pass while collecting (default 16). */
   batchSize?: number;
   model?: string;
+  /** Progress display while training: true (default), false, or a label. */
+  progress?: boolean | string;
   onProgress?: (p: { stage: 'collect' | 'train' | 'score'; step: number; totalSteps: number; loss?: number }) => void;
 }
 
@@ -513,7 +522,7 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
       }));
       const saes = new HeadSAEs(Hs, D, nFeatures, { seed, lambda });
       try {
-        finalLoss = await saes.train(xTrain, { epochs, lr: opts.lr, onProgress: progress });
+        finalLoss = await saes.train(xTrain, { epochs, lr: opts.lr, onProgress: progress, progress: opts.progress ?? `SAE circuit: ${Hs} head SAEs` });
         codesByHead = saes.codes(xAll);
       } finally {
         saes.dispose();
@@ -530,6 +539,7 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
           lr: opts.lr,
           seed,
           finalMetrics: false,
+          progress: opts.progress ?? 'SAE circuit: shared SAE',
           onProgress: (p) => progress({ step: p.step, totalSteps: p.totalSteps, loss: p.loss }),
         });
         finalLoss = [r.history.loss[r.history.loss.length - 1]];

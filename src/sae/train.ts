@@ -7,6 +7,7 @@ import { ConfigError, ShapeError, ValueError, expectedFound } from '../errors.js
 import { rng as makeRng } from '../util/random.js';
 import { SparseAutoencoder } from './models.js';
 import { saeMetrics, type SAEMetrics } from './metrics.js';
+import { progress as progressBar } from '../progress.js';
 
 export interface TrainProgress {
   step: number;
@@ -36,6 +37,8 @@ export interface TrainSAEOptions {
   onProgress?: (p: TrainProgress) => void;
   /** Record loss / mse / l1 every this many steps (default max(1, floor(totalSteps / 100))). */
   logEvery?: number;
+  /** Progress display (src/progress.ts): true (default), false, or a label. TFLENS_QUIET=1 silences it. */
+  progress?: boolean | string;
   /** Compute final metrics on the tensor dataset (default true). */
   finalMetrics?: boolean;
 }
@@ -103,6 +106,7 @@ export async function trainSAE(
   let order: number[] = [];
   let orderTensor: tf.Tensor1D | null = null;
   const fullBatch = !isFn && batchSize === n;
+  const bar = opts.progress === false ? null : progressBar(totalSteps, { label: typeof opts.progress === 'string' ? opts.progress : `train ${sae.architecture} SAE` });
   try {
     for (let step = 0; step < totalSteps; step++) {
       const epoch = isFn ? 0 : Math.floor(step / stepsPerEpoch);
@@ -155,7 +159,8 @@ export async function trainSAE(
           history.mse.push(mv);
           history.l1.push(l1v);
           opts.onProgress?.({ step, totalSteps, epoch, loss: lv, mse: mv, l1: l1v });
-        }
+          bar?.tick(1, { loss: lv, mse: mv });
+        } else bar?.tick(1);
         value.dispose();
       } finally {
         if (parts) {
@@ -167,6 +172,7 @@ export async function trainSAE(
       if (step % 50 === 49) await tf.nextFrame();
     }
   } finally {
+    bar?.done();
     orderTensor?.dispose();
     optimizer.dispose();
   }
