@@ -10,12 +10,14 @@ import {
   retrievalScoreStep,
   scoreRetrievalSample,
   toRetrievalHeadJson,
+  headMaskHooks,
+  randomControlHeads,
 } from '../src/analyses/retrieval.js';
 import { readFileSync } from 'node:fs';
 import { generate, randomModel } from '../src/model/index.js';
 import type { HookSpec } from '../src/hooks/registry.js';
 import { porterStem, rougeRecall1, rougeTokenize } from '../src/analyses/rouge.js';
-import { razorInput, razorMasks, razorRetrievalHeads, razorScores, topFraction } from '../src/analyses/razor.js';
+import { razorInput, razorMasks, razorRetrievalHeads, razorScores, razorScoresForModel, topFraction } from '../src/analyses/razor.js';
 import { ConfigError, FormatError, ValueError } from '../src/errors.js';
 
 const near = (a: number, b: number, tol = 1e-9, msg = '') => assert.ok(Math.abs(a - b) <= tol, `${msg} ${a} vs ${b}`);
@@ -291,6 +293,72 @@ describe('retrieval scoring on a model (random-init LLaMA)', function () {
     });
     exp.forEach((row, l) => row.forEach((v, h) => near(r2.sample.scores[l][h], v, 1e-12, `${l}.${h}`)));
     assert.equal(tf.memory().numTensors, start + 2 * plainLeak);
+    Object.values(model.params).forEach((t) => t.dispose());
+  });
+});
+
+describe('masking experiment helpers and Razor on a model', function () {
+  this.timeout(120000);
+  const cfg = JSON.parse(readFileSync('fixtures/reference/llama/config.json', 'utf8'));
+
+  it('headMaskHooks: uniform attention for the masked head while decoding only', () => {
+    const model = randomModel({ ...cfg, num_hidden_layers: 2 }, { seed: 4, std: 0.3 });
+    const seen: number[][][][][] = [];
+    const rec: HookSpec = ['blocks.1.attn.hook_pattern', (a) => void seen.push(a.arraySync() as number[][][][])];
+    const base: number[][][][][] = [];
+    const recBase: HookSpec = ['blocks.1.attn.hook_pattern', (a) => void base.push(a.arraySync() as number[][][][])];
+    const prompt = [[1, 5, 6, 7, 8]];
+    generate(model, prompt, { maxNewTokens: 3, fwdHooks: [recBase] });
+    const out = generate(model, prompt, { maxNewTokens: 3, fwdHooks: [...headMaskHooks([[1, 0]]), rec] });
+    assert.equal(seen.length, 3);
+    // prefill untouched (same as the unmasked run)
+    for (let h = 0; h < 4; h++) {
+      seen[0][0][h].forEach((row, i) => row.forEach((v, j) => near(v, base[0][0][h][i][j], 1e-6)));
+    }
+    // decoding: head 0 uniform over the k visible keys, head 1 not
+    for (const step of [1, 2]) {
+      const row = seen[step][0][0][0];
+      row.forEach((v) => near(v, 1 / row.length, 1e-6, `step ${step}`));
+      assert.ok(seen[step][0][1][0].some((v) => Math.abs(v - 1 / row.length) > 1e-4));
+    }
+    assert.equal(out.tokens[0].length, 3);
+    // masking in prefill too
+    const pre: number[][][][][] = [];
+    model.runWithHooks(prompt, { fwdHooks: [...headMaskHooks([[1, 0]], { onlyDecoding: false }), ['blocks.1.attn.hook_pattern', (a) => void pre.push(a.arraySync() as number[][][][])]] }).dispose();
+    pre[0][0][0].forEach((row, i) => row.forEach((v, j) => near(v, j <= i ? 1 / (i + 1) : 0, 1e-6)));
+    Object.values(model.params).forEach((t) => t.dispose());
+  });
+
+  it('randomControlHeads: seeded, outside the top set', () => {
+    const grid = [
+      [12, 11, 10, 9],
+      [8, 7, 6, 5],
+      [4, 3, 2, 1],
+    ];
+    const a = randomControlHeads(grid, 3, { exclude: 5, seed: 1 });
+    assert.equal(a.length, 3);
+    assert.deepEqual(a, randomControlHeads(grid, 3, { exclude: 5, seed: 1 }));
+    for (const [l, h] of a) assert.ok(grid[l][h] <= 7, `${l}.${h} is in the top 5`);
+    assert.equal(new Set(a.map((x) => x.join('.'))).size, 3);
+    assert.deepEqual(randomControlHeads(grid, 7, { exclude: 5, seed: 2 }).length, 7);
+    assert.throws(() => randomControlHeads(grid, 8, { exclude: 5, seed: 1 }), ConfigError);
+  });
+
+  it('razorScoresForModel equals razorScores on the cached probe patterns', () => {
+    const model = randomModel({ ...cfg, num_hidden_layers: 2 }, { seed: 6, std: 0.3 });
+    const start = tf.memory().numTensors;
+    const r = razorScoresForModel(model, { R: 5, seed: 3, lo: 3 });
+    assert.equal(r.ids.length, 21);
+    assert.equal(r.ids[0], 1);
+    assert.equal(r.echo.nHeads, 2); // GQA: 4 query heads, 2 KV heads
+    const names = ['blocks.0.attn.hook_pattern', 'blocks.1.attn.hook_pattern'] as const;
+    const { logits, cache } = model.runWithCache([r.ids], { namesFilter: [...names] });
+    const ref = razorScores(names.map((n) => cache.get(n)), { R: 5, nKvHeads: 2 });
+    logits.dispose();
+    cache.dispose();
+    ref.echo.scores.forEach((row, l) => row.forEach((v, h) => near(r.echo.scores[l][h], v, 1e-9)));
+    ref.induction.scores.forEach((row, l) => row.forEach((v, h) => near(r.induction.scores[l][h], v, 1e-9)));
+    assert.equal(tf.memory().numTensors, start);
     Object.values(model.params).forEach((t) => t.dispose());
   });
 });

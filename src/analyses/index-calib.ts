@@ -45,9 +45,11 @@ export {
   fromRetrievalHeadJson,
   mergeRetrievalHeadJson,
   scoreRetrievalSample,
+  headMaskHooks,
+  randomControlHeads,
 } from './retrieval.js';
 export type { RetrievalVariant, RetrievalScorerOptions, RetrievalSample, RetrievalSampleOptions } from './retrieval.js';
 export { porterStem, rougeTokenize, rougeRecall1 } from './rouge.js';
 export type { RougeOptions } from './rouge.js';
-export { razorMasks, razorInput, razorScores, topFraction, razorRetrievalHeads } from './razor.js';
+export { razorMasks, razorInput, razorScores, razorScoresForModel, topFraction, razorRetrievalHeads } from './razor.js';
 export type { RazorMaskOptions, RazorScoreOptions, RazorScores } from './razor.js';

@@ -23,6 +23,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError, ShapeError, expectedFound } from '../errors.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
 import { mulberry32 } from '../util/random.js';
+import type { HookedTransformer } from '../model/index.js';
 
 export interface RazorMaskOptions {
   /** Block length R. */
@@ -169,4 +170,26 @@ export function razorRetrievalHeads(
   const byLayer: Record<string, number[]> = {};
   for (const [l, h] of heads) (byLayer[String(l)] ??= []).push(h);
   return { heads, echo, induction, byLayer };
+}
+
+/**
+ * Run the probe on a model and score it: ids = [BOS] + R seeded random ids from [lo, hi) repeated
+ * `repeats` times (hi defaults to d_vocab, lo to 0; BOS from the model config, if any).
+ */
+export function razorScoresForModel(
+  model: HookedTransformer,
+  opts: { R: number; seed: number; repeats?: number; lo?: number; hi?: number },
+): RazorScores & { ids: number[] } {
+  const bosId = model.bosTokenId();
+  const ids = razorInput({ R: opts.R, repeats: opts.repeats, seed: opts.seed, lo: opts.lo, hi: opts.hi ?? model.cfg.d_vocab, bosId });
+  if (ids.length > model.cfg.n_ctx) throw new ConfigError('R', expectedFound(`a probe of at most n_ctx = ${model.cfg.n_ctx} tokens`, ids.length));
+  const names = Array.from({ length: model.cfg.n_layers }, (_, l) => `blocks.${l}.attn.hook_pattern`);
+  const { logits, cache } = model.runWithCache([ids], { namesFilter: names });
+  logits.dispose();
+  try {
+    const res = razorScores(names.map((n) => cache.get(n as never)), { R: opts.R, bos: bosId !== null, nKvHeads: model.cfg.n_kv_heads });
+    return { ...res, ids };
+  } finally {
+    cache.dispose();
+  }
 }

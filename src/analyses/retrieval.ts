@@ -21,6 +21,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError, FormatError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
 import { rougeRecall1, type RougeOptions } from './rouge.js';
+import { mulberry32 } from '../util/random.js';
 import type { HookSpec } from '../hooks/registry.js';
 import { generate, type HookedTransformer } from '../model/index.js';
 
@@ -371,4 +372,50 @@ export function scoreRetrievalSample(
       ? scorer.endSample({ answer: opts.answerText, response, meta: opts.meta })
       : scorer.endSample({ answer: answerIds, response: tokens, meta: opts.meta });
   return { sample, tokens, response };
+}
+
+/**
+ * Head-masking hooks for the causal test: on blocks.L.attn.hook_attn_scores set the given query
+ * heads' pre-softmax scores to 0 (uniform attention over the visible keys; the core re-applies
+ * the causal mask), by default only while decoding with a KV cache (as in the authors' code).
+ */
+export function headMaskHooks(heads: Array<[number, number]>, opts: { onlyDecoding?: boolean } = {}): HookSpec[] {
+  const onlyDecoding = opts.onlyDecoding ?? true;
+  const byLayer = new Map<number, number[]>();
+  heads.forEach(([l, h], i) => {
+    if (!Number.isInteger(l) || !Number.isInteger(h) || l < 0 || h < 0) throw new ConfigError(`heads[${i}]`, expectedFound('[layer, head] non-negative integers', [l, h]));
+    byLayer.set(l, [...(byLayer.get(l) ?? []), h]);
+  });
+  return [...byLayer.entries()].map(([l, hs]): HookSpec => [
+    `blocks.${l}.attn.hook_attn_scores` as `blocks.${number}.attn.hook_attn_scores`,
+    (act, ctx) => {
+      if (onlyDecoding && !ctx.decoding) return;
+      const H = act.shape[1] as number;
+      for (const h of hs) if (h >= H) throw new ValueError(`headMaskHooks: blocks.${l}`, expectedFound(`head < ${H}`, h));
+      return tf.tidy(() => {
+        const keep = tf.tensor1d(Array.from({ length: H }, (_, h) => (hs.includes(h) ? 0 : 1))).reshape([1, H, 1, 1]);
+        return tf.mul(act, keep);
+      });
+    },
+  ]);
+}
+
+/**
+ * K heads drawn (seeded) from those not among the top `exclude` by score: the control set of the
+ * masking experiment (K random heads outside the top 100).
+ */
+export function randomControlHeads(scores: HeadScores | number[][], k: number, opts: { exclude?: number; seed: number }): Array<[number, number]> {
+  const grid = Array.isArray(scores) ? scores : scores.scores;
+  const all: Array<[number, number, number]> = [];
+  grid.forEach((row, l) => row.forEach((s, h) => all.push([l, h, s])));
+  all.sort((a, b) => b[2] - a[2] || a[0] - b[0] || a[1] - b[1]);
+  const pool = all.slice(opts.exclude ?? 100).map(([l, h]) => [l, h] as [number, number]);
+  if (!Number.isInteger(k) || k < 0 || k > pool.length) throw new ConfigError('k', expectedFound(`an integer in [0, ${pool.length}]`, k));
+  // seeded partial Fisher-Yates
+  const rnd = mulberry32(opts.seed);
+  for (let i = 0; i < k; i++) {
+    const j = i + Math.floor(rnd() * (pool.length - i));
+    [pool[i], pool[j]] = [pool[j], pool[i]];
+  }
+  return pool.slice(0, k).sort((x, y) => x[0] - y[0] || x[1] - y[1]);
 }
