@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { headScoresToCsv, headScoresToJson, parseNpy, readNpy, readNpyTensor, saveHeadScores, toCsv, writeFileAtomic, writeNpy } from '../src/io/export.js';
 import { SweepStore, runResumable } from '../src/io/checkpoint.js';
+import { rng } from '../src/util/random.js';
 import { makeHeadScores } from '../src/results.js';
 import { ConfigError, FormatError, ShapeError, ValueError } from '../src/errors.js';
 
@@ -58,6 +59,15 @@ describe('io/export', () => {
       }
       await writeFileAtomic(f, gen());
       assert.equal(await fsp.readFile(f, 'utf8'), 'async');
+    });
+
+    it('concurrent writers: the file ends up exactly one of the versions, never a mix', async () => {
+      const f = path.join(dir, 'race.txt');
+      const versions = Array.from({ length: 16 }, (_, i) => String(i).repeat(20000 + i));
+      await Promise.all(versions.map((v) => writeFileAtomic(f, v)));
+      const got = await fsp.readFile(f, 'utf8');
+      assert.ok(versions.includes(got));
+      assert.deepEqual((await fsp.readdir(dir)).filter((n) => n.startsWith('.race.txt')), []);
     });
 
     it('a failure part way keeps the old file intact and leaves no temp file', async () => {
@@ -188,6 +198,33 @@ describe('io/export', () => {
       const fortran = Buffer.from(good);
       fortran.write("True ", fortran.indexOf('False'), 'latin1');
       assert.throws(() => parseNpy(fortran, 'f.npy'), /Fortran order/);
+    });
+
+    it('600 seeded mutations of an NPY file: a consistent array or FormatError/ValueError', async () => {
+      const good = new Uint8Array(await fsp.readFile(path.join(refDir, 'ref_i32.npy')));
+      const r = rng(99);
+      let ok = 0;
+      for (let it = 0; it < 600; it++) {
+        let b = good.slice();
+        const op = r.int(3);
+        if (op === 0) for (let k = r.range(1, 3); k > 0; k--) b[r.int(Math.min(b.length, 128))] ^= 1 << r.int(8);
+        else if (op === 1) b = b.subarray(0, r.int(b.length));
+        else {
+          const h = Buffer.from(b).toString('latin1');
+          const edits = ["'<i4'", "'<f4'", "'>i4'", "'<i8'", "'|u1'", "'<c8'", '(2, 3, 4)', '(24,)', '(2, 12)', '(3, 3)', '()', '(-1, 24)', 'True', 'False'];
+          const from = r.choice(edits);
+          const to = r.choice(edits);
+          b = Buffer.from(h.replace(from, to), 'latin1');
+        }
+        try {
+          const a = parseNpy(b, `m${it}.npy`);
+          assert.equal(a.data.length, a.shape.reduce((x, y) => x * y, 1), `mutation #${it}`);
+          ok++;
+        } catch (e) {
+          assert.ok(e instanceof FormatError || e instanceof ValueError, `mutation #${it}: ${(e as Error).name}: ${(e as Error).message}`);
+        }
+      }
+      assert.ok(ok > 20, `only ${ok} mutations read back`);
     });
   });
 });
