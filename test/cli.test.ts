@@ -1,0 +1,105 @@
+// The tflens command line: `run` reproduces the HF references, `rank` equals the library, errors are one line.
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { main } from '../src/cli/main.js';
+import { readSafetensors } from '../src/io/safetensors.js';
+import { loadModel } from '../src/model/index.js';
+import { sinkScores } from '../src/analyses/sinks.js';
+import { headScoresToCsv } from '../src/io/export.js';
+import { REF_DIR, loadReference, maskedRelErr } from './helpers/reference.js';
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const write = process.stderr.write.bind(process.stderr);
+  (process.stderr as any).write = (s: string) => ((err += s), true);
+  try {
+    const code = await main(args, (s) => (out += s));
+    return { code, out, err };
+  } finally {
+    (process.stderr as any).write = write;
+  }
+}
+
+describe('tflens CLI', () => {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'tflens-cli-'));
+
+  it('run: saved activations and logits reproduce the HF references', async () => {
+    for (const fam of ['llama', 'gpt2-tiny']) {
+      const ref = await loadReference(fam);
+      const tokensFile = path.join(tmp, `${fam}.json`);
+      writeFileSync(tokensFile, JSON.stringify({ input_ids: ref.input_ids.arraySync(), attention_mask: ref.attention_mask.arraySync() }));
+      const outFile = path.join(tmp, `${fam}.safetensors`);
+      const r = await cli(['run', path.join(REF_DIR, fam), '--tokens', tokensFile, '--save', 'blocks.1.hook_resid_pre,blocks.0.attn.hook_pattern,logits', '--out', outFile]);
+      assert.equal(r.code, 0, r.err);
+      const got = await readSafetensors(outFile);
+      assert.deepEqual(Object.keys(got).sort(), ['blocks.0.attn.hook_pattern', 'blocks.1.hook_resid_pre', 'logits']);
+      const mask = ref.attention_mask as tf.Tensor2D;
+      assert.ok(maskedRelErr(got.logits, ref.logits, mask).rel < 1e-4);
+      assert.ok(maskedRelErr(got['blocks.1.hook_resid_pre'], ref['hidden_states.1'], mask).rel < 1e-4);
+      assert.ok(maskedRelErr(got['blocks.0.attn.hook_pattern'], ref['attentions.0'], mask, 2).rel < 1e-4);
+      tf.dispose([...Object.values(got), ...Object.values(ref)]);
+    }
+  });
+
+  it('rank --method sink: the CSV equals the library result, sorted by score', async () => {
+    const toks = { input_ids: [[1, 5, 9, 13, 2, 7], [0, 0, 3, 8, 4, 4]], attention_mask: [[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]] };
+    const tokensFile = path.join(tmp, 'rank.json');
+    writeFileSync(tokensFile, JSON.stringify(toks));
+    const outFile = path.join(tmp, 'sink.csv');
+    const r = await cli(['rank', path.join(REF_DIR, 'gpt2-tiny'), '--method', 'sink', '--tokens', tokensFile, '--format', 'csv', '--out', outFile]);
+    assert.equal(r.code, 0, r.err);
+    const m = await loadModel(path.join(REF_DIR, 'gpt2-tiny'));
+    const lib = sinkScores(m, toks.input_ids, { attentionMask: toks.attention_mask });
+    const csv = readFileSync(outFile, 'utf8');
+    assert.equal(csv, headScoresToCsv({ ...lib.scores, model: lib.scores.model ?? path.join(REF_DIR, 'gpt2-tiny') }));
+    const lines = csv.trim().split('\n');
+    assert.match(lines[0], /^layer,head,score/);
+    const scores = lines.slice(1).map((l) => Number(l.split(',')[2]));
+    assert.deepEqual(scores, [...scores].sort((a, b) => b - a));
+    assert.equal(lines.length - 1, m.cfg.n_layers * m.cfg.n_heads);
+    m.dispose();
+    const j = await cli(['rank', path.join(REF_DIR, 'gpt2-tiny'), '--method', 'induction', '--tokens', tokensFile, '--format', 'json']);
+    const doc = JSON.parse(j.out);
+    assert.equal(doc.method, 'induction');
+    assert.equal(doc.rows.length, 12);
+    assert.ok('params' in doc && 'model' in doc);
+  });
+
+  it('bad input: one-line typed messages and a non-zero exit, nothing written', async () => {
+    const bad = path.join(tmp, 'ragged.json');
+    writeFileSync(bad, JSON.stringify({ input_ids: [[1, 2, 3], [1, 2]] }));
+    const outFile = path.join(tmp, 'never.safetensors');
+    const cases: [string[], RegExp][] = [
+      [['run', path.join(REF_DIR, 'llama'), '--tokens', bad, '--save', 'logits', '--out', outFile], /ShapeError: .*ragged\.json: input_ids\[1\]: expected 3 entries/],
+      [['run', path.join(REF_DIR, 'llama'), '--tokens', bad, '--save', 'blocks.9.hook_resid_pre', '--out', outFile], /ShapeError|ValueError/],
+      [['info', path.join(tmp, 'no-such-model')], /ResolveError: .*no-such-model/],
+      [['rank', path.join(REF_DIR, 'llama'), '--method', 'nonsense'], /ValueError: --method: expected one of/],
+      [['rank', path.join(REF_DIR, 'llama'), '--method', 'sink'], /give --prompts <file.txt> or --tokens <file.json>/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await cli(args);
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.err, re);
+      assert.equal(r.err.trim().split('\n').length, 1, `one line: ${r.err}`);
+    }
+    const ids = path.join(tmp, 'big.json');
+    writeFileSync(ids, JSON.stringify({ input_ids: [[1, 2, 103]] }));
+    const r = await cli(['run', path.join(REF_DIR, 'llama'), '--tokens', ids, '--save', 'logits', '--out', outFile]);
+    assert.match(r.err, /input_ids\[0\]\[2\]: expected a token id in \[0, 103\), found 103/);
+    assert.ok(!existsSync(outFile));
+  });
+
+  it('the installed bin prints no stack trace on error', function () {
+    if (!existsSync('dist/cli/main.js')) this.skip();
+    const r = spawnSync(process.execPath, ['bin/tflens.js', 'info', path.join(tmp, 'missing')], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('tflens:'));
+    assert.equal(lines.length, 1);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  });
+});
