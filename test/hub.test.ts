@@ -47,7 +47,7 @@ describe('io/hub', () => {
   let weights: Buffer;
 
   before(async () => {
-    for (const k of ['HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGING_FACE_HUB_TOKEN']) {
+    for (const k of ['HF_ENDPOINT', 'HF_TOKEN', 'HF_HUB_OFFLINE', 'HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HUGGING_FACE_HUB_TOKEN']) {
       savedEnv[k] = process.env[k];
       delete process.env[k];
     }

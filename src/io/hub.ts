@@ -56,10 +56,11 @@ function envFlag(name: string): boolean {
   return v === '1' || v === 'true' || v === 'yes' || v === 'on';
 }
 
-/** The hub cache folder: cacheDir ?? $HF_HUB_CACHE ?? ($HF_HOME ?? ~/.cache/huggingface)/hub. */
+/** The hub cache folder: cacheDir ?? $HF_HUB_CACHE (or legacy $HUGGINGFACE_HUB_CACHE) ?? ($HF_HOME ?? ~/.cache/huggingface)/hub. */
 export function hubCacheDir(cacheDir?: string): string {
   if (cacheDir) return path.resolve(cacheDir);
   if (process.env.HF_HUB_CACHE) return path.resolve(process.env.HF_HUB_CACHE);
+  if (process.env.HUGGINGFACE_HUB_CACHE) return path.resolve(process.env.HUGGINGFACE_HUB_CACHE); // legacy name
   const home = process.env.HF_HOME ? path.resolve(process.env.HF_HOME) : path.join(os.homedir(), '.cache', 'huggingface');
   return path.join(home, 'hub');
 }
