@@ -16,6 +16,8 @@ import type { ActivationModel } from '../src/sae/collect.js';
 import { makeHeadScores } from '../src/results.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
+import { readFileSync } from 'node:fs';
+import { randomModel } from '../src/model/index.js';
 
 const close = (a: number, b: number, tol = 1e-9, msg = '') => assert.ok(Math.abs(a - b) <= tol, `${msg} ${a} vs ${b}`);
 const softmax = (x: number[]) => {
@@ -186,12 +188,12 @@ describe('sae/discrete: per-head SAEs', () => {
     const x = tf.randomNormal([H, n, d], 0, 1, 'float32', 9) as tf.Tensor3D;
     const before = tf.memory().numTensors;
     const saes = new HeadSAEs(H, d, F, { seed: 7, lambda: 0.02 });
-    const losses = await saes.train(x, { epochs: 40, lr: 1e-2 });
+    const losses = await saes.train(x, { epochs: 40, lr: 1e-2, progress: false });
     const codes = saes.codes(x);
     for (let h = 0; h < H; h++) {
       const single = paperSAE(d, F, { seed: HeadSAEs.headSeed(7, h), lambda: 0.02 });
       const xh = tf.tidy(() => tf.reshape(tf.slice(x, [h, 0, 0], [1, n, d]), [n, d]) as tf.Tensor2D);
-      const res = await trainSAE(single, xh, { epochs: 40, batchSize: n, lr: 1e-2, logEvery: 1 });
+      const res = await trainSAE(single, xh, { epochs: 40, batchSize: n, lr: 1e-2, logEvery: 1, progress: false });
       const batched = saes.toSAE(h);
       const a = single.params.W_enc.dataSync();
       const b = batched.params.W_enc.dataSync();
@@ -275,7 +277,7 @@ describe('sae/discrete: saeCircuitScores pipeline', () => {
     const before = tf.memory().numTensors;
     const aucs: number[] = [];
     for (const seed of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]) {
-      const res = await saeCircuitScores(model, { positive, negative, nFeatures: 20, epochs: 150, lr: 1e-2, seed, batchSize: 5 });
+      const res = await saeCircuitScores(model, { positive, negative, nFeatures: 20, epochs: 150, lr: 1e-2, seed, batchSize: 5, progress: false });
       assert.equal(res.node.method, 'sae-node');
       assert.equal(res.edge.method, 'sae-edge');
       assert.equal(res.codes.positive.length, 12);
@@ -290,16 +292,46 @@ describe('sae/discrete: saeCircuitScores pipeline', () => {
       assert.ok(pc[1][5] > 0 || pc[1][0] > 0);
       // same seed, same result
       if (seed === 0) {
-        const again = await saeCircuitScores(model, { positive, negative, nFeatures: 20, epochs: 150, lr: 1e-2, seed, batchSize: 5 });
+        const again = await saeCircuitScores(model, { positive, negative, nFeatures: 20, epochs: 150, lr: 1e-2, seed, batchSize: 5, progress: false });
         assert.deepEqual(again.codes, res.codes);
       }
     }
     const mean = aucs.reduce((a, b) => a + b, 0) / aucs.length;
     assert.ok(mean >= 0.9 && Math.min(...aucs) >= 0.5, `node AUCs ${aucs}`);
-    const shared = await saeCircuitScores(model, { positive: { tokens: positive }, negative, nFeatures: 20, epochs: 100, lr: 1e-2, sharing: 'shared', heads: ['0.0', '0.1', '1.2'] });
+    const shared = await saeCircuitScores(model, { positive: { tokens: positive }, negative, nFeatures: 20, epochs: 100, lr: 1e-2, sharing: 'shared', heads: ['0.0', '0.1', '1.2'], progress: false });
     assert.equal(shared.finalLoss.length, 1);
     assert.deepEqual(shared.node.extra!.included, [[1, 1, 0], [0, 0, 1]]);
     assert.equal(tf.memory().numTensors, before);
     Object.values(model.params).forEach((t) => t.dispose());
+  });
+});
+
+describe('sae/discrete: saeCircuitScores on the real HookedTransformer', () => {
+  it('runs end to end on a random GPT-2-style model with left-padded prompts: full grids, seeded, no leaks', async function () {
+    this.timeout(60000);
+    const cfg = JSON.parse(readFileSync('fixtures/reference/gpt2/config.json', 'utf8'));
+    const model = randomModel(cfg, { seed: 1, std: 0.3 });
+    const r = rng(5);
+    const positive = Array.from({ length: 8 }, () => [0, 0, ...Array.from({ length: 4 }, () => 1 + r.int(40))]);
+    const posMask = positive.map((row) => row.map((_, j) => (j < 2 ? 0 : 1)));
+    const negative = Array.from({ length: 8 }, () => Array.from({ length: 6 }, () => 1 + r.int(40)));
+    const before = tf.memory().numTensors;
+    const opts = { positive: { tokens: positive, attentionMask: posMask }, negative, nFeatures: 16, epochs: 30, seed: 3, progress: false, model: 'random-gpt2' };
+    const a = await saeCircuitScores(model, opts);
+    const b = await saeCircuitScores(model, opts);
+    assert.equal(tf.memory().numTensors, before);
+    const { n_layers: L, n_heads: H } = model.cfg;
+    for (const hs of [a.node, a.edge]) {
+      assert.equal(hs.nLayers, L);
+      assert.equal(hs.nHeads, H);
+      const total = hs.scores.flat().reduce((s, v) => s + v, 0);
+      close(total, 1, 1e-9); // softmax over all heads
+      assert.equal(hs.model, 'random-gpt2');
+      assert.equal(hs.params.nFeatures, 16);
+    }
+    assert.deepEqual(a.codes, b.codes);
+    assert.deepEqual(a.node.scores, b.node.scores);
+    assert.ok(a.codes.positive.flat().every((c) => Number.isInteger(c) && c >= 0 && c < 16));
+    model.dispose();
   });
 });
