@@ -62,6 +62,8 @@ function leftPad(A: number[][], pad: number): number[][] {
 
 const ctxOf = (name: string, layer: number | null, decoding = false, pastLength = 0) => ({ name, layer, decoding, pastLength });
 
+const near = (a: number, b: number, tol: number, msg = '') => assert.ok(Math.abs(a - b) <= tol, `${msg} ${a} vs ${b}`);
+
 const rowSums = (A: number[][]) => A.map((r) => r.reduce((a, b) => a + b, 0));
 
 describe('ACT calibration', () => {
@@ -313,6 +315,12 @@ describe('VAR redistribution', () => {
     const ic = imageCentricHeads([t], { group, sinks, phase: 'prefill' });
     assert.equal(ic.flags[0][0].length, 2);
     assert.equal(ic.fraction[0].length, 2);
+    // fraction per head = centric qualifying rows / qualifying rows (only row 5 qualifies here)
+    mats.forEach((M, h) => {
+      const c = imageCentricRows(M, { group, sinks, phase: 'prefill' }).filter(Boolean).length;
+      assert.equal(ic.fraction[0][h], c / 1);
+      assert.equal(ic.scores.scores[0][h], c);
+    });
     t.dispose();
     assert.equal(tf.memory().numTensors, before);
   });
@@ -460,6 +468,34 @@ describe('ACT and VAR hooks on a model (random-init LLaMA, 4 layers, GQA)', func
       }
     }
     assert.equal(tf.memory().numTensors, start + 2 * plainLeak);
+  });
+
+  it('selectACTHeads with a model metric (mean target log-prob) is consistent with direct evaluation', async () => {
+    const data = { tokens: [[3, 11, 12, 13, 14, 15, 16, 17, 11, 12, 13, 14]] };
+    const evaluate = (hooks: ReturnType<typeof actHook>, d: typeof data) => {
+      const logits = model.runWithHooks(d.tokens, { fwdHooks: hooks });
+      const lp = tf.tidy(() => tf.logSoftmax(logits).arraySync() as number[][][]);
+      logits.dispose();
+      let s = 0;
+      const row = d.tokens[0];
+      for (let i = 0; i + 1 < row.length; i++) s += lp[0][i][row[i + 1]];
+      return s / (row.length - 1);
+    };
+    const start = tf.memory().numTensors;
+    const sel = await selectACTHeads(model, data, evaluate);
+    assert.deepEqual(sel.params.layers, [2]);
+    assert.equal(sel.trace.length, 4);
+    near(sel.baseline, evaluate([], data), 1e-6);
+    let best = sel.baseline;
+    for (const st of sel.trace) {
+      assert.equal(st.kept, st.accuracy > best);
+      if (st.kept) best = st.accuracy;
+    }
+    near(sel.final, best, 1e-9);
+    if (sel.kept.length) near(evaluate(actHook({ heads: sel.kept }), data), sel.final, 1e-5);
+    const ev = await evaluateACT(sel.kept, data, evaluate);
+    near(ev.after - ev.before, sel.final - sel.baseline, 1e-5);
+    assert.equal(tf.memory().numTensors, start);
   });
 
   it('varHook on the model equals VAR on the cached pattern with sinks from the cached residual', () => {

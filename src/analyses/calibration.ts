@@ -23,6 +23,7 @@ import { ConfigError, HookError, ShapeError, ValueError, expectedFound } from '.
 import type { HookName } from '../hooks/names.js';
 import type { HookFn, HookSpec } from '../hooks/registry.js';
 import { massiveDims } from './massive.js';
+import { makeHeadScores, type HeadScores } from '../results.js';
 
 // ---------------------------------------------------------------------------------------------
 // Shared types and helpers
@@ -313,7 +314,9 @@ export interface ACTHookOptions extends ACTOptions {
   /**
    * Sinks during KV-cache decoding (pattern [batch, head, 1, k]). 'row' (default, the authors'
    * code): the column means are computed from the rows present, so for one decoding row m_j is the
-   * row itself and S is recomputed each step. 'prefill': S' found on the prefill pattern is cached
+   * row itself and S is recomputed each step. (The authors' code then also zeroes nothing in its
+   * ratio map for that row and sets its [0, 0] entry to 1 — artefacts of prefill-only code that
+   * break the row sum; tflens keeps the rule of section 3 and leaves A[0,0] alone in decoding.) 'prefill': S' found on the prefill pattern is cached
    * per (layer, batch, head) in this hook set's closure and reused for every later step (new
    * tokens are never sinks); falls back to 'row' when no prefill was seen.
    */
@@ -676,7 +679,7 @@ export function redistributeVARBatched(pattern: tf.Tensor, opts: VARBatchedOptio
 export function imageCentricHeads(
   patterns: tf.Tensor[],
   opts: ImageCentricOptions & { layers?: number[] },
-): { flags: number[][][][]; fraction: number[][]; layers: number[] } {
+): { flags: number[][][][]; fraction: number[][]; layers: number[]; scores: HeadScores } {
   const layers = opts.layers ?? patterns.map((_, i) => i);
   if (layers.length !== patterns.length) throw new ShapeError('layers', expectedFound(`${patterns.length} layer indices`, layers.length));
   const flags: number[][][][] = [];
@@ -706,7 +709,10 @@ export function imageCentricHeads(
     }
     fraction.push(fr);
   });
-  return { flags, fraction, layers };
+  const scores = makeHeadScores('var-image-centric', fraction, { summ: opts.summ ?? 0.2, rho: opts.rho ?? 0.5, phase: opts.phase ?? 'prefill', group: opts.group, sinks: opts.sinks }, {
+    data: { layers, description: 'fraction of qualifying queries that are image-centric (rows = the given layers)' },
+  });
+  return { flags, fraction, layers, scores };
 }
 
 /**
