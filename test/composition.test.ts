@@ -224,3 +224,129 @@ describe('weight analyses on a loaded HookedTransformer', () => {
     model.dispose();
   });
 });
+
+/**
+ * A hand-built 2-layer GPT-2-style induction model (independent of the fixtures): layer 0 head 0 is
+ * a previous-token head (positional QK) whose OV copies the token identity into a "previous token"
+ * subspace; layer 1 head 0 is an induction head whose KEY reads that subspace and whose query reads
+ * the current token; its OV writes the attended token into an output subspace that W_U reads.
+ * Heads 0.1 and 1.1 are small random distractors; MLPs are zero. Every logical residual direction
+ * k is coded as (+1, -1) on dims (2k, 2k + 1), so LayerNorm's centering is a no-op.
+ */
+describe('handmade induction model', () => {
+  const V = 8, NCTX = 16, D = 80, H = 2, DH = 40;
+  const Tk = (t: number) => t, Pk = (p: number) => 8 + p, Sk = (t: number) => 24 + t, Ok = (t: number) => 32 + t;
+
+  async function build() {
+    const { randomModel, HookedTransformer } = await import('../src/model/index.js');
+    const hf = {
+      model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], activation_function: 'gelu_new', n_embd: D, n_head: H,
+      n_layer: 2, n_positions: NCTX, vocab_size: V, n_inner: 16, layer_norm_epsilon: 1e-5, tie_word_embeddings: false,
+      bos_token_id: 0, eos_token_id: 0,
+    };
+    const template = randomModel(hf, { seed: 1 });
+    const r = rng(77);
+    const arrays: Record<string, { shape: number[]; data: Float32Array }> = {};
+    for (const [k, t] of Object.entries(template.params)) {
+      const data = new Float32Array(t.size);
+      if (/ln(1|2|_final)\.w$/.test(k)) data.fill(1);
+      arrays[k] = { shape: t.shape.slice(), data };
+    }
+    const cfg = template.cfg;
+    template.dispose();
+    const set = (name: string, idx: number[], v: number) => {
+      const a = arrays[name];
+      let off = 0;
+      for (let i = 0; i < idx.length; i++) off = off * a.shape[i] + idx[i];
+      a.data[off] = v;
+    };
+    /** Write the logical direction k with weight v into row/column pairs. */
+    const emb = (name: string, row: number, k: number, v: number) => {
+      set(name, [row, 2 * k], v);
+      set(name, [row, 2 * k + 1], -v);
+    };
+    /** A [n, d_model, d_head] read weight: head h reads logical k into head dim c. */
+    const read = (name: string, h: number, k: number, c: number, v: number) => {
+      set(name, [h, 2 * k, c], v);
+      set(name, [h, 2 * k + 1, c], -v);
+    };
+    /** A [n, d_head, d_model] write weight: head dim c writes logical k. */
+    const write = (name: string, h: number, c: number, k: number, v: number) => {
+      set(name, [h, c, 2 * k], v);
+      set(name, [h, c, 2 * k + 1], -v);
+    };
+    for (let t = 0; t < V; t++) emb('embed.W_E', t, Tk(t), 1);
+    for (let p = 0; p < NCTX; p++) emb('pos_embed.W_pos', p, Pk(p), 1);
+    // W_U [d_model, d_vocab]: logit t reads the output direction O_t
+    for (let t = 0; t < V; t++) {
+      set('unembed.W_U', [2 * Ok(t), t], 4);
+      set('unembed.W_U', [2 * Ok(t) + 1, t], -4);
+    }
+    const b0 = 'blocks.0.attn.', b1 = 'blocks.1.attn.';
+    // 0.0 previous-token head: q(i) = e_i, k(j) = e_{j+1}; OV: token t -> S_t
+    for (let p = 0; p < NCTX; p++) {
+      read(b0 + 'W_Q', 0, Pk(p), p, 1.5);
+      read(b0 + 'W_K', 0, Pk(p), p + 1, 1.5);
+    }
+    for (let t = 0; t < V; t++) {
+      read(b0 + 'W_V', 0, Tk(t), t, 0.15);
+      write(b0 + 'W_O', 0, t, Sk(t), 1);
+    }
+    // 1.0 induction head: q(i) = e_{tok i}, k(j) = e_{S(j)} = e_{tok j-1}; OV: token t -> O_t
+    for (let t = 0; t < V; t++) {
+      read(b1 + 'W_Q', 0, Tk(t), t, 1.5);
+      read(b1 + 'W_K', 0, Sk(t), t, 1.5);
+      read(b1 + 'W_V', 0, Tk(t), t, 0.15);
+      write(b1 + 'W_O', 0, t, Ok(t), 1);
+    }
+    // distractor heads 0.1 and 1.1: small random weights
+    for (const b of [b0, b1]) {
+      for (const w of ['W_Q', 'W_K', 'W_V', 'W_O']) {
+        const a = arrays[b + w];
+        const per = a.data.length / H;
+        for (let i = per; i < 2 * per; i++) a.data[i] = 0.05 * r.normal();
+      }
+    }
+    const params: Record<string, tf.Tensor> = {};
+    for (const [k, a] of Object.entries(arrays)) params[k] = tf.tensor(a.data, a.shape);
+    return new HookedTransformer(cfg, params, null, 'handmade-induction');
+  }
+
+  it('does induction, and its largest K-composition is previous-token head 0.0 -> induction head 1.0', async () => {
+    const model = await build();
+    // functional check: a repeated random block of 7 distinct tokens
+    // (the unused token starts the sequence like a BOS: position 0's previous-token head can only
+    // attend to itself, so its own token must not recur)
+    const perm = rng(5).shuffle([0, 1, 2, 3, 4, 5, 6, 7]);
+    const block = perm.slice(0, 7);
+    const seq = [perm[7], ...block, ...block];
+    const { logits, cache } = model.runWithCache([seq]);
+    const pattern = cache.get('blocks.1.attn.hook_pattern').arraySync() as number[][][][];
+    const pred = (logits.argMax(-1).arraySync() as number[][])[0];
+    for (let i = 8; i < 14; i++) {
+      assert.ok(pattern[0][0][i][i - 6] > 0.9, `induction attention at ${i}: ${pattern[0][0][i][i - 6]}`);
+      assert.equal(pred[i], seq[i + 1], `prediction at ${i}`);
+    }
+    logits.dispose();
+    cache.dispose();
+
+    const before = tf.memory().numTensors;
+    const all = allCompositionScores(model);
+    assert.equal(tf.memory().numTensors, before);
+    const topK = all.K.rows[0];
+    assert.deepEqual([topK.srcLayer, topK.srcHead, topK.layer, topK.head], [0, 0, 1, 0]);
+    // hand value: OV(0.0) and QK^T(1.0) are matched rank-8 partial isometries (up to scale): 1/sqrt(8)
+    assert.ok(Math.abs(topK.score - 1 / Math.sqrt(8)) < 1e-5, `K-composition ${topK.score}`);
+    assert.ok(topK.score > 1.5 * all.K.rows[1].score, 'clearly above the distractor pairs');
+    // the same pair has no Q- or V-composition: the subspace it writes is read only by 1.0's keys
+    assert.ok(all.Q.scores[0][0][1][0] < 1e-6);
+    assert.ok(all.V.scores[0][0][1][0] < 1e-6);
+    // copying: the induction head's token circuit W_E W_V W_O W_U is a positive multiple of the
+    // identity on the 8 tokens; the previous-token head writes nothing W_U reads (mass 0, score 0)
+    const { copyingScores } = await import('../src/analyses/weights/copying.js');
+    const cs = copyingScores(model);
+    assert.ok(cs.scores[1][0] > 0.999 && cs.extra!.elhageRatio[1][0] > 0.999, `induction head copying ${cs.scores[1][0]}`);
+    assert.ok(cs.extra!.eigenvalueMass[0][0] < 1e-6 * cs.extra!.eigenvalueMass[1][0]);
+    model.dispose();
+  });
+});
