@@ -13,6 +13,7 @@ import { readTokenFile } from '../src/io/tokens.js';
 import { ConfigError, FormatError, ShapeError, UnsupportedModelError, ValueError } from '../src/errors.js';
 import { rng, type Rng } from '../src/util/random.js';
 import { normalizeConfig } from '../src/model/families/index.js';
+import { readTokensFile } from '../src/cli/inputs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const corpus = path.join(here, 'corpus');
@@ -59,16 +60,22 @@ const SAFETENSORS_TABLE: Record<string, RegExp> = {
 };
 
 const TOKENS_TABLE: Record<string, [new (...a: any[]) => Error, RegExp]> = {
-  ragged: [ShapeError, /row 1: has 2 tokens, expected 3/],
-  'negative-id': [ValueError, /\[0\]\[2\]: expected a token id in \[0, 50256\], found -3/],
-  'non-integer': [ValueError, /\[0\]\[1\]: expected an integer token id, found 2\.5/],
-  'id-too-large': [ValueError, /\[0\]\[1\]: expected a token id in \[0, 50256\], found 50257/],
-  'string-id': [ValueError, /\[0\]\[0\]: expected an integer token id, found the string "7"/],
-  'infinite-id': [ValueError, /\[0\]\[0\]: expected an integer token id, found Infinity/],
-  'not-2d': [FormatError, /row 0: expected an array of token ids, found number 1/],
-  'empty-row': [ShapeError, /row 0: expected at least one token/],
+  ragged: [ShapeError, /input_ids: row 1: has 2 tokens, expected 3/],
+  'negative-id': [ValueError, /input_ids: \[0\]\[2\]: expected a token id in \[0, 50256\], found -3/],
+  'non-integer': [ValueError, /input_ids: \[0\]\[1\]: expected an integer token id, found 2\.5/],
+  'id-too-large': [ValueError, /input_ids: \[0\]\[1\]: expected a token id in \[0, 50256\], found 50257/],
+  'string-id': [ValueError, /input_ids: \[0\]\[0\]: expected an integer token id, found the string "7"/],
+  'infinite-id': [ValueError, /input_ids: \[0\]\[0\]: expected an integer token id, found Infinity/],
+  'row-not-array': [FormatError, /input_ids: row 1: expected an array of token ids, found number 3/],
+  'empty-row': [ShapeError, /input_ids: row 0: expected at least one token/],
+  'no-rows': [ShapeError, /input_ids: expected at least one row, found an empty list/],
+  'mask-shape': [ShapeError, /attention_mask: row 0: expected 3 entries like its ids row, found 2 entries/],
+  'mask-not-binary': [ValueError, /attention_mask: \[0\]\[1\]: expected 0 or 1, found number 2/],
+  scalar: [FormatError, /expected a JSON array of rows of token ids, found number 7/],
   'not-json': [FormatError, /token file is not valid JSON/],
 };
+// error classes any token reader must give (the CLI's reader may report a non-array row as a shape problem)
+const TOKENS_CLASSES: Record<string, string[]> = { 'row-not-array': ['ShapeError', 'FormatError'] };
 
 // class name and the field the message must name, as in test/corpus/config/README.md
 // (for a d_model not divisible by the heads either class is accepted: the loader reports it as unsupported)
@@ -499,11 +506,32 @@ describe('reliability: malformed-input corpus', () => {
         return true;
       });
     }
-    // and a good file reads back
+    // and good files read back, in both layouts
     const good = path.join(os.tmpdir(), `tflens-tokens-${process.pid}.json`);
     await fsp.writeFile(good, '[[50256, 0, 17], [1, 2, 3]]');
     assert.deepEqual(await readTokenFile(good, { dVocab: 50257 }), [[50256, 0, 17], [1, 2, 3]]);
+    await fsp.writeFile(good, '{"input_ids": [[50256, 0, 17], [1, 2, 3]], "attention_mask": [[0, 1, 1], [1, 1, 1]]}');
+    assert.deepEqual(await readTokenFile(good, { dVocab: 50257 }), [[50256, 0, 17], [1, 2, 3]]);
     await fsp.rm(good);
+  });
+
+  it("the CLI's --tokens reader rejects every malformed token file with the expected class, naming the file", async () => {
+    const dir = path.join(corpus, 'tokens');
+    const fakeModel = { cfg: { d_vocab: 50257, n_ctx: 1024 } } as any;
+    const problems: string[] = [];
+    for (const name of await filesIn(dir, '.json')) {
+      const file = path.join(dir, `${name}.json`);
+      const allowed = TOKENS_CLASSES[name] ?? [TOKENS_TABLE[name][0].name];
+      try {
+        await readTokensFile(file, fakeModel);
+        problems.push(`${name}: accepted`);
+      } catch (e) {
+        const err = e as Error;
+        if (!allowed.includes(err.name)) problems.push(`${name}: ${err.name} (${err.message}), expected ${allowed.join(' or ')}`);
+        else if (!err.message.startsWith(file)) problems.push(`${name}: message does not name the file: ${err.message}`);
+      }
+    }
+    assert.deepEqual(problems, []);
   });
 });
 

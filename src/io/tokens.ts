@@ -1,7 +1,8 @@
 /**
- * Token-id files: JSON (a list of rows of integer ids, or {"tokens": [...]}) or .npy (int32/int64,
- * 2-D or 1-D). Rows must all have the same length (left-pad with the tokenizer before saving, or
- * keep prompts of one length); every id must be an integer in [0, dVocab).
+ * Token-id files: JSON, either the tokenizer-output layout {"input_ids": [[...]], "attention_mask":
+ * [[...]]} (mask optional, 0/1, same shape), {"tokens": [[...]]}, or a bare list of rows; or .npy
+ * (int32/int64, 2-D or 1-D). Rows must all have the same length (left-pad and give a mask); every
+ * id must be an integer in [0, dVocab).
  */
 import { promises as fsp } from 'node:fs';
 import { FormatError, ResolveError, ShapeError, ValueError, expectedFound } from '../errors.js';
@@ -24,7 +25,15 @@ export function parseTokenIds(value: unknown, where: string, opts: TokenCheckOpt
   if (dVocab !== undefined && !(Number.isSafeInteger(dVocab) && dVocab > 0)) {
     throw new ValueError('dVocab', expectedFound('a positive integer', dVocab));
   }
-  const rows = isPlainObject(value) && 'tokens' in value ? value.tokens : value;
+  let rows: unknown = value;
+  let mask: unknown = undefined;
+  if (isPlainObject(value)) {
+    const key = 'input_ids' in value ? 'input_ids' : 'tokens' in value ? 'tokens' : null;
+    if (!key) throw new FormatError(where, expectedFound('{"input_ids": [[...]]} or a list of rows', `an object with keys ${Object.keys(value).slice(0, 5).join(', ') || '(none)'}`));
+    rows = value[key];
+    where = `${where}: ${key}`;
+    mask = value.attention_mask;
+  }
   if (!Array.isArray(rows)) throw new FormatError(where, expectedFound('a JSON array of rows of token ids', describeJson(rows)));
   if (rows.length === 0) throw new ShapeError(where, expectedFound('at least one row', 'an empty list'));
   const out: number[][] = [];
@@ -44,7 +53,22 @@ export function parseTokenIds(value: unknown, where: string, opts: TokenCheckOpt
     });
     out.push(row.slice() as number[]);
   });
+  if (mask !== undefined && mask !== null) checkMask(mask, out, where.replace(/: (input_ids|tokens)$/, ': attention_mask'));
   return out;
+}
+
+function checkMask(mask: unknown, ids: number[][], where: string): void {
+  if (!Array.isArray(mask) || mask.length !== ids.length) {
+    throw new ShapeError(where, expectedFound(`${ids.length} rows like the ids`, Array.isArray(mask) ? `${mask.length} rows` : describeJson(mask)));
+  }
+  mask.forEach((row, b) => {
+    if (!Array.isArray(row) || row.length !== ids[b].length) {
+      throw new ShapeError(`${where}: row ${b}`, expectedFound(`${ids[b].length} entries like its ids row`, Array.isArray(row) ? `${row.length} entries` : describeJson(row)));
+    }
+    row.forEach((v: unknown, p: number) => {
+      if (v !== 0 && v !== 1) throw new ValueError(`${where}: [${b}][${p}]`, expectedFound('0 or 1', describeJson(v)));
+    });
+  });
 }
 
 /** Read a token-id file (.json or .npy) and check it; returns number[][]. */
