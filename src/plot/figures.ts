@@ -326,7 +326,7 @@ export function attentionGrid(patterns: number[][][] | TensorLike, tokens: strin
     direction: 'down',
     active: 0,
     x: 0,
-    y: 1.12,
+    y: 1.02,
     xanchor: 'left',
     yanchor: 'bottom',
     showactive: true,
@@ -337,7 +337,18 @@ export function attentionGrid(patterns: number[][][] | TensorLike, tokens: strin
     })),
   };
   const layout = patternLayout(`${base}: ${names[0]}`, labels.keyCats.length, opts);
-  return { data, layout: { ...layout, updatemenus: [menu] }, config: { ...CONFIG } };
+  // the title at the very top, the head dropdown between it and the plot
+  return {
+    data,
+    layout: {
+      ...layout,
+      title: { ...layout.title, y: 0.98, yanchor: 'top' },
+      margin: { t: 110 },
+      height: layout.height + 40,
+      updatemenus: [menu],
+    },
+    config: { ...CONFIG },
+  };
 }
 
 // ---------------------------------------------------------------- lines, bars, histograms

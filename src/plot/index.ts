@@ -1,4 +1,4 @@
-/** Plotly figure builders, tslab display and offline HTML export. */
+/** Plotly figure builders, tslab display and offline HTML export; the progress display (src/progress.ts) too. */
 export * from './types.js';
 export {
   headHeatmap,
@@ -32,3 +32,4 @@ export type {
   PatchingHeatmapOptions,
 } from './figures.js';
 export { show, loadPlotly, saveHtml, figuresPage, figureHtml, describeFigure, plotlyScriptTag } from './html.js';
+export { progress, type Progress, type ProgressOptions } from '../progress.js';

@@ -77,7 +77,7 @@ export interface UpdateMenu {
 }
 
 export interface Layout {
-  title?: { text: string };
+  title?: { text: string; x?: number; y?: number; xanchor?: string; yanchor?: string; [key: string]: unknown };
   xaxis?: Axis;
   yaxis?: Axis;
   width?: number;
