@@ -277,6 +277,8 @@ describe('VAR redistribution', () => {
     out.flat().forEach((v) => assert.ok(Number.isFinite(v)));
     // explicit group list gives the same
     close(redistributeVAR(A, { sinks: [0, 2], group: [1, 2, 3] }), out, 1e-12);
+    // repeated positions count once
+    close(redistributeVAR(A, { sinks: [0, 2, 2], group: [3, 1, 2, 3] }), out, 1e-12);
   });
 
   it('image-centric test (summ, rho, prefill queries after the group)', () => {

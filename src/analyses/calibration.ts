@@ -318,7 +318,8 @@ export interface ACTHookOptions extends ACTOptions {
    * ratio map for that row and sets its [0, 0] entry to 1 — artefacts of prefill-only code that
    * break the row sum; tflens keeps the rule of section 3 and leaves A[0,0] alone in decoding.) 'prefill': S' found on the prefill pattern is cached
    * per (layer, batch, head) in this hook set's closure and reused for every later step (new
-   * tokens are never sinks); falls back to 'row' when no prefill was seen.
+   * tokens are never sinks); falls back to 'row' when no prefill was seen or when the KV cache was
+   * evicted below the prefill length (StreamingLLM).
    */
   decodeSinks?: 'row' | 'prefill';
   /** Attention mask of the prompt batch (else padding is inferred from the pattern). */
@@ -356,7 +357,11 @@ export function actHook(opts: ACTHookOptions): CalibFwdHook[] {
       const isPrefill = q === k;
       const mask = opts.attentionMask !== undefined ? widthLimited(opts.attentionMask, k) : undefined;
       let hidden: number[][][] | undefined;
-      if (!isPrefill && decodeSinks === 'prefill' && cached.has(layer)) hidden = cached.get(layer);
+      if (!isPrefill && decodeSinks === 'prefill' && cached.has(layer)) {
+        const c = cached.get(layer) as number[][][];
+        // a cache evicted below the prefill length (StreamingLLM) no longer lines up: use 'row'
+        if (c.length === b && c[0][0].length <= k) hidden = c;
+      }
       const [out, sp] = tf.tidy((): tf.Tensor[] => {
         const idx = tf.tensor1d(sel, 'int32');
         const sub = tf.gather(A, idx, 1);
@@ -514,7 +519,7 @@ function groupPositions(where: string, group: TokenGroup, k?: number): number[] 
       throw new ConfigError(where, expectedFound(k !== undefined ? `positions in [0, ${k})` : 'non-negative integer positions', j));
     }
   }
-  return pos;
+  return [...new Set(pos)].sort((a, b) => a - b);
 }
 
 export interface VAROptions {
@@ -768,7 +773,9 @@ export interface VARHookOptions {
  * fwdHooks for VAR: at each layer l, blocks.l.hook_resid_pre marks sink tokens
  * (phi > tau on the sink dimensions; remembered across decoding steps in this hook set's closure)
  * and blocks.l.attn.hook_pattern redistributes on image-centric (head, query) rows. Prefill
- * (q = k): only queries after the group qualify; decoding: every query does.
+ * (q = k): only queries after the group qualify; decoding: every query does. Sink flags of past
+ * tokens are kept per layer in the closure, so one hook set serves one generation at a time; it
+ * does not follow StreamingLLM eviction (a HookError names the mismatch).
  */
 export function varHook(opts: VARHookOptions): CalibFwdHook[] {
   let layers = opts.layers;
@@ -820,9 +827,11 @@ export function varHook(opts: VARHookOptions): CalibFwdHook[] {
           const P = positions(A, mask);
           // group / row masks relative to the first real token
           const rel = P.relK.reshape([b, k]);
-          let G = tf.zeros([b, k]);
-          for (const j of I) G = tf.add(G, tf.equal(rel, j).toFloat());
-          G = tf.minimum(G, 1);
+          // G[b, j] = 1 when key j's position relative to the first real token is in the group
+          const lut = new Array<number>(k + 1).fill(0); // lut[k] = 0 for padding (rel < 0)
+          for (const j of I) if (j < k) lut[j] = 1;
+          const idx = tf.where(tf.less(rel, 0), tf.fill([b, k], k), rel).toInt();
+          const G = tf.gather(tf.tensor1d(lut), idx);
           const relQ = P.relQ.reshape([b, q]);
           const rowMask = q === k ? tf.mul(tf.greaterEqual(relQ, groupEnd).toFloat(), P.realQ.reshape([b, q])) : P.realQ.reshape([b, q]);
           const S = tf.mul(tf.tensor2d(all), P.realK);
