@@ -118,6 +118,10 @@ describe('FactoredMatrix', () => {
     relClose(denseFrob(leftFactor(fm).mmul(X)), denseFrob(dense.mmul(X)), 1e-9, 'leftFactor');
     const Y = randMat(4, 7, 18);
     relClose(denseFrob(Y.mmul(rightFactor(fm))), denseFrob(Y.mmul(dense)), 1e-9, 'rightFactor');
+    const c = fm.corner(3);
+    assert.equal(c.length, 3);
+    for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) assert.ok(Math.abs(c[i][j] - dense.get(i, j)) < 1e-12);
+    assert.deepEqual(new FactoredMatrix([[1], [2]], [[3, 4, 5]]).corner(5), [[3, 4, 5], [6, 8, 10]]);
     assert.throws(() => fm.matmul(randMat(4, 4, 1)), ShapeError);
     assert.throws(() => fm.BA, ShapeError);
   });

@@ -312,6 +312,13 @@ export class FactoredMatrix {
     return out;
   }
 
+  /** The top-left k x k block of A B (rows/columns clipped to the shape), without forming A B. */
+  corner(k = 3): number[][] {
+    const r = Math.min(k, this.ldim);
+    const c = Math.min(k, this.rdim);
+    return this.A.subMatrix(0, r - 1, 0, this.mdim - 1).mmul(this.B.subMatrix(0, this.mdim - 1, 0, c - 1)).to2DArray();
+  }
+
   /** Dense product as number[][] (small matrices only). */
   toArray(): number[][] {
     return this.AB.to2DArray();
@@ -406,19 +413,6 @@ export function rightFactor(fm: FactoredMatrix): Matrix {
 
 export type Params = Record<string, tf.Tensor>;
 
-const flatCache = new WeakMap<tf.Tensor, ArrayLike<number>>();
-
-/** The tensor's data, read once per tensor object. */
-export function tensorData(t: tf.Tensor): ArrayLike<number> {
-  let d = flatCache.get(t);
-  if (!d) {
-    if (t.isDisposed) throw new ValueError('params', 'a weight tensor was disposed before the analysis read it');
-    d = t.dataSync() as ArrayLike<number>;
-    flatCache.set(t, d);
-  }
-  return d;
-}
-
 /** params[name], checked for rank. */
 export function getParam(params: Params, name: string, rank: number): tf.Tensor {
   const t = params[name];
@@ -434,7 +428,13 @@ export function headSlice(params: Params, name: string, index: number): Matrix {
   if (!(Number.isInteger(index) && index >= 0 && index < n)) {
     throw new ValueError(`${name}[${index}]`, expectedFound(`a head index in [0, ${n})`, index));
   }
-  return fromFlat(tensorData(t), r, c, index * r * c);
+  if (t.isDisposed) throw new ValueError(`params['${name}']`, 'the weight tensor was disposed before the analysis read it');
+  const part = tf.tidy(() => t.slice([index, 0, 0], [1, r, c]));
+  try {
+    return fromFlat(part.dataSync() as ArrayLike<number>, r, c);
+  } finally {
+    part.dispose();
+  }
 }
 
 /** Heads of a layer: n_heads (query heads) and n_kv_heads, from the weight shapes. */
