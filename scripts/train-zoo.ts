@@ -1,0 +1,285 @@
+/**
+ * Train (or build) the shipped zoo models into fixtures/models/<name>:
+ *   npx tsx scripts/train-zoo.ts <bb|recall|ioi|induction-handmade|all> [--steps N] [--out dir] [--seed S]
+ * Each model folder gets config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
+ * task.json, MODEL_CARD.md and train_log.json (bb also dynamics.json and checkpoints/step-N/).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { initBackend } from '../src/backend/index.js';
+import type { HookedTransformer } from '../src/model/index.js';
+import {
+  BB_RECIPE, ZOO, ZOO_NAMES, buildInductionHandmade, bbEvalBatch, bbMeasures, inductionEvalBatch, inductionEvaluate, ioiEvaluate,
+  recallAccuracyGrid, saveZooModel, trainBB, trainIOI, trainRecall, type BBMeasures, type TrainedZooModel, type ZooName,
+} from '../src/tasks/model-zoo.js';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+const fmt = (x: number, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+
+async function dirSize(dir: string): Promise<number> {
+  let n = 0;
+  for (const e of await fsp.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    n += e.isDirectory() ? await dirSize(p) : (await fsp.stat(p)).size;
+  }
+  return n;
+}
+
+function archLines(m: HookedTransformer): string {
+  const c = m.cfg;
+  return [
+    `- HF class: ${c.hfArchitecture} (model_type ${c.architecture}); ${m.parameterCount().toLocaleString('en-US')} parameters`,
+    `- layers ${c.n_layers}, d_model ${c.d_model}, heads ${c.n_heads} (kv ${c.n_kv_heads}), d_head ${c.d_head}, d_mlp ${c.d_mlp}, vocab ${c.d_vocab}, n_ctx ${c.n_ctx}`,
+    `- normalization ${c.normalization}, positions ${c.positional}, activation ${c.act_fn}${c.gated_mlp ? ' (gated)' : ''}, tied embeddings ${c.tie_word_embeddings}`,
+  ].join('\n');
+}
+
+function envLine(wallMs: number): string {
+  return `- backend: ${tf.getBackend()} (TensorFlow.js ${tf.version.tfjs}), Node ${process.version}, ${os.cpus().length} shared CPU cores; wall time ${(wallMs / 1000).toFixed(0)} s`;
+}
+
+function curve(r: TrainedZooModel['result'], every: number): string {
+  const rows = ['| step | train loss |', '|---:|---:|'];
+  r.steps.forEach((s, i) => {
+    if (s === 1 || s % every === 0 || i === r.steps.length - 1) rows.push(`| ${s} | ${fmt(r.loss[i])} |`);
+  });
+  return rows.join('\n');
+}
+
+function evalTable(r: TrainedZooModel['result']): string {
+  if (!r.evals.length) return '';
+  const keys = Object.keys(r.evals[0].values);
+  const rows = [`| step | ${keys.join(' | ')} |`, `|---:|${keys.map(() => '---:|').join('')}`];
+  for (const e of r.evals) rows.push(`| ${e.step} | ${keys.map((k) => fmt(e.values[k])).join(' | ')} |`);
+  return rows.join('\n');
+}
+
+async function writeCommon(name: ZooName, dir: string, t: TrainedZooModel, wallMs: number, body: string, command: string): Promise<void> {
+  await fsp.writeFile(
+    path.join(dir, 'train_log.json'),
+    JSON.stringify({ steps: t.result.steps, loss: t.result.loss, lr: t.result.lr, gradNorm: t.result.gradNorm, evals: t.result.evals, recipe: t.recipe, metrics: t.metrics }, null, 1) + '\n',
+  );
+  const card = `# ${name}\n\n${ZOO[name].description}.\n\n${body}\n\n## Reproduce\n\n\`\`\`\n${command}\n\`\`\`\n\n${envLine(wallMs)}\n- trained on ${new Date().toISOString().slice(0, 10)} by tflens (src/tasks/model-zoo.ts); load with \`loadModel('${ZOO[name].dir}')\`; task metadata in task.json.\n`;
+  await fsp.writeFile(path.join(dir, 'MODEL_CARD.md'), card);
+}
+
+function measuresTable(m: BBMeasures): string {
+  const rows = [
+    '| layer | attn->BOS, non-trigger q | attn->BOS, trigger q | attn->prev, trigger q | attn->prev, non-trigger q | value norm BOS | value norm others | resid norm BOS | resid norm others |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  m.layers.forEach((l, i) =>
+    rows.push(`| ${i} | ${fmt(l.sinkNonTrigger)} | ${fmt(l.sinkTrigger)} | ${fmt(l.prevTrigger)} | ${fmt(l.prevNonTrigger)} | ${fmt(l.valueNormBos)} | ${fmt(l.valueNormOthers)} | ${fmt(l.residNormBos)} | ${fmt(l.residNormOthers)} |`),
+  );
+  return rows.join('\n');
+}
+
+async function doBB(out: string, steps: number | undefined, seed: number | undefined): Promise<void> {
+  const dir = path.join(out, 'bb');
+  await fsp.rm(dir, { recursive: true, force: true });
+  await fsp.mkdir(dir, { recursive: true });
+  const dynamics: Array<{ step: number; layers: BBMeasures['layers']; excessTrigger: number | null; excessNonTrigger: number | null }> = [];
+  const ckptSteps = (steps ?? BB_RECIPE.steps) === BB_RECIPE.steps ? BB_RECIPE.checkpoints : [];
+  const t0 = Date.now();
+  const t = await trainBB({
+    steps,
+    seed,
+    progressLabel: 'bb',
+    onEval: (s, v) => console.log(`\nbb step ${s}: ${JSON.stringify(v)}`),
+    checkpointSteps: ckptSteps,
+    onMeasures: (step, m) => dynamics.push({ step, layers: m.layers, excessTrigger: m.excess.trigger, excessNonTrigger: m.excess.nonTrigger }),
+    onCheckpoint: async (step, model) => {
+      await saveZooModel('bb', model, path.join(dir, 'checkpoints', `step-${step}`), { step });
+    },
+  });
+  const wall = Date.now() - t0;
+  await saveZooModel('bb', t.model, dir, { step: t.result.completed });
+  await fsp.writeFile(
+    path.join(dir, 'dynamics.json'),
+    JSON.stringify({ description: 'per-layer BB measures on a fixed seeded eval batch (16 sequences) during training; see bbMeasures in src/tasks/model-zoo.ts', evalBatchSeed: 'deriveSeed(seed, 999)', points: dynamics }, null, 1) + '\n',
+  );
+  const m = (t.metrics as { measures: BBMeasures }).measures;
+  const ex = m.excess;
+  const body = `## Task
+
+Bigram-Backcopy (METHODS.md section 5): ${JSON.stringify(t.recipe.task)}. Triggers (the 3 most frequent characters): see task.json.
+Sequences are 65 tokens (BOS + 64 characters) instead of the paper's 257, to fit the training budget on 2 shared CPU cores.
+
+## Architecture
+
+${archLines(t.model)}
+- Differences from the paper: d_model 64 (paper 256); GPT-2 modules, so attention and LayerNorm have biases; the ReLU MLP (4d) has its biases fixed at zero; untied unembedding.
+
+## Training
+
+AdamW lr ${t.recipe.lr} (warmup ${t.recipe.warmupSteps}, cosine to 0.1x), weight decay ${t.recipe.weightDecay}, betas ${JSON.stringify(t.recipe.betas)}, grad clip ${t.recipe.gradClip}, batch ${t.recipe.batch}, ${t.result.completed} steps, seed ${t.recipe.seed}. Final train loss ${fmt(t.result.loss[t.result.loss.length - 1])}.
+
+${curve(t.result, 50)}
+
+Eval during training (backcopy layer, fixed 16-sequence batch):
+
+${evalTable(t.result)}
+
+## Headline measures (fresh batch: bbEvalBatch(deriveSeed(${t.recipe.seed}, 4242), 32))
+
+Excess loss vs the oracle: trigger ${fmt(ex.trigger ?? NaN, 4)} nats (model ${fmt(ex.modelTrigger ?? NaN, 4)}, oracle ${fmt(ex.oracleTrigger ?? NaN, 4)}), non-trigger ${fmt(ex.nonTrigger ?? NaN, 4)} nats (model ${fmt(ex.modelNonTrigger ?? NaN, 4)}, oracle ${fmt(ex.oracleNonTrigger ?? NaN, 4)}).
+Backcopy layer (largest attention to the previous token from trigger queries): ${m.backcopyLayer}.
+
+${measuresTable(m)}
+
+Value norm = ||v_j W_O|| (value-state drain when small at BOS); resid norm = ||resid_post|| (residual peak when large at BOS).
+dynamics.json holds these measures every ${t.recipe.evalEvery} steps; checkpoints/step-N/ hold intermediate checkpoints (${ckptSteps.join(', ') || 'none'}).`;
+  const cmd = `npx tsx scripts/train-zoo.ts bb${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}`;
+  await writeCommon('bb', dir, t, wall, body, cmd);
+  t.model.dispose();
+  console.log(`bb: ${(await dirSize(dir)) / 1e6} MB`);
+}
+
+async function doRecall(out: string, steps: number | undefined, seed: number | undefined): Promise<void> {
+  const dir = path.join(out, 'recall');
+  await fsp.rm(dir, { recursive: true, force: true });
+  await fsp.mkdir(dir, { recursive: true });
+  const t0 = Date.now();
+  const t = await trainRecall({ steps, seed, progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
+  const wall = Date.now() - t0;
+  await saveZooModel('recall', t.model, dir);
+  const g = (t.metrics as { grid: ReturnType<typeof recallAccuracyGrid> }).grid;
+  const table = [`| length \\ depth | ${g.depths.join(' | ')} |`, `|---:|${g.depths.map(() => '---:|').join('')}`, ...g.lengths.map((L, i) => `| ${L} | ${g.accuracy[i].map((a) => fmt(a, 2)).join(' | ')} |`)].join('\n');
+  const body = `## Task
+
+Needle retrieval (src/tasks/needle.ts, format in task.json): haystack sentences of filler words w0..w39 ending in "."; the needle "key is K . value is V ." at a depth; the question "what key is K value is"; the answer V is read at the last position. Keys (k0..k15) and values (v0..v15) have their own tokens. Training lengths are uniform in ${JSON.stringify(t.recipe.format && (t.recipe.format as { trainLengths: number[] }).trainLengths)}, depths uniform in [0, 1]; the loss is the answer's NLL only.
+
+## Architecture
+
+${archLines(t.model)}
+
+## Training
+
+AdamW lr ${t.recipe.lr} (warmup ${t.recipe.warmupSteps}, cosine), weight decay ${t.recipe.weightDecay}, betas ${JSON.stringify(t.recipe.betas)}, grad clip ${t.recipe.gradClip}, batch ${t.recipe.batch}, ${t.result.completed} steps, seed ${t.recipe.seed}. Final train loss ${fmt(t.result.loss[t.result.loss.length - 1])}.
+
+${curve(t.result, 50)}
+
+${evalTable(t.result)}
+
+## Accuracy grid (fresh data: recallAccuracyGrid(model, { n: ${g.n}, seed: ${g.seed} }), top-1 of the answer)
+
+${table}
+
+Mean accuracy ${fmt(g.mean, 3)}.`;
+  await writeCommon('recall', dir, t, wall, body, `npx tsx scripts/train-zoo.ts recall${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}`);
+  t.model.dispose();
+  console.log(`recall: ${(await dirSize(dir)) / 1e6} MB`);
+}
+
+async function doIOI(out: string, steps: number | undefined, seed: number | undefined): Promise<void> {
+  const dir = path.join(out, 'ioi');
+  await fsp.rm(dir, { recursive: true, force: true });
+  await fsp.mkdir(dir, { recursive: true });
+  const t0 = Date.now();
+  const t = await trainIOI({ steps, seed, progressLabel: 'ioi', onEval: (s, v) => console.log(`\nioi step ${s}: ${JSON.stringify(v)}`) });
+  const wall = Date.now() - t0;
+  await saveZooModel('ioi', t.model, dir);
+  const mt = t.metrics as { heldout: ReturnType<typeof ioiEvaluate>; train: ReturnType<typeof ioiEvaluate> };
+  const row = (n: string, e: ReturnType<typeof ioiEvaluate>) => `| ${n} | ${e.n} | ${fmt(e.meanLogitDiff)} | ${fmt(e.accuracy)} | ${fmt(e.top1)} |`;
+  const body = `## Task
+
+Synthetic IOI over the exact BABA/ABBA templates, places, objects and the 99 names of src/circuits/ioi.ts (IOI.md), with a word-level tokenizer (HF Whitespace pre-tokenizer: words and punctuation; every name is one token). Held out: 20 names and templates ${JSON.stringify((t.recipe.split as { heldOutTemplates: number[] }).heldOutTemplates)} (both BABA and ABBA order); see task.json. Name embeddings are fixed random vectors (std ${t.recipe.nameEmbedStd}, never trained; the unembedding is tied), so held-out names are as good as trained ones to the model. Loss: next-token NLL on every position of the full sentence, the final IO token weighted ${t.recipe.ioWeight}.
+
+## Architecture
+
+${archLines(t.model)}
+
+## Training
+
+AdamW lr ${t.recipe.lr} (warmup ${t.recipe.warmupSteps}, cosine), weight decay ${t.recipe.weightDecay}, betas ${JSON.stringify(t.recipe.betas)}, grad clip ${t.recipe.gradClip}, batch ${t.recipe.batch}, ${t.result.completed} steps, seed ${t.recipe.seed}. Final train loss ${fmt(t.result.loss[t.result.loss.length - 1])}.
+
+${curve(t.result, 50)}
+
+${evalTable(t.result)}
+
+## Logit difference (fresh data: ioiEvaluate(model, { split, n: 200, seed: 31337 }))
+
+| split | prompts | mean logit(IO) - logit(S) | accuracy (IO > S) | IO top-1 |
+|---|---:|---:|---:|---:|
+${row('held-out names + templates', mt.heldout)}
+${row('train names + templates', mt.train)}`;
+  await writeCommon('ioi', dir, t, wall, body, `npx tsx scripts/train-zoo.ts ioi${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}`);
+  t.model.dispose();
+  console.log(`ioi: ${(await dirSize(dir)) / 1e6} MB`);
+}
+
+async function doInduction(out: string): Promise<void> {
+  const dir = path.join(out, 'induction-handmade');
+  await fsp.rm(dir, { recursive: true, force: true });
+  await fsp.mkdir(dir, { recursive: true });
+  const t0 = Date.now();
+  const m = buildInductionHandmade();
+  await saveZooModel('induction-handmade', m, dir);
+  await fsp.writeFile(path.join(dir, 'circuit.json'), JSON.stringify({ heads: ['0.0', '1.0'], roles: { '0.0': 'previous-token', '1.0': 'induction (K-composition with 0.0)' } }, null, 2) + '\n');
+  const e = inductionEvaluate(m, inductionEvalBatch(2024, 32, 20));
+  const wall = Date.now() - t0;
+  const card = `# induction-handmade
+
+${ZOO['induction-handmade'].description}. No training: every weight is set by buildInductionHandmade() in src/tasks/model-zoo.ts.
+
+## Construction
+
+- Vocabulary: 32 word-level tokens (<bos>, <unk>, 30 syllables ba..lu); d_model 80, 2 layers, 2 heads of d_head 40, n_ctx 64; GPT2LMHeadModel with tied embeddings; MLPs zero (n_inner 4); LayerNorm weights 1, biases 0.
+- Residual layout: token block [0, 32) holds e_t = onehot(t) - 1/32; previous-token block [32, 64); position block [64, 80) holds (cos, sin, -cos, -sin)(w_f i)/sqrt(8) for w_f = 2 pi k / 64, k in {2, 3, 11, 23}. Every vector sums to zero, so each LayerNorm only rescales (by a known constant).
+- Head 0.0 (previous token): W_Q rotates the position features one step back, W_K reads them unrotated, so the score is proportional to sum_f cos(w_f (i - 1 - j)), maximal at j = i - 1 (gap >= 2.2 per unit; scaled to ${12} x). OV copies the token block into the previous-token block.
+- Head 1.0 (induction, K-composition): W_Q reads the current token, W_K reads the previous-token block written by 0.0, so it attends to positions whose previous token equals the current token (logit gap 25); OV writes the attended token into the token block with gain 4, so the tied unembedding predicts it.
+- Heads 0.1 and 1.1 are zero (uniform attention, zero output).
+
+circuit.json: {"heads": ["0.0", "1.0"]}.
+
+## Behaviour (fresh data: inductionEvalBatch(2024, 32, 20) = BOS + 20 random syllables repeated twice)
+
+- top-1 accuracy on the second repeat (positions where induction applies): ${fmt(e.accuracy)}
+- mean attention of 0.0 from query i to i - 1: ${fmt(e.prevTokenAttention)}
+- mean attention of 1.0 from second-repeat queries to the token after the earlier occurrence: ${fmt(e.inductionAttention)}
+
+## Reproduce
+
+\`\`\`
+npx tsx scripts/train-zoo.ts induction-handmade
+\`\`\`
+
+${envLine(wall)}
+`;
+  await fsp.writeFile(path.join(dir, 'MODEL_CARD.md'), card);
+  m.dispose();
+  console.log(`induction-handmade: ${JSON.stringify(e)}; ${(await dirSize(dir)) / 1e6} MB`);
+}
+
+async function main(): Promise<void> {
+  const which = process.argv[2];
+  if (!which || ![...ZOO_NAMES, 'all'].includes(which)) {
+    console.error('usage: npx tsx scripts/train-zoo.ts <bb|recall|ioi|induction-handmade|all> [--steps N] [--out dir] [--seed S]');
+    process.exit(2);
+  }
+  const steps = arg('steps') !== undefined ? Number(arg('steps')) : undefined;
+  const seed = arg('seed') !== undefined ? Number(arg('seed')) : undefined;
+  const out = arg('out') ?? 'fixtures/models';
+  const rep = await initBackend();
+  console.log(`backend ${rep.active}`);
+  const todo = which === 'all' ? ZOO_NAMES : [which as ZooName];
+  for (const n of todo) {
+    if (n === 'bb') await doBB(out, steps, seed);
+    else if (n === 'recall') await doRecall(out, steps, seed);
+    else if (n === 'ioi') await doIOI(out, steps, seed);
+    else await doInduction(out);
+  }
+  void bbEvalBatch;
+  void bbMeasures;
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
