@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { ResolveError, ShapeError, expectedFound } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { tslabApi } from '../progress.js';
+import { escapeText } from './figures.js';
 import type { Figure } from './types.js';
 
 let plotlySource: string | null = null;
@@ -158,22 +159,18 @@ export function loadPlotly(): void {
   libShown = true;
 }
 
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
 /** The text of a standalone HTML page showing the figures (plotly.js inlined, works offline). */
 export function figuresPage(figs: Figure | Figure[], opts: { title?: string } = {}): string {
   const list = figureList(figs, 'figuresPage: figs');
   const title = opts.title ?? list[0].layout.title?.text ?? 'tflens figures';
   return (
     '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n' +
-    `<title>${escapeHtml(title)}</title>\n` +
+    `<title>${escapeText(title)}</title>\n` +
     '<meta name="viewport" content="width=device-width, initial-scale=1">\n' +
     '<style>body{font-family:sans-serif;margin:1em 2em}.tflens-plot{margin-bottom:1.5em}</style>\n' +
     plotlyScriptTag() +
     '</head>\n<body>\n' +
-    `<h1 style="font-size:1.3em">${escapeHtml(title)}</h1>\n` +
+    `<h1 style="font-size:1.3em">${escapeText(title)}</h1>\n` +
     list.map((f, i) => figureHtml(f, `tflens-fig-${i}`)).join('') +
     '</body>\n</html>\n'
   );
