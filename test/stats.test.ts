@@ -69,7 +69,7 @@ describe('stats', () => {
     const scores = [0, 1].map((l) => [0, 1].map((h) => perPrompt.reduce((s, g) => s + g[l][h], 0) / P));
     const hs = makeHeadScores('test', scores, { x: 1 });
     const out = withBootstrap(hs, perPrompt, { n: 500, seed: 3, level: 0.9 });
-    assert.equal(hs.ci, undefined, 'input not modified');
+    assert.equal(out, hs, 'fills hs.ci in place and returns hs');
     assert.equal(out.ci!.level, 0.9);
     assert.match(out.ci!.method, /bootstrap-percentile/);
     assert.deepEqual([out.ci!.lo[0][0], out.ci!.hi[0][0]], [1, 1]);

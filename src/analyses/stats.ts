@@ -112,7 +112,7 @@ export interface HeadBootstrapOptions extends BootstrapOptions {
 /**
  * Bootstrap CIs for every head of a HeadScores from per-prompt values perPrompt[prompt][layer][head]:
  * each replicate resamples the PROMPTS (the same draw for all heads) and applies `stat` per head.
- * Returns a copy of hs with `ci` filled ({lo, hi, level, method}); hs itself is not changed.
+ * Fills hs.ci ({lo, hi, level, method}) in place and returns hs (so it can be chained).
  */
 export function withBootstrap(hs: HeadScores, perPrompt: readonly number[][][], opts: HeadBootstrapOptions = {}): HeadScores {
   const { n, level, seed } = checkOpts(opts);
@@ -150,7 +150,8 @@ export function withBootstrap(hs: HeadScores, perPrompt: readonly number[][][], 
   }
   const lo = reps.map((row) => row.map((rs) => percentileInterval(rs, level)[0]));
   const hi = reps.map((row) => row.map((rs) => percentileInterval(rs, level)[1]));
-  return { ...hs, ci: { lo, hi, level, method: `bootstrap-percentile over ${P} prompts (n=${n}, seed=${seed})` } };
+  hs.ci = { lo, hi, level, method: `bootstrap-percentile over ${P} prompts (n=${n}, seed=${seed})` };
+  return hs;
 }
 
 export interface MeanStd {
