@@ -8,9 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { readSafetensors } from '../src/io/safetensors.js';
+import { readCheckpointTensors, readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { readTokenFile } from '../src/io/tokens.js';
-import { ConfigError, FormatError, ShapeError, UnsupportedModelError, ValueError } from '../src/errors.js';
+import { ConfigError, FormatError, ResolveError, ShapeError, UnsupportedModelError, ValueError } from '../src/errors.js';
 import { rng, type Rng } from '../src/util/random.js';
 import { normalizeConfig } from '../src/model/families/index.js';
 import { readTokensFile } from '../src/cli/inputs.js';
@@ -593,6 +593,61 @@ describe('reliability: seeded fuzz of safetensors reading', () => {
     // the mutations exercised both outcomes substantially
     assert.ok(tally.ok > 50 && tally.format > 300, JSON.stringify({ tally, kinds }));
     if (process.env.TFLENS_FUZZ_VERBOSE) console.log(JSON.stringify({ tally, kinds }));
+  });
+});
+
+describe('reliability: seeded fuzz of sharded checkpoint indexes', () => {
+  it('400 mutations of model.safetensors.index.json: the right tensors or FormatError/ResolveError/ValueError', async function () {
+    this.timeout(120000);
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tflens-fuzz-idx-'));
+    const s1 = 'model-00001-of-00002.safetensors';
+    const s2 = 'model-00002-of-00002.safetensors';
+    await writeSafetensors(path.join(dir, s1), { a: { dtype: 'F32', shape: [2], data: [1, 2] }, b: { dtype: 'F32', shape: [1], data: [3] } });
+    await writeSafetensors(path.join(dir, s2), { c: { dtype: 'I32', shape: [2], data: [4, 5] } });
+    const truth: Record<string, number[]> = { a: [1, 2], b: [3], c: [4, 5] };
+    const base = { metadata: { total_size: 20 }, weight_map: { a: s1, b: s1, c: s2 } };
+    const r = rng(4242);
+    const before = tf.memory().numTensors;
+    let ok = 0;
+    try {
+      for (let it = 0; it < 400; it++) {
+        const idx: any = structuredClone(base);
+        let text: string;
+        const op = r.int(6);
+        if (op === 0) idx.weight_map[r.choice(['a', 'b', 'c', 'zz'])] = r.choice<unknown>([s1, s2, 'missing.safetensors', '../' + s1, '/etc/passwd', '', 3, null, [s1]]);
+        else if (op === 1) delete idx.weight_map[r.choice(['a', 'b', 'c'])];
+        else if (op === 2) idx.weight_map = r.choice<unknown>([null, [], 'x', {}, 7]);
+        else if (op === 3) delete idx.weight_map;
+        if (op === 4) {
+          text = JSON.stringify(idx);
+          const i = r.int(text.length);
+          text = text.slice(0, i) + r.choice(['{', '}', '"', ',', '', 'x']) + text.slice(i + r.int(2));
+        } else if (op === 5) {
+          text = JSON.stringify(idx).replace('"c":', `"${r.choice(['a', 'b', 'c'])}":"${r.choice([s1, s2])}","c":`); // a key listed twice
+        } else {
+          text = JSON.stringify(idx);
+        }
+        await fsp.writeFile(path.join(dir, 'model.safetensors.index.json'), text);
+        try {
+          const ts = await readCheckpointTensors(dir);
+          // success: every tensor the index lists, with its true values
+          const listed = Object.keys(JSON.parse(text).weight_map).sort();
+          assert.deepEqual(Object.keys(ts).sort(), listed, `mutation #${it}: ${text}`);
+          for (const [k, t] of Object.entries(ts)) assert.deepEqual(Array.from(t.dataSync()), truth[k], `mutation #${it}: ${k}`);
+          tf.dispose(Object.values(ts));
+          ok++;
+        } catch (e) {
+          assert.ok(
+            e instanceof FormatError || e instanceof ResolveError || e instanceof ValueError,
+            `mutation #${it} (${text}): unexpected ${(e as Error).name}: ${(e as Error).message}`,
+          );
+        }
+      }
+    } finally {
+      await fsp.rm(dir, { recursive: true, force: true });
+    }
+    assert.equal(tf.memory().numTensors, before);
+    assert.ok(ok > 30, `only ${ok} mutations read back`);
   });
 });
 

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { hubCacheDir, resolveModelPath, type ResolveProgress } from '../src/io/hub.js';
 import { readCheckpointTensors, writeSafetensors } from '../src/io/safetensors.js';
-import { ResolveError } from '../src/errors.js';
+import { FormatError, ResolveError } from '../src/errors.js';
 import { loadModel } from '../src/model/index.js';
 import { fileURLToPath } from 'node:url';
 
@@ -132,6 +132,8 @@ describe('io/hub', () => {
         return send(404, 'no blob');
       }
       // /api/models/<org>/<name>/revision/<rev>
+      if (parts[1] === 'api' && parts[2] === 'models' && parts[3] === 'tiny-org' && parts[4] === 'garbage') return send(200, '<html>maintenance</html>');
+      if (parts[1] === 'api' && parts[2] === 'models' && parts[3] === 'tiny-org' && parts[4] === 'nosha') return send(200, '{"siblings": []}');
       if (parts[1] === 'api' && parts[2] === 'models' && parts[5] === 'revision') {
         const repo = repos[`${parts[3]}/${parts[4]}`];
         if (!repo) return send(404, '{"error":"Repository not found"}');
@@ -328,6 +330,12 @@ describe('io/hub', () => {
       resolveModelPath('tiny-org/truncated', { cacheDir, endpoint, allowNetwork: false }),
       (e: unknown) => e instanceof ResolveError && /not cached/.test((e as Error).message),
     );
+  });
+
+  it('a malformed api answer is a FormatError naming the repository', async () => {
+    const cacheDir = path.join(tmp, 'cache-garbage');
+    await assert.rejects(resolveModelPath('tiny-org/garbage', { cacheDir, endpoint }), (e: unknown) => e instanceof FormatError && /tiny-org\/garbage \(revision main\): api\/models: .*not JSON/.test((e as Error).message));
+    await assert.rejects(resolveModelPath('tiny-org/nosha', { cacheDir, endpoint }), (e: unknown) => e instanceof FormatError && /tiny-org\/nosha.*sha/.test((e as Error).message));
   });
 
   it('bytes that do not match the announced sha256 are refused and not kept', async () => {
