@@ -96,7 +96,7 @@ export const CONFIG_CASES: Record<string, { json: string; field: string; what: s
     json: JSON.stringify({ model_type: 'gpt2', n_layer: 1, n_embd: 10, n_head: 3, vocab_size: 16, n_positions: 32 }),
     field: 'n_head',
     what: 'n_embd 10 is not a multiple of n_head 3 (d_head would be 3.33)',
-    error: 'ConfigError',
+    error: 'ConfigError or UnsupportedModelError',
   },
   'gpt2-bad-activation': {
     json: JSON.stringify({ model_type: 'gpt2', n_layer: 1, n_embd: 8, n_head: 2, vocab_size: 16, n_positions: 32, activation_function: 'swiglu9' }),
