@@ -5,7 +5,7 @@ import { rng } from '../src/util/random.js';
 import { FactoredMatrix, OV, QK, leftFactor, rightFactor } from '../src/analyses/weights/factored.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { ovCircuit, ovFullCircuit, qkCircuit, qkFullCircuit } from '../src/analyses/weights/circuits.js';
-import { copyingScore, copyingScores, ovTokenEigenvalues } from '../src/analyses/weights/copying.js';
+import { copyingScore, copyingScores, headCopyingScore, ovTokenEigenvalues } from '../src/analyses/weights/copying.js';
 
 function randMat(rows: number, cols: number, seed: number): Matrix {
   const r = rng(seed);
@@ -241,6 +241,8 @@ describe('token-space circuits and OV copying scores', () => {
     assert.ok(Math.abs(hs.extra!.elhageRatio[0][0] - 0.5) < 1e-6);
     assert.equal(hs.scores[0][1], 0, 'a zero head scores 0, not NaN');
     assert.equal(hs.extra!.eigenvalueMass[0][1], 0);
+    assert.ok(Math.abs(headCopyingScore(params, 0, 0) - 0.75) < 1e-6);
+    assert.ok(Math.abs(headCopyingScore({ params }, 0, 0, { measure: 'elhage' }) - 0.5) < 1e-6);
     const ev = ovTokenEigenvalues(params, 0, 0);
     assert.ok(Math.abs(ev.re[0] - 3) < 1e-6 && Math.abs(ev.re[1] + 1) < 1e-6);
     assert.equal(copyingScore({ re: [3, -1], im: [0, 0] }, { measure: 'elhage' }), 0.5);

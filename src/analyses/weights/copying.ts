@@ -96,6 +96,11 @@ export function ovTokenEigenvalues(src: WeightsSource, layer: number, head: numb
   return eigenvaluesOf(row[head]);
 }
 
+/** Copying score of one head of a model (or params): measure 'positive-share' (default) or 'elhage'. */
+export function headCopyingScore(src: WeightsSource, layer: number, head: number, opts: { measure?: CopyingMeasure } = {}): number {
+  return copyingScore(ovTokenEigenvalues(src, layer, head), opts);
+}
+
 export interface CopyingScoresOptions {
   /** Which measure goes into `scores` (both are in `extra`). Default 'positive-share'. */
   measure?: CopyingMeasure;
