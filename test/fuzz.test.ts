@@ -12,7 +12,7 @@ import { readCheckpointTensors, readSafetensors, writeSafetensors } from '../src
 import { readTokenFile } from '../src/io/tokens.js';
 import { ConfigError, FormatError, ResolveError, ShapeError, UnsupportedModelError, ValueError } from '../src/errors.js';
 import { rng, type Rng } from '../src/util/random.js';
-import { normalizeConfig } from '../src/model/families/index.js';
+import { normalizeConfig } from '../src/model/index.js';
 import { readTokensFile } from '../src/cli/inputs.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
