@@ -2,6 +2,10 @@ import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs';
 import { detectionPattern, headSimilarity, detectorScores, detectHeads, detectHead, DETECTOR_KINDS } from '../src/analyses/detectors.js';
 import { loadModel, HookedTransformer } from '../src/model/index.js';
+import { buildInductionHandmade, inductionEvalBatch, INDUCTION_DESIGN } from '../src/tasks/model-zoo.js';
+import { topHeads } from '../src/results.js';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
 
@@ -170,6 +174,55 @@ describe('detectors on a model (gpt2-tiny fixture)', function () {
       );
       assert.equal(batched[kind].params.excludeBos, true);
       assert.equal(batched[kind].model, model.name);
+    }
+  });
+});
+
+describe('detectors find the constructed heads of the hand-made induction model', function () {
+  this.timeout(300000);
+  const DIR = 'fixtures/models/induction-handmade';
+
+  it('prev-token and induction detectors rank the circuit heads first (shipped files, else the builder)', async () => {
+    let model: HookedTransformer;
+    let roles: Record<string, string>;
+    if (existsSync(path.join(DIR, 'config.json')) && existsSync(path.join(DIR, 'circuit.json'))) {
+      model = await loadModel(DIR);
+      roles = JSON.parse(readFileSync(path.join(DIR, 'circuit.json'), 'utf8')).roles;
+    } else {
+      model = buildInductionHandmade();
+      roles = { [INDUCTION_DESIGN.prevHead.join('.')]: 'previous-token', [INDUCTION_DESIGN.inductionHead.join('.')]: 'induction' };
+    }
+    try {
+      const prevHead = Object.keys(roles).find((k) => roles[k].startsWith('previous-token'))!;
+      const indHead = Object.keys(roles).find((k) => roles[k].startsWith('induction'))!;
+      assert.ok(prevHead && indHead, `circuit roles ${JSON.stringify(roles)}`);
+      // BOS + a block of distinct syllables twice; left-pad half the prompts by shortening their blocks
+      const data = inductionEvalBatch(77, 8, 12);
+      const N = data.tokens[0].length;
+      const tokens = data.tokens.map((row, b) => (b % 2 ? [...new Array(4).fill(0), ...row.slice(0, N - 4)] : row));
+      const mask = data.tokens.map((_, b) => (b % 2 ? [0, 0, 0, 0, ...new Array(N - 4).fill(1)] : new Array(N).fill(1)));
+      const before = tf.memory().numTensors;
+      const res = detectHeads(model, tokens, ['prev-token', 'induction', 'duplicate-token'], { attentionMask: mask, excludeBos: true });
+      assert.equal(tf.memory().numTensors, before);
+      assert.equal(topHeads(res['prev-token'], 1)[0], prevHead);
+      assert.equal(topHeads(res.induction, 1)[0], indHead);
+      const [pl, ph] = prevHead.split('.').map(Number);
+      const [il, ih] = indHead.split('.').map(Number);
+      assert.ok(res['prev-token'].scores[pl][ph] > 0.9, `prev-token score ${res['prev-token'].scores[pl][ph]}`);
+      // The first repeat (half the queries) has no earlier occurrence, and TransformerLens's score
+      // divides by all the rows' attention: a perfect induction head scores about 1/2 here.
+      assert.ok(res.induction.scores[il][ih] > 0.45, `induction score ${res.induction.scores[il][ih]}`);
+      for (let l = 0; l < model.cfg.n_layers; l++) {
+        for (let h = 0; h < model.cfg.n_heads; h++) {
+          if (l === il && h === ih) continue;
+          assert.ok(res.induction.scores[l][h] < 0.1, `${l}.${h} induction score ${res.induction.scores[l][h]}`);
+        }
+      }
+      // the previous-token head is not an induction head and vice versa
+      assert.ok(res.induction.scores[pl][ph] < 0.2, `prev head's induction score ${res.induction.scores[pl][ph]}`);
+      assert.ok(res['prev-token'].scores[il][ih] < 0.5, `induction head's prev score ${res['prev-token'].scores[il][ih]}`);
+    } finally {
+      model.dispose();
     }
   });
 });
