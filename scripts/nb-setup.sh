@@ -78,14 +78,17 @@ nb_kernel() {
   node_bin="$(command -v node)" || nb_die "node is not on PATH"
   [ -f "$ROOT/node_modules/tslab/bin/tslab" ] || nb_die "node_modules/tslab is missing: run 'npm ci' first"
   mkdir -p "$dir"
-  cat >"$dir/kernel.json.tmp" <<JSON
-{
-  "argv": ["$node_bin", "$ROOT/node_modules/tslab/bin/tslab", "kernel", "--config-path", "{connection_file}"],
-  "display_name": "TypeScript (tslab, tflens)",
-  "language": "typescript",
-  "metadata": {"tflens": true}
-}
-JSON
+  # written by node so that any path is JSON-escaped correctly
+  "$node_bin" -e '
+    const [node, root, out] = process.argv.slice(1);
+    const spec = {
+      argv: [node, root + "/node_modules/tslab/bin/tslab", "kernel", "--config-path", "{connection_file}"],
+      display_name: "TypeScript (tslab, tflens)",
+      language: "typescript",
+      metadata: { tflens: true },
+    };
+    require("fs").writeFileSync(out, JSON.stringify(spec, null, 2) + "\n");
+  ' "$node_bin" "$ROOT" "$dir/kernel.json.tmp"
   mv "$dir/kernel.json.tmp" "$dir/kernel.json"
   export JUPYTER_PATH="$ROOT/.tflens-tmp/jupyter${JUPYTER_PATH:+:$JUPYTER_PATH}"
   jupyter --paths 2>/dev/null | grep -F "$ROOT/.tflens-tmp/jupyter" >/dev/null \
