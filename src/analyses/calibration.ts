@@ -16,7 +16,7 @@
  * first real token are padding; positions in options (groups, sinks) are counted from the first
  * real token. When no attention mask is given, padding is inferred from the pattern: the leading
  * key columns that receive exactly zero attention from the last query row (a real token under left
- * padding) in every head are padding.
+ * padding) in every head are padding. Masks are assumed to be left padding (zeros first).
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, HookError, ShapeError, ValueError, expectedFound } from '../errors.js';
@@ -369,7 +369,8 @@ export function actHook(opts: ACTHookOptions): CalibFwdHook[] {
           threshold: opts.threshold,
           beta: opts.beta,
           keepFirstRow: opts.keepFirstRow,
-          attentionMask: mask,
+          // padding inferred from all heads (more robust than the calibrated heads alone)
+          attentionMask: mask ?? realKeyMask(A),
           hiddenSinks: hidden && hidden.length === b ? hidden : undefined,
         });
         const parts: tf.Tensor[] = [];
