@@ -4,6 +4,7 @@ import { detectionPattern, headSimilarity, detectorScores, detectHeads, detectHe
 import { loadModel, HookedTransformer } from '../src/model/index.js';
 import { buildInductionHandmade, inductionEvalBatch, INDUCTION_DESIGN } from '../src/tasks/model-zoo.js';
 import { topHeads } from '../src/results.js';
+import { loadReference } from './helpers/reference.js';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ShapeError, ValueError } from '../src/errors.js';
@@ -223,6 +224,29 @@ describe('detectors find the constructed heads of the hand-made induction model'
       assert.ok(res['prev-token'].scores[il][ih] < 0.5, `induction head's prev score ${res['prev-token'].scores[il][ih]}`);
     } finally {
       model.dispose();
+    }
+  });
+});
+
+describe('detectors against HF transformers attentions (gpt2-tiny reference fixture)', function () {
+  this.timeout(300000);
+  it('detectHeads on the model = detectorScores on the HF attentions', async () => {
+    const ref = await loadReference('gpt2-tiny');
+    const model = await loadModel('fixtures/reference/gpt2-tiny');
+    try {
+      const ids = ref.input_ids.arraySync() as number[][];
+      const mask = ref.attention_mask.arraySync() as number[][];
+      const hf = [0, 1, 2].map((l) => ref[`attentions.${l}`]);
+      for (const opts of [{}, { excludeBos: true, excludeCurrentToken: true }]) {
+        const mine = detectHeads(model, ids, DETECTOR_KINDS, { attentionMask: mask, ...opts });
+        const theirs = detectorScores(hf, ids, DETECTOR_KINDS, { mask, ...opts });
+        for (const k of DETECTOR_KINDS) {
+          mine[k].scores.forEach((row, l) => row.forEach((v, h) => assert.ok(Math.abs(v - theirs[k].scores[l][h]) < 1e-5, `${k} ${l}.${h}: ${v} vs ${theirs[k].scores[l][h]}`)));
+        }
+      }
+    } finally {
+      model.dispose();
+      tf.dispose(Object.values(ref));
     }
   });
 });

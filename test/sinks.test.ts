@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { sinkRates, sinkScores, hiddenSinks, hiddenSinksFromPatterns, hiddenSinkScores, residualNorms, keyValueNorms } from '../src/analyses/sinks.js';
 import { massiveDims, varSinkTokens, varSinks } from '../src/analyses/massive.js';
 import { loadModel, HookedTransformer } from '../src/model/index.js';
+import { loadReference } from './helpers/reference.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 
 // 3x3 patterns with hand-computed column means m = [m0, m1, m2]
@@ -283,5 +284,29 @@ describe('sinks and massive activations on a model (gpt2-tiny fixture)', functio
       assert.deepEqual(vs[0].sink[b], alone[0].sink[0]);
     });
     assert.throws(() => varSinks(model, padded, [32], { attentionMask: mask }), ValueError);
+  });
+});
+
+describe('sinks against HF transformers attentions (gpt2-tiny reference fixture)', function () {
+  this.timeout(300000);
+  it('sinkScores / hiddenSinkScores on the model = sinkRates / hiddenSinksFromPatterns on the HF attentions', async () => {
+    const ref = await loadReference('gpt2-tiny');
+    const model = await loadModel('fixtures/reference/gpt2-tiny');
+    try {
+      const ids = ref.input_ids.arraySync() as number[][];
+      const mask = ref.attention_mask.arraySync() as number[][];
+      const hf = [0, 1, 2].map((l) => ref[`attentions.${l}`]);
+      const mine = sinkScores(model, ids, { attentionMask: mask, eps: 0.3 });
+      const theirs = sinkRates(hf, { eps: 0.3, mask });
+      mine.scores.scores.forEach((row, l) => row.forEach((v, h) => near(v, theirs.scores.scores[l][h], 1e-5, `alpha1 ${l}.${h}`)));
+      mine.alpha.forEach((layer, l) => layer.forEach((curve, h) => curve.forEach((v, k) => near(v, theirs.alpha[l][h][k], 1e-5, `alpha ${l}.${h} k=${k + 1}`))));
+      assert.deepEqual(mine.rates, theirs.rates);
+      const hm = hiddenSinkScores(model, ids, { attentionMask: mask, threshold: 0.1 });
+      const ht = hiddenSinksFromPatterns(hf, { mask, threshold: 0.1 });
+      assert.deepEqual(hm.perPrompt, ht.perPrompt);
+    } finally {
+      model.dispose();
+      tf.dispose(Object.values(ref));
+    }
   });
 });
