@@ -18,6 +18,8 @@ import {
   bar,
   patchingHeatmap,
   saveHtml,
+  figureHtml,
+  plotlyScriptTag,
 } from '../src/plot/index.js';
 import { makeHeadScores } from '../src/results.js';
 
@@ -41,7 +43,7 @@ interface FigureCheck {
 type Browser = import('playwright-core').Browser;
 type Page = import('playwright-core').Page;
 
-async function openAndCheck(browser: Browser, file: string, screenshot?: string): Promise<{ figs: FigureCheck[]; errors: string[]; external: string[] }> {
+async function openAndCheck(browser: Browser, file: string, screenshot?: string, minFigures = 0): Promise<{ figs: FigureCheck[]; errors: string[]; external: string[] }> {
   const page: Page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   const external: string[] = [];
@@ -60,7 +62,7 @@ async function openAndCheck(browser: Browser, file: string, screenshot?: string)
     await page.waitForFunction(
       `(() => {
         const divs = Array.from(document.querySelectorAll('div.tflens-plot'));
-        return divs.every((d) => d.querySelector('svg.main-svg') || (d.textContent || '').includes('not loaded'));
+        return divs.length >= ${minFigures} && divs.every((d) => d.querySelector('svg.main-svg') || (d.textContent || '').includes('not loaded'));
       })()`,
       undefined,
       { timeout: 60000 },
@@ -149,7 +151,7 @@ describe('browser: figures render in headless Chromium', function () {
     );
     await fsp.mkdir(REPORTS, { recursive: true });
     const shot = path.join(REPORTS, 'browser-figure.png');
-    const { figs, errors, external } = await openAndCheck(browser!, file, shot);
+    const { figs, errors, external } = await openAndCheck(browser!, file, shot, 6);
     assert.deepEqual(errors, []);
     assert.deepEqual(external, []);
     assert.equal(figs.length, 6);
@@ -161,6 +163,37 @@ describe('browser: figures render in headless Chromium', function () {
     assert.equal(figs[3].annotations, 7, 'one token label per cell');
     assert.equal(figs[4].bars, 3);
     assert.ok((await fsp.stat(shot)).size > 5000, 'screenshot written');
+    await fsp.rm(dir, { recursive: true });
+  });
+
+  it('a notebook output inserted detached and attached later (as JupyterLab does) draws; without plotly.js it says so', async () => {
+    const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'tflens-browser-'));
+    const fragment = figureHtml(headHeatmap(makeHeadScores('late', [[1, 2], [3, 4]])), 'late-fig');
+    const js = JSON.stringify(fragment).replace(/</g, '\\u003c');
+    // innerHTML into a detached host, scripts re-created there (innerHTML alone never runs them), host attached 300 ms later
+    const lab =
+      '<!DOCTYPE html><html><head><meta charset="utf-8">' + plotlyScriptTag() + '</head><body><script>' +
+      `window.addEventListener('load', function () {
+         var host = document.createElement('div');
+         host.innerHTML = ${js};
+         Array.prototype.slice.call(host.querySelectorAll('script')).forEach(function (old) {
+           var s = document.createElement('script'); s.textContent = old.textContent; old.parentNode.replaceChild(s, old);
+         });
+         setTimeout(function () { document.body.appendChild(host); }, 300);
+       });` +
+      '</script></body></html>';
+    await fsp.writeFile(path.join(dir, 'lab.html'), lab);
+    const late = await openAndCheck(browser!, path.join(dir, 'lab.html'), undefined, 1);
+    assert.deepEqual(late.errors, []);
+    assert.equal(late.figs.length, 1);
+    assertDrawn(late.figs[0], 'late attachment');
+    assert.ok(late.figs[0].width > 500, `full width, found ${late.figs[0].width}`);
+    // a figure whose page lost plotly.js (browser reloaded while the kernel ran on) shows a hint, no error
+    await fsp.writeFile(path.join(dir, 'nolib.html'), `<!DOCTYPE html><html><body>${fragment}</body></html>`);
+    const bare = await openAndCheck(browser!, path.join(dir, 'nolib.html'), undefined, 1);
+    assert.deepEqual(bare.errors, []);
+    assert.equal(bare.figs[0].svgs, 0);
+    assert.match(bare.figs[0].text, /plotly\.js is not loaded in this page: run tfl\.loadPlotly\(\)/);
     await fsp.rm(dir, { recursive: true });
   });
 
