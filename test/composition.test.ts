@@ -11,6 +11,8 @@ import {
   headCompositionScore,
 } from '../src/analyses/weights/composition.js';
 import { ShapeError, ValueError } from '../src/errors.js';
+import { HookedTransformer, loadModel, randomModel } from '../src/model/index.js';
+import { copyingScores } from '../src/analyses/weights/copying.js';
 
 type P = Record<string, tf.Tensor>;
 
@@ -181,8 +183,6 @@ describe('composition scores', () => {
 
 describe('weight analyses on a loaded HookedTransformer', () => {
   it('llama fixture (GQA 4/2 heads): composition and copying scores equal dense brute force from model.params', async () => {
-    const { loadModel } = await import('../src/model/index.js');
-    const { copyingScores } = await import('../src/analyses/weights/copying.js');
     const model = await loadModel('fixtures/reference/llama');
     const before = tf.memory().numTensors;
     const { n_layers: nL, n_heads: nH, n_kv_heads: nKv } = model.cfg;
@@ -237,8 +237,7 @@ describe('handmade induction model', () => {
   const V = 8, NCTX = 16, D = 80, H = 2, DH = 40;
   const Tk = (t: number) => t, Pk = (p: number) => 8 + p, Sk = (t: number) => 24 + t, Ok = (t: number) => 32 + t;
 
-  async function build() {
-    const { randomModel, HookedTransformer } = await import('../src/model/index.js');
+  function build(): HookedTransformer {
     const hf = {
       model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], activation_function: 'gelu_new', n_embd: D, n_head: H,
       n_layer: 2, n_positions: NCTX, vocab_size: V, n_inner: 16, layer_norm_epsilon: 1e-5, tie_word_embeddings: false,
@@ -313,7 +312,7 @@ describe('handmade induction model', () => {
   }
 
   it('does induction, and its largest K-composition is previous-token head 0.0 -> induction head 1.0', async () => {
-    const model = await build();
+    const model = build();
     // functional check: a repeated random block of 7 distinct tokens
     // (the unused token starts the sequence like a BOS: position 0's previous-token head can only
     // attend to itself, so its own token must not recur)
@@ -343,7 +342,6 @@ describe('handmade induction model', () => {
     assert.ok(all.V.scores[0][0][1][0] < 1e-6);
     // copying: the induction head's token circuit W_E W_V W_O W_U is a positive multiple of the
     // identity on the 8 tokens; the previous-token head writes nothing W_U reads (mass 0, score 0)
-    const { copyingScores } = await import('../src/analyses/weights/copying.js');
     const cs = copyingScores(model);
     assert.ok(cs.scores[1][0] > 0.999 && cs.extra!.elhageRatio[1][0] > 0.999, `induction head copying ${cs.scores[1][0]}`);
     assert.ok(cs.extra!.eigenvalueMass[0][0] < 1e-6 * cs.extra!.eigenvalueMass[1][0]);

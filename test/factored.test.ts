@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { EigenvalueDecomposition, Matrix, QrDecomposition, SingularValueDecomposition } from 'ml-matrix';
 import { rng } from '../src/util/random.js';
-import { FactoredMatrix, OV, QK, leftFactor, rightFactor } from '../src/analyses/weights/factored.js';
+import { FactoredMatrix, OV, QK, leftFactor, qrR, rightFactor, thinQR } from '../src/analyses/weights/factored.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { ovCircuit, ovFullCircuit, qkCircuit, qkFullCircuit } from '../src/analyses/weights/circuits.js';
 import { copyingScore, copyingScores, headCopyingScore, ovTokenEigenvalues } from '../src/analyses/weights/copying.js';
@@ -280,8 +280,7 @@ class QrLike {
 }
 
 describe('qrR', () => {
-  it('R^T R equals M^T M (full rank, rank-deficient, zero columns)', async () => {
-    const { qrR } = await import('../src/analyses/weights/factored.js');
+  it('R^T R equals M^T M (full rank, rank-deficient, zero columns)', () => {
     const M1 = randMat(9, 4, 51);
     const M2 = M1.clone();
     for (let i = 0; i < 9; i++) M2.set(i, 2, M2.get(i, 0) * 2 - M2.get(i, 1)); // rank 3
@@ -292,5 +291,22 @@ describe('qrR', () => {
       assert.ok(maxAbsDiff(R.transpose().mmul(R), M.transpose().mmul(M)) < 1e-10);
       for (let i = 0; i < 4; i++) for (let j = 0; j < i; j++) assert.equal(R.get(i, j), 0);
     }
+  });
+});
+
+describe('thinQR', () => {
+  it('Q has orthonormal columns and Q R = M (full rank, rank-deficient, zero column)', () => {
+    const M1 = randMat(11, 5, 61);
+    const M2 = M1.clone();
+    for (let i = 0; i < 11; i++) M2.set(i, 3, M2.get(i, 0) - 3 * M2.get(i, 2));
+    const M3 = M1.clone();
+    for (let i = 0; i < 11; i++) M3.set(i, 1, 0);
+    for (const M of [M1, M2, M3, randMat(5, 5, 62)]) {
+      const { Q, R } = thinQR(M);
+      assert.deepEqual([Q.rows, Q.columns, R.rows, R.columns], [M.rows, M.columns, M.columns, M.columns]);
+      assert.ok(maxAbsDiff(Q.mmul(R), M) < 1e-12);
+      assert.ok(maxAbsDiff(Q.transpose().mmul(Q), Matrix.eye(M.columns)) < 1e-12);
+    }
+    assert.throws(() => thinQR(randMat(3, 4, 1)), ShapeError);
   });
 });

@@ -9,7 +9,7 @@
  * (score(x_q, x_k) = x_q W_Q W_K^T x_k^T).
  */
 import * as tf from '@tensorflow/tfjs';
-import { EigenvalueDecomposition, Matrix, QrDecomposition, SingularValueDecomposition } from 'ml-matrix';
+import { EigenvalueDecomposition, Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { ShapeError, ValueError, expectedFound } from '../../errors.js';
 
 /** Things a dense 2D matrix can be given as. */
@@ -87,22 +87,49 @@ function assertFinite(m: Matrix, where: string): void {
   }
 }
 
-/** Thin QR for a tall (rows >= cols) matrix: Q [rows x cols] with orthonormal columns, R [cols x cols]. */
-export function thinQR(m: Matrix): { Q: Matrix; R: Matrix } {
-  if (m.rows < m.columns) throw new ShapeError('thinQR', expectedFound('rows >= columns', `${m.rows} x ${m.columns}`));
-  const qr = new QrDecomposition(m);
-  return { Q: qr.orthogonalMatrix, R: qr.upperTriangularMatrix };
-}
-
 /**
- * The R factor of a thin Householder QR of a tall matrix (rows >= cols): R [cols x cols], upper
- * triangular, with R^T R = M^T M, so ||M X||_F = ||R X||_F for every X. Works on rank-deficient
- * input (zero columns give zero rows of R). Column-major typed arrays: much faster than forming Q.
+ * Thin Householder QR of a tall (rows >= cols) matrix: Q [rows x cols] with orthonormal columns and
+ * R [cols x cols] upper triangular, M = Q R. Works on rank-deficient input. Column-major typed-array
+ * loops (about 2 rows cols^2 flops for R and as many for Q).
  */
-export function qrR(m: Matrix): Matrix {
+export function thinQR(m: Matrix): { Q: Matrix; R: Matrix } {
+  const { R, reflectors, betas } = householder(m, true);
   const rows = m.rows;
   const n = m.columns;
-  if (rows < n) throw new ShapeError('qrR', expectedFound('rows >= columns', `${rows} x ${n}`));
+  // Q = H_0 H_1 ... H_{n-1} [I_n; 0], applying the reflectors right to left; column j is only
+  // touched by reflectors k <= j.
+  const qc: Float64Array[] = Array.from({ length: n }, (_, j) => {
+    const c = new Float64Array(rows);
+    c[j] = 1;
+    return c;
+  });
+  for (let k = n - 1; k >= 0; k--) {
+    const beta = betas[k];
+    if (beta === 0) continue;
+    const v = reflectors[k];
+    for (let j = k; j < n; j++) {
+      const c = qc[j];
+      let sdot = 0;
+      for (let i = k; i < rows; i++) sdot += v[i] * c[i];
+      const f = beta * sdot;
+      if (f === 0) continue;
+      for (let i = k; i < rows; i++) c[i] -= f * v[i];
+    }
+  }
+  const Q = new Matrix(rows, n);
+  const Qr = raw(Q);
+  for (let i = 0; i < rows; i++) {
+    const r = Qr[i];
+    for (let j = 0; j < n; j++) r[j] = qc[j][i];
+  }
+  return { Q, R };
+}
+
+/** Householder triangularisation; reflector k is v = cols[k][k:] with H_k = I - beta_k v v^T. */
+function householder(m: Matrix, keep: boolean): { R: Matrix; reflectors: Float64Array[]; betas: number[] } {
+  const rows = m.rows;
+  const n = m.columns;
+  if (rows < n) throw new ShapeError('QR', expectedFound('rows >= columns', `${rows} x ${n}`));
   const cols: Float64Array[] = Array.from({ length: n }, () => new Float64Array(rows));
   const src = raw(m);
   for (let i = 0; i < rows; i++) {
@@ -111,6 +138,7 @@ export function qrR(m: Matrix): Matrix {
   }
   const R = new Matrix(n, n);
   const Rr = raw(R);
+  const betas = new Array<number>(n).fill(0);
   for (let k = 0; k < n; k++) {
     const x = cols[k];
     let nrm2 = 0;
@@ -121,21 +149,32 @@ export function qrR(m: Matrix): Matrix {
       continue;
     }
     const alpha = x[k] > 0 ? -nrm : nrm;
-    // v = x[k:] - alpha e_k (stored in x[k:]); |v|^2 = 2 nrm^2 - 2 alpha x_k
+    // v = x[k:] - alpha e_k (stored in x[k:]); |v|^2 = |x|^2 - x_k^2 + (x_k - alpha)^2
     const vk = x[k] - alpha;
     const vnorm2 = nrm2 - x[k] * x[k] + vk * vk;
     x[k] = vk;
     Rr[k][k] = alpha;
+    const beta = 2 / vnorm2;
+    betas[k] = beta;
     for (let j = k + 1; j < n; j++) {
       const c = cols[j];
       let sdot = 0;
       for (let i = k; i < rows; i++) sdot += x[i] * c[i];
-      const f = (2 * sdot) / vnorm2;
+      const f = beta * sdot;
       for (let i = k; i < rows; i++) c[i] -= f * x[i];
       Rr[k][j] = c[k];
     }
   }
-  return R;
+  return { R, reflectors: keep ? cols : [], betas };
+}
+
+/**
+ * The R factor of a thin Householder QR of a tall matrix (rows >= cols): R [cols x cols], upper
+ * triangular, with R^T R = M^T M, so ||M X||_F = ||R X||_F for every X. Works on rank-deficient
+ * input (zero columns give zero rows of R). Column-major typed arrays: much faster than forming Q.
+ */
+export function qrR(m: Matrix): Matrix {
+  return householder(m, false).R;
 }
 
 export interface FactoredSVD {
