@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs';
-import { columnMean, rowEntropies, columnEntropies, firstRealIndex, maskRows, tokenRows } from '../src/analyses/attention-stats.js';
+import { columnMean, rowEntropies, columnEntropies, headEntropies, firstRealIndex, maskRows, tokenRows } from '../src/analyses/attention-stats.js';
+import { rng } from '../src/util/random.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 
 const A4 = [
@@ -108,6 +109,43 @@ describe('attention-stats: entropies', () => {
     const P = leftPad(A4, 6);
     close(rowEntropies(P, 2).slice(2), rowEntropies(A4));
     close(columnEntropies(P, 2).slice(2), columnEntropies(A4));
+  });
+});
+
+describe('attention-stats: batched headEntropies', () => {
+  it('equals the array definitions on random left-padded patterns (incl. exact zeros)', () => {
+    const before = tf.memory().numTensors;
+    const r = rng(11);
+    const B = 3;
+    const H = 2;
+    const N = 7;
+    const lens = [7, 4, 2];
+    const local = lens.map((n) =>
+      Array.from({ length: H }, (_, h) =>
+        Array.from({ length: n }, (_, i) => {
+          const w = Array.from({ length: n }, (_, j) => (j <= i ? (h === 1 && j % 2 === 1 ? 0 : r.next() ** 4) : 0));
+          w[0] += 1e-3;
+          const s = w.reduce((a, b) => a + b, 0);
+          return w.map((x) => x / s);
+        }),
+      ),
+    );
+    const t = tf.tensor4d(local.map((p) => p.map((A) => leftPad(A, N))));
+    const mask = lens.map((n) => [...new Array(N - n).fill(0), ...new Array(n).fill(1)]);
+    const e = headEntropies(t, mask);
+    const row = e.row.arraySync() as number[][];
+    const col = e.col.arraySync() as number[][];
+    for (let b = 0; b < B; b++) {
+      for (let h = 0; h < H; h++) {
+        const re = rowEntropies(local[b][h]);
+        const want = re.reduce((a, x) => a + x, 0) / re.length;
+        assert.ok(Math.abs(row[b][h] - want) < 1e-5, `row ${b},${h}: ${row[b][h]} vs ${want}`);
+        const wantC = Math.max(...columnEntropies(local[b][h]));
+        assert.ok(Math.abs(col[b][h] - wantC) < 1e-5, `col ${b},${h}: ${col[b][h]} vs ${wantC}`);
+      }
+    }
+    tf.dispose([t, e.row, e.col]);
+    assert.equal(tf.memory().numTensors, before);
   });
 });
 

@@ -267,6 +267,42 @@ export function columnEntropies(A: number[][], first = 0): number[] {
   return out;
 }
 
+/**
+ * Batched head entropies of patterns [batch, head, q, k] on their real tokens (mask [batch, k],
+ * left padding; all real when absent): row = mean over the real rows of rowEntropies,
+ * col = max over the real columns of columnEntropies. Returns two [batch, head] tensors; the same
+ * definitions as the array functions above (which serve as the reference in tests).
+ */
+export function headEntropies(pattern: tf.Tensor, mask?: MaskLike): { row: tf.Tensor2D; col: tf.Tensor2D } {
+  if (pattern.rank !== 4 || pattern.shape[2] !== pattern.shape[3]) throw new ShapeError('pattern', expectedFound('[batch, head, q, k] with q = k', `[${pattern.shape}]`));
+  const [B, , N] = pattern.shape as [number, number, number, number];
+  const rows = maskRows(mask, B, N, 'mask');
+  firstRealIndex(rows, 'mask');
+  const out = tf.tidy(() => {
+    const m = tf.tensor2d(rows, [B, N], 'float32');
+    const tril = tf.linalg.bandPart(tf.ones([N, N]), -1, 0);
+    const A = pattern.toFloat().relu().mul(tril).mul(m.reshape([B, 1, N, 1])).mul(m.reshape([B, 1, 1, N]));
+    const xlogx = (p: tf.Tensor) => {
+      const pos = p.greater(0);
+      return tf.where(pos, p.mul(tf.where(pos, p, tf.onesLike(p)).log()), tf.zerosLike(p));
+    };
+    const safeDiv = (a: tf.Tensor, s: tf.Tensor) => a.div(tf.where(s.greater(0), s, tf.onesLike(s)));
+    // rows: #visible keys of a real row = cumulative count of real tokens (r + 1)
+    const vis = m.cumsum(1).reshape([B, 1, N]);
+    const P = safeDiv(A, A.sum(-1, true));
+    const hRow = xlogx(P).sum(-1).neg(); // [B, H, N]
+    const rowN = tf.where(vis.greaterEqual(2), safeDiv(hRow, vis.log()), tf.zerosLike(hRow)).mul(m.reshape([B, 1, N]));
+    const row = rowN.sum(-1).div(m.sum(1).reshape([B, 1]));
+    // columns: #real queries that see key j = real tokens at positions >= j
+    const cnt = m.sum(1, true).sub(m.cumsum(1)).add(m).reshape([B, 1, N]);
+    const Q = safeDiv(A, A.sum(-2, true));
+    const hCol = xlogx(Q).sum(-2).neg(); // [B, H, N]
+    const colN = tf.where(cnt.greaterEqual(2), safeDiv(hCol, cnt.log()), tf.zerosLike(hCol)).mul(m.reshape([B, 1, N]));
+    return { row: row as tf.Tensor2D, col: colN.max(-1) as tf.Tensor2D };
+  });
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // reading patterns from a model
 // ---------------------------------------------------------------------------------------------

@@ -10,14 +10,13 @@ import { makeHeadScores } from '../results.js';
 import type { HeadScores } from '../results.js';
 import {
   checkPatterns,
-  columnEntropies,
   firstRealIndex,
+  headEntropies,
   forEachChunk,
   grid,
   maskRows,
   modelName,
   prepareBatch,
-  rowEntropies,
 } from './attention-stats.js';
 import type { AnalysisModel, MaskLike, ModelRunOptions, TokensLike } from './attention-stats.js';
 
@@ -344,20 +343,20 @@ export function entropyDetector(patterns: tf.Tensor[], opts: EntropyDetectorOpti
   }
   const [B, H, N] = checkPatterns(patterns);
   const mask = maskRows(opts.mask, B, N, 'mask');
-  const first = firstRealIndex(mask, 'mask');
+  firstRealIndex(mask, 'mask');
   const L = patterns.length;
   const row = grid(L, H, () => 0);
   const col = grid(L, H, () => 0);
   const frac = grid(L, H, () => 0);
   patterns.forEach((p, l) => {
-    const arr = p.arraySync() as number[][][][];
+    const e = headEntropies(p, mask);
+    const rows = e.row.arraySync() as number[][];
+    const cols = e.col.arraySync() as number[][];
+    tf.dispose([e.row, e.col]);
     for (let b = 0; b < B; b++) {
-      const f = first[b];
       for (let h = 0; h < H; h++) {
-        const A = arr[b][h];
-        const re = rowEntropies(A, f).slice(f);
-        const rMean = re.reduce((s, x) => s + x, 0) / re.length;
-        const cMax = Math.max(...columnEntropies(A, f).slice(f));
+        const rMean = rows[b][h];
+        const cMax = cols[b][h];
         row[l][h] += rMean / B;
         col[l][h] += cMax / B;
         if (rMean < tauRow && cMax > tauCol) frac[l][h] += 1 / B;

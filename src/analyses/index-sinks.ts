@@ -7,6 +7,7 @@ export {
   columnMean,
   rowEntropies,
   columnEntropies,
+  headEntropies,
   tokenRows,
   maskRows,
   firstRealIndex,
