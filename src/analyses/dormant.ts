@@ -75,7 +75,10 @@ export function bosStats(model: AnalysisModel, tokens: TokensLike, opts: ModelRu
       const WO = model.params[`blocks.${l}.attn.W_O`];
       if (!WO || WO.rank !== 3) throw new ShapeError(`params.blocks.${l}.attn.W_O`, expectedFound('[n_heads, d_head, d_model]', WO ? `[${WO.shape}]` : 'missing'));
       const [pat, vo, rv, rn] = tf.tidy(() => {
-        const p = get(actName('pattern', l)).toFloat(); // [b, H, N, N]
+        const pFull = get(actName('pattern', l)).toFloat(); // [b, H, N, N]
+        const Nk = pFull.shape[3] as number;
+        const bosCol = tf.oneHot(tf.tensor1d(rows.first, 'int32'), Nk).toFloat().reshape([rows.first.length, 1, 1, Nk]);
+        const p = pFull.mul(bosCol).sum(-1); // [b, H, N]: attention of each query to BOS
         const v = get(actName('v', l)).toFloat(); // [b, N, Hkv, dh]
         const idx = tf.tensor1d(Array.from({ length: H }, (_, h) => kvIndex(h, H, nKv)), 'int32');
         const vq = tf.gather(v, idx, 2); // [b, N, H, dh]
@@ -88,7 +91,7 @@ export function bosStats(model: AnalysisModel, tokens: TokensLike, opts: ModelRu
         const rN = r.square().sum(-1).sqrt(); // [b, N]
         return [p, voN, tf.gather(rawN, idx, 2), rN];
       });
-      const P = pat.arraySync() as number[][][][];
+      const P = pat.arraySync() as number[][][];
       const VO = vo.arraySync() as number[][][];
       const RV = rv.arraySync() as number[][][];
       const RN = rn.arraySync() as number[][];
@@ -99,7 +102,7 @@ export function bosStats(model: AnalysisModel, tokens: TokensLike, opts: ModelRu
         const others = N - f - 1;
         for (let h = 0; h < H; h++) {
           let s = 0;
-          for (let i = f + 1; i < N; i++) s += P[b][h][i][f];
+          for (let i = f + 1; i < N; i++) s += P[b][h][i];
           acc.sink[l][h] += s / others;
           acc.vB[l][h] += VO[b][f][h];
           acc.rvB[l][h] += RV[b][f][h];
@@ -190,7 +193,10 @@ function meanLoss(logits: tf.Tensor, targets: tf.Tensor, weight: tf.Tensor, coun
     const [, N, V] = logits.shape;
     const lg = logits.toFloat().slice([0, 0, 0], [-1, N - 1, V]);
     const lse = lg.logSumExp(-1);
-    const picked = lg.mul(tf.oneHot(targets, V).toFloat()).sum(-1);
+    // gather the target logits (no [batch, pos, vocab] one-hot)
+    const rowsN = targets.size;
+    const flatIdx = tf.range(0, rowsN, 1, 'int32').mul(tf.scalar(V, 'int32')).add(targets.reshape([rowsN]).toInt());
+    const picked = tf.gather(lg.reshape([rowsN * V]), flatIdx).reshape(targets.shape);
     return lse.sub(picked).mul(weight).sum().div(count);
   });
   const v = t.dataSync()[0];
