@@ -113,35 +113,64 @@ function buildPattern(d: Detector, toks: number[], where: string): number[][] {
 function scoresPerPrompt(
   patterns: tf.Tensor[],
   tokens: number[][],
-  mask: number[][],
+  _mask: number[][], // left padding: the first real index carries it
   first: number[],
   detectors: Detector[],
   opts: DetectorOptions,
 ): number[][][][] {
   const [B, H, N] = checkPatterns(patterns);
   if (tokens.length !== B || tokens[0].length !== N) throw new ShapeError('tokens', expectedFound(`[${B}, ${N}] to match the patterns`, `[${tokens.length}, ${tokens[0].length}]`));
-  const W = new Float32Array(B * N * N);
-  const Ps = detectors.map(() => new Float32Array(B * N * N));
+  // Built-in kinds and the weight mask are built as tensors (no [batch, q, k] JS arrays);
+  // custom detectors go through their JS builder.
+  const custom = detectors.map((d) => (typeof d === 'string' ? null : new Float32Array(B * N * N)));
   for (let b = 0; b < B; b++) {
     const f = first[b];
     const toks = tokens[b].slice(f);
-    const local = detectors.map((d, k) => buildPattern(d, toks, `detectors[${k}]`));
-    for (let i = f; i < N; i++) {
-      for (let j = f; j <= i; j++) {
-        if (opts.excludeBos && j === f) continue;
-        if (opts.excludeCurrentToken && i === j) continue;
-        const idx = (b * N + i) * N + j;
-        W[idx] = mask[b][i] * mask[b][j];
-        local.forEach((P, k) => {
-          Ps[k][idx] = P[i - f][j - f];
-        });
-      }
-    }
+    detectors.forEach((d, k) => {
+      const buf = custom[k];
+      if (!buf) return;
+      const P = buildPattern(d, toks, `detectors[${k}]`);
+      for (let i = f; i < N; i++) for (let j = f; j <= i; j++) buf[(b * N + i) * N + j] = P[i - f][j - f];
+    });
   }
+  const [Wt, ...Pt] = tf.tidy(() => {
+    const tok = tf.tensor2d(tokens, [B, N], 'int32');
+    const fT = tf.tensor1d(first, 'int32').reshape([B, 1, 1]);
+    const iIdx = tf.range(0, N, 1, 'int32').reshape([1, N, 1]);
+    const jIdx = tf.range(0, N, 1, 'int32').reshape([1, 1, N]);
+    const rowReal = iIdx.greaterEqual(fT); // [B, N, 1]
+    const colReal = jIdx.greaterEqual(fT); // [B, 1, N]
+    const causal = jIdx.lessEqual(iIdx); // [1, N, N]
+    let W = rowReal.logicalAnd(colReal).logicalAnd(causal);
+    if (opts.excludeBos) W = W.logicalAnd(jIdx.notEqual(fT));
+    if (opts.excludeCurrentToken) W = W.logicalAnd(jIdx.notEqual(iIdx));
+    const tokI = tok.reshape([B, N, 1]);
+    const built = detectors.map((d, k) => {
+      let P: tf.Tensor;
+      switch (d) {
+        case 'prev-token':
+          P = jIdx.equal(iIdx.sub(1)).logicalAnd(colReal);
+          break;
+        case 'duplicate-token':
+          P = tokI.equal(tok.reshape([B, 1, N])).logicalAnd(jIdx.less(iIdx)).logicalAnd(colReal);
+          break;
+        case 'induction': {
+          const prevTok = tf.concat([tf.fill([B, 1], -1, 'int32'), tok.slice([0, 0], [B, N - 1])], 1).reshape([B, 1, N]);
+          P = tokI.equal(prevTok).logicalAnd(causal).logicalAnd(jIdx.sub(1).greaterEqual(fT));
+          break;
+        }
+        case 'sink':
+          P = jIdx.equal(fT).logicalAnd(iIdx.greaterEqual(0));
+          break;
+        default:
+          return tf.tensor4d(custom[k]!, [B, 1, N, N]);
+      }
+      return P.logicalAnd(rowReal).toFloat().reshape([B, 1, N, N]);
+    });
+    return [W.toFloat().reshape([B, 1, N, N]), ...built];
+  });
   // out[k][b][l][h]
   const out: number[][][][] = detectors.map(() => Array.from({ length: B }, () => [] as number[][]));
-  const Wt = tf.tensor4d(W, [B, 1, N, N]);
-  const Pt = Ps.map((p) => tf.tensor4d(p, [B, 1, N, N]));
   try {
     patterns.forEach((pat) => {
       const res = tf.tidy(() => {
