@@ -230,7 +230,9 @@ describe('sinks and massive activations on a model (gpt2-tiny fixture)', functio
   });
 
   it('hiddenSinkScores: padded batch = prompts alone', () => {
+    const before = tf.memory().numTensors;
     const batched = hiddenSinkScores(model, padded, { attentionMask: mask, threshold: 0.1 });
+    assert.equal(tf.memory().numTensors, before);
     prompts.forEach((p, b) => {
       const alone = hiddenSinkScores(model, [p], { threshold: 0.1 });
       assert.deepEqual(batched.perPrompt[b], alone.perPrompt[0]);
@@ -264,7 +266,9 @@ describe('sinks and massive activations on a model (gpt2-tiny fixture)', functio
   });
 
   it('massiveDims(model) = massiveDims(cached residuals); varSinks padded = alone', () => {
+    const before = tf.memory().numTensors;
     const fromModel = massiveDims(model, padded, { attentionMask: mask, top: 5 });
+    assert.equal(tf.memory().numTensors, before);
     const { logits, cache } = model.runWithCache(padded, { attentionMask: mask, namesFilter: (n) => n.endsWith('hook_resid_pre') });
     const fromRes = massiveDims([0, 1, 2].map((l) => cache.get(`blocks.${l}.hook_resid_pre`)), { mask, top: 5 });
     logits.dispose();
@@ -275,6 +279,7 @@ describe('sinks and massive activations on a model (gpt2-tiny fixture)', functio
     const probe = varSinks(model, padded, dims, { attentionMask: mask });
     const tau = 0.9 * Math.max(...probe[0].phi.flat());
     const vs = varSinks(model, padded, dims, { attentionMask: mask, tau });
+    assert.equal(tf.memory().numTensors, before);
     const flags = vs[0].sink.flat();
     assert.ok(flags.includes(true) && flags.includes(false), 'tau splits the tokens');
     assert.deepEqual(vs.map((x) => x.layer), [2]);
