@@ -87,7 +87,7 @@ async function doBB(out: string, steps: number | undefined, seed: number | undef
   const dynamics: Array<{ step: number; layers: BBMeasures['layers']; excessTrigger: number | null; excessNonTrigger: number | null }> = [];
   const ckptSteps = (steps ?? BB_RECIPE.steps) === BB_RECIPE.steps ? BB_RECIPE.checkpoints : [];
   const t0 = Date.now();
-  const t = await trainBB({
+  const t = await trainBB({ signal: abort.signal,
     steps,
     seed,
     progressLabel: 'bb',
@@ -146,7 +146,7 @@ async function doRecall(out: string, steps: number | undefined, seed: number | u
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
   const t0 = Date.now();
-  const t = await trainRecall({ steps, seed, progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
+  const t = await trainRecall({ signal: abort.signal, steps, seed, progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
   await saveZooModel('recall', t.model, dir);
   const g = (t.metrics as { grid: ReturnType<typeof recallAccuracyGrid> }).grid;
@@ -182,7 +182,7 @@ async function doIOI(out: string, steps: number | undefined, seed: number | unde
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
   const t0 = Date.now();
-  const t = await trainIOI({ steps, seed, progressLabel: 'ioi', onEval: (s, v) => console.log(`\nioi step ${s}: ${JSON.stringify(v)}`) });
+  const t = await trainIOI({ signal: abort.signal, steps, seed, progressLabel: 'ioi', onEval: (s, v) => console.log(`\nioi step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
   await saveZooModel('ioi', t.model, dir);
   const mt = t.metrics as { heldout: ReturnType<typeof ioiEvaluate>; train: ReturnType<typeof ioiEvaluate> };
@@ -256,6 +256,13 @@ ${envLine(wall)}
   m.dispose();
   console.log(`induction-handmade: ${JSON.stringify(e)}; ${(await dirSize(dir)) / 1e6} MB`);
 }
+
+/** `kill -USR2 <pid>` stops the current training after its step; the model so far is saved. */
+const abort = new AbortController();
+process.on('SIGUSR2', () => {
+  console.log('\nSIGUSR2: stopping after this step');
+  abort.abort();
+});
 
 async function main(): Promise<void> {
   const which = process.argv[2];

@@ -131,6 +131,10 @@ export interface TrainRecipeOptions {
   batch?: number;
   /** Evaluate every this many steps (default: the recipe's). */
   evalEvery?: number;
+  /** Stop early (after the current step); the model trained so far is returned. */
+  signal?: AbortSignal;
+  /** Measure the headline metrics on fresh data after training (default true; the card's numbers). */
+  finalEval?: boolean;
 }
 
 export interface TrainedZooModel {
@@ -332,6 +336,7 @@ export async function trainBB(o: BBTrainOptions = {}): Promise<TrainedZooModel> 
       gradClip: BB_RECIPE.gradClip,
       seed,
       progressLabel: o.progressLabel ?? false,
+      signal: o.signal,
       batches: (step) => {
         const b = sampleBigramBackcopy(task, batchSize, deriveSeed(seed, step));
         const T = task.seqLen;
@@ -366,12 +371,12 @@ export async function trainBB(o: BBTrainOptions = {}): Promise<TrainedZooModel> 
   } finally {
     tr.finish();
   }
-  const fresh = bbEvalBatch(deriveSeed(seed, 4242), 32);
-  const m = bbMeasures(model, fresh);
+  const metrics: Record<string, unknown> = { finalTrainLoss: result.loss[result.loss.length - 1] };
+  if (o.finalEval ?? true) metrics.measures = bbMeasures(model, bbEvalBatch(deriveSeed(seed, 4242), 32));
   return {
     model,
     result,
-    metrics: { measures: m, finalTrainLoss: result.loss[result.loss.length - 1] },
+    metrics,
     recipe: { ...BB_RECIPE, steps, batch: batchSize, seed, evalEvery, task: BB_TASK },
   };
 }
@@ -403,9 +408,9 @@ export const RECALL_FORMAT = {
   valueTokens: RECALL_VALUES.map(rid),
   sentenceLength: [4, 12] as [number, number],
   /** Training lengths are drawn uniformly from this range (inclusive). */
-  trainLengths: [32, 160] as [number, number],
+  trainLengths: [32, 128] as [number, number],
   /** The evaluation grid of the model card. */
-  evalLengths: [48, 96, 144],
+  evalLengths: [48, 96, 128],
   evalDepths: [0, 0.25, 0.5, 0.75, 1],
 };
 
@@ -456,7 +461,7 @@ export function recallBatch(n: number, length: number, seed: number, depth?: num
   return Array.from({ length: n }, (_, i) => recallExample(length, depth ?? r.next(), deriveSeed(seed, i)));
 }
 
-export const RECALL_RECIPE = { steps: 500, batch: 32, lr: 3e-3, warmupSteps: 30, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 2, evalEvery: 50 };
+export const RECALL_RECIPE = { steps: 300, batch: 16, lr: 3e-3, warmupSteps: 30, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 2, evalEvery: 50 };
 
 export interface RecallGrid {
   lengths: number[];
@@ -515,6 +520,7 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
       gradClip: RECALL_RECIPE.gradClip,
       seed,
       progressLabel: o.progressLabel ?? false,
+      signal: o.signal,
       batches: (step) => {
         const s = deriveSeed(seed, step);
         const len = lo + rng(s).int(hi - lo + 1);
@@ -533,7 +539,7 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
       evalFn: (step) => {
         const snap = tr.snapshot();
         try {
-          const g = recallAccuracyGrid(snap, { lengths: [64, 128], depths: [0.1, 0.5, 0.9], n: 8, seed: 99 });
+          const g = recallAccuracyGrid(snap, { lengths: [64, 112], depths: [0.1, 0.5, 0.9], n: 8, seed: 99 });
           const v = { accuracy: g.mean };
           o.onEval?.(step, v);
           return v;
@@ -545,11 +551,12 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
   } finally {
     tr.finish();
   }
-  const grid = recallAccuracyGrid(model, { n: 40, seed: 777 });
+  const metrics: Record<string, unknown> = { finalTrainLoss: result.loss[result.loss.length - 1] };
+  if (o.finalEval ?? true) metrics.grid = recallAccuracyGrid(model, { n: 40, seed: 777 });
   return {
     model,
     result,
-    metrics: { grid, finalTrainLoss: result.loss[result.loss.length - 1] },
+    metrics,
     recipe: { ...RECALL_RECIPE, steps, batch: batchSize, seed, format: RECALL_FORMAT },
   };
 }
@@ -761,12 +768,14 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
       gradClip: IOI_RECIPE.gradClip,
       seed,
       progressLabel: o.progressLabel ?? false,
+      signal: o.signal,
       batches: () => {
         const rows = nextPrompts(batchSize);
         // Full sentence = prompt + IO; right-padded (weight 0; causal, so pads are never attended).
         const x: number[][] = [];
         const y: number[][] = [];
         const w: number[][] = [];
+        const Tb = Math.max(...rows.map((r) => r.tokens.length));
         for (const r of rows) {
           const full = [...r.tokens, r.io];
           if (full.length > T + 1) throw new ValueError('trainIOI prompt', expectedFound(`<= ${T + 1} tokens`, full.length));
@@ -774,9 +783,9 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
           const yi = full.slice(1);
           const wi = yi.map((_, t) => (t === yi.length - 1 ? IOI_RECIPE.ioWeight : 1));
           const L = xi.length;
-          x.push([...xi, ...new Array(T - L).fill(0)]);
-          y.push([...yi, ...new Array(T - L).fill(0)]);
-          w.push([...wi, ...new Array(T - L).fill(0)]);
+          x.push([...xi, ...new Array(Tb - L).fill(0)]);
+          y.push([...yi, ...new Array(Tb - L).fill(0)]);
+          w.push([...wi, ...new Array(Tb - L).fill(0)]);
         }
         return { x: tf.tensor2d(x, undefined, 'int32'), y: tf.tensor2d(y, undefined, 'int32'), w: tf.tensor2d(w) };
       },
@@ -801,12 +810,15 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
     tr.finish();
     tf.dispose([nameMask, nameEmb]);
   }
-  const heldout = ioiEvaluate(model, { split: 'heldout', n: 200, seed: 31337 });
-  const trainSplit = ioiEvaluate(model, { split: 'train', n: 200, seed: 31337 });
+  const metrics: Record<string, unknown> = { finalTrainLoss: result.loss[result.loss.length - 1] };
+  if (o.finalEval ?? true) {
+    metrics.heldout = ioiEvaluate(model, { split: 'heldout', n: 200, seed: 31337 });
+    metrics.train = ioiEvaluate(model, { split: 'train', n: 200, seed: 31337 });
+  }
   return {
     model,
     result,
-    metrics: { heldout, train: trainSplit, finalTrainLoss: result.loss[result.loss.length - 1] },
+    metrics,
     recipe: { ...IOI_RECIPE, steps, batch: batchSize, seed, split: IOI_SPLIT },
   };
 }
