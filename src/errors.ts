@@ -36,6 +36,7 @@ export function expectedFound(expected: unknown, found: unknown): string {
 
 function fmt(v: unknown): string {
   if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'bigint') return String(v); // NaN and Infinity stay readable
   try {
     return JSON.stringify(v);
   } catch {

@@ -15,4 +15,8 @@ export * from './sae/index.js';
 // both plot and sae name a rocCurve: the figure keeps the name, the points are rocCurvePoints
 export { rocCurve } from './plot/index.js';
 export { rocCurve as rocCurvePoints } from './sae/index.js';
+export * from './circuits/index.js';
+export * from './tasks/index.js';
+export { registeredKernels, einsumByOps } from './backend/kernels.js';
+export { progress } from './progress.js';
 export { rng, mulberry32, deriveSeed, type Rng } from './util/random.js';

@@ -54,7 +54,7 @@ export function makeHeadScores(
   return { method, scores, nLayers, nHeads, params, ...extras };
 }
 
-/** Rows sorted by score, descending (ties: lower layer, then lower head first). */
+/** Rows sorted by score, descending (ties: lower layer, then lower head first; NaN last). */
 export function rankHeads(hs: HeadScores): HeadRow[] {
   const rows: HeadRow[] = [];
   for (let l = 0; l < hs.nLayers; l++) {
@@ -68,7 +68,9 @@ export function rankHeads(hs: HeadScores): HeadRow[] {
       rows.push(row);
     }
   }
-  rows.sort((a, b) => b.score - a.score || a.layer - b.layer || a.head - b.head);
+  // NaN scores rank last (a NaN comparison would make the order depend on where the NaN sits)
+  const key = (x: number) => (Number.isNaN(x) ? -Infinity : x);
+  rows.sort((a, b) => (Number.isNaN(a.score) ? 1 : 0) - (Number.isNaN(b.score) ? 1 : 0) || key(b.score) - key(a.score) || a.layer - b.layer || a.head - b.head);
   return rows;
 }
 

@@ -95,7 +95,7 @@ describe('generation', () => {
     assert.deepEqual(streamed.tokens, masked.tokens);
     // with position shift the attention width stays start + recent + 1
     const widths: number[] = [];
-    generate(m, prompt, { maxNewTokens: 6, streaming: { startSize: start, recentSize: recent }, fwdHooks: [['blocks.1.attn.hook_pattern', (p, ctx) => { if (ctx.decoding) widths.push(p.shape[3]); }]] });
+    generate(m, prompt, { maxNewTokens: 6, streaming: { startSize: start, recentSize: recent }, fwdHooks: [['blocks.1.attn.hook_pattern', (p, ctx) => { if (ctx.decoding) widths.push(p.shape[3] as number); }]] });
     assert.ok(widths.every((w) => w === start + recent + 1), `widths ${widths}`);
     m.dispose();
   });

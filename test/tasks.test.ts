@@ -10,7 +10,8 @@ import {
   sampleBigramBackcopy,
 } from '../src/tasks/bigram-backcopy.js';
 import { findSpan, insertNeedle, linspace, makeNeedle, needleFromText } from '../src/tasks/needle.js';
-import { razorAttentionInput, razorMasks, repeatedTokens } from '../src/tasks/induction.js';
+import { razorAttentionInput, repeatedTokens } from '../src/tasks/induction.js';
+import { razorMasks } from '../src/analyses/razor.js';
 import { tokenizerConfigJson, wordLevelTokenizerJson } from '../src/tasks/tokenizer.js';
 import { rng, mulberry32, deriveSeed } from '../src/util/random.js';
 import { ValueError } from '../src/errors.js';
@@ -266,16 +267,16 @@ describe('repeated random tokens (induction, RazorAttention)', () => {
     assert.throws(() => repeatedTokens({ blockLength: 20, dVocab: 10, distinct: true }), ValueError);
   });
 
-  it('RazorAttention input and masks (hand-checked small case)', () => {
+  it('RazorAttention input matches the echo/induction masks of src/analyses/razor (hand-checked small case)', () => {
     const r = razorAttentionInput({ blockLength: 5, dVocab: 30, bosId: 1, seed: 2 });
     assert.equal(r.tokens[0].length, 21);
-    const { echo, induction } = razorMasks(2, 3, 1); // BOS a b a b a b
+    const { echo, induction } = razorMasks(7, { R: 2 }); // BOS a b a b a b
     // query 5 (3rd "a"): previous copies of its token at 1 and 3; induction keys 2 and 4
     assert.deepEqual(echo[5], [0, 1, 0, 1, 0, 0, 0]);
     assert.deepEqual(induction[5], [0, 0, 1, 0, 1, 0, 0]);
     assert.deepEqual(echo[2], [0, 0, 0, 0, 0, 0, 0]);
     // masks agree with token identity on a real sequence
-    const m = razorMasks(5, 4, 1);
+    const m = razorMasks(21, { R: 5 });
     const x = r.tokens[0];
     for (let i = 1; i < 21; i++) for (let j = 1; j < i; j++) if (m.echo[i][j]) assert.equal(x[j], x[i]);
   });

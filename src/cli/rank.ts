@@ -12,6 +12,10 @@ import { detectHead, type DetectorKind } from '../analyses/detectors.js';
 import { dormantTest } from '../analyses/dormant.js';
 import { copyingScores } from '../analyses/weights/copying.js';
 import { compositionScores, type CompositionMode } from '../analyses/weights/composition.js';
+import { inductionProblem, ioiTask, type PatchingProblem } from '../circuits/problem.js';
+import { headPatchingScores } from '../circuits/patching.js';
+import { attributionScores, pathPatchingScores } from '../circuits/path.js';
+import { rng } from '../util/random.js';
 
 export type Args = Record<string, string | boolean>;
 
@@ -70,6 +74,27 @@ const composition = (mode: CompositionMode): RankMethod => ({
   },
 });
 
+/** The patching problem of --task ioi|induction (--n prompts, --seed). */
+export function taskProblem(model: HookedTransformer, args: Args): PatchingProblem {
+  const task = (args.task ?? 'ioi') as string;
+  const n = numArg(args, 'n', 16);
+  const seed = numArg(args, 'seed', 0);
+  if (task === 'ioi') return ioiTask(model, { n, seed }).problem;
+  if (task === 'induction') {
+    const r = rng(seed);
+    return inductionProblem(model, { n, R: numArg(args, 'R', 8) }, () => r.next());
+  }
+  throw new ValueError('--task', expectedFound('ioi or induction', task));
+}
+
+const patching = (help: string, f: (m: HookedTransformer, p: PatchingProblem) => HeadScores): RankMethod => ({
+  needsTokens: false,
+  help,
+  async run(model, _batch, args) {
+    return fromScores(f(model, taskProblem(model, args)));
+  },
+});
+
 export const RANK_METHODS: Record<string, RankMethod> = {
   sink: {
     needsTokens: true,
@@ -108,6 +133,9 @@ export const RANK_METHODS: Record<string, RankMethod> = {
       return fromScores(copyingScores(model, { model: model.name }));
     },
   },
+  'head-patching': patching('normalised effect of patching each head output (all positions), --task ioi|induction --n --seed', (m, p) => headPatchingScores(m, p)),
+  attribution: patching('attribution patching estimate of head-patching (one forward + one backward), --task ioi|induction', (m, p) => attributionScores(m, p)),
+  path: patching('path patching from each head to the logits: (clean - patched) / (clean - corrupted), --task ioi|induction', (m, p) => pathPatchingScores(m, p)),
   'composition-q': composition('Q'),
   'composition-k': composition('K'),
   'composition-v': composition('V'),

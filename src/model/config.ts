@@ -117,6 +117,14 @@ export class ConfigReader {
 
 /** Checks shared by every family once its fields are read. */
 export function checkConfig(cfg: ModelConfig, where: string): ModelConfig {
+  if (!Number.isInteger(cfg.d_head) || cfg.d_head < 1) {
+    throw new ConfigError(`${where}: num_attention_heads`, `d_model ${cfg.d_model} is not a multiple of ${cfg.n_heads} heads (d_head would be ${cfg.d_head})`);
+  }
+  if (!(cfg.eps > 0) || !Number.isFinite(cfg.eps)) throw new ConfigError(`${where}: eps`, expectedFound('a positive normalisation epsilon', jv(cfg.eps)));
+  if (cfg.positional === 'rotary' && !(cfg.rope_theta > 0 && Number.isFinite(cfg.rope_theta))) {
+    throw new ConfigError(`${where}: rope_theta`, expectedFound('a positive rotary base', jv(cfg.rope_theta)));
+  }
+  if (!(cfg.attn_scale > 0)) throw new ConfigError(`${where}: attention scale`, expectedFound('a positive scale', jv(cfg.attn_scale)));
   if (cfg.n_heads % cfg.n_kv_heads !== 0) {
     throw new ConfigError(`${where}: num_key_value_heads`, `n_heads (${cfg.n_heads}) must be a multiple of n_kv_heads (${cfg.n_kv_heads})`);
   }

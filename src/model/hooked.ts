@@ -72,6 +72,7 @@ export class HookedTransformer {
   name: string;
   readonly hooks: HookRegistry;
   private readonly hookNameSet: Set<string>;
+  private inHook = false;
   private fusedCache = new Map<string, { src: tf.Tensor[]; fused: tf.Tensor }>();
 
   constructor(cfg: ModelConfig, params: Record<string, tf.Tensor>, tokenizer: Tokenizer | null = null, name = 'model') {
@@ -215,6 +216,7 @@ export class HookedTransformer {
 
   /** Low-level forward returning logits, the kept activations and, when asked, the KV cache. */
   run(tokens: Tokens, opts: ForwardOptions, cacheFilter: ((name: string) => boolean) | null, posSlice?: number | [number, number]): ForwardResult {
+    if (this.inHook) throw new HookError('hooks', 'a hook ran the model again (the run\'s hooks would apply to it too); compute what the hook needs before the run');
     const before = this.hooks.size;
     const handle = this.hooks.addAll(opts.fwdHooks);
     try {
@@ -296,10 +298,13 @@ export class HookedTransformer {
       for (const fn of fns) {
         let out: tf.Tensor | void;
         try {
+          this.inHook = true;
           out = fn(x, ctx);
         } catch (e) {
           if (e instanceof TflensError) throw e;
           throw new HookError(name, `hook threw: ${(e as Error)?.message ?? e}`);
+        } finally {
+          this.inHook = false;
         }
         if (out === undefined || out === null) continue;
         if (!(out instanceof tf.Tensor)) throw new HookError(name, expectedFound('the hook to return a tf.Tensor or nothing', typeof out));
@@ -416,7 +421,7 @@ export class HookedTransformer {
     let resid: tf.Tensor3D;
     const start = opts.startAtLayer ?? 0;
     const stop = opts.stopAtLayer ?? c.n_layers;
-    if (start > 0) {
+    if (start > 0 || opts.residual) {
       if (!opts.residual) throw new ValueError('residual', 'startAtLayer needs the residual input of that layer');
       if (opts.residual.shape.join(',') !== [B, T, c.d_model].join(',')) throw new ShapeError('residual', expectedFound(`[${[B, T, c.d_model]}]`, `[${opts.residual.shape}]`));
       resid = opts.residual as tf.Tensor3D;

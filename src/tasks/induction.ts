@@ -75,23 +75,3 @@ export function razorAttentionInput(options: Omit<RepeatedOptions, 'repeats'> & 
   return repeatedTokens({ ...options, repeats: 4 });
 }
 
-/**
- * RazorAttention masks for a sequence of BOS + block x repeats, indices over the full sequence
- * (query i, key j): echo E[i][j] = 1 when j < i and j holds the same block position as i (the
- * previous copies of the current token); induction I[i][j+1] = 1 for those j (the token that came
- * after the previous copies). The BOS row/column is 0.
- */
-export function razorMasks(blockLength: number, repeats: number, offset = 1): { echo: number[][]; induction: number[][] } {
-  const T = offset + blockLength * repeats;
-  const echo = Array.from({ length: T }, () => new Array<number>(T).fill(0));
-  const induction = Array.from({ length: T }, () => new Array<number>(T).fill(0));
-  for (let i = offset; i < T; i++) {
-    for (let j = offset; j < i; j++) {
-      if ((j - offset) % blockLength === (i - offset) % blockLength) {
-        echo[i][j] = 1;
-        if (j + 1 <= i) induction[i][j + 1] = 1;
-      }
-    }
-  }
-  return { echo, induction };
-}

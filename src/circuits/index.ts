@@ -1,0 +1,6 @@
+/** Circuits: task datasets, patching problems and metrics, activation / path / attribution patching, circuit evaluation. */
+export * from './ioi.js';
+export * from './problem.js';
+export * from './patching.js';
+export * from './path.js';
+export * from './evaluate.js';
