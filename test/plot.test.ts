@@ -81,6 +81,14 @@ describe('plot: figure builders', () => {
       assert.equal(fig.layout.title?.text, 'head-patching (gpt2)');
     });
 
+    it('showCI appends the interval to the hover text', () => {
+      const hs = makeHeadScores('sink', [[0.5, 0.25]], {}, { ci: { lo: [[0.4, 0.1]], hi: [[0.61, 0.3]], level: 0.95, method: 'bootstrap' } });
+      assert.deepEqual(headHeatmap(hs, { showCI: true }).data[0].text, [['L0.H0: 0.50 (95% CI 0.40 to 0.61)', 'L0.H1: 0.25 (95% CI 0.10 to 0.30)']]);
+      assert.deepEqual(headHeatmap(hs).data[0].text, [['L0.H0: 0.50', 'L0.H1: 0.25']]);
+      assert.throws(() => headHeatmap(makeHeadScores('x', [[1]]), { showCI: true }), ValueError);
+      assert.throws(() => headHeatmap({ ...hs, ci: { ...hs.ci!, lo: [[0.4]] } }, { showCI: true }), ShapeError);
+    });
+
     it('rejects a grid that does not match nLayers x nHeads, and NaN scores', () => {
       const hs = makeHeadScores('x', [[1, 2], [3, 4]]);
       assert.throws(() => headHeatmap({ ...hs, nHeads: 3 }), ShapeError);

@@ -174,6 +174,8 @@ function axis(title: string | undefined, extra: Axis = {}): Axis {
 export interface HeadHeatmapOptions {
   /** Decimals in the hover text (default 2). */
   decimals?: number;
+  /** Append the confidence interval hs.ci to each hover text: "L9.H6: 0.83 (95% CI 0.71 to 0.90)". */
+  showCI?: boolean;
   /** Title (default: hs.method, with the model in brackets when known). */
   title?: string;
   /** Force a diverging (true) or sequential (false) scale; default: diverging when scores have both signs. */
@@ -192,7 +194,20 @@ export function headHeatmap(hs: HeadScores, opts: HeadHeatmapOptions = {}): Figu
     throw new ShapeError(`${where}: scores`, expectedFound(`${hs.nLayers} x ${hs.nHeads} (nLayers x nHeads)`, `${z.length} x ${z[0].length}`));
   }
   const d = opts.decimals ?? 2;
-  const text = z.map((row, l) => row.map((v, h) => `L${l}.H${h}: ${formatValue(v, d)}`));
+  let ci: { lo: number[][]; hi: number[][]; level: number } | null = null;
+  if (opts.showCI) {
+    if (!hs.ci) throw new ValueError(`${where}: showCI`, expectedFound('scores with a confidence interval (hs.ci)', 'none'));
+    ci = { lo: toMatrix(hs.ci.lo, `${where}: ci.lo`), hi: toMatrix(hs.ci.hi, `${where}: ci.hi`), level: hs.ci.level };
+    for (const [name, g] of [['lo', ci.lo], ['hi', ci.hi]] as const) {
+      if (g.length !== z.length || g[0].length !== z[0].length) {
+        throw new ShapeError(`${where}: ci.${name}`, expectedFound(`${z.length} x ${z[0].length}`, `${g.length} x ${g[0].length}`));
+      }
+    }
+  }
+  const pct = ci ? `${formatValue(ci.level <= 1 ? ci.level * 100 : ci.level, 0)}% CI` : '';
+  const text = z.map((row, l) =>
+    row.map((v, h) => `L${l}.H${h}: ${formatValue(v, d)}${ci ? ` (${pct} ${formatValue(ci.lo[l][h], d)} to ${formatValue(ci.hi[l][h], d)})` : ''}`),
+  );
   const range = colourRange(z, opts.diverging, opts.zmin, opts.zmax);
   const heads = Array.from({ length: hs.nHeads }, (_, h) => h);
   const layers = Array.from({ length: hs.nLayers }, (_, l) => l);
