@@ -271,6 +271,8 @@ describe('plot: figure builders', () => {
       assert.deepEqual(t.text, [['0 The: 0.50', '1  cat: -1.00'], ['2  sat: 2.00', '']]);
       const ann = fig.layout.annotations!;
       assert.deepEqual(ann.map((a) => [a.x, a.y, a.text]), [[0, 0, 'The'], [1, 0, ' cat'], [0, 1, ' sat']]);
+      // text colour follows the cell: 0.5 (near white) and -1 (mid blue on a +-2 scale) black, 2 (dark red) white
+      assert.deepEqual(ann.map((a) => a.font?.color), ['#000', '#000', '#fff']);
       assert.equal(t.zmid, 0);
       assert.equal(t.zmin, -2);
       assert.equal(t.zmax, 2);

@@ -596,6 +596,13 @@ export function tokenStrip(tokens: string[], values: number[], opts: TokenStripO
   if (!Number.isInteger(perRow) || perRow < 1) throw new ValueError('tokenStrip: perRow', expectedFound('a positive integer', String(perRow)));
   const rows = Math.ceil(v.length / perRow);
   const d = opts.decimals ?? 2;
+  const range = colourRange([v], opts.diverging, opts.zmin, opts.zmax);
+  // white text on the dark ends of the scale, black elsewhere
+  const ink = (x: number) => {
+    const t = (x - range.zmin) / (range.zmax - range.zmin || 1);
+    const dark = range.zmid !== undefined ? Math.abs(t - 0.5) > 0.35 : t > 0.55;
+    return dark ? '#fff' : '#000';
+  };
   const z: Array<Array<number | null>> = [];
   const text: string[][] = [];
   const annotations: Annotation[] = [];
@@ -607,14 +614,13 @@ export function tokenStrip(tokens: string[], values: number[], opts: TokenStripO
       if (i < v.length) {
         z[r].push(v[i]);
         text[r].push(`${i} ${tokenLabel(toks[i])}: ${formatValue(v[i], d)}`);
-        annotations.push({ x: c, y: r, text: tokenLabel(toks[i]), showarrow: false, font: { size: 12, color: '#000' } });
+        annotations.push({ x: c, y: r, text: tokenLabel(toks[i]), showarrow: false, font: { size: 12, color: ink(v[i]) } });
       } else {
         z[r].push(null);
         text[r].push('');
       }
     }
   }
-  const range = colourRange([v], opts.diverging, opts.zmin, opts.zmax);
   const cols = Array.from({ length: perRow }, (_, c) => c);
   const rowIdx = Array.from({ length: rows }, (_, r) => r);
   return {
