@@ -180,7 +180,7 @@ describe('sae/metrics: ROC', () => {
 });
 
 describe('sae/discrete: per-head SAEs', () => {
-  it('batched per-head training equals separate paper SAEs trained full batch', async () => {
+  it('HeadSAEs: head h is paperSAE(seed = headSeed(seed, h)) trained full batch on x[h]; codes are argmax features', async () => {
     const H = 2;
     const d = 5;
     const F = 6;
@@ -194,7 +194,7 @@ describe('sae/discrete: per-head SAEs', () => {
       const single = paperSAE(d, F, { seed: HeadSAEs.headSeed(7, h), lambda: 0.02 });
       const xh = tf.tidy(() => tf.reshape(tf.slice(x, [h, 0, 0], [1, n, d]), [n, d]) as tf.Tensor2D);
       const res = await trainSAE(single, xh, { epochs: 40, batchSize: n, lr: 1e-2, logEvery: 1, progress: false });
-      const batched = saes.toSAE(h);
+      const batched = saes.sae(h);
       const a = single.params.W_enc.dataSync();
       const b = batched.params.W_enc.dataSync();
       let maxDiff = 0;
@@ -211,7 +211,6 @@ describe('sae/discrete: per-head SAEs', () => {
       assert.deepEqual(codes[h], argmaxCodes(f));
       tf.dispose([xh, l.loss, l.mse, l.l1, f]);
       single.dispose();
-      batched.dispose();
     }
     saes.dispose();
     assert.equal(tf.memory().numTensors, before);
@@ -277,7 +276,7 @@ describe('sae/discrete: saeCircuitScores pipeline', () => {
     const before = tf.memory().numTensors;
     const aucs: number[] = [];
     for (const seed of [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]) {
-      const res = await saeCircuitScores(model, { positive, negative, nFeatures: 20, epochs: 150, lr: 1e-2, seed, batchSize: 5, progress: false });
+      const res = await saeCircuitScores(model, { positive, negative, nFeatures: 20, epochs: 100, lr: 1e-2, seed, batchSize: 5, progress: false });
       assert.equal(res.node.method, 'sae-node');
       assert.equal(res.edge.method, 'sae-edge');
       assert.equal(res.codes.positive.length, 12);
@@ -292,7 +291,7 @@ describe('sae/discrete: saeCircuitScores pipeline', () => {
       assert.ok(pc[1][5] > 0 || pc[1][0] > 0);
       // same seed, same result
       if (seed === 0) {
-        const again = await saeCircuitScores(model, { positive, negative, nFeatures: 20, epochs: 150, lr: 1e-2, seed, batchSize: 5, progress: false });
+        const again = await saeCircuitScores(model, { positive, negative, nFeatures: 20, epochs: 100, lr: 1e-2, seed, batchSize: 5, progress: false });
         assert.deepEqual(again.codes, res.codes);
       }
     }

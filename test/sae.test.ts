@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { SparseAutoencoder, paperSAE, reluSAE, topKSAE } from '../src/sae/models.js';
+import { SparseAutoencoder, mm, paperSAE, reluSAE, topKSAE } from '../src/sae/models.js';
 import { trainSAE } from '../src/sae/train.js';
 import { saeMetrics } from '../src/sae/metrics.js';
 import { collectActivations, collectHeadOutputs, collectHeadOutputsMulti, type ActivationModel } from '../src/sae/collect.js';
@@ -142,6 +142,26 @@ describe('sae/models', () => {
     bad.dispose();
     s.dispose();
     assert.throws(() => new SparseAutoencoder({ architecture: 'standard', dIn: 2, dSae: 3 }, { ...tinyWeights(), W_dec: [[1, 0]] }), ShapeError);
+  });
+
+  it('mm has the gradient of tf.matMul (computed without transpose flags)', () => {
+    const before = tf.memory().numTensors;
+    const a = tf.tidy(() => tf.variable(tf.randomNormal([3, 5], 0, 1, 'float32', 1)));
+    const b = tf.tidy(() => tf.variable(tf.randomNormal([5, 4], 0, 1, 'float32', 2)));
+    const w = tf.randomNormal([3, 4], 0, 1, 'float32', 3);
+    const f1 = () => tf.sum(tf.mul(tf.matMul(a, b), w)) as tf.Scalar;
+    const f2 = () => tf.sum(tf.mul(mm(a as tf.Tensor2D, b as tf.Tensor2D), w)) as tf.Scalar;
+    const g1 = tf.variableGrads(f1, [a, b]);
+    const g2 = tf.variableGrads(f2, [a, b]);
+    close(g1.value.dataSync()[0], g2.value.dataSync()[0], 1e-5);
+    for (const v of [a, b]) {
+      const x1 = g1.grads[v.name].dataSync();
+      const x2 = g2.grads[v.name].dataSync();
+      assert.equal(x1.length, x2.length);
+      for (let i = 0; i < x1.length; i++) close(x1[i], x2[i], 1e-5);
+    }
+    tf.dispose([a, b, w, g1.value, g2.value, ...Object.values(g1.grads), ...Object.values(g2.grads)]);
+    assert.equal(tf.memory().numTensors, before);
   });
 
   it('projectGradients removes the component parallel to each feature vector', () => {

@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ConfigError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
 import { deriveSeed, rng as makeRng } from '../util/random.js';
-import { initSAEArrays, SparseAutoencoder } from './models.js';
+import { paperSAE, SparseAutoencoder } from './models.js';
 import { trainSAE } from './train.js';
 import { progress as progressBar } from '../progress.js';
 import {
@@ -243,179 +243,128 @@ export function edgeScores(pos: CodeTable, neg: CodeTable, layout: HeadLayout, o
   );
 }
 
-// ------------------------------------------------------------ batched per-head SAEs
+// ------------------------------------------------------------ per-head SAEs
 
 export interface HeadSAETrainOptions {
-  nFeatures?: number;
-  lambda?: number;
   epochs?: number;
   lr?: number;
-  seed?: number;
   /** Remove the gradient part parallel to the unit-norm vectors (authors' hook), default true. */
   projectGradients?: boolean;
-  onProgress?: (p: { step: number; totalSteps: number; loss: number }) => void;
+  /** Called after each head's SAE is trained. */
+  onProgress?: (p: { head: number; nHeads: number; loss: number }) => void;
   /** Progress display: true (default), false, or a label. */
   progress?: boolean | string;
 }
 
 /**
- * One paper SAE per head, trained together: x [H, n, d] holds each head's training vectors.
- * The summed loss gives every head's parameters exactly the gradient of its own loss, and Adam
- * is elementwise, so this equals H separate full-batch trainings (head h initialised as
- * paperSAE(d, F, {seed: deriveSeed(seed, h)})).
+ * One paper SAE per head (head h initialised as paperSAE(d, F, {seed: deriveSeed(seed, h)})),
+ * each trained full batch on its own vectors. The heads are trained one after another: on wasm,
+ * many small tensors are much faster than one batched [H, ...] tensor, and only one head's Adam
+ * state is alive at a time.
  */
 export class HeadSAEs {
-  readonly nHeadSAEs: number;
-  readonly dIn: number;
-  readonly dSae: number;
-  readonly lambda: number;
-  /** W_enc [H, d, F], b_enc [H, 1, F], W_dec [H, F, d], b_dec [H, 1, d]. */
-  readonly params: Record<'W_enc' | 'b_enc' | 'W_dec' | 'b_dec', tf.Variable>;
+  readonly saes: SparseAutoencoder[];
 
   constructor(nHeadSAEs: number, dIn: number, dSae: number, opts: { seed?: number; lambda?: number } = {}) {
-    this.nHeadSAEs = nHeadSAEs;
-    this.dIn = dIn;
-    this.dSae = dSae;
-    this.lambda = opts.lambda ?? 0.02;
+    if (!(Number.isInteger(nHeadSAEs) && nHeadSAEs > 0)) throw new ConfigError('nHeadSAEs', expectedFound('a positive integer', nHeadSAEs));
     const seed = opts.seed ?? 0;
-    const W_enc = new Float32Array(nHeadSAEs * dIn * dSae);
-    const b_enc = new Float32Array(nHeadSAEs * dSae);
-    const W_dec = new Float32Array(nHeadSAEs * dSae * dIn);
-    for (let h = 0; h < nHeadSAEs; h++) {
-      const w = initSAEArrays('paper', dIn, dSae, deriveSeed(seed, h));
-      W_enc.set(w.W_enc, h * dIn * dSae);
-      b_enc.set(w.b_enc, h * dSae);
-      W_dec.set(w.W_dec, h * dSae * dIn);
+    this.saes = [];
+    try {
+      for (let h = 0; h < nHeadSAEs; h++) this.saes.push(paperSAE(dIn, dSae, { seed: HeadSAEs.headSeed(seed, h), lambda: opts.lambda ?? 0.02 }));
+    } catch (e) {
+      this.saes.forEach((s) => s.dispose());
+      throw e;
     }
-    this.params = tf.tidy(() => ({
-      W_enc: tf.variable(tf.tensor3d(W_enc, [nHeadSAEs, dIn, dSae])),
-      b_enc: tf.variable(tf.tensor3d(b_enc, [nHeadSAEs, 1, dSae])),
-      W_dec: tf.variable(tf.tensor3d(W_dec, [nHeadSAEs, dSae, dIn])),
-      b_dec: tf.variable(tf.zeros([nHeadSAEs, 1, dIn])),
-    }));
   }
 
-  /** Seed of head h's SAE, for comparison with a single paperSAE. */
+  /** Seed of head h's SAE. */
   static headSeed(seed: number, h: number): number {
     return deriveSeed(seed, h);
   }
 
+  get nHeadSAEs(): number {
+    return this.saes.length;
+  }
+
   private check(x: tf.Tensor): void {
-    if (x.rank !== 3 || x.shape[0] !== this.nHeadSAEs || x.shape[2] !== this.dIn) {
-      throw new ShapeError('x', expectedFound(`[${this.nHeadSAEs}, n, ${this.dIn}]`, x.shape));
+    const d = this.saes[0].dIn;
+    if (x.rank !== 3 || x.shape[0] !== this.saes.length || x.shape[2] !== d) {
+      throw new ShapeError('x', expectedFound(`[${this.saes.length}, n, ${d}]`, x.shape));
     }
   }
 
-  /** Features [H, n, F]. */
-  encode(x: tf.Tensor3D): tf.Tensor3D {
-    this.check(x);
-    return tf.tidy(() => tf.relu(tf.add(tf.matMul(tf.sub(x, this.params.b_dec), this.params.W_enc as tf.Tensor3D), this.params.b_enc)) as tf.Tensor3D);
+  private head(x: tf.Tensor3D, h: number): tf.Tensor2D {
+    const [, n, d] = x.shape;
+    return tf.tidy(() => tf.reshape(tf.slice(x, [h, 0, 0], [1, n, d]), [n, d]) as tf.Tensor2D);
   }
 
-  /** Summed per-head losses and the per-head losses [H]. */
-  loss(x: tf.Tensor3D): { loss: tf.Scalar; perHead: tf.Tensor1D } {
-    return tf.tidy(() => {
-      const f = this.encode(x);
-      const recon = tf.add(tf.matMul(f, this.params.W_dec as tf.Tensor3D), this.params.b_dec);
-      const mse = tf.mean(tf.squaredDifference(recon, x), [1, 2]);
-      const l1 = tf.mean(tf.sum(f, 2), 1);
-      const perHead = tf.add(mse, tf.mul(l1, this.lambda)) as tf.Tensor1D;
-      return { loss: tf.sum(perHead) as tf.Scalar, perHead };
-    });
+  /** Train head h's SAE on x[h] ([H, n, d]); returns each head's final loss. */
+  async train(x: tf.Tensor3D, opts: HeadSAETrainOptions = {}): Promise<number[]> {
+    this.check(x);
+    const epochs = opts.epochs ?? 500;
+    const bar = opts.progress === false ? null : progressBar(this.saes.length, { label: typeof opts.progress === 'string' ? opts.progress : `train ${this.saes.length} head SAEs` });
+    const losses: number[] = [];
+    try {
+      for (let h = 0; h < this.saes.length; h++) {
+        losses.push(await trainHeadSAE(this.saes[h], this.head(x, h), { epochs, lr: opts.lr, projectGradients: opts.projectGradients }, h));
+        opts.onProgress?.({ head: h, nHeads: this.saes.length, loss: losses[h] });
+        bar?.tick(1, { loss: losses[h] });
+      }
+    } finally {
+      bar?.done();
+    }
+    return losses;
   }
 
   /** Integer codes (first argmax feature) [H][n]. */
   codes(x: tf.Tensor3D): number[][] {
     this.check(x);
-    const out: number[][] = [];
-    for (let h = 0; h < this.nHeadSAEs; h++) {
-      const f = tf.tidy(() => {
-        const n = x.shape[1];
-        const xh = tf.reshape(tf.slice(x, [h, 0, 0], [1, n, this.dIn]), [n, this.dIn]);
-        const bd = tf.reshape(tf.slice(this.params.b_dec, [h, 0, 0], [1, 1, this.dIn]), [1, this.dIn]);
-        const we = tf.reshape(tf.slice(this.params.W_enc, [h, 0, 0], [1, this.dIn, this.dSae]), [this.dIn, this.dSae]);
-        const be = tf.reshape(tf.slice(this.params.b_enc, [h, 0, 0], [1, 1, this.dSae]), [1, this.dSae]);
-        return tf.relu(tf.add(tf.matMul(tf.sub(xh, bd), we), be));
-      });
-      out.push(argmaxCodes(f as tf.Tensor2D));
+    return this.saes.map((sae, h) => {
+      const xh = this.head(x, h);
+      const f = sae.encode(xh);
+      xh.dispose();
+      const c = argmaxCodes(f);
       f.dispose();
-    }
-    return out;
+      return c;
+    });
   }
 
-  async train(x: tf.Tensor3D, opts: Omit<HeadSAETrainOptions, 'nFeatures' | 'lambda' | 'seed'> = {}): Promise<number[]> {
-    this.check(x);
-    const epochs = opts.epochs ?? 500;
-    if (!(Number.isInteger(epochs) && epochs > 0)) throw new ConfigError('epochs', expectedFound('a positive integer', epochs));
-    const lr = opts.lr ?? 1e-3;
-    const project = opts.projectGradients ?? true;
-    const vars = [this.params.W_enc, this.params.b_enc, this.params.W_dec, this.params.b_dec];
-    const optimizer = tf.train.adam(lr);
-    const constrained: Array<[tf.Variable, number]> = [
-      [this.params.W_enc, 1],
-      [this.params.W_dec, 2],
-    ];
-    const logEvery = Math.max(1, Math.floor(epochs / 10));
-    const bar =
-      opts.progress === false ? null : progressBar(epochs, { label: typeof opts.progress === 'string' ? opts.progress : `train ${this.nHeadSAEs} head SAEs` });
-    try {
-      for (let step = 0; step < epochs; step++) {
-        const { value, grads } = tf.variableGrads(() => this.loss(x).loss, vars);
-        const applied = tf.tidy(() => {
-          const out: Record<string, tf.Tensor> = {};
-          for (const v of vars) out[v.name] = grads[v.name];
-          if (project) {
-            for (const [w, axis] of constrained) {
-              const g = grads[w.name];
-              const wn = tf.div(w, tf.maximum(tf.norm(w, 'euclidean', axis, true), 1e-12));
-              out[w.name] = tf.sub(g, tf.mul(tf.sum(tf.mul(g, w), axis, true), wn));
-            }
-          }
-          return out;
-        });
-        optimizer.applyGradients(vars.map((v) => ({ name: v.name, tensor: applied[v.name] })));
-        for (const t of new Set([...Object.values(grads), ...Object.values(applied)])) t.dispose();
-        tf.tidy(() => {
-          for (const [w, axis] of constrained) w.assign(tf.div(w, tf.maximum(tf.norm(w, 'euclidean', axis, true), 1e-12)));
-        });
-        if ((opts.onProgress || bar) && (step % logEvery === 0 || step === epochs - 1)) {
-          const lv = value.dataSync()[0];
-          opts.onProgress?.({ step, totalSteps: epochs, loss: lv });
-          bar?.tick(1, { loss: lv });
-        } else bar?.tick(1);
-        value.dispose();
-        if (step % 50 === 49) await tf.nextFrame();
-      }
-      const per = tf.tidy(() => this.loss(x).perHead);
-      const arr = Array.from(per.dataSync());
-      per.dispose();
-      arr.forEach((v, h) => {
-        if (!Number.isFinite(v)) throw new ValueError(`head SAE ${h}`, `loss became ${v}; check the activations for NaN/Inf`);
-      });
-      return arr;
-    } finally {
-      bar?.done();
-      optimizer.dispose();
-    }
-  }
-
-  /** Head h's SAE as a standalone SparseAutoencoder (a copy). */
-  toSAE(h: number): SparseAutoencoder {
-    const w = tf.tidy(() => ({
-      W_enc: tf.reshape(tf.slice(this.params.W_enc, [h, 0, 0], [1, this.dIn, this.dSae]), [this.dIn, this.dSae]),
-      b_enc: tf.reshape(tf.slice(this.params.b_enc, [h, 0, 0], [1, 1, this.dSae]), [this.dSae]),
-      W_dec: tf.reshape(tf.slice(this.params.W_dec, [h, 0, 0], [1, this.dSae, this.dIn]), [this.dSae, this.dIn]),
-      b_dec: tf.reshape(tf.slice(this.params.b_dec, [h, 0, 0], [1, 1, this.dIn]), [this.dIn]),
-    }));
-    try {
-      return new SparseAutoencoder({ architecture: 'paper', dIn: this.dIn, dSae: this.dSae, lambda: this.lambda }, w);
-    } finally {
-      Object.values(w).forEach((t) => t.dispose());
-    }
+  /** Head h's SAE (owned by this object; disposed with it). */
+  sae(h: number): SparseAutoencoder {
+    const s = this.saes[h];
+    if (!s) throw new ValueError('h', expectedFound(`a head index in [0, ${this.saes.length})`, h));
+    return s;
   }
 
   dispose(): void {
-    Object.values(this.params).forEach((v) => v.dispose());
+    this.saes.forEach((s) => s.dispose());
+  }
+}
+
+/** Full-batch training of one head's SAE (disposes xh); returns the final loss on xh. */
+async function trainHeadSAE(
+  sae: SparseAutoencoder,
+  xh: tf.Tensor2D,
+  opts: { epochs: number; lr?: number; projectGradients?: boolean },
+  h: number,
+): Promise<number> {
+  try {
+    await trainSAE(sae, xh, {
+      epochs: opts.epochs,
+      batchSize: xh.shape[0],
+      lr: opts.lr,
+      projectGradients: opts.projectGradients,
+      progress: false,
+      finalMetrics: false,
+      logEvery: opts.epochs,
+    });
+    const l = sae.loss(xh);
+    const v = l.loss.dataSync()[0];
+    tf.dispose([l.loss, l.mse, l.l1]);
+    if (!Number.isFinite(v)) throw new ValueError(`head SAE ${h}`, `loss became ${v}; check the activations for NaN/Inf`);
+    return v;
+  } finally {
+    xh.dispose();
   }
 }
 
@@ -516,18 +465,31 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
     const progress = (p: { step: number; totalSteps: number; loss: number }) =>
       opts.onProgress?.({ stage: 'train', step: p.step, totalSteps: p.totalSteps, loss: p.loss });
     if (sharing === 'per-head') {
-      const { xTrain, xAll } = tf.tidy(() => ({
-        xTrain: tf.transpose(tf.gather(all!, tf.tensor1d(trainIndices, 'int32'), 0), [1, 0, 2]) as tf.Tensor3D,
-        xAll: tf.transpose(all!, [1, 0, 2]) as tf.Tensor3D,
-      }));
-      const saes = new HeadSAEs(Hs, D, nFeatures, { seed, lambda });
+      // head by head: train on the nTrain examples, code every example, dispose
+      const idx = tf.tensor1d(trainIndices, 'int32');
+      const bar = opts.progress === false ? null : progressBar(Hs, { label: typeof opts.progress === 'string' ? opts.progress : `SAE circuit: ${Hs} head SAEs` });
+      codesByHead = [];
+      finalLoss = [];
       try {
-        finalLoss = await saes.train(xTrain, { epochs, lr: opts.lr, onProgress: progress, progress: opts.progress ?? `SAE circuit: ${Hs} head SAEs` });
-        codesByHead = saes.codes(xAll);
+        for (let h = 0; h < Hs; h++) {
+          const xAllH = tf.tidy(() => tf.reshape(tf.slice(all!, [0, h, 0], [nAll, 1, D]), [nAll, D]) as tf.Tensor2D);
+          const sae = paperSAE(D, nFeatures, { seed: HeadSAEs.headSeed(seed, h), lambda });
+          try {
+            const xTrain = tf.tidy(() => tf.gather(xAllH, idx) as tf.Tensor2D);
+            finalLoss.push(await trainHeadSAE(sae, xTrain, { epochs, lr: opts.lr }, h));
+            const f = sae.encode(xAllH);
+            codesByHead.push(argmaxCodes(f));
+            f.dispose();
+          } finally {
+            sae.dispose();
+            xAllH.dispose();
+          }
+          progress({ step: h, totalSteps: Hs, loss: finalLoss[h] });
+          bar?.tick(1, { head: `${heads[h][0]}.${heads[h][1]}`, loss: finalLoss[h] });
+        }
       } finally {
-        saes.dispose();
-        xTrain.dispose();
-        xAll.dispose();
+        bar?.done();
+        idx.dispose();
       }
     } else {
       const xTrain = tf.tidy(() => tf.reshape(tf.gather(all!, tf.tensor1d(trainIndices, 'int32'), 0), [nTrain * Hs, D]) as tf.Tensor2D);

@@ -58,6 +58,11 @@ export interface SAELoss {
 
 const EPS = 1e-12;
 
+/** Euclidean norm along an axis, kept (tf.norm goes through pow, which is slow on wasm). */
+function l2(w: tf.Tensor, axis: number): tf.Tensor {
+  return tf.sqrt(tf.sum(tf.square(w), axis, true));
+}
+
 function checkPositiveInt(where: string, v: unknown): number {
   if (!(typeof v === 'number' && Number.isInteger(v) && v > 0)) {
     throw new ConfigError(where, expectedFound('a positive integer', v));
@@ -119,6 +124,26 @@ export function initSAEArrays(
   normaliseRows(W_dec, dSae, dIn);
   return { W_enc: transposeArray(W_dec, dSae, dIn), b_enc: new Float32Array(dSae), W_dec, b_dec };
 }
+
+/**
+ * a @ b for 2-D tensors with a gradient that avoids matMul's transpose flags: on the wasm backend a
+ * transposed operand is 10-40x slower than a plain product, and the default gradient of a @ b
+ * uses dy @ b^T and a^T @ dy. Here da = (b @ dy^T)^T and db = (a^T) @ dy, transposing only the
+ * batch-sized matrices. Same numbers, same shapes.
+ */
+export const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([a, b]);
+  return {
+    value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sa, sb] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const d = dy as tf.Tensor2D;
+      const da = tf.transpose(tf.matMul(sb, tf.transpose(d)));
+      const db = tf.matMul(tf.transpose(sa), d);
+      return [da, db];
+    },
+  };
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
 
 /**
  * Zero gradient through a mask: the top-k threshold is not differentiated (TopK has no gradient
@@ -204,7 +229,7 @@ export class SparseAutoencoder {
     this.check(x, this.dIn, 'x');
     return tf.tidy(() => {
       const xin = this.applyBDecToInput ? tf.sub(x, this.params.b_dec) : x;
-      return tf.add(tf.matMul(xin, this.params.W_enc), this.params.b_enc) as tf.Tensor2D;
+      return tf.add(mm(xin as tf.Tensor2D, this.params.W_enc as tf.Tensor2D), this.params.b_enc) as tf.Tensor2D;
     });
   }
 
@@ -221,7 +246,7 @@ export class SparseAutoencoder {
   /** Reconstruction f W_dec + b_dec, [n, d_in]. */
   decode(f: tf.Tensor2D): tf.Tensor2D {
     this.check(f, this.dSae, 'features');
-    return tf.tidy(() => tf.add(tf.matMul(f, this.params.W_dec), this.params.b_dec) as tf.Tensor2D);
+    return tf.tidy(() => tf.add(mm(f, this.params.W_dec as tf.Tensor2D), this.params.b_dec) as tf.Tensor2D);
   }
 
   forward(x: tf.Tensor2D): SAEForward {
@@ -237,7 +262,7 @@ export class SparseAutoencoder {
     return tf.tidy(() => {
       const { features, recon } = this.forward(x);
       const mse = tf.mean(tf.squaredDifference(recon, x)) as tf.Scalar;
-      const l1 = tf.mean(tf.sum(tf.abs(features), 1)) as tf.Scalar;
+      const l1 = tf.mean(tf.sum(features, 1)) as tf.Scalar; // features are >= 0 in every variant
       const loss = this.lambda > 0 ? (tf.add(mse, tf.mul(l1, this.lambda)) as tf.Scalar) : (tf.add(mse, 0) as tf.Scalar);
       return { loss, mse, l1 };
     });
@@ -255,7 +280,7 @@ export class SparseAutoencoder {
     tf.tidy(() => {
       for (const { name, axis } of this.constrained()) {
         const v = this.params[name];
-        const n = tf.maximum(tf.norm(v, 'euclidean', axis, true), EPS);
+        const n = tf.maximum(l2(v, axis), EPS);
         v.assign(tf.div(v, n));
       }
     });
@@ -273,7 +298,7 @@ export class SparseAutoencoder {
       if (!g) continue;
       out[name] = tf.tidy(() => {
         const w = this.params[name];
-        const wn = tf.div(w, tf.maximum(tf.norm(w, 'euclidean', axis, true), EPS));
+        const wn = tf.div(w, tf.maximum(l2(w, axis), EPS));
         const dot = tf.sum(tf.mul(g, w), axis, true);
         return tf.sub(g, tf.mul(dot, wn));
       });
