@@ -83,7 +83,9 @@ export function generate(model: HookedTransformer, prompt: Tokens, opts: Generat
 
 function pick(logits: tf.Tensor, temp: number, topK: number | undefined, rand: ReturnType<typeof rng>): number[] {
   if (temp === 0) return tf.tidy(() => Array.from(tf.argMax(logits, -1).dataSync() as Int32Array, (x) => x));
-  const rows = tf.tidy(() => tf.softmax(tf.div(logits, temp), -1)).arraySync() as number[][];
+  const probsT = tf.tidy(() => tf.softmax(tf.div(logits, temp), -1));
+  const rows = probsT.arraySync() as number[][];
+  probsT.dispose();
   return rows.map((p) => {
     let probs = p;
     if (topK && topK < p.length) {
