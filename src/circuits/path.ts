@@ -59,6 +59,14 @@ export function pathPatch(model: HookedTransformer, p: PatchingProblem, opts: Pa
   if (receivers && model.cfg.n_kv_heads !== H && input !== 'q') {
     throw new ValueError('receiverInput', 'k/v receivers of a GQA model are shared by several query heads; patch q, or give KV-head receivers');
   }
+  if (receivers) {
+    if (!Array.isArray(receivers) || receivers.length === 0) throw new ValueError('receivers', expectedFound('a non-empty array of [layer, head]', receivers));
+    receivers.forEach((r, i) => {
+      if (!Array.isArray(r) || r.length !== 2 || !Number.isInteger(r[0]) || !Number.isInteger(r[1]) || r[0] < 0 || r[0] >= L || r[1] < 0 || r[1] >= H) {
+        throw new ValueError(`receivers[${i}]`, expectedFound(`[layer, head] with layer in [0, ${L}) and head in [0, ${H})`, r));
+      }
+    });
+  }
   const minRecv = receivers ? Math.min(...receivers.map((r) => r[0])) : L;
   const senderLayers = opts.senderLayers ?? Array.from({ length: minRecv }, (_, l) => l);
   if (senderLayers.some((l) => l >= minRecv)) throw new ValueError('senderLayers', expectedFound(`layers below the first receiver layer ${minRecv}`, senderLayers));
