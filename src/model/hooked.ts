@@ -219,8 +219,9 @@ export class HookedTransformer {
     if (this.inHook) throw new HookError('hooks', 'a hook ran the model again (the run\'s hooks would apply to it too); compute what the hook needs before the run');
     const before = this.hooks.size;
     const handle = this.hooks.addAll(opts.fwdHooks);
+    let result: ForwardResult | null = null;
     try {
-      return tf.tidy(() => {
+      result = tf.tidy(() => {
         const tok = this.tokensTensor(tokens, 'tokens');
         const mask = opts.attentionMask !== undefined ? this.maskTensor(opts.attentionMask, tok.shape as [number, number]) : null;
         const state: RunState = {
@@ -235,9 +236,13 @@ export class HookedTransformer {
         };
         return this.forwardInternal(tok, mask, opts, state) as unknown as tf.TensorContainer;
       }) as unknown as ForwardResult;
+      return result;
     } finally {
       handle.remove();
-      if (this.hooks.size !== before) throw new HookError('hooks', 'a hook registered or removed hooks during the run');
+      if (this.hooks.size !== before) {
+        if (result) tf.dispose(result as unknown as tf.TensorContainer); // the run's outputs are not returned: free them
+        throw new HookError('hooks', 'a hook registered or removed hooks during the run');
+      }
     }
   }
 
