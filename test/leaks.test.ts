@@ -1,0 +1,272 @@
+// Reliability (issue 11.3): long loops of hooked runs, patching sweeps, generation, SAE training and
+// cache helpers leave tf.memory() (tensors, bytes, data buffers) and the backend's heap where they
+// were; an error thrown in the middle of a forward leaves no tensors and no hooks behind.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { HookError, TflensError } from '../src/errors.js';
+import { loadModel, generate, type HookedTransformer } from '../src/model/index.js';
+import { attributionPatch, inductionProblem, patchSweep, pathPatch, headPatchingScores, knockout, templateMeans, type PatchingProblem } from '../src/circuits/index.js';
+import { reluSAE, topKSAE } from '../src/sae/models.js';
+import { trainSAE } from '../src/sae/train.js';
+import { mulberry32 } from '../src/util/random.js';
+import { REF_DIR } from './helpers/reference.js';
+
+interface Snap {
+  numTensors: number;
+  numBytes: number;
+  numDataBuffers: number;
+  heap: number | null;
+}
+
+/** tf.memory() plus the wasm heap size (null on other backends). */
+function snap(): Snap {
+  const m = tf.memory() as tf.MemoryInfo & { numDataBuffers: number };
+  const wasm = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm;
+  return { numTensors: m.numTensors, numBytes: m.numBytes, numDataBuffers: m.numDataBuffers, heap: wasm?.HEAPU8?.byteLength ?? null };
+}
+
+function assertSame(before: Snap, after: Snap, what: string): void {
+  assert.equal(after.numTensors, before.numTensors, `${what}: numTensors ${before.numTensors} -> ${after.numTensors}`);
+  assert.equal(after.numBytes, before.numBytes, `${what}: numBytes ${before.numBytes} -> ${after.numBytes}`);
+  assert.equal(after.numDataBuffers, before.numDataBuffers, `${what}: numDataBuffers ${before.numDataBuffers} -> ${after.numDataBuffers}`);
+}
+
+/** The wasm heap only grows; after a warm-up it must not keep growing with the number of runs. */
+function assertHeapStable(warm: Snap, after: Snap, what: string): void {
+  if (warm.heap === null || after.heap === null) return;
+  assert.equal(after.heap, warm.heap, `${what}: wasm heap grew ${warm.heap} -> ${after.heap} bytes`);
+}
+
+const maxAbs = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+
+describe('reliability: no leaks', function () {
+  let model: HookedTransformer;
+  let prob: PatchingProblem;
+  const counts: Record<string, number> = {};
+  before(async () => {
+    model = await loadModel(path.join(REF_DIR, 'gpt2-tiny'));
+    prob = inductionProblem(model, { n: 3, R: 5 }, mulberry32(3));
+  });
+  after(() => {
+    model.dispose();
+    console.log(`      leak checks: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  });
+
+  it('1,000 hooked runs that read and replace activations: tensors, bytes, buffers and wasm heap unchanged', function () {
+    this.timeout(300000);
+    const toks = [[0, 5, 9, 13, 2, 7, 7, 5], [0, 3, 8, 4, 4, 1, 9, 2]];
+    const plain = model.forward(toks);
+    let reads = 0;
+    let sum = 0;
+    const hooks = (i: number): Array<[any, (a: tf.Tensor) => tf.Tensor | void]> => [
+      // read: a readback of the activation (dataSync on a derived tensor made inside the hook)
+      ['blocks.0.hook_resid_pre', (a) => { sum += tf.tidy(() => tf.mean(a).dataSync()[0]); reads++; }],
+      // replace: scale the residual, zero a head's z, rescale a pattern, add to the scores
+      ['blocks.1.hook_resid_mid', (a) => tf.mul(a, 1 + (i % 3) * 0.01)],
+      ['blocks.1.attn.hook_z', (z) => tf.mul(z, tf.tensor4d([1, 0, 1, 1], [1, 1, 4, 1]))],
+      [(n: string) => n.endsWith('hook_pattern'), (p) => tf.mul(p, 0.5)],
+      ['blocks.2.attn.hook_attn_scores', (s) => tf.add(s, 0.1)],
+      ['blocks.2.mlp.hook_post', (x) => tf.relu(x)],
+    ];
+    // warm-up (kernels, wasm heap)
+    for (let i = 0; i < 5; i++) tf.dispose(model.runWithHooks(toks, { fwdHooks: hooks(i) }));
+    const before = snap();
+    let last: tf.Tensor | null = null;
+    for (let i = 0; i < 1000; i++) {
+      const lg = model.runWithHooks(toks, { fwdHooks: hooks(i) });
+      if (i === 999) last = lg;
+      else lg.dispose();
+    }
+    // the hooks had an effect and every run read its activation
+    assert.ok(maxAbs(last!, plain) > 1e-3);
+    assert.equal(reads, 1005);
+    assert.ok(Number.isFinite(sum));
+    tf.dispose([last!]);
+    assertSame(before, snap(), '1,000 hooked runs');
+    assertHeapStable(before, snap(), '1,000 hooked runs');
+    assert.equal(model.hooks.size, 0);
+    plain.dispose();
+    counts['hooked runs'] = 1000;
+  });
+
+  it('withHooks and permanent hooks around 200 runWithCache calls, cache.dispose frees everything', () => {
+    const toks = [[0, 5, 9, 13, 2, 7]];
+    tf.dispose(Object.values(model.runWithCache(toks).cache.tensors));
+    const before = snap();
+    let cached = 0;
+    model.withHooks([['blocks.0.hook_mlp_out', (a) => tf.neg(a)]], () => {
+      for (let i = 0; i < 200; i++) {
+        const { logits, cache } = model.runWithCache(toks, i % 2 ? { namesFilter: (n) => n.includes('attn') } : {});
+        cached += cache.keys().length;
+        logits.dispose();
+        cache.dispose();
+        assert.throws(() => cache.get(cache.keys()[0]), HookError); // disposed caches refuse reads
+      }
+    });
+    assert.ok(cached > 200 * 5);
+    assert.equal(model.hooks.size, 0);
+    assertSame(before, snap(), 'runWithCache x200');
+    counts['cached runs'] = 200;
+  });
+
+  it('ActivationCache helpers (stackHeadResults, decomposeResid, accumulatedResid, applyLnToStack, logitAttrs) leak nothing', () => {
+    const toks = [[0, 5, 9, 13, 2, 7], [0, 3, 8, 4, 4, 1]];
+    const { logits, cache } = model.runWithCache(toks);
+    const before = snap();
+    for (let i = 0; i < 20; i++) {
+      const heads = cache.stackHeadResults(undefined, { posSlice: -1 });
+      const dec = cache.decomposeResid(undefined, { posSlice: -1 });
+      const acc = cache.accumulatedResid(undefined, { inclMid: true, posSlice: -1 });
+      const ln = cache.applyLnToStack(dec.stack, undefined, { posSlice: -1 });
+      const attrs = cache.logitAttrs(ln, [5, 3], [9, 8]);
+      assert.equal(attrs.shape[0], dec.labels.length);
+      tf.dispose([heads.stack, dec.stack, acc.stack, ln, attrs]);
+    }
+    assertSame(before, snap(), 'cache helpers');
+    // an error inside a helper (bad layer) leaks nothing either
+    assert.throws(() => cache.accumulatedResid(99));
+    assert.throws(() => cache.stackHeadResults(undefined, { posSlice: 50 }));
+    assertSame(before, snap(), 'cache helpers after errors');
+    logits.dispose();
+    cache.dispose();
+    counts['cache helper rounds'] = 20;
+  });
+
+  it('patching: patchSweep (every act), pathPatch (logits and receivers), attributionPatch, head scores and knockout leave memory unchanged', function () {
+    this.timeout(300000);
+    // warm-up
+    patchSweep(model, prob, 'z', 'head');
+    const before = snap();
+    const runs: string[] = [];
+    for (const [act, by] of [['resid_pre', 'pos'], ['resid_mid', 'pos'], ['attn_out', 'pos'], ['mlp_out', 'pos'], ['z', 'head'], ['q', 'head_pos'], ['k', 'head'], ['v', 'head'], ['pattern', 'head_pos']] as const) {
+      const r = patchSweep(model, prob, act, by, { maxBatch: 7 });
+      assert.ok(r.forwards > 4);
+      runs.push(`${act}/${by}`);
+    }
+    const pl = pathPatch(model, prob);
+    assert.ok(pl.values.flat().some(Number.isFinite));
+    pathPatch(model, prob, { receivers: [[2, 1], [2, 3]], receiverInput: 'q' });
+    pathPatch(model, prob, { receivers: [[2, 0]], receiverInput: 'k' });
+    const at = attributionPatch(model, prob);
+    assert.ok(at.allPos.flat().some((x) => x !== 0));
+    headPatchingScores(model, prob);
+    const ids = prob.clean.map((_, i) => i % 2);
+    const means = templateMeans(model, { tokens: prob.corrupted, mask: prob.mask, templateIds: ids }, ids);
+    assert.ok(Number.isFinite(knockout(model, prob, means, ['1.0', '2.3'])));
+    means.dispose();
+    assertSame(before, snap(), `patching (${runs.join(', ')}, pathPatch x3, attributionPatch, knockout)`);
+    assert.equal(model.hooks.size, 0);
+    counts['patching runs'] = runs.length + 6;
+  });
+
+  it('generation with hooks, sampling and a StreamingLLM cache: memory unchanged, hooks removed', () => {
+    const prompt = [[0, 5, 9, 13, 2, 7], [0, 3, 8, 4, 4, 1]];
+    generate(model, prompt, { maxNewTokens: 3 });
+    const before = snap();
+    let calls = 0;
+    const hooks: Array<[any, (a: tf.Tensor) => tf.Tensor | void]> = [['blocks.0.attn.hook_pattern', (p) => { calls++; return tf.mul(p, 1); }]];
+    const g1 = generate(model, prompt, { maxNewTokens: 20, fwdHooks: hooks });
+    const g2 = generate(model, prompt, { maxNewTokens: 20, temperature: 0.8, topK: 10, seed: 4, fwdHooks: hooks, streaming: { startSize: 2, recentSize: 6 } });
+    const g3 = generate(model, prompt, { maxNewTokens: 40, streaming: { startSize: 1, recentSize: 4, shiftPositions: false } });
+    assert.equal(g1.tokens[0].length, 20);
+    assert.equal(g2.tokens[1].length, 20);
+    assert.equal(g3.tokens[0].length, 40);
+    assert.equal(calls, 40); // one prefill + 19 decode steps, twice
+    // the greedy hooked run equals the unhooked greedy run (the hook is the identity)
+    assert.deepEqual(g1.tokens, generate(model, prompt, { maxNewTokens: 20 }).tokens);
+    assertSame(before, snap(), 'generation');
+    assert.equal(model.hooks.size, 0);
+    counts.generations = 4;
+  });
+
+  it('an error in the middle of a forward, a cached run, a generation or a sweep leaves no tensors and no hooks', () => {
+    const toks = [[0, 5, 9, 13, 2, 7]];
+    const before = snap();
+    let typed = 0;
+    const boom = () => { throw new Error('boom'); };
+    let rogue: { remove(): void } | null = null;
+    const cases: Array<[string, () => unknown]> = [
+      ['forward, hook throws in layer 1', () => model.forward(toks, { fwdHooks: [['blocks.1.attn.hook_v', boom]] })],
+      ['forward, hook returns a wrong shape', () => model.forward(toks, { fwdHooks: [['blocks.2.hook_resid_pre', (a) => tf.slice(a, [0, 0, 0], [1, 3, -1])]] })],
+      ['forward, hook returns a wrong rank', () => model.forward(toks, { fwdHooks: [['blocks.0.attn.hook_pattern', (a) => tf.sum(a, -1)]] })],
+      ['forward, hook returns a non-tensor', () => model.forward(toks, { fwdHooks: [['blocks.0.hook_mlp_out', () => 3 as any]] })],
+      ['forward, hook re-enters the model', () => model.forward(toks, { fwdHooks: [['blocks.0.hook_resid_mid', () => void model.forward(toks)]] })],
+      // the hook registers a permanent hook of its own: the run fails and frees its outputs; the permanent hook is removed below
+      ['forward, hook adds a hook', () => model.forward(toks, { fwdHooks: [['blocks.0.hook_resid_mid', () => void (rogue = model.hooks.add('hook_embed', () => undefined))]] })],
+      ['runWithCache, hook throws late', () => model.runWithCache(toks, { fwdHooks: [['ln_final.hook_normalized' as any, boom]] })],
+      ['generate, hook throws at step 5', () => {
+        let n = 0;
+        return generate(model, toks, { maxNewTokens: 10, fwdHooks: [['blocks.1.hook_mlp_out', () => { if (++n === 6) throw new Error('step 5'); }]] });
+      }],
+      ['generate with streaming, onStep throws', () => generate(model, toks, { maxNewTokens: 10, streaming: { startSize: 1, recentSize: 3 }, onStep: ({ step }) => { if (step === 4) throw new Error('stop'); } })],
+      ['patchSweep, hook throws in the patched runs', () => model.withHooks([['blocks.2.hook_mlp_out', (a) => { if (a.shape[0] > 3) throw new Error('late'); }]], () => patchSweep(model, prob, 'z', 'head'))],
+      ['attributionPatch, metric throws', () => attributionPatch(model, { ...prob, metric: () => { throw new Error('metric'); } })],
+      ['pathPatch, receiver head out of range', () => pathPatch(model, prob, { receivers: [[1, 9]] })],
+      ['pathPatch, receiver layer out of range', () => pathPatch(model, prob, { receivers: [[7, 0]] })],
+      ['pathPatch, no receivers', () => pathPatch(model, prob, { receivers: [] })],
+    ];
+    const problems: string[] = [];
+    for (const [name, fn] of cases) {
+      const b = snap();
+      let threw = false;
+      try {
+        const r = fn();
+        tf.dispose(r as any);
+      } catch (e) {
+        threw = true;
+        if (e instanceof TflensError) typed++;
+      }
+      if (!threw) problems.push(`${name}: did not throw`);
+      const now = snap();
+      if (now.numTensors !== b.numTensors) problems.push(`${name}: ${now.numTensors - b.numTensors} tensors left`);
+      if (rogue) {
+        (rogue as { remove(): void }).remove();
+        rogue = null;
+      }
+      if (model.hooks.size !== 0) {
+        problems.push(`${name}: ${model.hooks.size} hooks left`);
+        model.hooks.clear();
+      }
+    }
+    assert.deepEqual(problems, []);
+    assertSame(before, snap(), 'errors mid-forward');
+    // the model still works and gives the same logits afterwards
+    const a = model.forward(toks);
+    const b = model.forward(toks);
+    assert.equal(maxAbs(a, b), 0);
+    tf.dispose([a, b]);
+    counts['mid-forward errors'] = cases.length;
+    counts['of them typed (the rest are the user\'s own errors, passed through)'] = typed;
+  });
+
+  it('SAE training (ReLU and TopK, tensor data and a batch function): memory unchanged apart from the SAE, zero after dispose', async function () {
+    this.timeout(120000);
+    const before = snap();
+    const x = tf.randomNormal([64, 16], 0, 1, 'float32', 5) as tf.Tensor2D;
+    for (const make of [() => reluSAE(16, 32, { seed: 1 }), () => topKSAE(16, 32, 4, { seed: 2 })]) {
+      const sae = make();
+      const mid = snap();
+      const r1 = await trainSAE(sae, x, { steps: 30, batchSize: 16, progress: false });
+      const r2 = await trainSAE(sae, (step) => tf.randomNormal([8, 16], 0, 1, 'float32', step) as tf.Tensor2D, { steps: 30, progress: false });
+      assert.equal(r1.history.loss.length > 0 && r2.history.loss.length > 0, true);
+      assert.ok(r1.history.loss[r1.history.loss.length - 1] < r1.history.loss[0], 'training reduced the loss');
+      assertSame(mid, snap(), `${sae.architecture} SAE training`);
+      sae.dispose();
+    }
+    x.dispose();
+    assertSame(before, snap(), 'SAE create/train/dispose');
+    counts['SAE training steps'] = 120;
+  });
+
+  it('loading and disposing a model 20 times returns memory to where it was', async () => {
+    const before = snap();
+    for (let i = 0; i < 20; i++) {
+      const m = await loadModel(path.join(REF_DIR, 'gpt2-tiny'));
+      tf.dispose(m.forward([[1, 2, 3]]));
+      m.dispose();
+    }
+    assertSame(before, snap(), 'load/dispose x20');
+    counts['load/dispose'] = 20;
+  });
+});
