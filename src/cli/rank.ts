@@ -16,6 +16,8 @@ import { inductionProblem, ioiTask, type PatchingProblem } from '../circuits/pro
 import { headPatchingScores } from '../circuits/patching.js';
 import { attributionScores, pathPatchingScores } from '../circuits/path.js';
 import { rng } from '../util/random.js';
+import { rankRetrieval } from '../analyses/niah.js';
+import { razorScoresForModel } from '../analyses/razor.js';
 
 export type Args = Record<string, string | boolean>;
 
@@ -95,6 +97,18 @@ const patching = (help: string, f: (m: HookedTransformer, p: PatchingProblem) =>
   },
 });
 
+const razor = (kind: 'echo' | 'induction', help: string): RankMethod => ({
+  needsTokens: false,
+  help,
+  async run(model, _batch, args) {
+    const repeats = numArg(args, 'repeats', 4);
+    const R = numArg(args, 'R', Math.min(64, Math.floor((model.cfg.n_ctx - 1) / repeats)));
+    const hi = args.hi === undefined ? undefined : numArg(args, 'hi', 0);
+    const r = razorScoresForModel(model, { R, repeats, seed: numArg(args, 'seed', 0), lo: numArg(args, 'lo', 0), hi });
+    return fromScores(r[kind]);
+  },
+});
+
 export const RANK_METHODS: Record<string, RankMethod> = {
   sink: {
     needsTokens: true,
@@ -139,6 +153,16 @@ export const RANK_METHODS: Record<string, RankMethod> = {
   'composition-q': composition('Q'),
   'composition-k': composition('K'),
   'composition-v': composition('V'),
+  retrieval: {
+    needsTokens: false,
+    help: 'retrieval score (Wu et al.) from NIAH decoding: --needle-format <json> | --haystack <txt> --needles <json>; --lengths --depths --max-new-tokens; --format retrieval-head',
+    async run(model, _batch, args) {
+      const r = await rankRetrieval(model, args);
+      return { scores: r.scores, authorJson: r.authorJson, method: 'retrieval', params: r.params };
+    },
+  },
+  echo: razor('echo', 'RazorAttention echo score: mean(A * echo mask) on BOS + --R random ids x --repeats (4); --seed --lo --hi'),
+  'razor-induction': razor('induction', 'RazorAttention induction score: mean(A * induction mask) on the same probe; --R --repeats --seed --lo --hi'),
 };
 
 /** Register a method (used by modules that add rankings, e.g. circuits and retrieval). */
