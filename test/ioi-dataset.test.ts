@@ -274,3 +274,13 @@ describe('IOI dataset', () => {
     assert.throws(() => normalisedMetric(NaN, 2, 1), ValueError);
   });
 });
+
+describe('IOI dataset: template subsets', () => {
+  it('templates restricts the drawn templates, and an empty selection is a typed error', () => {
+    const tok = whitespaceTokenizer();
+    const ds = generateIOI(tok, { n: 40, seed: 3, promptType: 'BABA', templates: [0, 5] });
+    assert.deepEqual([...new Set(ds.templateIds)].sort((a, b) => a - b), [0, 5]);
+    ds.prompts.forEach((p, i) => assert.ok(p.startsWith(ds.templateIds[i] === 0 ? 'Then, ' : 'After ')));
+    assert.throws(() => generateIOI(tok, { n: 4, promptType: 'BABA', templates: [99] }), ValueError);
+  });
+});

@@ -126,6 +126,8 @@ export interface IOIOptions {
   prependBos?: boolean;
   /** Names to draw from (default NAMES). */
   names?: readonly string[];
+  /** Only these template indices (into the kind's list, 0..14 for BABA/ABBA); default all. */
+  templates?: readonly number[];
 }
 
 const WARNED = new WeakSet<object>();
@@ -286,6 +288,12 @@ export function generateIOI(tokenizer: IOITokenizer, options: IOIOptions): IOIDa
     promptType === 'mixed'
       ? [...BABA_TEMPLATES.map((_, i) => ['BABA', i] as [IOITemplateKind, number]), ...ABBA_TEMPLATES.map((_, i) => ['ABBA', i] as [IOITemplateKind, number])]
       : templatesOf(promptType).map((_, i) => [promptType, i] as [IOITemplateKind, number]);
+  if (options.templates) {
+    const keep = new Set(options.templates);
+    const kept = choices.filter(([, i]) => keep.has(i));
+    if (!kept.length) throw new ValueError('generateIOI templates', expectedFound(`template indices of the ${promptType} list`, options.templates));
+    choices.splice(0, choices.length, ...kept);
+  }
   const r = rng(seed);
   const raw: RawPrompt[] = [];
   const draws = symmetric ? n / 2 : n;
