@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { rng } from '../src/util/random.js';
@@ -345,6 +346,31 @@ describe('handmade induction model', () => {
     const cs = copyingScores(model);
     assert.ok(cs.scores[1][0] > 0.999 && cs.extra!.elhageRatio[1][0] > 0.999, `induction head copying ${cs.scores[1][0]}`);
     assert.ok(cs.extra!.eigenvalueMass[0][0] < 1e-6 * cs.extra!.eigenvalueMass[1][0]);
+    model.dispose();
+  });
+});
+
+describe('shipped fixture fixtures/models/induction-handmade', () => {
+  it('its largest K-composition is from its previous-token head into its induction head, and the induction head copies', async () => {
+    const dir = 'fixtures/models/induction-handmade';
+    const circuit = JSON.parse(readFileSync(`${dir}/circuit.json`, 'utf8')) as { roles: Record<string, string> };
+    const byRole = (re: RegExp) => {
+      const name = Object.keys(circuit.roles).find((k) => re.test(circuit.roles[k]));
+      assert.ok(name, `circuit.json names a head matching ${re}`);
+      return name!.split('.').map(Number);
+    };
+    const [pl, ph] = byRole(/^previous-token/);
+    const [il, ih] = byRole(/^induction/);
+    const model = await loadModel(dir);
+    const before = tf.memory().numTensors;
+    const K = compositionScores(model, 'K');
+    const cs = copyingScores(model);
+    assert.equal(tf.memory().numTensors, before);
+    const top = K.rows[0];
+    assert.deepEqual([top.srcLayer, top.srcHead, top.layer, top.head], [pl, ph, il, ih]);
+    assert.ok(top.score > 0.1 && top.score > K.rows[1].score + 0.05, `top ${top.score}, next ${K.rows[1].score}`);
+    assert.equal(K.matrix[il * K.nHeads + ih][pl * K.nHeads + ph], top.score);
+    assert.ok(cs.scores[il][ih] > 0.9, `induction head copying ${cs.scores[il][ih]}`);
     model.dispose();
   });
 });
