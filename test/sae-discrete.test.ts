@@ -16,8 +16,9 @@ import type { ActivationModel } from '../src/sae/collect.js';
 import { makeHeadScores } from '../src/results.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
-import { readFileSync } from 'node:fs';
-import { randomModel } from '../src/model/index.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { loadModel, randomModel } from '../src/model/index.js';
+import { repeatedTokens } from '../src/tasks/induction.js';
 
 const close = (a: number, b: number, tol = 1e-9, msg = '') => assert.ok(Math.abs(a - b) <= tol, `${msg} ${a} vs ${b}`);
 const softmax = (x: number[]) => {
@@ -331,6 +332,37 @@ describe('sae/discrete: saeCircuitScores on the real HookedTransformer', () => {
     assert.deepEqual(a.codes, b.codes);
     assert.deepEqual(a.node.scores, b.node.scores);
     assert.ok(a.codes.positive.flat().every((c) => Number.isInteger(c) && c >= 0 && c < 16));
+    model.dispose();
+  });
+});
+
+describe('sae/discrete: the shipped induction-handmade model', () => {
+  const DIR = 'fixtures/models/induction-handmade';
+  it('node and edge AUC >= 0.9 against circuit.json over 10 seeds (repeated vs non-repeated prompts)', async function () {
+    this.timeout(120000);
+    if (!existsSync(`${DIR}/model.safetensors`)) this.skip();
+    const model = await loadModel(DIR);
+    const truth = (JSON.parse(readFileSync(`${DIR}/circuit.json`, 'utf8')) as { heads: string[] }).heads;
+    assert.deepEqual(truth, ['0.0', '1.0']);
+    // positives: BOS + 10 syllables repeated twice (induction applies); negatives: BOS + 20 distinct syllables
+    const positive = repeatedTokens({ batch: 30, blockLength: 10, repeats: 2, low: 2, high: 32, bosId: 0, seed: 1 }).tokens;
+    const negative = repeatedTokens({ batch: 30, blockLength: 20, repeats: 1, low: 2, high: 32, bosId: 0, seed: 2, distinct: true }).tokens;
+    const before = tf.memory().numTensors;
+    const node: number[] = [];
+    const edge: number[] = [];
+    for (let seed = 0; seed < 10; seed++) {
+      // paper settings (200 features, lambda 0.02, Adam 1e-3, 10 training examples) with 100 epochs instead of 500 to keep the test short
+      const r = await saeCircuitScores(model, { positive, negative, epochs: 100, seed, progress: false, model: DIR });
+      node.push(headScoresAuc(r.node, truth));
+      edge.push(headScoresAuc(r.edge, truth));
+      // heads 0.1 and 1.1 are zero: one constant code on every prompt, nothing unique
+      assert.equal(r.node.extra!.uniquePositive[0][1], 0);
+      assert.equal(r.node.extra!.uniquePositive[1][1], 0);
+    }
+    const mean = (a: number[]) => a.reduce((s, v) => s + v, 0) / a.length;
+    assert.ok(mean(node) >= 0.9, `node AUCs ${node}`);
+    assert.ok(mean(edge) >= 0.9, `edge AUCs ${edge}`);
+    assert.equal(tf.memory().numTensors, before);
     model.dispose();
   });
 });
