@@ -9,6 +9,7 @@ import {
   needleFromTokens,
   niahGrid,
   niahHeatmap,
+  niahHeatmaps,
   retrievalGridFromArgs,
   syntheticSamples,
   type NiahSample,
@@ -194,6 +195,14 @@ describe('niahGrid on the hand-made copy model', function () {
     const fig = niahHeatmap(g);
     assert.deepEqual(fig.data[0].z, g.rouge);
     assert.deepEqual(fig.data[0].x, ['0%', '50%', '100%']);
+    const two = niahHeatmaps([{ grid: g, title: 'a' }, { grid: gs, title: 'b' }], { metric: 'exact' });
+    assert.equal(two.data.length, 2);
+    assert.deepEqual(two.data[0].z, g.exact);
+    assert.deepEqual(two.data[1].z, gs.exact);
+    assert.deepEqual([two.data[1].xaxis, two.data[1].yaxis, two.data[0].showscale, two.data[1].showscale], ['x2', 'y2', false, true]);
+    const [d1, d2] = [two.layout.xaxis!.domain as number[], two.layout.xaxis2 as { domain: number[] }];
+    assert.ok(d1[1] < d2.domain[0], 'panels side by side');
+    assert.deepEqual(two.layout.annotations!.map((a) => a.text), ['a (mean 1.00)', 'b (mean 1.00)']);
   });
 
   it('text and token sources give the same grid; ROUGE on text', () => {

@@ -576,6 +576,48 @@ export function niahHeatmap(grid: NiahGrid, opts: { metric?: 'rouge' | 'exact'; 
   });
 }
 
+/**
+ * Several NIAH heatmaps side by side in one figure (e.g. unmasked, top-K masked, random-K masked),
+ * on one 0..1 colour scale; each panel titled.
+ */
+export function niahHeatmaps(
+  panels: Array<{ grid: NiahGrid; title: string }>,
+  opts: { metric?: 'rouge' | 'exact'; title?: string; height?: number } = {},
+): Figure {
+  if (!Array.isArray(panels) || panels.length === 0) throw new ConfigError('panels', expectedFound('at least one {grid, title}', panels));
+  const metric = opts.metric ?? 'rouge';
+  const n = panels.length;
+  const gap = 0.06;
+  const w = (1 - gap * (n - 1)) / n;
+  const layout: Figure['layout'] = {
+    title: { text: opts.title ?? `NIAH ${metric === 'rouge' ? 'ROUGE-1 recall' : 'exact match'}` },
+    height: opts.height ?? Math.max(320, 200 + 28 * panels[0].grid.lengths.length),
+    annotations: [],
+  };
+  const data = panels.map((p, i) => {
+    const t = { ...niahHeatmap(p.grid, { metric }).data[0] };
+    const sfx = i === 0 ? '' : String(i + 1);
+    t.xaxis = `x${sfx}`;
+    t.yaxis = `y${sfx}`;
+    t.showscale = i === n - 1;
+    const x0 = i * (w + gap);
+    layout[`xaxis${sfx}`] = { title: { text: 'Depth' }, type: 'category', tickangle: -45, showgrid: false, automargin: true, domain: [x0, x0 + w], anchor: `y${sfx}` };
+    layout[`yaxis${sfx}`] = { title: { text: i === 0 ? 'Length' : '' }, type: 'category', autorange: 'reversed', showgrid: false, automargin: true, anchor: `x${sfx}` };
+    layout.annotations!.push({
+      x: x0 + w / 2,
+      y: 1.02,
+      xref: 'paper',
+      yref: 'paper',
+      xanchor: 'center',
+      yanchor: 'bottom',
+      showarrow: false,
+      text: `${p.title} (mean ${p.grid.mean[metric].toFixed(2)})`,
+    });
+    return t;
+  });
+  return { data, layout, config: niahHeatmap(panels[0].grid, { metric }).config };
+}
+
 // ---------------------------------------------------------------------------------- CLI
 
 type CliArgs = Record<string, string | boolean>;
