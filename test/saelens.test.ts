@@ -48,9 +48,9 @@ describe('sae/saelens', () => {
       assert.equal(raw.apply_b_dec_to_input, arch !== 'standard');
       assert.equal(raw.hook_name, 'blocks.3.attn.hook_z');
       assert.equal(raw.hook_layer, 3);
-      assert.equal(raw.meta.hook_layer, 3);
-      assert.equal(raw.meta.hook_head_index, 1);
-      assert.equal(raw.meta.model_name, 'induction-handmade');
+      assert.equal(raw.metadata.hook_layer, 3);
+      assert.equal(raw.metadata.hook_head_index, 1);
+      assert.equal(raw.metadata.model_name, 'induction-handmade');
       assert.equal(raw.context_size, 32);
       if (arch === 'topk') {
         assert.equal(raw.k, 3);

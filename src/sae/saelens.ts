@@ -2,12 +2,14 @@
  * SAELens folder layout: cfg.json + sae_weights.safetensors with W_enc [d_in, d_sae],
  * b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in].
  *
- * cfg.json is written in the SAELens v6 shape (d_in, d_sae, dtype, device, apply_b_dec_to_input,
- * normalize_activations, reshape_activations, architecture, k for topk, and a `meta` object with
- * model_name, hook_name, hook_layer, hook_head_index, prepend_bos, context_size, dataset_path) and
- * also carries the flat pre-v6 fields (hook_name, hook_layer, model_name, context_size,
- * activation_fn_str, activation_fn_kwargs...), which v6 ignores and older loaders read. A "tflens"
- * object records the tflens variant and lambda (SAELens ignores unknown top-level keys).
+ * cfg.json carries the flat fields every SAELens version reads (d_in, d_sae, dtype, device,
+ * apply_b_dec_to_input, normalize_activations, reshape_activations, architecture, k for topk,
+ * hook_name, hook_layer, hook_head_index, model_name, context_size, prepend_bos, dataset_path,
+ * activation_fn_str, activation_fn_kwargs, finetuning_scaling_factor) plus a v6-style `metadata`
+ * object with the model/hook fields. No sae_lens_version is written, so SAELens >= 6 converts it
+ * through its pre-6 path, which builds its metadata from the flat fields and keeps the explicit
+ * reshape_activations 'none'. A "tflens" object records the tflens variant and lambda (SAELens
+ * drops unknown top-level keys). Reading accepts `metadata`, `meta` (early v6) or flat fields.
  * The paper variant is SAELens 'standard' with apply_b_dec_to_input = true and b_dec = the shared
  * pre-bias.
  */
@@ -92,7 +94,7 @@ export async function saveSAELens(sae: SparseAutoencoder, dir: string, cfg: SAEL
     normalize_activations: 'none',
     reshape_activations: 'none',
     ...(sae.k !== undefined ? { k: sae.k } : {}),
-    meta,
+    metadata: meta,
     // pre-v6 flat fields
     model_name: meta.model_name,
     hook_name: meta.hook_name,
