@@ -13,6 +13,7 @@ export class Tokenizer {
     if (!json || typeof json !== 'object' || !json.model || typeof json.model !== 'object') {
       throw new FormatError(where, 'expected a tokenizer.json object with a "model" field');
     }
+    checkModel(json.model as Record<string, unknown>, where);
     try {
       this.tk = new HFTokenizer(json, config);
       this.vocabSize = this.tk.get_vocab(true).size;
@@ -22,7 +23,13 @@ export class Tokenizer {
   }
   /** Token ids of `text`, without special tokens unless asked. */
   encode(text: string, addSpecialTokens = false): number[] {
-    return this.tk.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    const ids = this.tk.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0);
+    if (bad >= 0) {
+      // the tokenizers library returns undefined for a word it cannot map (e.g. no unk_token)
+      throw new FormatError(this.where, `encoding ${JSON.stringify(text.slice(0, 60))} gave no valid id for token ${bad} (found ${JSON.stringify(ids[bad]) ?? 'undefined'}); the vocabulary lacks it and there is no usable unk_token`);
+    }
+    return ids;
   }
   decode(ids: number[], skipSpecialTokens = false): string {
     return this.tk.decode(ids, { skip_special_tokens: skipSpecialTokens, clean_up_tokenization_spaces: false });
@@ -36,5 +43,35 @@ export class Tokenizer {
   }
   idToToken(id: number): string | undefined {
     return this.tk.id_to_token(id);
+  }
+}
+
+const MODEL_TYPES = ['BPE', 'WordPiece', 'WordLevel', 'Unigram'];
+
+/** The @huggingface/tokenizers builder accepts some broken models silently (unknown types, a vocab that is not a map): check them here. */
+function checkModel(model: Record<string, unknown>, where: string): void {
+  const type = model.type;
+  // tokenizer.json files written by old versions may omit model.type for BPE (it is inferred from "merges")
+  if (type !== undefined && !MODEL_TYPES.includes(type as string)) {
+    throw new FormatError(`${where}: model.type`, `expected one of ${MODEL_TYPES.join(', ')}, found ${JSON.stringify(type)}`);
+  }
+  const vocab = model.vocab;
+  if (type === 'Unigram') {
+    if (!Array.isArray(vocab) || vocab.some((e) => !Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number')) {
+      throw new FormatError(`${where}: model.vocab`, 'expected an array of [piece, score] pairs for a Unigram model');
+    }
+    return;
+  }
+  if (!vocab || typeof vocab !== 'object' || Array.isArray(vocab)) {
+    throw new FormatError(`${where}: model.vocab`, `expected an object of token -> id, found ${Array.isArray(vocab) ? 'an array' : JSON.stringify(vocab) ?? 'nothing'}`);
+  }
+  for (const [tok, id] of Object.entries(vocab as Record<string, unknown>)) {
+    if (!Number.isInteger(id) || (id as number) < 0) {
+      throw new FormatError(`${where}: model.vocab[${JSON.stringify(tok).slice(0, 40)}]`, `expected a non-negative integer id, found ${JSON.stringify(id)}`);
+    }
+  }
+  const unk = model.unk_token;
+  if (typeof unk === 'string' && !(unk in (vocab as object))) {
+    throw new FormatError(`${where}: model.unk_token`, `${JSON.stringify(unk)} is not in the vocabulary`);
   }
 }
