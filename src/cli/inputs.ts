@@ -70,5 +70,11 @@ export async function readPromptsFile(file: string, model: HookedTransformer): P
   if (!prompts.length) throw new FormatError(file, 'no prompts (one per line expected)');
   const { ids, mask } = model.encodeBatch(prompts);
   if (ids[0].length > model.cfg.n_ctx) throw new ValueError(file, expectedFound(`prompts of at most n_ctx = ${model.cfg.n_ctx} tokens`, ids[0].length));
+  const V = model.cfg.d_vocab;
+  ids.forEach((r, i) =>
+    r.forEach((v, j) => {
+      if (v >= V) throw new ValueError(`${file}: prompt ${i + 1}`, `${expectedFound(`token ids in [0, ${V})`, v)} at token ${j - mask[i].indexOf(1)} (the tokenizer's vocabulary is larger than the model's)`);
+    }),
+  );
   return { ids, mask, prompts };
 }
