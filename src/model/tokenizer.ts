@@ -23,8 +23,8 @@ export class Tokenizer {
   }
   /** Token ids of `text`, without special tokens unless asked. */
   encode(text: string, addSpecialTokens = false): number[] {
-    const ids = this.tk.encode(text, { add_special_tokens: addSpecialTokens }).ids;
-    const bad = ids.findIndex((id) => !Number.isInteger(id) || id < 0);
+    const ids: number[] = this.tk.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+    const bad = ids.findIndex((id: number) => !Number.isInteger(id) || id < 0);
     if (bad >= 0) {
       // the tokenizers library returns undefined for a word it cannot map (e.g. no unk_token)
       throw new FormatError(this.where, `encoding ${JSON.stringify(text.slice(0, 60))} gave no valid id for token ${bad} (found ${JSON.stringify(ids[bad]) ?? 'undefined'}); the vocabulary lacks it and there is no usable unk_token`);
