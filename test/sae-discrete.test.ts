@@ -300,6 +300,25 @@ describe('sae/discrete: saeCircuitScores pipeline', () => {
     assert.ok(mean >= 0.9 && Math.min(...aucs) >= 0.5, `node AUCs ${aucs}`);
     const shared = await saeCircuitScores(model, { positive: { tokens: positive }, negative, nFeatures: 20, epochs: 100, lr: 1e-2, sharing: 'shared', heads: ['0.0', '0.1', '1.2'], progress: false });
     assert.equal(shared.finalLoss.length, 1);
+    assert.equal(shared.aborted, false);
+    // abort after the second head: the finished heads are scored, the rest left out
+    const ac = new AbortController();
+    const part = await saeCircuitScores(model, {
+      positive,
+      negative,
+      nFeatures: 20,
+      epochs: 50,
+      progress: false,
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (p.stage === 'train' && p.step === 1) ac.abort();
+      },
+    });
+    assert.equal(part.aborted, true);
+    assert.deepEqual(part.heads, [[0, 0], [0, 1]]);
+    assert.deepEqual(part.node.extra!.included, [[1, 1, 0], [0, 0, 0]]);
+    assert.equal(part.codes.positive[0].length, 2);
+    assert.equal(part.node.data!.aborted, true);
     assert.deepEqual(shared.node.extra!.included, [[1, 1, 0], [0, 0, 1]]);
     assert.equal(tf.memory().numTensors, before);
     Object.values(model.params).forEach((t) => t.dispose());

@@ -222,6 +222,30 @@ describe('sae/train', () => {
     x.dispose();
   });
 
+  it('an AbortSignal stops training after the current step, keeping what was learned, without leaks', async () => {
+    const x = tf.randomNormal([20, 4], 0, 1, 'float32', 3) as tf.Tensor2D;
+    const sae = paperSAE(4, 8, { seed: 0 });
+    const before = tf.memory().numTensors;
+    const ac = new AbortController();
+    const res = await trainSAE(sae, x, {
+      steps: 100,
+      batchSize: 5,
+      logEvery: 1,
+      progress: false,
+      signal: ac.signal,
+      onProgress: (p) => {
+        if (p.step === 4) ac.abort();
+      },
+    });
+    assert.equal(res.aborted, true);
+    assert.equal(res.steps, 5);
+    assert.equal(res.history.step.length, 5);
+    assert.ok(res.metrics);
+    assert.equal(tf.memory().numTensors, before);
+    sae.dispose();
+    x.dispose();
+  });
+
   it('full batch: loss decreases and epochs count passes', async () => {
     const x = tf.randomNormal([30, 4], 0, 1, 'float32', 3) as tf.Tensor2D;
     const sae = paperSAE(4, 8, { seed: 0 });

@@ -254,6 +254,8 @@ export interface HeadSAETrainOptions {
   onProgress?: (p: { head: number; nHeads: number; loss: number }) => void;
   /** Progress display: true (default), false, or a label. */
   progress?: boolean | string;
+  /** Stop when aborted: train() returns the losses of the heads finished so far. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -306,7 +308,9 @@ export class HeadSAEs {
     const losses: number[] = [];
     try {
       for (let h = 0; h < this.saes.length; h++) {
-        losses.push(await trainHeadSAE(this.saes[h], this.head(x, h), { epochs, lr: opts.lr, projectGradients: opts.projectGradients }, h));
+        const l = await trainHeadSAE(this.saes[h], this.head(x, h), { epochs, lr: opts.lr, projectGradients: opts.projectGradients, signal: opts.signal }, h);
+        if (l === null) break;
+        losses.push(l);
         opts.onProgress?.({ head: h, nHeads: this.saes.length, loss: losses[h] });
         bar?.tick(1, { loss: losses[h] });
       }
@@ -345,11 +349,12 @@ export class HeadSAEs {
 async function trainHeadSAE(
   sae: SparseAutoencoder,
   xh: tf.Tensor2D,
-  opts: { epochs: number; lr?: number; projectGradients?: boolean },
+  opts: { epochs: number; lr?: number; projectGradients?: boolean; signal?: AbortSignal },
   h: number,
-): Promise<number> {
+): Promise<number | null> {
   try {
-    await trainSAE(sae, xh, {
+    const r = await trainSAE(sae, xh, {
+      signal: opts.signal,
       epochs: opts.epochs,
       batchSize: xh.shape[0],
       lr: opts.lr,
@@ -358,6 +363,7 @@ async function trainHeadSAE(
       finalMetrics: false,
       logEvery: opts.epochs,
     });
+    if (r.aborted) return null;
     const l = sae.loss(xh);
     const v = l.loss.dataSync()[0];
     tf.dispose([l.loss, l.mse, l.l1]);
@@ -399,6 +405,12 @@ export interface SAECircuitOptions {
   model?: string;
   /** Progress display while training: true (default), false, or a label. */
   progress?: boolean | string;
+  /**
+   * Stop early: per-head, the heads finished so far are scored (result.aborted = true, the
+   * others are left out of the grids' softmax and marked extra.included = 0); shared, the SAE
+   * trained so far codes every head.
+   */
+  signal?: AbortSignal;
   onProgress?: (p: { stage: 'collect' | 'train' | 'score'; step: number; totalSteps: number; loss?: number }) => void;
 }
 
@@ -412,6 +424,8 @@ export interface SAECircuitResult {
   trainIndices: number[];
   /** Final training loss of each head's SAE (one entry when shared). */
   finalLoss: number[];
+  /** True when opts.signal stopped the run early. */
+  aborted: boolean;
 }
 
 function splitPromptSet(s: PromptSet): { tokens: TokensInput; attentionMask?: MaskInput } {
@@ -462,6 +476,7 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
     const Hs = heads.length;
     let codesByHead: number[][]; // [Hs][nAll]
     let finalLoss: number[];
+    let aborted = false;
     const progress = (p: { step: number; totalSteps: number; loss: number }) =>
       opts.onProgress?.({ stage: 'train', step: p.step, totalSteps: p.totalSteps, loss: p.loss });
     if (sharing === 'per-head') {
@@ -476,7 +491,14 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
           const sae = paperSAE(D, nFeatures, { seed: HeadSAEs.headSeed(seed, h), lambda });
           try {
             const xTrain = tf.tidy(() => tf.gather(xAllH, idx) as tf.Tensor2D);
-            finalLoss.push(await trainHeadSAE(sae, xTrain, { epochs, lr: opts.lr }, h));
+            let l: number | null = null;
+            if (opts.signal?.aborted) xTrain.dispose();
+            else l = await trainHeadSAE(sae, xTrain, { epochs, lr: opts.lr, signal: opts.signal }, h);
+            if (l === null) {
+              aborted = true;
+              break;
+            }
+            finalLoss.push(l);
             const f = sae.encode(xAllH);
             codesByHead.push(argmaxCodes(f));
             f.dispose();
@@ -501,10 +523,12 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
           lr: opts.lr,
           seed,
           finalMetrics: false,
+          signal: opts.signal,
           progress: opts.progress ?? 'SAE circuit: shared SAE',
           onProgress: (p) => progress({ step: p.step, totalSteps: p.totalSteps, loss: p.loss }),
         });
-        finalLoss = [r.history.loss[r.history.loss.length - 1]];
+        aborted = r.aborted;
+        finalLoss = r.history.loss.length ? [r.history.loss[r.history.loss.length - 1]] : [];
         codesByHead = [];
         for (let h = 0; h < Hs; h++) {
           const f = tf.tidy(() => sae.encode(tf.reshape(tf.slice(all!, [0, h, 0], [nAll, 1, D]), [nAll, D]) as tf.Tensor2D));
@@ -517,10 +541,12 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
       }
     }
     opts.onProgress?.({ stage: 'score', step: 0, totalSteps: 1 });
+    if (codesByHead.length === 0) throw new ValueError('saeCircuitScores', 'aborted (opts.signal) before any head SAE was trained');
+    const doneHeads = heads.slice(0, codesByHead.length);
     const table: CodeTable = Array.from({ length: nAll }, (_, e) => codesByHead.map((c) => c[e]));
     const positive = table.slice(0, nPos);
     const negative = table.slice(nPos);
-    const layout: HeadLayout = { nLayers: L, nHeads: H, heads };
+    const layout: HeadLayout = { nLayers: L, nHeads: H, heads: doneHeads };
     const data = {
       nPositive: nPos,
       nNegative: nNeg,
@@ -528,6 +554,7 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
       trainIndices,
       position: collectOpts.position,
       input: 'head output z_h W_O^h',
+      ...(aborted ? { aborted: true, headsScored: doneHeads.length, headsRequested: heads.length } : {}),
     };
     const common = { nFeatures, lambda, epochs, lr: opts.lr ?? 1e-3, seed, sharing, sae: 'paper' };
     const node = nodeScores(positive, negative, layout, { normalise: opts.normalise, model: opts.model, data });
@@ -535,7 +562,7 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
     const edge = edgeScores(positive, negative, layout, { normalise: opts.normalise, k: opts.k, model: opts.model, data });
     edge.params = { ...common, ...edge.params };
     opts.onProgress?.({ stage: 'score', step: 1, totalSteps: 1 });
-    return { node, edge, codes: { positive, negative }, heads, trainIndices, finalLoss };
+    return { node, edge, codes: { positive, negative }, heads: doneHeads, trainIndices, finalLoss, aborted };
   } finally {
     xp.dispose();
     xn?.dispose();

@@ -41,10 +41,15 @@ export interface TrainSAEOptions {
   progress?: boolean | string;
   /** Compute final metrics on the tensor dataset (default true). */
   finalMetrics?: boolean;
+  /** Stop after the current step when aborted; the SAE keeps what it learned (result.aborted = true). */
+  signal?: AbortSignal;
 }
 
 export interface TrainSAEResult {
+  /** Steps actually taken. */
   steps: number;
+  /** True when opts.signal stopped the training early. */
+  aborted: boolean;
   epochs: number;
   history: { step: number[]; loss: number[]; mse: number[]; l1: number[] };
   /** Metrics of the trained SAE on the whole tensor dataset (absent for a batch function). */
@@ -106,9 +111,16 @@ export async function trainSAE(
   let order: number[] = [];
   let orderTensor: tf.Tensor1D | null = null;
   const fullBatch = !isFn && batchSize === n;
+  let done = 0;
+  let aborted = false;
   const bar = opts.progress === false ? null : progressBar(totalSteps, { label: typeof opts.progress === 'string' ? opts.progress : `train ${sae.architecture} SAE` });
   try {
     for (let step = 0; step < totalSteps; step++) {
+      if (opts.signal?.aborted) {
+        aborted = true;
+        break;
+      }
+      done = step + 1;
       const epoch = isFn ? 0 : Math.floor(step / stepsPerEpoch);
       const inEpoch = step % stepsPerEpoch;
       if (!isFn && !fullBatch && inEpoch === 0) {
@@ -177,8 +189,9 @@ export async function trainSAE(
     optimizer.dispose();
   }
   const result: TrainSAEResult = {
-    steps: totalSteps,
-    epochs: isFn ? 0 : totalSteps / stepsPerEpoch,
+    steps: done,
+    aborted,
+    epochs: isFn ? 0 : done / stepsPerEpoch,
     history,
   };
   if (!isFn && (opts.finalMetrics ?? true)) result.metrics = saeMetrics(sae, data as tf.Tensor2D);
