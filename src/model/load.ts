@@ -110,7 +110,8 @@ export function randomModel(
   const seed = opts.seed ?? 0;
   const std = opts.std ?? 0.02;
   let k = 0;
-  const rnd = (shape: number[], s = std) => tf.randomNormal(shape, 0, s, 'float32', seed * 7919 + k++);
+  // tfjs treats seed 0 as "unseeded": offset so every tensor gets a non-zero seed
+  const rnd = (shape: number[], s = std) => tf.randomNormal(shape, 0, s, 'float32', seed * 7919 + 1 + k++);
   const p: Record<string, tf.Tensor> = {};
   const { d_model: d, n_heads: H, n_kv_heads: K, d_head: dh, d_mlp: m, d_vocab: V } = cfg;
   const norm = (name: string) => {
