@@ -411,6 +411,7 @@ export interface SAECircuitOptions {
    * trained so far codes every head.
    */
   signal?: AbortSignal;
+  /** stage 'train': per-head, step = heads finished - 1 of totalSteps heads (loss = that head's final loss); shared, the training step. */
   onProgress?: (p: { stage: 'collect' | 'train' | 'score'; step: number; totalSteps: number; loss?: number }) => void;
 }
 
@@ -451,6 +452,11 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
   const sharing = opts.sharing ?? 'per-head';
   if (sharing !== 'per-head' && sharing !== 'shared') throw new ConfigError('sharing', expectedFound("'per-head' or 'shared'", sharing));
   if (!(Number.isInteger(nFeatures) && nFeatures > 0)) throw new ConfigError('nFeatures', expectedFound('a positive integer', nFeatures));
+  if (!(Number.isInteger(epochs) && epochs > 0)) throw new ConfigError('epochs', expectedFound('a positive integer', epochs));
+  if (!(Number.isInteger(nTrain) && nTrain > 0)) throw new ConfigError('nTrain', expectedFound('a positive integer', nTrain));
+  if (!(typeof lambda === 'number' && Number.isFinite(lambda) && lambda >= 0)) throw new ConfigError('lambda', expectedFound('a finite number >= 0', lambda));
+  const lr = opts.lr ?? 1e-3;
+  if (!(typeof lr === 'number' && Number.isFinite(lr) && lr > 0)) throw new ConfigError('lr', expectedFound('a positive number', lr));
   const pos = splitPromptSet(opts.positive);
   const neg = splitPromptSet(opts.negative);
   const collectOpts = { heads, position: opts.position ?? 'mean', batchSize: opts.batchSize };
