@@ -139,7 +139,9 @@ describe('sae/models', () => {
     const s = reluSAE(4, 3);
     const bad = tf.zeros([2, 5]) as tf.Tensor2D;
     assert.throws(() => s.encode(bad), ShapeError);
-    bad.dispose();
+    const ints = tf.zeros([2, 4], 'int32') as tf.Tensor2D;
+    assert.throws(() => s.encode(ints), ValueError);
+    tf.dispose([bad, ints]);
     s.dispose();
     assert.throws(() => new SparseAutoencoder({ architecture: 'standard', dIn: 2, dSae: 3 }, { ...tinyWeights(), W_dec: [[1, 0]] }), ShapeError);
   });

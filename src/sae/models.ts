@@ -222,6 +222,7 @@ export class SparseAutoencoder {
     if (x.rank !== 2 || x.shape[1] !== width) {
       throw new ShapeError(what, expectedFound(`[n, ${width}]`, x.shape));
     }
+    if (x.dtype !== 'float32') throw new ValueError(what, expectedFound('a float32 tensor', x.dtype));
   }
 
   /** Pre-activations (x - b_dec?) W_enc + b_enc, [n, d_sae]. */
