@@ -15,7 +15,11 @@ export class Tokenizer {
     }
     checkModel(json.model as Record<string, unknown>, where);
     try {
-      this.tk = new HFTokenizer(json, config);
+      // @huggingface/tokenizers has no WordLevel model: it reads unk_token from the tokenizer config only,
+      // so a WordLevel model.unk_token would be ignored (unknown words got no id); pass it along
+      const m = json.model as Record<string, unknown>;
+      const cfg = m.type === 'WordLevel' && typeof m.unk_token === 'string' && config.unk_token === undefined ? { ...config, unk_token: m.unk_token } : config;
+      this.tk = new HFTokenizer(json, cfg);
       this.vocabSize = this.tk.get_vocab(true).size;
     } catch (e) {
       throw new FormatError(where, `could not build the tokenizer: ${(e as Error).message.split('\n')[0]}`);
