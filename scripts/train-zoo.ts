@@ -15,6 +15,18 @@ import {
   recallAccuracyGrid, saveZooModel, trainBB, trainIOI, trainRecall, type BBMeasures, type TrainedZooModel, type ZooName,
 } from '../src/tasks/model-zoo.js';
 
+/** --set key=value (repeatable): numeric recipe overrides. */
+function overrides(): Record<string, number> | undefined {
+  const o: Record<string, number> = {};
+  process.argv.forEach((a, i) => {
+    if (a === '--set') {
+      const [k, v] = process.argv[i + 1].split('=');
+      o[k] = Number(v);
+    }
+  });
+  return Object.keys(o).length ? o : undefined;
+}
+
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? process.argv[i + 1] : undefined;
@@ -182,7 +194,7 @@ async function doIOI(out: string, steps: number | undefined, seed: number | unde
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
   const t0 = Date.now();
-  const t = await trainIOI({ signal: abort.signal, steps, seed, progressLabel: 'ioi', onEval: (s, v) => console.log(`\nioi step ${s}: ${JSON.stringify(v)}`) });
+  const t = await trainIOI({ signal: abort.signal, overrides: overrides(), steps, seed, progressLabel: 'ioi', onEval: (s, v) => console.log(`\nioi step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
   await saveZooModel('ioi', t.model, dir);
   const mt = t.metrics as { heldout: ReturnType<typeof ioiEvaluate>; train: ReturnType<typeof ioiEvaluate> };
@@ -209,7 +221,7 @@ ${evalTable(t.result)}
 |---|---:|---:|---:|---:|
 ${row('held-out names + templates', mt.heldout)}
 ${row('train names + templates', mt.train)}`;
-  await writeCommon('ioi', dir, t, wall, body, `npx tsx scripts/train-zoo.ts ioi${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}`);
+  await writeCommon('ioi', dir, t, wall, body, `npx tsx scripts/train-zoo.ts ioi${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}`);
   t.model.dispose();
   console.log(`ioi: ${(await dirSize(dir)) / 1e6} MB`);
 }

@@ -197,16 +197,35 @@ describe('model zoo: recall (needle retrieval)', () => {
     assert.ok(g.min >= 0.7, `worst cell ${g.min}`);
   });
 
-  it('accuracy needs the attention: with every head of the last layer attending only to BOS it drops to chance', () => {
-    const L = model.cfg.n_layers - 1;
-    const g = model.withHooks(
-      [[`blocks.${L}.attn.hook_attn_scores`, (s: tf.Tensor) => {
-        const [B, H, T, K] = s.shape as number[];
-        return tf.concat([tf.zeros([B, H, T, 1]), tf.fill([B, H, T, K - 1], -1e9)], 3);
-      }]],
-      () => recallAccuracyGrid(model, { lengths: [64], depths: [0.5], n: 16, seed: 99 }),
-    );
-    assert.ok(g.mean < 0.4, `accuracy with the last layer's attention on BOS ${g.mean}`);
+  it('a few retrieval heads do the copying: masking the top-3 by attention to the value hurts, the bottom-3 does not', () => {
+    const { n_layers: L, n_heads: H } = model.cfg;
+    const ex = Array.from({ length: 12 }, (_, i) => recallExample(96, (i + 0.5) / 12, 6000 + i));
+    const { logits, cache } = model.runWithCache(ex.map((e) => e.tokens), { namesFilter: (n) => n.endsWith('hook_pattern') });
+    const score: Array<[number, number, number]> = [];
+    for (let l = 0; l < L; l++) {
+      const A = (cache.get(`blocks.${l}.attn.hook_pattern` as never) as tf.Tensor).arraySync() as number[][][][];
+      for (let h = 0; h < H; h++) score.push([l, h, ex.reduce((s, e, b) => s + A[b][h][95][e.valueSpan[0]], 0) / ex.length]);
+    }
+    logits.dispose();
+    cache.dispose();
+    score.sort((a, b) => b[2] - a[2]);
+    assert.ok(score[0][2] > 0.8, `top head attention to the value ${score[0][2]}`);
+    const masked = (heads: Array<[number, number, number]>) =>
+      model.withHooks(
+        Array.from({ length: L }, (_, l) => [
+          `blocks.${l}.attn.hook_z`,
+          (z: tf.Tensor) => {
+            const k = new Array(H).fill(1);
+            heads.filter((x) => x[0] === l).forEach((x) => (k[x[1]] = 0));
+            return tf.mul(z, tf.tensor(k, [1, 1, H, 1]));
+          },
+        ]) as never,
+        () => recallAccuracyGrid(model, { lengths: [64, 128], depths: [0.2, 0.8], n: 16, seed: 777 }).mean,
+      );
+    const top = masked(score.slice(0, 3));
+    const bottom = masked(score.slice(-3));
+    assert.ok(top < 0.7, `accuracy with the top-3 retrieval heads masked ${top}`);
+    assert.ok(bottom > 0.9, `accuracy with the bottom-3 heads masked ${bottom}`);
   });
 });
 

@@ -135,6 +135,8 @@ export interface TrainRecipeOptions {
   signal?: AbortSignal;
   /** Measure the headline metrics on fresh data after training (default true; the card's numbers). */
   finalEval?: boolean;
+  /** Override numeric recipe fields (e.g. { lr: 1e-3 }); recorded in the returned recipe. */
+  overrides?: Record<string, number>;
 }
 
 export interface TrainedZooModel {
@@ -723,16 +725,17 @@ export const IOI_RECIPE = {
  * names. Loss: next-token loss on every position, with the final IO prediction weighted ioWeight.
  */
 export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooModel> {
-  const seed = o.seed ?? IOI_RECIPE.seed;
-  const steps = o.steps ?? IOI_RECIPE.steps;
-  const batchSize = o.batch ?? IOI_RECIPE.batch;
+  const R = { ...IOI_RECIPE, ...(o.overrides ?? {}) };
+  const seed = o.seed ?? R.seed;
+  const steps = o.steps ?? R.steps;
+  const batchSize = o.batch ?? R.batch;
   const tok = ioiTokenizer();
   const model = randomModel(ioiConfig(), { seed, std: 0.02, tokenizer: tok, name: 'ioi' });
   const V = IOI_VOCAB.length;
   const isName = new Array(V).fill(0);
   NAMES.forEach((n) => (isName[IOI_VOCAB.indexOf(n)] = 1));
   const nameMask = tf.tensor2d(isName, [V, 1]);
-  const nameEmb = tf.tidy(() => tf.mul(tf.randomNormal([V, model.cfg.d_model], 0, IOI_RECIPE.nameEmbedStd, 'float32', deriveSeed(seed, 77)), nameMask));
+  const nameEmb = tf.tidy(() => tf.mul(tf.randomNormal([V, model.cfg.d_model], 0, R.nameEmbedStd, 'float32', deriveSeed(seed, 77)), nameMask));
   const tr = new Trainable(model, (n) => realParam(model, n), (p) => {
     // W_E = trainable rows for non-names, fixed random rows for names; W_U tied.
     p['embed.W_E'] = tf.add(tf.mul(p['embed.W_E'], tf.sub(1, nameMask)), nameEmb);
@@ -761,11 +764,11 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
     result = await train<{ x: tf.Tensor2D; y: tf.Tensor2D; w: tf.Tensor2D }>({
       params: tr.vars,
       steps,
-      lr: IOI_RECIPE.lr,
-      warmupSteps: Math.min(IOI_RECIPE.warmupSteps, Math.max(0, steps - 1)),
-      weightDecay: IOI_RECIPE.weightDecay,
-      betas: IOI_RECIPE.betas,
-      gradClip: IOI_RECIPE.gradClip,
+      lr: R.lr,
+      warmupSteps: Math.min(R.warmupSteps, Math.max(0, steps - 1)),
+      weightDecay: R.weightDecay,
+      betas: R.betas,
+      gradClip: R.gradClip,
       seed,
       progressLabel: o.progressLabel ?? false,
       signal: o.signal,
@@ -781,7 +784,7 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
           if (full.length > T + 1) throw new ValueError('trainIOI prompt', expectedFound(`<= ${T + 1} tokens`, full.length));
           const xi = full.slice(0, -1);
           const yi = full.slice(1);
-          const wi = yi.map((_, t) => (t === yi.length - 1 ? IOI_RECIPE.ioWeight : 1));
+          const wi = yi.map((_, t) => (t === yi.length - 1 ? R.ioWeight : 1));
           const L = xi.length;
           x.push([...xi, ...new Array(Tb - L).fill(0)]);
           y.push([...yi, ...new Array(Tb - L).fill(0)]);
@@ -793,7 +796,7 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
         model.params = tr.effective();
         return weightedNll(model.forward(b.x), b.y, b.w);
       },
-      evalEvery: o.evalEvery ?? IOI_RECIPE.evalEvery,
+      evalEvery: o.evalEvery ?? R.evalEvery,
       evalFn: (step) => {
         const snap = tr.snapshot();
         try {
@@ -819,7 +822,7 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
     model,
     result,
     metrics,
-    recipe: { ...IOI_RECIPE, steps, batch: batchSize, seed, split: IOI_SPLIT },
+    recipe: { ...R, steps, batch: batchSize, seed, split: IOI_SPLIT },
   };
 }
 
