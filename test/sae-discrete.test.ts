@@ -298,9 +298,13 @@ describe('sae/discrete: saeCircuitScores pipeline', () => {
     }
     const mean = aucs.reduce((a, b) => a + b, 0) / aucs.length;
     assert.ok(mean >= 0.9 && Math.min(...aucs) >= 0.5, `node AUCs ${aucs}`);
-    const shared = await saeCircuitScores(model, { positive: { tokens: positive }, negative, nFeatures: 20, epochs: 100, lr: 1e-2, sharing: 'shared', heads: ['0.0', '0.1', '1.2'], progress: false });
+    const shared = await saeCircuitScores(model, { positive: { tokens: positive }, negative, nFeatures: 20, epochs: 100, lr: 1e-2, sharing: 'shared', decoderNorm: 'input', heads: ['0.0', '0.1', '1.2'], progress: false });
     assert.equal(shared.finalLoss.length, 1);
     assert.equal(shared.aborted, false);
+    assert.equal(shared.node.params.decoderNorm, 'input');
+    assert.equal(shared.node.params.sharing, 'shared');
+    // in the authors' code mode too, the non-circuit head 0.0 has no positive-only code
+    assert.equal(shared.node.extra!.uniquePositive[0][0], 0);
     // abort after the second head: the finished heads are scored, the rest left out
     const ac = new AbortController();
     const part = await saeCircuitScores(model, {

@@ -224,6 +224,21 @@ describe('sae/train', () => {
     x.dispose();
   });
 
+  it("decoderNorm 'input' (the authors' code) keeps each input dimension's decoder weights unit norm", async () => {
+    const x = tf.randomNormal([20, 5], 0, 1, 'float32', 4) as tf.Tensor2D;
+    const sae = paperSAE(5, 8, { seed: 1, decoderNorm: 'input' });
+    for (const v of take(tf.norm(sae.params.W_dec, 'euclidean', 0))) close(v, 1, 1e-5, 'init');
+    await trainSAE(sae, x, { steps: 10, batchSize: 20, lr: 0.05, progress: false });
+    for (const v of take(tf.norm(sae.params.W_dec, 'euclidean', 0))) close(v, 1, 1e-5, 'trained');
+    for (const v of take(tf.norm(sae.params.W_enc, 'euclidean', 0))) close(v, 1, 1e-5, 'encoder');
+    // feature rows are not normalised in this variant (8 features over 5 dims: row norms average sqrt(5/8))
+    const rows = take(tf.norm(sae.params.W_dec, 'euclidean', 1));
+    assert.ok(rows.some((v) => Math.abs(v - 1) > 0.05));
+    assert.throws(() => new SparseAutoencoder({ architecture: 'standard', dIn: 2, dSae: 2, decoderNorm: 'input' }), ConfigError);
+    sae.dispose();
+    x.dispose();
+  });
+
   it('an AbortSignal stops training after the current step, keeping what was learned, without leaks', async () => {
     const x = tf.randomNormal([20, 4], 0, 1, 'float32', 3) as tf.Tensor2D;
     const sae = paperSAE(4, 8, { seed: 0 });

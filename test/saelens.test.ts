@@ -71,6 +71,7 @@ describe('sae/saelens', () => {
       assert.equal(back.k, k);
       assert.equal(back.lambda, 0.05);
       assert.equal(back.applyBDecToInput, sae.applyBDecToInput);
+      assert.equal(back.decoderNorm, 'feature');
       assert.equal(lc.hook_name, 'blocks.3.attn.hook_z');
       assert.equal(lc.hook_layer, 3);
       assert.equal(lc.model_name, 'induction-handmade');
@@ -86,6 +87,20 @@ describe('sae/saelens', () => {
       assert.equal(tf.memory().numTensors, before - 4, `${arch}: leaked tensors (the 4 disposed variables aside)`);
     }
     x.dispose();
+  });
+
+  it("keeps the paper variant's decoderNorm 'input' through a round trip", async () => {
+    const sae = new SparseAutoencoder({ architecture: 'paper', dIn: 3, dSae: 4, decoderNorm: 'input', seed: 2 });
+    const dir = await fresh();
+    const { cfg } = await saveSAELens(sae, dir, { hookName: 'blocks.0.hook_resid_pre' });
+    assert.equal(cfg.architecture, 'standard');
+    assert.equal(cfg.apply_b_dec_to_input, true);
+    const { sae: back } = await loadSAELens(dir);
+    assert.equal(back.architecture, 'paper');
+    assert.equal(back.decoderNorm, 'input');
+    assert.deepEqual(Array.from(back.params.W_dec.dataSync()), Array.from(sae.params.W_dec.dataSync()));
+    back.dispose();
+    sae.dispose();
   });
 
   it('reads a Python-style SAELens folder with only the required fields (hand-checked forward)', async () => {

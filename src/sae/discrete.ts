@@ -267,12 +267,12 @@ export interface HeadSAETrainOptions {
 export class HeadSAEs {
   readonly saes: SparseAutoencoder[];
 
-  constructor(nHeadSAEs: number, dIn: number, dSae: number, opts: { seed?: number; lambda?: number } = {}) {
+  constructor(nHeadSAEs: number, dIn: number, dSae: number, opts: { seed?: number; lambda?: number; decoderNorm?: 'feature' | 'input' } = {}) {
     if (!(Number.isInteger(nHeadSAEs) && nHeadSAEs > 0)) throw new ConfigError('nHeadSAEs', expectedFound('a positive integer', nHeadSAEs));
     const seed = opts.seed ?? 0;
     this.saes = [];
     try {
-      for (let h = 0; h < nHeadSAEs; h++) this.saes.push(paperSAE(dIn, dSae, { seed: HeadSAEs.headSeed(seed, h), lambda: opts.lambda ?? 0.02 }));
+      for (let h = 0; h < nHeadSAEs; h++) this.saes.push(paperSAE(dIn, dSae, { seed: HeadSAEs.headSeed(seed, h), lambda: opts.lambda ?? 0.02, decoderNorm: opts.decoderNorm }));
     } catch (e) {
       this.saes.forEach((s) => s.dispose());
       throw e;
@@ -398,6 +398,12 @@ export interface SAECircuitOptions {
    * authors' code does (its input is [examples, heads, d_model]).
    */
   sharing?: 'per-head' | 'shared';
+  /**
+   * Unit norm of the decoder: 'feature' (default, each feature's decoder vector) or 'input' (the
+   * authors' code: each input dimension's weights across features). sharing 'shared' with
+   * decoderNorm 'input' is the authors' code.
+   */
+  decoderNorm?: 'feature' | 'input';
   /** Edge: head entries taken from the sorted pair list (default floor(n_heads^2 / 2)). */
   k?: number;
   /** Prompts per forward pass while collecting (default 16). */
@@ -494,7 +500,7 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
       try {
         for (let h = 0; h < Hs; h++) {
           const xAllH = tf.tidy(() => tf.reshape(tf.slice(all!, [0, h, 0], [nAll, 1, D]), [nAll, D]) as tf.Tensor2D);
-          const sae = paperSAE(D, nFeatures, { seed: HeadSAEs.headSeed(seed, h), lambda });
+          const sae = paperSAE(D, nFeatures, { seed: HeadSAEs.headSeed(seed, h), lambda, decoderNorm: opts.decoderNorm });
           try {
             const xTrain = tf.tidy(() => tf.gather(xAllH, idx) as tf.Tensor2D);
             let l: number | null = null;
@@ -521,7 +527,7 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
       }
     } else {
       const xTrain = tf.tidy(() => tf.reshape(tf.gather(all!, tf.tensor1d(trainIndices, 'int32'), 0), [nTrain * Hs, D]) as tf.Tensor2D);
-      const sae = new SparseAutoencoder({ architecture: 'paper', dIn: D, dSae: nFeatures, lambda, seed });
+      const sae = new SparseAutoencoder({ architecture: 'paper', dIn: D, dSae: nFeatures, lambda, seed, decoderNorm: opts.decoderNorm });
       try {
         const r = await trainSAE(sae, xTrain, {
           epochs,
@@ -562,7 +568,7 @@ export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitO
       input: 'head output z_h W_O^h',
       ...(aborted ? { aborted: true, headsScored: doneHeads.length, headsRequested: heads.length } : {}),
     };
-    const common = { nFeatures, lambda, epochs, lr: opts.lr ?? 1e-3, seed, sharing, sae: 'paper' };
+    const common = { nFeatures, lambda, epochs, lr, seed, sharing, decoderNorm: opts.decoderNorm ?? 'feature', sae: 'paper' };
     const node = nodeScores(positive, negative, layout, { normalise: opts.normalise, model: opts.model, data });
     node.params = { ...common, ...node.params };
     const edge = edgeScores(positive, negative, layout, { normalise: opts.normalise, k: opts.k, model: opts.model, data });

@@ -33,6 +33,12 @@ export interface SAEOptions {
   applyBDecToInput?: boolean;
   /** Seed of the initialisation (default 0). */
   seed?: number;
+  /**
+   * 'paper' only. 'feature' (default): each feature's decoder vector (row of W_dec) is unit norm.
+   * 'input': as the authors' code, which normalises the rows of the torch decoder weight
+   * [d_in, d_sae], i.e. each input dimension's weights across features (columns of W_dec here).
+   */
+  decoderNorm?: 'feature' | 'input';
 }
 
 export interface SAEWeights {
@@ -105,6 +111,7 @@ export function initSAEArrays(
   dIn: number,
   dSae: number,
   seed = 0,
+  decoderNorm: 'feature' | 'input' = 'feature',
 ): { W_enc: Float32Array; b_enc: Float32Array; W_dec: Float32Array; b_dec: Float32Array } {
   const r = makeRng(seed);
   const b_dec = new Float32Array(dIn);
@@ -113,8 +120,13 @@ export function initSAEArrays(
     const enc = normalArray(r, dSae * dIn);
     normaliseRows(enc, dSae, dIn);
     const W_enc = transposeArray(enc, dSae, dIn);
-    const W_dec = normalArray(r, dSae * dIn);
-    normaliseRows(W_dec, dSae, dIn);
+    let W_dec = normalArray(r, dSae * dIn);
+    if (decoderNorm === 'feature') normaliseRows(W_dec, dSae, dIn);
+    else {
+      // torch layout [dIn, dSae], rows normalised, then transposed to W_dec [dSae, dIn]
+      normaliseRows(W_dec, dIn, dSae);
+      W_dec = transposeArray(W_dec, dIn, dSae);
+    }
     const bound = 1 / Math.sqrt(dIn);
     const b_enc = new Float32Array(dSae);
     for (let i = 0; i < dSae; i++) b_enc[i] = (2 * r.next() - 1) * bound;
@@ -165,6 +177,7 @@ export class SparseAutoencoder {
   readonly k: number | undefined;
   lambda: number;
   readonly applyBDecToInput: boolean;
+  readonly decoderNorm: 'feature' | 'input';
   /** W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in], b_dec [d_in]. */
   readonly params: Record<'W_enc' | 'b_enc' | 'W_dec' | 'b_dec', tf.Variable>;
   private disposed = false;
@@ -195,8 +208,12 @@ export class SparseAutoencoder {
     if (arch === 'paper' && !this.applyBDecToInput) {
       throw new ConfigError('applyBDecToInput', "the 'paper' SAE subtracts its shared pre-bias from the input; found false");
     }
+    const dn = opts.decoderNorm ?? 'feature';
+    if (dn !== 'feature' && dn !== 'input') throw new ConfigError('decoderNorm', expectedFound("'feature' or 'input'", dn));
+    if (dn === 'input' && arch !== 'paper') throw new ConfigError('decoderNorm', `'input' is the authors' variant of the 'paper' SAE; found architecture '${arch}'`);
+    this.decoderNorm = dn;
     const seed = opts.seed ?? 0;
-    const w = weights ?? initSAEArrays(arch, this.dIn, this.dSae, seed);
+    const w = weights ?? initSAEArrays(arch, this.dIn, this.dSae, seed, dn);
     const shapes = { W_enc: [this.dIn, this.dSae], b_enc: [this.dSae], W_dec: [this.dSae, this.dIn], b_dec: [this.dIn] } as const;
     const vars: Partial<Record<keyof typeof shapes, tf.Variable>> = {};
     try {
@@ -271,7 +288,7 @@ export class SparseAutoencoder {
 
   /** Which weights carry a unit-norm constraint and along which axis their feature vectors lie. */
   constrained(): Array<{ name: 'W_enc' | 'W_dec'; axis: 0 | 1 }> {
-    const c: Array<{ name: 'W_enc' | 'W_dec'; axis: 0 | 1 }> = [{ name: 'W_dec', axis: 1 }];
+    const c: Array<{ name: 'W_enc' | 'W_dec'; axis: 0 | 1 }> = [{ name: 'W_dec', axis: this.decoderNorm === 'feature' ? 1 : 0 }];
     if (this.architecture === 'paper') c.unshift({ name: 'W_enc', axis: 0 });
     return c;
   }
@@ -345,7 +362,11 @@ function toTensor(where: string, v: tf.Tensor | Float32Array | number[] | number
 }
 
 /** The paper's SAE (O'Neill & Bui): shared pre-bias, unit-norm encoder and decoder vectors, lambda 0.02. */
-export function paperSAE(dIn: number, dSae: number, opts: { seed?: number; lambda?: number } = {}): SparseAutoencoder {
+export function paperSAE(
+  dIn: number,
+  dSae: number,
+  opts: { seed?: number; lambda?: number; decoderNorm?: 'feature' | 'input' } = {},
+): SparseAutoencoder {
   return new SparseAutoencoder({ architecture: 'paper', dIn, dSae, ...opts });
 }
 

@@ -107,7 +107,7 @@ export async function saveSAELens(sae: SparseAutoencoder, dir: string, cfg: SAEL
     activation_fn_kwargs: sae.k !== undefined ? { k: sae.k } : {},
     finetuning_scaling_factor: false,
     sae_lens_training_version: null,
-    tflens: { architecture: sae.architecture, lambda: sae.lambda },
+    tflens: { architecture: sae.architecture, lambda: sae.lambda, decoderNorm: sae.decoderNorm },
   };
   for (const [k, v] of Object.entries(cfg.extra ?? {})) {
     if (k in out) throw new ConfigError(`cfg.extra.${k}`, 'collides with a field tflens writes');
@@ -186,6 +186,7 @@ export async function loadSAELens(dir: string): Promise<{ sae: SparseAutoencoder
   const tfl = isPlainObject(raw.tflens) ? (raw.tflens as Record<string, unknown>) : {};
   let tflArch: SAEArchitecture = arch === 'topk' ? 'topk' : 'standard';
   if (tfl.architecture === 'paper' && arch === 'standard' && applyB) tflArch = 'paper';
+  const decoderNorm = tflArch === 'paper' && tfl.decoderNorm === 'input' ? ('input' as const) : undefined;
   const lambda = typeof tfl.lambda === 'number' && Number.isFinite(tfl.lambda) && tfl.lambda >= 0 ? tfl.lambda : undefined;
 
   let tensors: Record<string, tf.Tensor>;
@@ -200,7 +201,7 @@ export async function loadSAELens(dir: string): Promise<{ sae: SparseAutoencoder
       if (!tensors[name]) throw new FormatError(`${weightsPath}: ${name}`, expectedFound('a tensor', 'missing'));
     }
     const sae = new SparseAutoencoder(
-      { architecture: tflArch, dIn, dSae, k, lambda, applyBDecToInput: applyB },
+      { architecture: tflArch, dIn, dSae, k, lambda, applyBDecToInput: applyB, decoderNorm },
       { W_enc: tensors.W_enc, b_enc: tensors.b_enc, W_dec: tensors.W_dec, b_dec: tensors.b_dec },
     );
     const str = (v: unknown) => (typeof v === 'string' ? v : null);
