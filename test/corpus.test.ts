@@ -15,6 +15,8 @@ import { TflensError } from '../src/errors.js';
 import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { readPromptsFile, readTokensFile } from '../src/cli/inputs.js';
+import { Tokenizer } from '../src/model/tokenizer.js';
+import { rng, type Rng } from '../src/util/random.js';
 import { REF_DIR } from './helpers/reference.js';
 
 const SRC = path.join(REF_DIR, 'gpt2-tiny');
@@ -277,6 +279,8 @@ describe('reliability: model-folder corpus through loadModel and the CLI', funct
     assert.equal(model.cfg.d_vocab, V);
     assert.equal(model.cfg.n_ctx, NCTX);
     assert.deepEqual(model.encodeBatch(['w5 w6 w7']).ids, [[0, 5, 6, 7]]);
+    // a WordLevel tokenizer.json alone (no tokenizer_config.json) maps unknown words to its model.unk_token, as HF does
+    assert.deepEqual(new Tokenizer(tokenizerJson(), {}, 'tokenizer.json').encode('zz w5 qq'), [1, 5, 1]);
     const p = await readPromptsFile(await (async () => { const f = path.join(tmp, 'ok.txt'); await fsp.writeFile(f, `${words(NCTX - 1)}\n`); return f; })(), model);
     assert.equal(p.ids[0].length, NCTX);
     const r = await runCli(['info', base]);
@@ -343,5 +347,133 @@ describe('reliability: model-folder corpus through loadModel and the CLI', funct
     }
     console.log(`      CLI: ${cliCases.length} cases spawned, ${cliCases.length - new Set(problems.map((p) => p.split(':')[0])).size} clean one-line typed failures`);
     assert.deepEqual(problems, []);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// seeded mutations of a whole folder through the loader: config.json against real weights, and
+// tokenizer.json through the Tokenizer the loader builds. Each case either loads a working model
+// (finite logits of the right shape) / a tokenizer whose ids are valid integers, or throws a
+// TflensError; nothing else (TypeError, RangeError, a tfjs error, a hang) is accepted.
+
+const WEIRD: Array<(r: Rng, old: unknown) => unknown> = [
+  () => undefined, // delete
+  () => null,
+  () => 'seven',
+  () => '',
+  () => -1,
+  () => 0,
+  () => 1,
+  () => 2,
+  () => 3.5,
+  () => 1e12,
+  () => true,
+  () => [],
+  () => [1, 2],
+  () => ({}),
+  (_r, old) => (typeof old === 'number' ? old * 2 : old),
+  (_r, old) => (typeof old === 'number' ? old + 1 : old),
+  (_r, old) => (typeof old === 'number' ? old - 1 : old),
+  (_r, old) => (typeof old === 'number' ? String(old) : old),
+  (r) => r.int(200),
+];
+
+function mutateObject(r: Rng, obj: Record<string, unknown>, extraKeys: string[]): string {
+  const keys = [...Object.keys(obj), ...extraKeys];
+  const k = r.choice(keys);
+  const v = r.choice(WEIRD)(r, obj[k]);
+  if (v === undefined) delete obj[k];
+  else obj[k] = v;
+  return `${k}=${JSON.stringify(v)}`;
+}
+
+/** All [container, key] pairs of a JSON tree (for tokenizer mutations). */
+function slots(v: unknown, out: Array<[any, string | number]> = []): Array<[any, string | number]> {
+  if (Array.isArray(v)) v.forEach((x, i) => (out.push([v, i]), slots(x, out)));
+  else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) out.push([v, k]), slots(x, out);
+  return out;
+}
+
+describe('reliability: seeded mutations of a model folder through the loader', function () {
+  this.timeout(600000);
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'tflens-folder-fuzz-'));
+
+  it('400 config.json mutations against the real weights: a working model or a TflensError, no tensors left', async () => {
+    const dir = path.join(tmp, 'cfg');
+    await fsp.mkdir(dir);
+    await fsp.copyFile(path.join(SRC, 'model.safetensors'), path.join(dir, 'model.safetensors'));
+    const cfg0 = await readJsonFile(path.join(SRC, 'config.json'));
+    const extra = ['n_inner', 'rotary_dim', 'num_key_value_heads', 'parallel_residual', 'torch_dtype', 'rms_norm_eps'];
+    const r = rng(20261128);
+    const problems: string[] = [];
+    const outcome: Record<string, number> = {};
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 400; i++) {
+      const cfg = structuredClone(cfg0);
+      const what = Array.from({ length: 1 + r.int(3) }, () => mutateObject(r, cfg, extra)).join(', ');
+      await writeJsonFile(path.join(dir, 'config.json'), cfg);
+      try {
+        const m = await loadModel(dir);
+        try {
+          const lg = m.forward([[0, 1, 2, 3]]);
+          const ok = lg.shape.join(',') === `1,4,${m.cfg.d_vocab}` && tf.tidy(() => tf.all(tf.isFinite(lg)).dataSync()[0]) === 1;
+          lg.dispose();
+          if (!ok) problems.push(`#${i} (${what}): loaded but logits are not finite [1,4,V]`);
+          outcome.loaded = (outcome.loaded ?? 0) + 1;
+        } catch (e) {
+          // a config the loader accepted must run; a typed refusal at run time still counts as typed
+          if (!(e instanceof TflensError)) problems.push(`#${i} (${what}): forward threw untyped ${(e as Error).name}: ${(e as Error).message}`);
+          outcome[`run:${(e as Error).name}`] = (outcome[`run:${(e as Error).name}`] ?? 0) + 1;
+        } finally {
+          m.dispose();
+        }
+      } catch (e) {
+        if (!(e instanceof TflensError)) problems.push(`#${i} (${what}): untyped ${(e as Error).name}: ${(e as Error).message}`);
+        else if (!/config\.json|model\.safetensors/.test(e.message)) problems.push(`#${i} (${what}): message names neither file: ${e.message}`);
+        outcome[(e as Error).name] = (outcome[(e as Error).name] ?? 0) + 1;
+      }
+      if (tf.memory().numTensors !== before) {
+        problems.push(`#${i} (${what}): ${tf.memory().numTensors - before} tensors left`);
+        break;
+      }
+    }
+    console.log(`      config mutations: 400, outcomes ${JSON.stringify(outcome)}`);
+    assert.deepEqual(problems, []);
+    assert.ok((outcome.loaded ?? 0) > 20 && (outcome.ConfigError ?? 0) > 50, 'both outcomes occur');
+  });
+
+  it('1,000 tokenizer.json mutations: a tokenizer whose ids are non-negative integers, or a FormatError naming tokenizer.json', () => {
+    const base = tokenizerJson();
+    const r = rng(7);
+    const problems: string[] = [];
+    const outcome: Record<string, number> = {};
+    for (let i = 0; i < 1000; i++) {
+      const j = structuredClone(base) as Record<string, any>;
+      const what: string[] = [];
+      for (let k = 0; k < 1 + r.int(2); k++) {
+        // favour the parts that matter (model, vocab, added tokens) over the long vocab list
+        const pool = slots(j).filter(([c]) => c !== j.model?.vocab || r.next() < 0.05);
+        const [c, key] = r.choice(pool);
+        const v = r.choice(WEIRD)(r, c[key]);
+        if (v === undefined) Array.isArray(c) ? c.splice(key as number, 1) : delete c[key];
+        else c[key] = v;
+        what.push(`${String(key)}=${JSON.stringify(v)}`);
+      }
+      try {
+        const tk = new Tokenizer(j, {}, 'case/tokenizer.json');
+        for (const text of ['w5 w6 w7', 'zz w2', '<bos> w96']) {
+          const ids = tk.encode(text);
+          if (!ids.every((x) => Number.isInteger(x) && x >= 0)) problems.push(`#${i} (${what}): encode(${text}) gave ${JSON.stringify(ids)}`);
+        }
+        outcome.built = (outcome.built ?? 0) + 1;
+      } catch (e) {
+        if (!(e instanceof TflensError)) problems.push(`#${i} (${what.join(', ')}): untyped ${(e as Error).name}: ${(e as Error).message}`);
+        else if (!e.message.startsWith('case/tokenizer.json')) problems.push(`#${i} (${what}): message does not name the file: ${e.message}`);
+        outcome[(e as Error).name] = (outcome[(e as Error).name] ?? 0) + 1;
+      }
+    }
+    console.log(`      tokenizer mutations: 1000, outcomes ${JSON.stringify(outcome)}`);
+    assert.deepEqual(problems.slice(0, 20), []);
+    assert.ok((outcome.built ?? 0) > 100 && (outcome.FormatError ?? 0) > 100, 'both outcomes occur');
   });
 });
