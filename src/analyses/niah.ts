@@ -185,7 +185,7 @@ export function sourceSamples(model: HookedTransformer, source: NiahSource): Arr
 }
 
 /** Synthetic needle samples (makeNeedle) in a given token format; `length` is the prompt length. */
-export function syntheticSamples(format: Omit<NeedleOptions, 'length' | 'depth' | 'seed'>): NiahSampleFn {
+export function syntheticSamples(format: Omit<NeedleOptions, 'length' | 'depth' | 'seed'>): (length: number, depth: number, seed: number) => NeedleExample {
   return (length, depth, seed) => makeNeedle({ ...format, length, depth, seed });
 }
 
