@@ -2,7 +2,9 @@
 // recomputing finished layers, and the resumed result equals an uninterrupted run exactly; exports
 // are atomic (an error part way leaves neither a partial destination nor a temporary file).
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, appendFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, appendFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -92,6 +94,61 @@ describe('reliability: resumable patching sweeps', function () {
       assert.equal(tf.memory().numTensors, before);
     });
   }
+
+  it('a process killed (SIGKILL) in the middle of a sweep: a fresh process resumes from its finished layers to the exact result', async function () {
+    this.timeout(180000);
+    const store = path.join(dir, 'killed.jsonl');
+    const child = path.join(dir, 'child.mts');
+    const src = (f: string) => JSON.stringify(pathToFileURL(path.resolve('src', f)).href);
+    // the child runs the same sweep on the same backend and prints each finished layer; it never finishes on its own
+    writeFileSync(child, `
+      import { initBackend } from ${src('backend/index.ts')};
+      import { loadModel } from ${src('model/index.ts')};
+      import { inductionProblem } from ${src('circuits/index.ts')};
+      import { resumablePatchSweep } from ${src('circuits/resumable.ts')};
+      import { mulberry32 } from ${src('util/random.ts')};
+      await initBackend();
+      const model = await loadModel(${JSON.stringify(path.join(REF_DIR, 'gpt2-tiny'))});
+      const prob = inductionProblem(model, { n: 3, R: 5 }, mulberry32(11));
+      await resumablePatchSweep(model, prob, 'z', 'head_pos', { store: ${JSON.stringify(store)}, onProgress: (p) => {
+        console.log('done ' + p.done);
+        if (p.done === 2) { const t = Date.now(); while (Date.now() - t < 60000); } // stuck before the last layer until killed
+      } });
+      console.log('finished');
+    `);
+    const p = spawn(process.execPath, ['--import', 'tsx', child], { cwd: path.resolve('.'), env: { ...process.env, TFLENS_BACKEND: ({ tensorflow: 'node' } as Record<string, string>)[tf.getBackend()] ?? tf.getBackend(), TFLENS_QUIET: '1' } });
+    let out = '';
+    let err = '';
+    p.stderr.on('data', (d) => (err += d));
+    const killedAfter = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => (p.kill('SIGKILL'), reject(new Error(`child timed out: ${out} ${err}`))), 150000);
+      p.stdout.on('data', (d) => {
+        out += d;
+        if (/done 2\n/.test(out)) {
+          p.kill('SIGKILL');
+          clearTimeout(timer);
+          resolve(2);
+        }
+      });
+      p.on('exit', (code, sig) => {
+        if (sig !== 'SIGKILL') reject(new Error(`child exited ${code}: ${out} ${err}`));
+      });
+    });
+    await new Promise((r) => (p.exitCode !== null || p.signalCode !== null ? r(null) : p.on('exit', r)));
+    assert.doesNotMatch(out, /finished/);
+    assert.equal(readFileSync(store, 'utf8').trim().split('\n').length, 1 + killedAfter);
+    const c = countRuns(model);
+    const r = await resumablePatchSweep(model, prob, 'z', 'head_pos', { store });
+    c.restore();
+    assert.deepEqual(r.cachedLayers, [0, 1]);
+    assert.deepEqual(r.computedLayers, [2]);
+    const ref = countRuns(model);
+    const plain = patchSweep(model, prob, 'z', 'head_pos');
+    ref.restore();
+    assert.ok(c.n < ref.n, `resume ran ${c.n} forwards, a full sweep ${ref.n}`);
+    assert.deepEqual(r.values, plain.values);
+    assert.deepEqual(r.normalised, plain.normalised);
+  });
 
   it('an AbortSignal stops the sweep between layers; a fresh call resumes; no tensors leak', async () => {
     const before = tf.memory().numTensors;
