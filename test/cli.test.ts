@@ -9,7 +9,10 @@ import { main } from '../src/cli/main.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { loadModel } from '../src/model/index.js';
 import { sinkScores } from '../src/analyses/sinks.js';
-import { headScoresToCsv } from '../src/io/export.js';
+import { headScoresToCsv, headScoresToJson } from '../src/io/export.js';
+import { taskProblem } from '../src/cli/rank.js';
+import { saeCircuitScores } from '../src/sae/discrete.js';
+import { headPatchingScores } from '../src/circuits/patching.js';
 import { REF_DIR, loadReference, maskedRelErr } from './helpers/reference.js';
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -68,6 +71,25 @@ describe('tflens CLI', () => {
     assert.equal(doc.method, 'induction');
     assert.equal(doc.rows.length, 12);
     assert.ok('params' in doc && 'model' in doc);
+  });
+
+  it('rank --method sae-node|head-patching --task induction equal the library on the same seeded problem', async () => {
+    const modelDir = path.join('fixtures', 'models', 'induction-handmade');
+    const m = await loadModel(modelDir);
+    const p = taskProblem(m, { task: 'induction', n: '8', seed: '3' });
+    const lib = await saeCircuitScores(m, { positive: { tokens: p.clean, attentionMask: p.mask }, negative: { tokens: p.corrupted, attentionMask: p.mask }, epochs: 40, seed: 3, model: modelDir });
+    const r = await cli(['rank', modelDir, '--method', 'sae-node', '--task', 'induction', '--n', '8', '--seed', '3', '--epochs', '40', '--format', 'json']);
+    assert.equal(r.code, 0, r.err);
+    const doc = JSON.parse(r.out);
+    const want = JSON.parse(headScoresToJson(lib.node));
+    assert.deepEqual(doc.rows, want.rows);
+    const hp = await cli(['rank', modelDir, '--method', 'head-patching', '--task', 'induction', '--n', '8', '--seed', '3', '--format', 'json']);
+    const libHp = headPatchingScores(m, p);
+    assert.deepEqual(JSON.parse(hp.out).rows, JSON.parse(headScoresToJson(libHp)).rows);
+    // ground truth: the constructed induction head ranks first under head patching
+    const top = JSON.parse(hp.out).rows[0];
+    assert.deepEqual([top.layer, top.head], [1, 0]);
+    m.dispose();
   });
 
   it('bad input: one-line typed messages and a non-zero exit, nothing written', async () => {

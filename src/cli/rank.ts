@@ -16,6 +16,7 @@ import { inductionProblem, ioiTask, type PatchingProblem } from '../circuits/pro
 import { headPatchingScores } from '../circuits/patching.js';
 import { attributionScores, pathPatchingScores } from '../circuits/path.js';
 import { rng } from '../util/random.js';
+import { saeCircuitScores } from '../sae/discrete.js';
 import { rankRetrieval } from '../analyses/niah.js';
 import { razorScoresForModel } from '../analyses/razor.js';
 
@@ -109,6 +110,31 @@ const razor = (kind: 'echo' | 'induction', help: string): RankMethod => ({
   },
 });
 
+/** Discrete-SAE circuit scores (O'Neill & Bui): positives = the task's clean prompts, negatives = its corrupted prompts. */
+function saeMethod(kind: 'node' | 'edge'): RankMethod {
+  return {
+    needsTokens: false,
+    help: `discrete-SAE ${kind} score (O'Neill & Bui), --task ioi|induction --n --seed --epochs (500) --features (200) --lambda (0.02) --n-train (10)`,
+    async run(model, _batch, args) {
+      const p = taskProblem(model, args);
+      const sharing = (args.sharing ?? 'per-head') as 'per-head' | 'shared';
+      if (sharing !== 'per-head' && sharing !== 'shared') throw new ValueError('--sharing', expectedFound('per-head or shared', sharing));
+      const r = await saeCircuitScores(model, {
+        positive: { tokens: p.clean, attentionMask: p.mask },
+        negative: { tokens: p.corrupted, attentionMask: p.mask },
+        epochs: numArg(args, 'epochs', 500),
+        nFeatures: numArg(args, 'features', 200),
+        lambda: numArg(args, 'lambda', 0.02),
+        nTrain: numArg(args, 'n-train', 10),
+        seed: numArg(args, 'seed', 0),
+        sharing,
+        model: model.name,
+      });
+      return fromScores(kind === 'node' ? r.node : r.edge);
+    },
+  };
+}
+
 export const RANK_METHODS: Record<string, RankMethod> = {
   sink: {
     needsTokens: true,
@@ -150,6 +176,8 @@ export const RANK_METHODS: Record<string, RankMethod> = {
   'head-patching': patching('normalised effect of patching each head output (all positions), --task ioi|induction --n --seed', (m, p) => headPatchingScores(m, p)),
   attribution: patching('attribution patching estimate of head-patching (one forward + one backward), --task ioi|induction', (m, p) => attributionScores(m, p)),
   path: patching('path patching from each head to the logits: (clean - patched) / (clean - corrupted), --task ioi|induction', (m, p) => pathPatchingScores(m, p)),
+  'sae-node': saeMethod('node'),
+  'sae-edge': saeMethod('edge'),
   'composition-q': composition('Q'),
   'composition-k': composition('K'),
   'composition-v': composition('V'),
