@@ -4,7 +4,7 @@
  * exists, tfjs-node, wasm, cpu. TFLENS_BACKEND forces one ("node-gpu" | "webgpu" | "node" | "wasm" | "cpu").
  */
 import * as tf from '@tensorflow/tfjs';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { BackendError } from '../errors.js';
 import { registerMissingKernels } from './kernels.js';
 
@@ -60,6 +60,7 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
     case 'webgpu': {
       let gpuMod: any;
       if (isNode) {
+        if (process.platform === 'linux' && !gpuDeviceNodePresent()) return 'no GPU device node (/dev/nvidia*, /dev/dri/renderD*)';
         if (process.platform === 'linux' && !vulkanLoaderPresent()) return 'no Vulkan loader (libvulkan.so.1 not found), so Dawn has no GPU adapter';
         try {
           gpuMod = await importOptional('webgpu');
@@ -116,6 +117,20 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
     }
     case 'cpu':
       return (await tf.setBackend('cpu')) ? null : 'cpu backend failed to initialise';
+  }
+}
+
+/** A GPU shows up as a device node; looking first keeps Dawn (and its warnings on stderr) away from GPU-less machines. */
+function gpuDeviceNodePresent(): boolean {
+  try {
+    if (readdirSync('/dev').some((f) => /^nvidia\d+$/.test(f))) return true;
+  } catch {
+    return true; // cannot tell: let Dawn decide
+  }
+  try {
+    return readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
+  } catch {
+    return false;
   }
 }
 

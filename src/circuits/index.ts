@@ -4,3 +4,4 @@ export * from './problem.js';
 export * from './patching.js';
 export * from './path.js';
 export * from './evaluate.js';
+export * from './resumable.js';

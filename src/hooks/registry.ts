@@ -64,6 +64,15 @@ export class HookRegistry {
     return out;
   }
 
+  /** The registered hooks now (to restore after a run whose hooks changed the registry). */
+  snapshot(): unknown {
+    return [...this.entries];
+  }
+
+  restore(snap: unknown): void {
+    this.entries = [...(snap as typeof this.entries)];
+  }
+
   get size(): number {
     return this.entries.length;
   }

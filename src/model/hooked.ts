@@ -217,7 +217,8 @@ export class HookedTransformer {
   /** Low-level forward returning logits, the kept activations and, when asked, the KV cache. */
   run(tokens: Tokens, opts: ForwardOptions, cacheFilter: ((name: string) => boolean) | null, posSlice?: number | [number, number]): ForwardResult {
     if (this.inHook) throw new HookError('hooks', 'a hook ran the model again (the run\'s hooks would apply to it too); compute what the hook needs before the run');
-    const before = this.hooks.size;
+    const before = this.hooks.snapshot();
+    const beforeSize = this.hooks.size;
     const handle = this.hooks.addAll(opts.fwdHooks);
     let result: ForwardResult | null = null;
     try {
@@ -239,7 +240,8 @@ export class HookedTransformer {
       return result;
     } finally {
       handle.remove();
-      if (this.hooks.size !== before) {
+      if (this.hooks.size !== beforeSize) {
+        this.hooks.restore(before); // hooks a hook added (or removed) during the run do not outlive it
         if (result) tf.dispose(result as unknown as tf.TensorContainer); // the run's outputs are not returned: free them
         throw new HookError('hooks', 'a hook registered or removed hooks during the run');
       }
