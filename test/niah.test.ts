@@ -273,6 +273,55 @@ describe('niahGrid on the hand-made copy model', function () {
   });
 });
 
+describe('niahGrid on the shipped recall model (when present)', function () {
+  this.timeout(300000);
+  const RECALL = 'fixtures/models/recall';
+
+  it('answers and retrieval scores equal a recomputation from full forwards', async function () {
+    if (!existsSync(path.join(RECALL, 'model.safetensors'))) this.skip();
+    const model = await loadModel(RECALL);
+    const format = JSON.parse(readFileSync(path.join(RECALL, 'task.json'), 'utf8')).format;
+    const make = syntheticSamples(format);
+    const g = niahGrid(model, { lengths: [48, 96], depths: [0, 0.5, 1], makeSample: make, samplesPerCell: 2, maxNewTokens: 1, seed: 9, scorer: true, onProgress: false });
+    const L = model.cfg.n_layers;
+    const H = model.cfg.n_heads;
+    const names = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_pattern`);
+    const sum = Array.from({ length: L }, () => new Array<number>(H).fill(0));
+    let counted = 0;
+    let correct = 0;
+    const all = g.samples.flat(2);
+    for (const s of all) {
+      const ex = make(s.length, s.depth, s.seed);
+      const { logits, cache } = model.runWithCache([ex.tokens], { namesFilter: names });
+      const last = (logits.arraySync() as number[][][])[0][ex.tokens.length - 1];
+      const tok = last.indexOf(Math.max(...last));
+      assert.deepEqual(s.generated, [tok]);
+      const ok = tok === ex.answer[0];
+      correct += ok ? 1 : 0;
+      assert.equal(s.exact, ok);
+      assert.equal(s.rouge, ok ? 1 : 0);
+      if (ok) {
+        counted++;
+        const [a, b] = ex.needleSpan;
+        names.forEach((n, l) =>
+          (cache.get(n).arraySync() as number[][][][])[0].forEach((M, h) => {
+            const row = M[ex.tokens.length - 1];
+            const j = row.indexOf(Math.max(...row));
+            if (j >= a && j < b && ex.tokens[j] === tok) sum[l][h] += 1 / (b - a);
+          }),
+        );
+      }
+      logits.dispose();
+      cache.dispose();
+    }
+    near(g.mean.exact, correct / all.length, 1e-12);
+    assert.equal(g.scores!.data?.counted, counted);
+    sum.forEach((row, l) => row.forEach((v, h) => near(g.scores!.scores[l][h], counted ? v / counted : 0, 1e-12, `${l}.${h}`)));
+    assert.ok(g.mean.exact > 0.9, `the recall model retrieves (exact ${g.mean.exact})`);
+    model.dispose();
+  });
+});
+
 describe('CLI: rank --method retrieval | echo | razor-induction', function () {
   this.timeout(300000);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tflens-niah-'));
