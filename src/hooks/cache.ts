@@ -90,15 +90,7 @@ export class ActivationCache {
   decomposeResid(layer?: number, opts: { mode?: 'all' | 'attn' | 'mlp'; inclEmbeds?: boolean; posSlice?: number } = {}): Stack {
     const L = this.lastLayer(layer);
     const mode = opts.mode ?? 'all';
-    return tf.tidy(() => {
-      const parts: tf.Tensor[] = [];
-      const labels: string[] = [];
-      const add = (name: string, label: string) => {
-        let t = this.get(name);
-        if (opts.posSlice !== undefined) t = sliceAxis(t, 1, opts.posSlice);
-        parts.push(t.expandDims(0));
-        labels.push(label);
-      };
+    return this.stackOf(opts.posSlice, (add) => {
       if (opts.inclEmbeds ?? true) {
         add('hook_embed', 'embed');
         if (this.model.cfg.positional === 'learned') add('hook_pos_embed', 'pos_embed');
@@ -107,6 +99,20 @@ export class ActivationCache {
         if (mode !== 'mlp') add(`blocks.${l}.hook_attn_out`, `${l}_attn_out`);
         if (mode !== 'attn') add(`blocks.${l}.hook_mlp_out`, `${l}_mlp_out`);
       }
+    });
+  }
+
+  /** Stack cached activations [batch, pos, d] (or one position of them) along a new first axis, with labels. */
+  private stackOf(posSlice: number | undefined, fill: (add: (name: string, label: string) => void) => void): Stack {
+    return tf.tidy(() => {
+      const parts: tf.Tensor[] = [];
+      const labels: string[] = [];
+      fill((name, label) => {
+        let t = this.get(name);
+        if (posSlice !== undefined) t = sliceAxis(t, 1, posSlice);
+        parts.push(t.expandDims(0));
+        labels.push(label);
+      });
       return { stack: tf.concat(parts, 0), labels } as unknown as tf.TensorContainer;
     }) as unknown as Stack;
   }
@@ -115,23 +121,14 @@ export class ActivationCache {
   accumulatedResid(layer?: number, opts: { inclMid?: boolean; posSlice?: number } = {}): Stack {
     const L = this.lastLayer(layer);
     const N = this.model.cfg.n_layers;
-    return tf.tidy(() => {
-      const parts: tf.Tensor[] = [];
-      const labels: string[] = [];
-      const add = (name: string, label: string) => {
-        let t = this.get(name);
-        if (opts.posSlice !== undefined) t = sliceAxis(t, 1, opts.posSlice);
-        parts.push(t.expandDims(0));
-        labels.push(label);
-      };
+    return this.stackOf(opts.posSlice, (add) => {
       for (let l = 0; l <= Math.min(L, N - 1); l++) {
         if (l < L || L < N) add(`blocks.${l}.hook_resid_pre`, `${l}_pre`);
         if (opts.inclMid && l < L && !this.model.cfg.parallel_attn_mlp) add(`blocks.${l}.hook_resid_mid`, `${l}_mid`);
       }
       if (L === N) add(`blocks.${N - 1}.hook_resid_post`, 'final_post');
       // for L < N the loop added resid_pre of layer L as the last entry
-      return { stack: tf.concat(parts, 0), labels } as unknown as tf.TensorContainer;
-    }) as unknown as Stack;
+    });
   }
 
   /**
