@@ -16,9 +16,9 @@ Parts (each optional in the spec):
              query row of every layer and head read at each step (what the retrieval score needs)
 
 The model weights are random (seeded, std 0.02), of the same shapes as the tflens run; they are
-not the same numbers (timings do not depend on them). With spec["weights_npz"] the GPT-2-shaped
-model takes its weights from an .npz of TransformerLens-named arrays instead (used by the
-smoke test to check that this baseline computes what tflens computes).
+not the same numbers (timings do not depend on them). With spec["weights_json"] the GPT-2-shaped
+model takes its weights from a JSON of TransformerLens-named arrays instead (the smoke test uses
+it to check that this baseline computes what tflens computes).
 """
 import json
 import math
@@ -342,9 +342,9 @@ def main():
     model = None
     if 'forward' in spec or 'sweeps' in spec or 'check' in spec:
         weights = None
-        if spec.get('weights_npz'):
-            import numpy as np
-            weights = dict(np.load(spec['weights_npz']))
+        if spec.get('weights_json'):  # {name: {shape, data}} (the smoke test's cross-check)
+            W = json.load(open(spec['weights_json']))
+            weights = {k: torch.tensor(v['data'], dtype=torch.float32).reshape(v['shape']) for k, v in W.items()}
         model = HookedGPT2(spec['model'], dev, seed=spec.get('seed', 0), weights=weights)
     if 'check' in spec:
         # logits and a few cached activations for a given token batch (smoke-test cross-check)
