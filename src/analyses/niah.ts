@@ -309,7 +309,7 @@ export interface NiahGridOptions {
   seed: number;
   /** Progress: true or a label for the live display, or a callback (done, total). Default: a display labelled "NIAH". */
   onProgress?: boolean | string | ((done: number, total: number) => void);
-  /** Generated ids -> response text (default: the model's tokenizer when answers have text). */
+  /** Generated ids -> response text (default: the model's tokenizer, when it has one). ROUGE is on text when the sample has answerText, else on ids. */
   decode?: (ids: number[]) => string;
   /** Rows decoded together (default: a whole cell). */
   batchSize?: number;
@@ -436,7 +436,7 @@ export function niahGrid(model: HookedTransformer, opts: NiahGridOptions): NiahG
             const { s, seed } = cell.samples[k];
             const gen = res.tokens[row];
             const useText = s.answerText !== undefined && decodeText !== null;
-            const response = decodeText && useText ? decodeText(gen).trim() : null;
+            const response = decodeText ? decodeText(gen).trim() : null;
             const rouge = useText ? rougeRecall1(s.answerText!, response!) : rougeRecall1(s.answer, gen);
             const exact = exactMatch(s.answer, useText ? s.answerText : undefined, gen, response);
             if (scorer) {
