@@ -17,7 +17,7 @@ import { cpus, loadavg, totalmem, hostname, platform, arch, tmpdir } from 'node:
 import { join, resolve } from 'node:path';
 import { lib, ROOT, DIST } from './lib.mjs';
 import { PRESETS, GPT2_SMALL, QWEN2_05B, forwardFlops, decodeFlops } from './presets.mjs';
-import { writeTable } from './table.mjs';
+import { writeTable, summarise } from './table.mjs';
 import { cpuForwardIntKernels, patchSweepAsync, patchLoopAsync, retrievalSampleAsync } from './webgpu-node.mjs';
 
 const { tf, initBackend, formatBackendReport, randomModel, patchSweep, patchSweepLoop, inductionProblem, mulberry32, RetrievalScorer, scoreRetrievalSample } = lib;
@@ -391,7 +391,7 @@ async function main() {
 
   result.machine.loadavg_end = loadavg();
   result.finished = new Date().toISOString();
-  summarise(result);
+  result.summary = summarise(result);
   save();
   log(`wrote ${file}`);
   if (!flag('--no-table')) log(`wrote ${writeTable(join(ROOT, 'bench', 'results'), join(ROOT, 'bench', 'RESULTS.md'))}`);
@@ -404,43 +404,6 @@ function hfQwen(shape) {
     num_key_value_heads: shape.num_key_value_heads, intermediate_size: shape.intermediate_size, vocab_size: shape.vocab_size,
     max_position_embeddings: shape.max_position_embeddings, tie_word_embeddings: shape.tie_word_embeddings,
   };
-}
-
-/** Ratios and goal checks, computed from the measured numbers only. */
-function summarise(r) {
-  const s = {};
-  const b = r.baseline && !r.baseline.error ? r.baseline : null;
-  if (r.matmul) s.matmul_peak_gflops = r.matmul.flops_per_s / 1e9;
-  if (b?.matmul) s.torch_matmul_peak_gflops = b.matmul.flops_per_s / 1e9;
-  if (r.forward) {
-    s.forward = r.forward.cases.map((c, i) => {
-      const t = b?.forward?.[i];
-      const share = r.matmul ? c.flops_per_s / r.matmul.flops_per_s : null;
-      return {
-        B: c.B, T: c.T, tflens_s: c.seconds, torch_s: t?.seconds ?? null, time_ratio_tflens_over_torch: t ? c.seconds / t.seconds : null,
-        share_of_matmul_peak: share, goal_70pct_of_peak: share === null ? null : share >= 0.7,
-        torch_share_of_its_matmul_peak: t && b.matmul ? c.flops / t.seconds / b.matmul.flops_per_s : null,
-        tflens_cache_bytes: c.memory.cache_bytes, torch_cache_bytes: t?.memory.cache_bytes ?? null,
-        tflens_peak_bytes: c.memory.peak_bytes, tflens_peak_bytes_profile: c.memory.peak_bytes_profile ?? null, torch_peak_bytes: t?.memory.peak_bytes ?? null,
-        torch_names_missing: t?.names_missing?.length ?? null,
-      };
-    });
-  }
-  if (r.sweeps) {
-    s.sweeps = Object.entries(r.sweeps.kinds).map(([kind, k]) => {
-      const t = b?.sweeps?.[kind];
-      const speedup = t ? t.seconds / k.batched_seconds : null;
-      const need = r.backend.active === 'webgpu' || r.backend.active === 'node-gpu' ? 2 : 1;
-      return {
-        kind, N: k.N, T: k.T, tflens_batched_s: k.batched_seconds, tflens_loop_s: k.loop_seconds ?? null, torch_loop_s: t?.seconds ?? null,
-        speedup_vs_torch_loop: speedup, goal: `${need}x`, goal_met: speedup === null ? null : speedup >= need,
-      };
-    });
-  }
-  if (r.retrieval) {
-    s.retrieval = { context: r.retrieval.context, new_tokens: r.retrieval.new_tokens, tflens_s_per_sample: r.retrieval.seconds_per_sample, torch_s_per_sample: b?.retrieval?.seconds_per_sample ?? null };
-  }
-  r.summary = s;
 }
 
 main().catch((e) => {

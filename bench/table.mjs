@@ -10,6 +10,68 @@ const mib = (b) => (b === null || b === undefined ? '–' : `${(b / 2 ** 20).toF
 const pct = (x) => (x === null || x === undefined ? '–' : `${(100 * x).toFixed(1)}%`);
 const yes = (ok) => (ok === null || ok === undefined ? '–' : ok ? 'met' : '**not met**');
 
+/**
+ * Ratios and goal checks, computed from a run's measured numbers only (the table recomputes them, so a
+ * run whose tflens part failed still shows the baseline's numbers).
+ */
+export function summarise(r) {
+  const s = {};
+  const b = r.baseline && !r.baseline.error ? r.baseline : null;
+  const gpu = r.backend.active === 'webgpu' || r.backend.active === 'node-gpu';
+  if (r.matmul) s.matmul_peak_gflops = r.matmul.flops_per_s / 1e9;
+  if (b?.matmul) s.torch_matmul_peak_gflops = b.matmul.flops_per_s / 1e9;
+  const fcases = r.forward?.cases ?? (b?.forward ?? []).map((t) => ({ B: t.B, T: t.T, missing: true }));
+  if (fcases.length) {
+    s.forward = fcases.map((c) => {
+      const t = b?.forward?.find((x) => x.B === c.B && x.T === c.T);
+      const flops = c.flops ?? (r.model ? forwardFlopsOf(r.model.cfg, c.B, c.T) : null);
+      const share = !c.missing && r.matmul ? c.flops_per_s / r.matmul.flops_per_s : null;
+      return {
+        B: c.B, T: c.T, tflens_s: c.missing ? null : c.seconds, torch_s: t?.seconds ?? null,
+        time_ratio_tflens_over_torch: t && !c.missing ? c.seconds / t.seconds : null,
+        tflens_gflops: c.missing ? null : c.flops_per_s / 1e9,
+        share_of_matmul_peak: share, goal_70pct_of_peak: share === null ? null : share >= 0.7,
+        torch_share_of_its_matmul_peak: t && b.matmul && flops ? flops / t.seconds / b.matmul.flops_per_s : null,
+        tflens_cache_bytes: c.memory?.cache_bytes ?? null, torch_cache_bytes: t?.memory.cache_bytes ?? null,
+        cached_tensors: c.memory?.cached_tensors ?? t?.memory.cached_tensors ?? null,
+        tflens_peak_bytes: c.memory?.peak_bytes ?? null, tflens_peak_bytes_profile: c.memory?.peak_bytes_profile ?? null, torch_peak_bytes: t?.memory.peak_bytes ?? null,
+        torch_peak_kind: t?.memory.peak_kind ?? null,
+      };
+    });
+  }
+  const kinds = r.sweeps?.kinds ?? Object.fromEntries(Object.entries(b?.sweeps ?? {}).map(([k, t]) => [k, { N: t.N, T: t.T, missing: true }]));
+  if (Object.keys(kinds).length) {
+    const need = gpu ? 2 : 1;
+    s.sweeps = Object.entries(kinds).map(([kind, k]) => {
+      const t = b?.sweeps?.[kind];
+      const speedup = t && !k.missing ? t.seconds / k.batched_seconds : null;
+      return {
+        kind, N: k.N, T: k.T, tflens_batched_s: k.batched_seconds ?? null, tflens_loop_s: k.loop_seconds ?? null, torch_loop_s: t?.seconds ?? null,
+        speedup_vs_torch_loop: speedup, goal: `${need}x`, goal_met: speedup === null ? null : speedup >= need,
+      };
+    });
+  }
+  if (r.retrieval || b?.retrieval) {
+    s.retrieval = {
+      context: r.retrieval?.context ?? b.retrieval.context, new_tokens: r.retrieval?.new_tokens ?? b.retrieval.new_tokens,
+      tflens_s_per_sample: r.retrieval?.seconds_per_sample ?? null, torch_s_per_sample: b?.retrieval ? afterWarmup(b.retrieval.samples.map((x) => x.seconds)) : null,
+    };
+  }
+  return s;
+}
+
+/** Median of the samples after the first (the warm-up) when there are several, else the only one. */
+function afterWarmup(xs) {
+  const t = xs.length > 1 ? xs.slice(1) : xs;
+  return [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)];
+}
+
+/** Same count as bench/presets.mjs forwardFlops (kept here so the table needs no other module). */
+function forwardFlopsOf(c, B, T) {
+  const lin = 2 * c.d_model * (c.n_heads + 2 * c.n_kv_heads) * c.d_head + 2 * c.n_heads * c.d_head * c.d_model + 2 * c.d_model * c.d_mlp * (c.gated_mlp ? 2 : 1) + 2 * c.d_mlp * c.d_model;
+  return B * T * (c.n_layers * lin + 2 * c.d_model * c.d_vocab) + c.n_layers * 4 * B * c.n_heads * T * T * c.d_head;
+}
+
 export function renderRun(r) {
   const b = r.baseline && !r.baseline.error ? r.baseline : null;
   const L = [];
@@ -23,7 +85,13 @@ export function renderRun(r) {
   else L.push('- baseline: not run (no python with torch)');
   if (r.baseline?.error) L.push(`- baseline error: ${r.baseline.error}`);
   L.push('');
-  const s = r.summary ?? {};
+  const s = r.backend && r.machine ? summarise(r) : r.summary ?? {};
+  const errs = Object.entries(r.errors ?? {});
+  if (!r.finished) L.push('- **this run did not finish** (the JSON is a checkpoint written after its last completed part)');
+  if (errs.length) L.push(`- tflens parts that failed in this run: ${errs.map(([k, v]) => `${k}: \`${v}\``).join('; ')}`);
+  if (b?.retrieval_error) L.push(`- PyTorch retrieval failed: \`${b.retrieval_error}\``);
+  if (r.drivers_async) L.push(`- sweeps and retrieval ran through the bench's async drivers over the library forward (bench/webgpu-node.mjs; see the notes)${r.sweeps ? `; the library's patchSweep here: ${r.sweeps.kinds[Object.keys(r.sweeps.kinds)[0]]?.library_error ? `\`${r.sweeps.kinds[Object.keys(r.sweeps.kinds)[0]].library_error}\`` : 'ran'}` : ''}${r.retrieval?.library_error ? `; scoreRetrievalSample: \`${r.retrieval.library_error}\`` : ''}`);
+  L.push('');
   if (r.matmul) {
     L.push(`Matmul peak (float32 ${r.matmul.n}^3, same process): tflens backend ${f(s.matmul_peak_gflops, 1)} GFLOP/s; PyTorch ${f(s.torch_matmul_peak_gflops, 1)} GFLOP/s.`);
     L.push('');
@@ -33,23 +101,21 @@ export function renderRun(r) {
     L.push('');
     L.push('| B x T | tflens | PyTorch | tflens / PyTorch | tflens GFLOP/s | share of backend matmul peak | goal >= 70% | PyTorch share of its peak |');
     L.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
-    s.forward.forEach((c, i) => {
-      const fc = r.forward.cases[i];
-      L.push(`| ${c.B} x ${c.T} | ${ms(c.tflens_s)} | ${ms(c.torch_s)} | ${f(c.time_ratio_tflens_over_torch)} | ${f(fc.flops_per_s / 1e9, 1)} | ${pct(c.share_of_matmul_peak)} | ${yes(c.goal_70pct_of_peak)} | ${pct(c.torch_share_of_its_matmul_peak)} |`);
+    s.forward.forEach((c) => {
+      L.push(`| ${c.B} x ${c.T} | ${ms(c.tflens_s)} | ${ms(c.torch_s)} | ${f(c.time_ratio_tflens_over_torch)} | ${f(c.tflens_gflops, 1)} | ${pct(c.share_of_matmul_peak)} | ${yes(c.goal_70pct_of_peak)} | ${pct(c.torch_share_of_its_matmul_peak)} |`);
     });
     L.push('');
-    L.push('Memory of one full-cache forward (' + (r.forward.cases[0]?.memory.cached_tensors ?? '?') + ' cached activations, the TransformerLens default set: every hook point except hook_result):');
+    L.push('Memory of one full-cache forward (' + (s.forward[0]?.cached_tensors ?? '?') + ' cached activations, the TransformerLens default set: every hook point except hook_result):');
     L.push('');
     L.push('| B x T | tflens cache bytes | PyTorch cache bytes | tflens peak (hook sampling) | tflens peak (tf.profile) | PyTorch peak | PyTorch peak measured as |');
     L.push('| --- | --- | --- | --- | --- | --- | --- |');
-    s.forward.forEach((c, i) => {
-      const tb = b?.forward?.[i];
-      L.push(`| ${c.B} x ${c.T} | ${mib(c.tflens_cache_bytes)} | ${mib(c.torch_cache_bytes)} | ${mib(c.tflens_peak_bytes)} | ${mib(c.tflens_peak_bytes_profile)} | ${mib(c.torch_peak_bytes)} | ${tb?.memory.peak_kind ?? '–'} |`);
+    s.forward.forEach((c) => {
+      L.push(`| ${c.B} x ${c.T} | ${mib(c.tflens_cache_bytes)} | ${mib(c.torch_cache_bytes)} | ${mib(c.tflens_peak_bytes)} | ${mib(c.tflens_peak_bytes_profile)} | ${mib(c.torch_peak_bytes)} | ${c.torch_peak_kind ?? '–'} |`);
     });
     L.push('');
   }
   if (s.sweeps) {
-    L.push('Head patching sweeps of hook_z (GPT-2-small shape; induction prompts: BOS + R random tokens + the first R-1 repeated; logit-difference metric):');
+    L.push('Head patching sweeps of hook_z (GPT-2-small shape; induction prompts: R random tokens, then the first R-1 again; logit-difference metric at the last position):');
     L.push('');
     L.push('| sweep | prompts x T | tflens batched | tflens loop | PyTorch loop (TransformerLens-style) | speedup vs PyTorch loop | goal | |');
     L.push('| --- | --- | --- | --- | --- | --- | --- | --- |');
@@ -60,8 +126,8 @@ export function renderRun(r) {
     L.push('');
   }
   if (s.retrieval) {
-    const rt = r.retrieval;
-    L.push(`Retrieval scoring (Qwen2-0.5B shape, random init; context ${rt.context}, ${rt.new_tokens} greedy tokens, argmax key of every layer's last query row at each step): tflens ${ms(s.retrieval.tflens_s_per_sample)} per sample (${rt.note}); PyTorch (HF eager attention, output_attentions, KV cache) ${ms(s.retrieval.torch_s_per_sample)} per sample${b?.retrieval ? ` (${b.retrieval.note}; transformers ${b.retrieval.transformers}, attention ${b.retrieval.attn_implementation})` : ''}.`);
+    const rt = s.retrieval;
+    L.push(`Retrieval scoring (Qwen2-0.5B shape, random init; context ${rt.context}, ${rt.new_tokens} greedy tokens, argmax key of every layer's last query row at each step): tflens ${ms(s.retrieval.tflens_s_per_sample)} per sample${r.retrieval ? ` (${r.retrieval.note})` : ''}; PyTorch (HF eager attention, output_attentions, KV cache) ${ms(s.retrieval.torch_s_per_sample)} per sample${b?.retrieval ? ` (${b.retrieval.samples.length > 1 ? 'median of the samples after the first, the warm-up' : 'one sample, with warm-up'}; transformers ${b.retrieval.transformers}, attention ${b.retrieval.attn_implementation})` : ''}.`);
     L.push('');
   }
   return L.join('\n');

@@ -152,14 +152,15 @@ describe('bench: FLOP count and table', () => {
         machine: { cpus: 2, cpu_model: 'X', total_mem: 2 ** 30, platform: 'linux', arch: 'x64', node: 'v20', loadavg_start: [1, 1, 1], loadavg_end: [2, 2, 2] },
         backend: { active: 'wasm', tfjs_version: '4.22.0', details: { threads: 1 } },
         torch: { version: '1.13', device: 'cpu' },
-        baseline: { torch: '1.13', device: 'cpu', threads: 1 },
-        matmul: { n: 8, flops_per_s: 2e10 },
-        forward: { cases: [{ B: 1, T: 4, flops_per_s: 1.234e10, memory: { cached_tensors: 7 } }] },
-        summary: {
-          matmul_peak_gflops: 20, torch_matmul_peak_gflops: 30,
-          forward: [{ B: 1, T: 4, tflens_s: 0.5, torch_s: 0.25, time_ratio_tflens_over_torch: 2, share_of_matmul_peak: 0.617, goal_70pct_of_peak: false, tflens_cache_bytes: 2 ** 20 }],
-          sweeps: [{ kind: 'head', N: 2, T: 8, tflens_batched_s: 3, torch_loop_s: 6, speedup_vs_torch_loop: 2, goal: '1x', goal_met: true }],
+        baseline: {
+          torch: '1.13', device: 'cpu', threads: 1,
+          forward: [{ B: 1, T: 4, seconds: 0.25, memory: { cache_bytes: 2 ** 20, peak_bytes: 0, peak_kind: 'rss' } }],
+          sweeps: { head: { seconds: 6, N: 2, T: 8 } },
         },
+        matmul: { n: 8, flops_per_s: 2e10 },
+        forward: { cases: [{ B: 1, T: 4, seconds: 0.5, flops: 6.17e9, flops_per_s: 1.234e10, memory: { cached_tensors: 7, cache_bytes: 2 ** 20, peak_bytes: 2 ** 21 } }] },
+        sweeps: { kinds: { head: { N: 2, T: 8, batched_seconds: 3 } } },
+        errors: {},
       };
       writeFileSync(join(dir, 'results', 't1.json'), JSON.stringify(run));
       const md = readFileSync(writeTable(join(dir, 'results'), join(dir, 'R.md')), 'utf8');
