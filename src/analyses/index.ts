@@ -3,3 +3,4 @@ export * from './index-sinks.js';
 export * from './index-calib.js';
 export * from './stats.js';
 export * from './weights/index.js';
+export * from './niah.js';

@@ -18,7 +18,7 @@ const USAGE = `tflens: mechanistic interpretability on TensorFlow.js
 usage:
   tflens info <model>
   tflens run <model> --tokens <file.json> --save <names> --out <file.safetensors>
-  tflens rank <model> --method <method> [--prompts <file.txt> | --tokens <file.json>] [--format csv|json] [--out <file>]
+  tflens rank <model> --method <method> [--prompts <file.txt> | --tokens <file.json>] [--format csv|json|retrieval-head] [--out <file>]
 
 <model> is a folder (config.json + model.safetensors), a hub id in the HF cache, or a hub id to download.
 --save takes comma-separated hook names (e.g. blocks.0.hook_resid_pre,blocks.1.attn.hook_pattern) and/or logits.
