@@ -250,16 +250,22 @@ export class HookedTransformer {
 
   // ---------------------------------------------------------------- input checks
 
+  /**
+   * Token ids as an int32 [batch, pos] tensor, validated on host values (arrays as given, tensors read
+   * once before any op), so the forward never reads back from the device (WebGPU has no sync readback).
+   */
   tokensTensor(tokens: Tokens, where: string): tf.Tensor2D {
+    let rows: number[][] | null = null;
     let t: tf.Tensor2D;
+    let data: ArrayLike<number>;
     if (tokens instanceof tf.Tensor) {
-      if (tokens.rank === 1) t = tokens.expandDims(0) as tf.Tensor2D;
-      else if (tokens.rank === 2) t = tokens as tf.Tensor2D;
-      else throw new ShapeError(where, expectedFound('[batch, pos] token ids', `rank ${tokens.rank} tensor [${tokens.shape}]`));
-      if (t.dtype !== 'int32') t = t.toInt();
+      if (tokens.rank !== 1 && tokens.rank !== 2) throw new ShapeError(where, expectedFound('[batch, pos] token ids', `rank ${tokens.rank} tensor [${tokens.shape}]`));
+      data = tokens.dataSync();
+      const shape = (tokens.rank === 1 ? [1, tokens.shape[0]] : tokens.shape) as [number, number];
+      t = tokens.dtype === 'int32' ? (tokens.reshape(shape) as tf.Tensor2D) : tf.tensor2d(Int32Array.from(data), shape, 'int32');
     } else {
       if (!Array.isArray(tokens)) throw new ShapeError(where, expectedFound('an array of token ids', typeof tokens));
-      const rows = (tokens.length && Array.isArray(tokens[0]) ? tokens : [tokens]) as number[][];
+      rows = (tokens.length && Array.isArray(tokens[0]) ? tokens : [tokens]) as number[][];
       const T = rows[0]?.length ?? 0;
       rows.forEach((r, i) => {
         if (!Array.isArray(r) || r.length !== T) throw new ShapeError(`${where}[${i}]`, expectedFound(`${T} tokens (rows must have equal length; pad left and pass an attentionMask)`, Array.isArray(r) ? r.length : typeof r));
@@ -267,32 +273,36 @@ export class HookedTransformer {
           if (!Number.isInteger(v)) throw new ValueError(`${where}[${i}][${j}]`, expectedFound('an integer token id', v));
         });
       });
+      data = rows.flat();
       t = tf.tensor2d(rows, [rows.length, T], 'int32');
     }
     const [B, T] = t.shape;
     if (B === 0 || T === 0) throw new ShapeError(where, expectedFound('at least one token', `[${t.shape}]`));
-    const data = t.dataSync();
     for (let i = 0; i < data.length; i++) {
-      if (data[i] < 0 || data[i] >= this.cfg.d_vocab) {
+      if (!(data[i] >= 0 && data[i] < this.cfg.d_vocab) || !Number.isInteger(data[i])) {
         throw new ValueError(`${where}[${Math.floor(i / T)}][${i % T}]`, expectedFound(`a token id in [0, ${this.cfg.d_vocab})`, data[i]));
       }
     }
     return t;
   }
 
-  private maskTensor(mask: Mask, shape: [number, number]): tf.Tensor2D {
-    let m: tf.Tensor2D;
+  /** The attention mask as host rows (validated 0/1) and as an int32 tensor. */
+  private maskTensor(mask: Mask, shape: [number, number]): { tensor: tf.Tensor2D; rows: number[][] } {
+    let flat: ArrayLike<number>;
+    let mShape: number[];
     if (mask instanceof tf.Tensor) {
-      m = (mask.rank === 1 ? mask.expandDims(0) : mask) as tf.Tensor2D;
+      mShape = mask.rank === 1 ? [1, mask.shape[0]] : mask.shape;
+      flat = mask.dataSync();
     } else {
       const rows = (mask.length && Array.isArray(mask[0]) ? mask : [mask]) as number[][];
       if (rows.some((r) => !Array.isArray(r) || r.length !== rows[0].length)) throw new ShapeError('attentionMask', 'rows must have equal length');
-      m = tf.tensor2d(rows, undefined, 'int32');
+      mShape = [rows.length, rows[0]?.length ?? 0];
+      flat = rows.flat();
     }
-    if (m.shape[0] !== shape[0] || m.shape[1] !== shape[1]) throw new ShapeError('attentionMask', expectedFound(`[${shape}] like the tokens`, `[${m.shape}]`));
-    const d = m.dataSync();
-    for (let i = 0; i < d.length; i++) if (d[i] !== 0 && d[i] !== 1) throw new ValueError(`attentionMask[${Math.floor(i / shape[1])}][${i % shape[1]}]`, expectedFound('0 or 1', d[i]));
-    return m.toInt();
+    if (mShape.length !== 2 || mShape[0] !== shape[0] || mShape[1] !== shape[1]) throw new ShapeError('attentionMask', expectedFound(`[${shape}] like the tokens`, `[${mShape}]`));
+    for (let i = 0; i < flat.length; i++) if (flat[i] !== 0 && flat[i] !== 1) throw new ValueError(`attentionMask[${Math.floor(i / shape[1])}][${i % shape[1]}]`, expectedFound('0 or 1', flat[i]));
+    const rows = Array.from({ length: shape[0] }, (_, b) => Array.from(flat).slice(b * shape[1], (b + 1) * shape[1]));
+    return { tensor: tf.tensor2d(rows, shape, 'int32'), rows };
   }
 
   // ---------------------------------------------------------------- the forward
@@ -382,28 +392,30 @@ export class HookedTransformer {
     this.prepareFused();
   }
 
-  private forwardInternal(tok: tf.Tensor2D, mask: tf.Tensor2D | null, opts: ForwardOptions, st: RunState): ForwardResult {
+  private forwardInternal(tok: tf.Tensor2D, maskIn: { tensor: tf.Tensor2D; rows: number[][] } | null, opts: ForwardOptions, st: RunState): ForwardResult {
     const c = this.cfg;
     const P = this.params;
     const [B, T] = tok.shape;
     const past = opts.past;
     const pastLen = past ? past.mask.shape[1] : 0;
-    const newMask = mask ?? tf.ones([B, T], 'int32');
-    // position ids: count of real tokens so far, minus one (pads get 0)
-    let positions: tf.Tensor2D;
-    const seenNow = newMask.sum(1).arraySync() as number[];
-    if (past && opts.shiftPositions) {
-      const base = tf.fill([B, 1], pastLen, 'int32');
-      positions = tf.add(base, tf.range(0, T, 1, 'int32').expandDims(0)) as tf.Tensor2D;
-    } else {
-      const seen = tf.tensor2d(past ? past.seen : new Array(B).fill(0), [B, 1], 'int32');
-      positions = tf.maximum(tf.sub(tf.add(tf.cumsum(newMask, 1), seen), tf.scalar(1, 'int32')), tf.scalar(0, 'int32')) as tf.Tensor2D;
-    }
-    const maxPos = Math.max(...(positions.max(1).arraySync() as number[]));
+    const newMask = maskIn ? maskIn.tensor : tf.ones([B, T], 'int32');
+    const maskRows = maskIn ? maskIn.rows : Array.from({ length: B }, () => new Array<number>(T).fill(1));
+    // position ids, on the host: count of real tokens so far, minus one (pads get 0); with a shift, the cache index
+    const seenNow = maskRows.map((r) => r.reduce((a, x) => a + x, 0));
+    const posRows = maskRows.map((r, b) => {
+      let run = past ? past.seen[b] : 0;
+      return r.map((x, t) => {
+        if (past && opts.shiftPositions) return pastLen + t;
+        run += x;
+        return Math.max(run - 1, 0);
+      });
+    });
+    const positions = tf.tensor2d(posRows, [B, T], 'int32');
+    const maxPos = Math.max(...posRows.map((r) => Math.max(...r)));
     if (maxPos >= c.n_ctx) {
       throw new ValueError('tokens', expectedFound(`a sequence of at most n_ctx = ${c.n_ctx} positions`, `position ${maxPos + 1}`));
     }
-    const allMask = past ? (tf.concat([past.mask, newMask], 1) as tf.Tensor2D) : newMask;
+    const allMask = (past ? tf.concat([past.mask, newMask], 1) : newMask) as tf.Tensor2D;
     const allPos = past ? (tf.concat([past.positions, positions], 1) as tf.Tensor2D) : positions;
     const Tk = pastLen + T;
 
