@@ -6,7 +6,7 @@ import path from 'node:path';
 import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import {
   patchSweep, patchSweepLoop, attributionPatch, pathPatch, inductionProblem, logitDiffMetric, runMetric,
-  templateMeans, knockout, evaluateCircuit, type PatchAct, type PatchBy, type PatchingProblem,
+  templateMeans, knockout, evaluateCircuit, patchSweepAsync, pathPatchAsync, attributionPatchAsync, type PatchAct, type PatchBy, type PatchingProblem,
 } from '../src/circuits/index.js';
 import { rng } from '../src/util/random.js';
 import { REF_DIR } from './helpers/reference.js';
@@ -168,5 +168,33 @@ describe('path patching and circuit evaluation', () => {
     const v = logitDiffMetric([2, 1], [0, 2], 3)(lg).arraySync();
     assert.deepEqual(v, [((3 - 1) + (5 - 1)) / 2, ((1 - 3) + (1 - 1)) / 2]);
     lg.dispose();
+  });
+});
+
+describe('readback (WebGPU-ready paths)', () => {
+  it('the async sweeps equal the sync ones, and a forward on host arrays reads nothing back', async () => {
+    const m = await loadModel(path.join(REF_DIR, 'llama'));
+    const p = problem(m, 9);
+    assert.deepEqual((await patchSweepAsync(m, p, 'z', 'head')).values, patchSweep(m, p, 'z', 'head').values);
+    assert.deepEqual((await pathPatchAsync(m, p, { senderLayers: [0] })).values, pathPatch(m, p, { senderLayers: [0] }).values);
+    assert.deepEqual((await attributionPatchAsync(m, p)).allPos, attributionPatch(m, p).allPos);
+    // count synchronous readbacks during a forward, a cached run and a patched, batched run from layer 1
+    const proto = tf.Tensor.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const orig = { dataSync: proto.dataSync, arraySync: proto.arraySync };
+    let reads = 0;
+    proto.dataSync = function (this: tf.Tensor, ...a: unknown[]) { reads++; return orig.dataSync.apply(this, a); };
+    proto.arraySync = function (this: tf.Tensor, ...a: unknown[]) { reads++; return orig.arraySync.apply(this, a); };
+    try {
+      const lg = m.forward(p.clean, { attentionMask: p.mask, logitPositions: p.readPositions });
+      const { logits, cache } = m.runWithCache(p.corrupted, { attentionMask: p.mask });
+      const part = m.forward(p.clean, { attentionMask: p.mask, startAtLayer: 1, residual: cache.get('blocks.1.hook_resid_pre') });
+      tf.dispose([lg, logits, part]);
+      cache.dispose();
+    } finally {
+      proto.dataSync = orig.dataSync;
+      proto.arraySync = orig.arraySync;
+    }
+    assert.equal(reads, 0);
+    m.dispose();
   });
 });

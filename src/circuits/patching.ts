@@ -10,7 +10,8 @@ import { ValueError, expectedFound } from '../errors.js';
 import type { HookedTransformer } from '../model/hooked.js';
 import type { HookSpec } from '../hooks/registry.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
-import { runMetric, type PatchingProblem } from './problem.js';
+import { runMetric, runMetricSteps, type PatchingProblem } from './problem.js';
+import { repeatRows, runAsync, runSync, tileRows, type Steps } from './readback.js';
 
 /** Activations that can be patched, with the hook they live at. */
 export type PatchAct = 'resid_pre' | 'resid_mid' | 'attn_out' | 'mlp_out' | 'z' | 'q' | 'k' | 'v' | 'pattern';
@@ -106,12 +107,18 @@ function patchMask(act: PatchAct, idx: Index[], N: number, T: number, H: number)
   return act === 'pattern' ? tf.tensor4d(m, [P * N, H, Tm, 1]) : tf.tensor4d(m, [P * N, Tm, H, 1]);
 }
 
-function tileRows(x: tf.Tensor, times: number): tf.Tensor {
-  return tf.tile(x, [times, ...new Array(x.rank - 1).fill(1)]);
-}
 
 /** Batched activation patching of one activation over all layers. */
 export function patchSweep(model: HookedTransformer, p: PatchingProblem, act: PatchAct, by: PatchBy, opts: PatchOptions = {}): PatchResult {
+  return runSync(patchSweepSteps(model, p, act, by, opts));
+}
+
+/** patchSweep reading results asynchronously (WebGPU). */
+export function patchSweepAsync(model: HookedTransformer, p: PatchingProblem, act: PatchAct, by: PatchBy, opts: PatchOptions = {}): Promise<PatchResult> {
+  return runAsync(patchSweepSteps(model, p, act, by, opts));
+}
+
+function* patchSweepSteps(model: HookedTransformer, p: PatchingProblem, act: PatchAct, by: PatchBy, opts: PatchOptions): Steps<PatchResult> {
   const N = p.clean.length;
   const T = p.clean[0].length;
   const L = model.cfg.n_layers;
@@ -119,8 +126,8 @@ export function patchSweep(model: HookedTransformer, p: PatchingProblem, act: Pa
   const maxBatch = opts.maxBatch ?? 256;
   const idx = indicesFor(model, act, by, T);
   const H = headCount(model, act);
-  const clean = runMetric(model, p, 'clean');
-  const corrupted = runMetric(model, p, 'corrupted');
+  const clean = yield* runMetricSteps(model, p, 'clean');
+  const corrupted = yield* runMetricSteps(model, p, 'corrupted');
   const names = layers.map((l) => hookNameOf(act, l));
   const residNames = layers.map((l) => `blocks.${l}.hook_resid_pre`);
   const cleanRun = model.runWithCache(p.clean, { attentionMask: p.mask, namesFilter: names });
@@ -132,7 +139,7 @@ export function patchSweep(model: HookedTransformer, p: PatchingProblem, act: Pa
   let forwards = 0;
   const total = layers.length * Math.ceil(idx.length / perChunk);
   try {
-    layers.forEach((layer, li) => {
+    for (const [li, layer] of layers.entries()) {
       for (let c0 = 0; c0 < idx.length; c0 += perChunk) {
         const chunk = idx.slice(c0, c0 + perChunk);
         const P = chunk.length;
@@ -144,8 +151,8 @@ export function patchSweep(model: HookedTransformer, p: PatchingProblem, act: Pa
           const hooks: HookSpec[] = [];
           if (act === 'resid_pre') residual = replace(residual);
           else hooks.push([names[li] as never, (a) => replace(a)]);
-          const logits = model.forward(tileRows(tf.tensor2d(p.corrupted, undefined, 'int32'), P), {
-            attentionMask: tileRows(tf.tensor2d(p.mask, undefined, 'int32'), P),
+          const logits = model.forward(repeatRows(p.corrupted, P), {
+            attentionMask: repeatRows(p.mask, P),
             startAtLayer: layer,
             residual,
             fwdHooks: hooks,
@@ -153,13 +160,12 @@ export function patchSweep(model: HookedTransformer, p: PatchingProblem, act: Pa
           });
           return p.metric(tf.reshape(logits, [P, N, logits.shape[2]]) as tf.Tensor3D);
         });
-        const v = out.dataSync();
-        out.dispose();
+        const v = yield out;
         chunk.forEach((_, i) => (values[li][c0 + i] = v[i]));
         forwards++;
         opts.onProgress?.(forwards, total);
       }
-    });
+    }
   } finally {
     cleanRun.cache.dispose();
     corrRun.cache.dispose();

@@ -15,7 +15,8 @@ import { ValueError, expectedFound } from '../errors.js';
 import type { HookSpec } from '../hooks/registry.js';
 import type { HookedTransformer } from '../model/hooked.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
-import { runMetric, type PatchingProblem } from './problem.js';
+import { runMetricSteps, type PatchingProblem } from './problem.js';
+import { repeatRows, runAsync, runSync, tileRows, type Steps } from './readback.js';
 
 export type Receiver = [layer: number, head: number];
 
@@ -38,9 +39,6 @@ export interface PathPatchResult {
   receivers: Receiver[] | 'logits';
 }
 
-function tileRows(x: tf.Tensor, times: number): tf.Tensor {
-  return tf.tile(x, [times, ...new Array(x.rank - 1).fill(1)]);
-}
 
 /** [P*N, 1, H, 1] one-hot on head h_i for rows of patch i. */
 function headMask(heads: number[], N: number, H: number): tf.Tensor {
@@ -52,6 +50,15 @@ function headMask(heads: number[], N: number, H: number): tf.Tensor {
 }
 
 export function pathPatch(model: HookedTransformer, p: PatchingProblem, opts: PathPatchOptions = {}): PathPatchResult {
+  return runSync(pathPatchSteps(model, p, opts));
+}
+
+/** pathPatch reading results asynchronously (WebGPU). */
+export function pathPatchAsync(model: HookedTransformer, p: PatchingProblem, opts: PathPatchOptions = {}): Promise<PathPatchResult> {
+  return runAsync(pathPatchSteps(model, p, opts));
+}
+
+function* pathPatchSteps(model: HookedTransformer, p: PatchingProblem, opts: PathPatchOptions): Steps<PathPatchResult> {
   const { n_layers: L, n_heads: H } = model.cfg;
   const N = p.clean.length;
   const receivers = opts.receivers ?? null;
@@ -70,8 +77,8 @@ export function pathPatch(model: HookedTransformer, p: PatchingProblem, opts: Pa
   const minRecv = receivers ? Math.min(...receivers.map((r) => r[0])) : L;
   const senderLayers = opts.senderLayers ?? Array.from({ length: minRecv }, (_, l) => l);
   if (senderLayers.some((l) => l >= minRecv)) throw new ValueError('senderLayers', expectedFound(`layers below the first receiver layer ${minRecv}`, senderLayers));
-  const clean = runMetric(model, p, 'clean');
-  const corrupted = runMetric(model, p, 'corrupted');
+  const clean = yield* runMetricSteps(model, p, 'clean');
+  const corrupted = yield* runMetricSteps(model, p, 'corrupted');
   const zNames = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_z`);
   const residNames = Array.from({ length: L }, (_, l) => `blocks.${l}.hook_resid_pre`);
   const recvName = (l: number) => `blocks.${l}.attn.hook_${input}`;
@@ -87,8 +94,8 @@ export function pathPatch(model: HookedTransformer, p: PatchingProblem, opts: Pa
         const heads = Array.from({ length: Math.min(perChunk, H - h0) }, (_, i) => h0 + i);
         const P = heads.length;
         const v = tf.tidy(() => {
-          const toks = tileRows(tf.tensor2d(p.clean, undefined, 'int32'), P);
-          const mask = tileRows(tf.tensor2d(p.mask, undefined, 'int32'), P);
+          const toks = repeatRows(p.clean, P);
+          const mask = repeatRows(p.mask, P);
           const reads = Array.from({ length: P * N }, (_, r) => p.readPositions[r % N]);
           // run 1: sender from corrupted, every other head frozen at clean
           const freeze: HookSpec[] = [];
@@ -120,8 +127,7 @@ export function pathPatch(model: HookedTransformer, p: PatchingProblem, opts: Pa
           });
           return p.metric(tf.reshape(lg, [P, N, lg.shape[2]]) as tf.Tensor3D);
         });
-        const d = v.dataSync();
-        v.dispose();
+        const d = yield v;
         heads.forEach((h, i) => (values[ls][h] = d[i]));
       }
     }
@@ -155,10 +161,21 @@ export interface AttributionResult {
 
 /** Attribution patching of every head's output z: one corrupted forward and one backward. */
 export function attributionPatch(model: HookedTransformer, p: PatchingProblem): AttributionResult {
+  return runSync(attributionSteps(model, p));
+}
+
+/** attributionPatch reading results asynchronously (WebGPU). */
+export function attributionPatchAsync(model: HookedTransformer, p: PatchingProblem): Promise<AttributionResult> {
+  return runAsync(attributionSteps(model, p));
+}
+
+function* attributionSteps(model: HookedTransformer, p: PatchingProblem): Steps<AttributionResult> {
   const { n_layers: L } = model.cfg;
   const N = p.clean.length;
-  const clean = runMetric(model, p, 'clean');
-  const corrupted = runMetric(model, p, 'corrupted');
+  const T = p.clean[0].length;
+  const H = model.cfg.n_heads;
+  const clean = yield* runMetricSteps(model, p, 'clean');
+  const corrupted = yield* runMetricSteps(model, p, 'corrupted');
   const zNames = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_z`);
   const cleanRun = model.runWithCache(p.clean, { attentionMask: p.mask, namesFilter: zNames });
   const corrRun = model.runWithCache(p.corrupted, { attentionMask: p.mask, namesFilter: zNames });
@@ -177,8 +194,8 @@ export function attributionPatch(model: HookedTransformer, p: PatchingProblem): 
       // [L, B, T, H] -> mean over prompts (the metric is a mean, gradients are per prompt)
       return tf.stack(zNames.map((n, l) => tf.sum(tf.sum(tf.mul(tf.sub(cleanRun.cache.get(n), corrRun.cache.get(n)), grads[l]), -1), 0)));
     });
-    const byPos = attr.arraySync() as number[][][];
-    attr.dispose();
+    const flat = yield attr;
+    const byPos = Array.from({ length: L }, (_, l) => Array.from({ length: T }, (_, t) => Array.from({ length: H }, (_, h) => flat[(l * T + t) * H + h])));
     const allPos = byPos.map((layer) => layer[0].map((_, h) => layer.reduce((s, row) => s + row[h], 0)));
     return { byPos, allPos, clean, corrupted };
   } finally {

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError, ValueError, expectedFound } from '../errors.js';
 import type { HookedTransformer } from '../model/hooked.js';
+import { runSync, type Steps } from './readback.js';
 import { batchPositions, generateIOI, ioiCorrupted, type IOIDataset, type IOITokenizer } from './ioi.js';
 
 export type VectorMetric = (logits: tf.Tensor3D) => tf.Tensor1D;
@@ -123,12 +124,18 @@ export function inductionProblem(
   };
 }
 
+/** Metric of a plain run on clean or corrupted tokens (one number), as readback steps. */
+export function* runMetricSteps(model: HookedTransformer, p: PatchingProblem, which: 'clean' | 'corrupted'): Steps<number> {
+  const out = tf.tidy(() => {
+    const lg = model.forward(which === 'clean' ? p.clean : p.corrupted, { attentionMask: p.mask, logitPositions: p.readPositions });
+    return p.metric(tf.reshape(lg, [1, lg.shape[0], lg.shape[2]]) as tf.Tensor3D);
+  });
+  return (yield out)[0];
+}
+
 /** Metric of a plain run on clean or corrupted tokens (one number). */
 export function runMetric(model: HookedTransformer, p: PatchingProblem, which: 'clean' | 'corrupted'): number {
-  return tf.tidy(() => {
-    const lg = model.forward(which === 'clean' ? p.clean : p.corrupted, { attentionMask: p.mask, logitPositions: p.readPositions });
-    return p.metric(tf.reshape(lg, [1, lg.shape[0], lg.shape[2]]) as tf.Tensor3D).dataSync()[0];
-  });
+  return runSync(runMetricSteps(model, p, which));
 }
 
 /** The model's tokenizer in the form the IOI generator needs. */
