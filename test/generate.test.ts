@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
-import { generate, loadModel, type HookedTransformer } from '../src/model/index.js';
+import { generate, generateAsync, loadModel, type HookedTransformer } from '../src/model/index.js';
 import { REF_DIR } from './helpers/reference.js';
 
 /** Greedy decoding by re-running the whole (left-padded) sequence each step: the reference. */
@@ -66,6 +66,9 @@ describe('generation', () => {
     const c = generate(m, [[1, 2, 3]], { maxNewTokens: 12, temperature: 1.5, seed: 8 });
     assert.deepEqual(a.tokens, b.tokens);
     assert.notDeepEqual(a.tokens, c.tokens);
+    // the asynchronous reader (WebGPU) makes the same choices
+    assert.deepEqual((await generateAsync(m, [[1, 2, 3]], { maxNewTokens: 12, temperature: 1.5, seed: 7 })).tokens, a.tokens);
+    assert.deepEqual((await generateAsync(m, [[1, 2, 3]], { maxNewTokens: 6 })).tokens, generate(m, [[1, 2, 3]], { maxNewTokens: 6 }).tokens);
     m.dispose();
   });
 

@@ -1,7 +1,7 @@
 /** Circuits: task datasets, patching problems and metrics, activation / path / attribution patching, circuit evaluation. */
 export * from './ioi.js';
 export * from './problem.js';
-export { runSync, runAsync, repeatRows, tileRows, type Steps, type Values } from './readback.js';
+export { runSync, runAsync, repeatRows, tileRows, type Steps, type Values } from '../backend/readback.js';
 export * from './patching.js';
 export * from './path.js';
 export * from './evaluate.js';

@@ -11,7 +11,7 @@ import type { HookedTransformer } from '../model/hooked.js';
 import type { HookSpec } from '../hooks/registry.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
 import { runMetric, runMetricSteps, type PatchingProblem } from './problem.js';
-import { repeatRows, runAsync, runSync, tileRows, type Steps } from './readback.js';
+import { repeatRows, runAsync, runSync, tileRows, type Steps } from '../backend/readback.js';
 
 /** Activations that can be patched, with the hook they live at. */
 export type PatchAct = 'resid_pre' | 'resid_mid' | 'attn_out' | 'mlp_out' | 'z' | 'q' | 'k' | 'v' | 'pattern';

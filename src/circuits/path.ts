@@ -16,7 +16,7 @@ import type { HookSpec } from '../hooks/registry.js';
 import type { HookedTransformer } from '../model/hooked.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
 import { runMetricSteps, type PatchingProblem } from './problem.js';
-import { repeatRows, runAsync, runSync, tileRows, type Steps } from './readback.js';
+import { repeatRows, runAsync, runSync, tileRows, type Steps } from '../backend/readback.js';
 
 export type Receiver = [layer: number, head: number];
 

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ValueError, expectedFound } from '../errors.js';
 import type { HookSpec } from '../hooks/registry.js';
 import { rng } from '../util/random.js';
+import { runAsync, runSync, type Steps } from '../backend/readback.js';
 import type { HookedTransformer, KVCache, Mask, Tokens } from './hooked.js';
 
 export interface StreamingOptions {
@@ -40,6 +41,15 @@ export interface GenerateResult {
 }
 
 export function generate(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): GenerateResult {
+  return runSync(generateSteps(model, prompt, opts));
+}
+
+/** generate reading each step's choice asynchronously (WebGPU). */
+export function generateAsync(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): Promise<GenerateResult> {
+  return runAsync(generateSteps(model, prompt, opts));
+}
+
+function* generateSteps(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): Steps<GenerateResult> {
   if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new ValueError('maxNewTokens', expectedFound('a non-negative integer', opts.maxNewTokens));
   const temp = opts.temperature ?? 0;
   if (!(temp >= 0)) throw new ValueError('temperature', expectedFound('a number >= 0', temp));
@@ -58,7 +68,7 @@ export function generate(model: HookedTransformer, prompt: Tokens, opts: Generat
     first.logits.dispose();
     kv = first.kv;
     for (let step = 0; step < opts.maxNewTokens; step++) {
-      const next = pick(last, temp, opts.topK, rand);
+      const next = pick(yield pickInput(last, temp), temp, opts.topK, rand, last.shape[1] as number);
       last.dispose();
       for (let b = 0; b < B; b++) {
         if (finished[b]) continue;
@@ -81,18 +91,23 @@ export function generate(model: HookedTransformer, prompt: Tokens, opts: Generat
   }
 }
 
-function pick(logits: tf.Tensor, temp: number, topK: number | undefined, rand: ReturnType<typeof rng>): number[] {
-  if (temp === 0) return tf.tidy(() => Array.from(tf.argMax(logits, -1).dataSync() as Int32Array, (x) => x));
-  const probsT = tf.tidy(() => tf.softmax(tf.div(logits, temp), -1));
-  const rows = probsT.arraySync() as number[][];
-  probsT.dispose();
-  return rows.map((p) => {
+/** What a step reads back: the argmax ids (greedy) or the sampling probabilities. */
+function pickInput(logits: tf.Tensor, temp: number): tf.Tensor {
+  return tf.tidy(() => (temp === 0 ? tf.argMax(logits, -1) : tf.softmax(tf.div(logits, temp), -1)));
+}
+
+function pick(values: ArrayLike<number>, temp: number, topK: number | undefined, rand: ReturnType<typeof rng>, V: number): number[] {
+  if (temp === 0) return Array.from(values);
+  const B = values.length / V;
+  const all = Array.from(values);
+  return Array.from({ length: B }, (_, b) => {
+    const p = all.slice(b * V, (b + 1) * V);
     let probs = p;
     if (topK && topK < p.length) {
-      const cut = [...p].sort((a, b) => b - a)[topK - 1];
+      const cut = [...p].sort((a, b2) => b2 - a)[topK - 1];
       probs = p.map((x) => (x >= cut ? x : 0));
     }
-    const total = probs.reduce((a, b) => a + b, 0);
+    const total = probs.reduce((a, x) => a + x, 0);
     let u = rand.next() * total;
     for (let i = 0; i < probs.length; i++) {
       u -= probs[i];
