@@ -123,45 +123,51 @@ async function benchForward(model, cases) {
   let names = null;
   for (const cs of cases) {
     const { B, T } = cs;
-    const rand = mulberry32(7);
-    const ids = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(rand() * model.cfg.d_vocab)));
-    // plain arrays, not a reused tensor: on WebGPU a tensor that has been used lives on the GPU, and the
-    // forward reads its token ids synchronously (which WebGPU under Node cannot do)
-    const tokens = ids;
-    const n0 = tf.memory().numTensors;
-    // memory: a run of its own
-    const mem = sampledPeak(model, tokens);
-    mem.peak_kind = 'tf.memory().numBytes sampled at every hook point during one runWithCache, minus the bytes before it';
-    if (tf.getBackend() !== 'webgpu' && cs.profile !== false) {
-      const prof = await tf.profile(() => {
+    try {
+      const rand = mulberry32(7);
+      const ids = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(rand() * model.cfg.d_vocab)));
+      // plain arrays, not a reused tensor: on WebGPU a tensor that has been used lives on the GPU, and the
+      // forward reads its token ids synchronously (which WebGPU under Node cannot do)
+      const tokens = ids;
+      const n0 = tf.memory().numTensors;
+      // memory: a run of its own
+      const mem = sampledPeak(model, tokens);
+      mem.peak_kind = 'tf.memory().numBytes sampled at every hook point during one runWithCache, minus the bytes before it';
+      if (tf.getBackend() !== 'webgpu' && cs.profile !== false) {
+        const prof = await tf.profile(() => {
+          const r = model.runWithCache(tokens);
+          r.logits.dispose();
+          r.cache.dispose();
+        });
+        mem.peak_bytes_profile = prof.peakBytes - (tf.memory().numBytes - prof.newBytes);
+        mem.peak_kind_profile = 'tf.profile peakBytes (after every kernel) minus the bytes before the run';
+      }
+      names = mem.names;
+      delete mem.names;
+      for (let i = 0; i < (cs.warmup ?? 1); i++) {
         const r = model.runWithCache(tokens);
+        await sync(r.logits);
         r.logits.dispose();
         r.cache.dispose();
-      });
-      mem.peak_bytes_profile = prof.peakBytes - (tf.memory().numBytes - prof.newBytes);
-      mem.peak_kind_profile = 'tf.profile peakBytes (after every kernel) minus the bytes before the run';
+      }
+      const times = [];
+      for (let i = 0; i < cs.reps; i++) {
+        const t0 = now();
+        const r = model.runWithCache(tokens);
+        await sync(r.logits);
+        times.push(now() - t0);
+        r.logits.dispose();
+        r.cache.dispose();
+      }
+      const leaked = tf.memory().numTensors - n0;
+      const flops = forwardFlops(model.cfg, B, T);
+      out.push({ B, T, reps: cs.reps, seconds: median(times), all_seconds: times, flops, flops_per_s: flops / median(times), memory: mem, tensors_leaked: leaked });
+      log(`forward B=${B} T=${T}: ${median(times).toFixed(4)} s, ${(flops / median(times) / 1e9).toFixed(1)} GFLOP/s`);
+    } catch (e) {
+      // one size failing (e.g. the wasm heap cannot hold the full cache) keeps the other sizes' numbers
+      out.push({ B, T, error: errMsg(e) });
+      log(`forward B=${B} T=${T} failed: ${errMsg(e)}`);
     }
-    names = mem.names;
-    delete mem.names;
-    for (let i = 0; i < (cs.warmup ?? 1); i++) {
-      const r = model.runWithCache(tokens);
-      await sync(r.logits);
-      r.logits.dispose();
-      r.cache.dispose();
-    }
-    const times = [];
-    for (let i = 0; i < cs.reps; i++) {
-      const t0 = now();
-      const r = model.runWithCache(tokens);
-      await sync(r.logits);
-      times.push(now() - t0);
-      r.logits.dispose();
-      r.cache.dispose();
-    }
-    const leaked = tf.memory().numTensors - n0;
-    const flops = forwardFlops(model.cfg, B, T);
-    out.push({ B, T, reps: cs.reps, seconds: median(times), all_seconds: times, flops, flops_per_s: flops / median(times), memory: mem, tensors_leaked: leaked });
-    log(`forward B=${B} T=${T}: ${median(times).toFixed(4)} s, ${(flops / median(times) / 1e9).toFixed(1)} GFLOP/s`);
   }
   return { cases: out, cache_names: names };
 }
@@ -381,9 +387,11 @@ async function main() {
   if (gpt2 && parts.has('forward')) {
     await part('forward', async () => {
       result.forward = await benchForward(gpt2, P.forward);
-      const got = new Set(result.forward.cache_names);
-      result.forward.names_not_in_tflens_cache = cacheNames.filter((n) => !got.has(n));
-      result.forward.tflens_names_not_expected = result.forward.cache_names.filter((n) => !cacheNames.includes(n));
+      if (result.forward.cache_names) {
+        const got = new Set(result.forward.cache_names);
+        result.forward.names_not_in_tflens_cache = cacheNames.filter((n) => !got.has(n));
+        result.forward.tflens_names_not_expected = result.forward.cache_names.filter((n) => !cacheNames.includes(n));
+      }
     });
   }
   gpt2?.dispose?.();

@@ -20,7 +20,7 @@ export function summarise(r) {
   const gpu = r.backend.active === 'webgpu' || r.backend.active === 'node-gpu';
   if (r.matmul) s.matmul_peak_gflops = r.matmul.flops_per_s / 1e9;
   if (b?.matmul) s.torch_matmul_peak_gflops = b.matmul.flops_per_s / 1e9;
-  const fcases = r.forward?.cases ?? (b?.forward ?? []).map((t) => ({ B: t.B, T: t.T, missing: true }));
+  const fcases = (r.forward?.cases ?? (b?.forward ?? []).map((t) => ({ B: t.B, T: t.T }))).map((c) => ({ ...c, missing: c.seconds === undefined }));
   if (fcases.length) {
     s.forward = fcases.map((c) => {
       const t = b?.forward?.find((x) => x.B === c.B && x.T === c.T);
@@ -89,6 +89,7 @@ export function renderRun(r) {
   const errs = Object.entries(r.errors ?? {});
   if (!r.finished) L.push('- **this run did not finish** (the JSON is a checkpoint written after its last completed part)');
   if (errs.length) L.push(`- tflens parts that failed in this run: ${errs.map(([k, v]) => `${k}: \`${v}\``).join('; ')}`);
+  for (const c of r.forward?.cases ?? []) if (c.error) L.push(`- tflens forward B=${c.B} T=${c.T} failed: \`${c.error}\``);
   if (b?.retrieval_error) L.push(`- PyTorch retrieval failed: \`${b.retrieval_error}\``);
   if (r.drivers_async) L.push(`- sweeps and retrieval ran through the bench's async drivers over the library forward (bench/webgpu-node.mjs; see the notes)${r.sweeps ? `; the library's patchSweep here: ${r.sweeps.kinds[Object.keys(r.sweeps.kinds)[0]]?.library_error ? `\`${r.sweeps.kinds[Object.keys(r.sweeps.kinds)[0]].library_error}\`` : 'ran'}` : ''}${r.retrieval?.library_error ? `; scoreRetrievalSample: \`${r.retrieval.library_error}\`` : ''}`);
   L.push('');
