@@ -4,3 +4,4 @@ export * from './needle.js';
 export * from './induction.js';
 export * from './tokenizer.js';
 export * from './train.js';
+export * from './model-zoo.js';
