@@ -233,8 +233,8 @@ export function bbMeasures(model: HookedTransformer, batch: BBBatch): BBMeasures
     nllRows = tf.tidy(() => {
       const tgt = tf.tensor2d(batch.targets, [B, T - 1], 'int32');
       const lg = tf.slice(logits, [0, 0, 0], [B, T - 1, model.cfg.d_vocab]) as tf.Tensor3D;
-      return tokenNll(lg, tgt);
-    }).arraySync() as number[][];
+      return tokenNll(lg, tgt).arraySync() as number[][];
+    });
     for (let l = 0; l < L; l++) {
       const pat = cache.get(`blocks.${l}.attn.hook_pattern` as never) as tf.Tensor; // [B, H, T, T]
       const H = pat.shape[1] as number;
