@@ -8,7 +8,7 @@ source .device/enter.sh
 f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -e "$f" ] && export VK_DRIVER_FILES=$f
 export TFLENS_DIST=${TFLENS_DIST:-bench/out/dist} TFLENS_BACKEND=webgpu PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt"
-timeout ${BENCH_TIMEOUT:-360} node bench/run.mjs --device --out "$OUT" --no-table --tag gpu-webgpu-h200 2>&1 | tee "$OUT/bench.log" | grep -v '^ '
+timeout ${BENCH_TIMEOUT:-360} node bench/run.mjs --device --out "$OUT" --no-table --tag "gpu-webgpu-h200-$(date -u +%Y%m%d-%H%M)" 2>&1 | tee "$OUT/bench.log" | grep -v '^ '
 echo "== parity (plain) =="
 timeout ${PARITY_TIMEOUT:-75} node node_modules/mocha/bin/mocha.js test/parity.test.ts > "$OUT/parity.log" 2>&1; echo "rc=$?" >> "$OUT/parity.log"; tail -c 2500 "$OUT/parity.log"
 echo "== parity (int32 CPU forwarding preloaded) =="
