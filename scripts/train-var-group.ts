@@ -1,6 +1,6 @@
 /**
  * Train the tiny token-group model for the VAR notebook into fixtures/models/var-group:
- *   npx tsx scripts/train-var-group.ts [--steps N] [--seed S] [--out dir] [--dry]
+ *   npx tsx scripts/train-var-group.ts [--steps N] [--seed S] [--lm-weight W] [--out dir] [--dry]
  * Writes config.json, model.safetensors, tokenizer.json, tokenizer_config.json, task.json,
  * train_log.json and MODEL_CARD.md (numbers measured on fresh held-out data after training).
  * --dry trains and prints the held-out numbers without writing anything.
@@ -29,10 +29,12 @@ async function main(): Promise<void> {
   const seed = arg('seed') ? Number(arg('seed')) : undefined;
   const out = arg('out') ?? 'fixtures/models/var-group';
   const dry = process.argv.includes('--dry');
+  const lmWeight = arg('lm-weight') ? Number(arg('lm-weight')) : undefined;
   const t0 = Date.now();
   const { model, result, recipe } = await trainTokenGroupModel({
     steps,
     seed,
+    lmWeight,
     progressLabel: false,
     onEval: (s, v) => console.log(`step ${s}: accuracy ${v.accuracy.toFixed(3)}, answer loss ${v.loss.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`),
   });
@@ -83,7 +85,7 @@ the answer is read at position ${layout.query} ("?"). Vocabulary: ${TOKEN_GROUP_
 ## Training
 
 AdamW (src/tasks/train.ts): ${recipe.steps} steps, batch ${recipe.batch}, lr ${VAR_GROUP_RECIPE.lr} (warmup ${VAR_GROUP_RECIPE.warmupSteps}, cosine), weight decay ${VAR_GROUP_RECIPE.weightDecay},
-betas ${VAR_GROUP_RECIPE.betas.join(', ')}, gradient clip ${VAR_GROUP_RECIPE.gradClip}, seed ${recipe.seed}; loss = answer NLL + ${VAR_GROUP_RECIPE.lmWeight} x mean next-token NLL
+betas ${VAR_GROUP_RECIPE.betas.join(', ')}, gradient clip ${VAR_GROUP_RECIPE.gradClip}, seed ${recipe.seed}; loss = answer NLL + ${recipe.lmWeight} x mean next-token NLL
 on the prompt. Every batch is fresh seeded data.
 
 ${curve.join('\n')}
@@ -96,7 +98,7 @@ distractor predicted ${(100 * ev.distractorRate).toFixed(1)}% of the time. Chanc
 ## Reproduce
 
 \`\`\`
-npx tsx scripts/train-var-group.ts${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}
+npx tsx scripts/train-var-group.ts${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${lmWeight !== undefined ? ` --lm-weight ${lmWeight}` : ''}
 \`\`\`
 
 - backend: ${tf.getBackend()} (TensorFlow.js ${tf.version.tfjs}), Node ${process.version}, ${os.cpus().length} shared CPU cores; wall time ${(wallMs / 1000).toFixed(0)} s

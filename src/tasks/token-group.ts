@@ -320,6 +320,8 @@ export interface TokenGroupTrainOptions {
   evalEvery?: number;
   onEval?: (step: number, values: Record<string, number>) => void;
   progressLabel?: string | false;
+  /** Weight of the next-token loss on the prompt positions (default VAR_GROUP_RECIPE.lmWeight). */
+  lmWeight?: number;
 }
 
 /**
@@ -332,6 +334,8 @@ export async function trainTokenGroupModel(o: TokenGroupTrainOptions = {}): Prom
   const seed = o.seed ?? R.seed;
   const steps = o.steps ?? R.steps;
   const bsz = o.batch ?? R.batch;
+  const lmWeight = o.lmWeight ?? R.lmWeight;
+  if (!Number.isFinite(lmWeight) || lmWeight < 0) throw new ConfigError('trainTokenGroupModel lmWeight', expectedFound('a number >= 0', lmWeight));
   const model = randomModel(tokenGroupConfig(), { seed, std: 0.02, tokenizer: tokenGroupTokenizer(), name: 'var-group' });
   const vars: Record<string, tf.Variable> = {};
   const fixed: Record<string, tf.Tensor> = {};
@@ -360,7 +364,7 @@ export async function trainTokenGroupModel(o: TokenGroupTrainOptions = {}): Prom
       batches: (step) => {
         const b = tokenGroupBatch(bsz, deriveSeed(seed, 1000 + step));
         const y = b.tokens.map((t, i) => [...t.slice(1), b.answers[i]]);
-        const wRow = Array.from({ length: T }, (_, t) => (t === T - 1 ? 1 : R.lmWeight / (T - 1)));
+        const wRow = Array.from({ length: T }, (_, t) => (t === T - 1 ? 1 : lmWeight / (T - 1)));
         return { x: tf.tensor2d(b.tokens, undefined, 'int32'), y: tf.tensor2d(y, undefined, 'int32'), w: tf.tensor2d(b.tokens.map(() => wRow)) };
       },
       lossFn: (b) => {
@@ -392,5 +396,5 @@ export async function trainTokenGroupModel(o: TokenGroupTrainOptions = {}): Prom
   }
   model.params = plain;
   model.invalidateFused();
-  return { model, result, recipe: { ...R, steps, batch: bsz, seed, task: VAR_GROUP_TASK } };
+  return { model, result, recipe: { ...R, steps, batch: bsz, seed, lmWeight, task: VAR_GROUP_TASK } };
 }
