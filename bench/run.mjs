@@ -193,8 +193,15 @@ async function benchSweeps(model, sw, problems) {
     const { p, json } = problems[kind];
     const n0 = tf.memory().numTensors;
     const rec = { N: size.N, T: p.clean[0].length, problem: json };
+    // on WebGPU: the library's own patchSweepAsync where it has one, else the bench's driver
+    const libAsync = useAsync && typeof lib.patchSweepAsync === 'function';
+    const sweepAsync = libAsync
+      ? (pp, k, o) => lib.patchSweepAsync(model, pp, 'z', k, o)
+      : (pp, k, o) => patchSweepAsync(tf, model, pp, k, o);
+    rec.driver = !useAsync ? 'library patchSweep' : libAsync ? 'library patchSweepAsync' : 'bench async driver (bench/webgpu-node.mjs)';
+    rec.loop_driver = useAsync ? 'bench async loop (bench/webgpu-node.mjs patchLoopAsync)' : 'library patchSweepLoop';
     if (useAsync) {
-      // the library function first: does it run on this backend?
+      // the synchronous library function first: does it run on this backend?
       try {
         patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch, layers: [model.cfg.n_layers - 1] });
         rec.library_runs = true;
@@ -202,12 +209,12 @@ async function benchSweeps(model, sw, problems) {
         rec.library_error = errMsg(e);
         log(`library patchSweep failed here: ${rec.library_error}`);
       }
-      await patchSweepAsync(tf, model, { ...p }, kind, { maxBatch: sw.maxBatch }); // warm-up (shader compilation)
+      await sweepAsync(p, kind, { maxBatch: sw.maxBatch, layers: [model.cfg.n_layers - 1] }); // warm-up (shader compilation)
     } else {
       patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch, layers: [model.cfg.n_layers - 1] }); // warm-up
     }
     let t0 = now();
-    const res = useAsync ? await patchSweepAsync(tf, model, p, kind, { maxBatch: sw.maxBatch }) : patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch });
+    const res = useAsync ? await sweepAsync(p, kind, { maxBatch: sw.maxBatch }) : patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch });
     rec.batched_seconds = now() - t0;
     Object.assign(rec, { forwards: res.forwards, clean: res.clean, corrupted: res.corrupted, values: res.values });
     log(`sweep ${kind} (N=${rec.N}, T=${rec.T}) batched: ${rec.batched_seconds.toFixed(2)} s (${res.forwards} forwards)`);
@@ -299,16 +306,42 @@ async function benchRetrieval(rt) {
 // ------------------------------------------------------------------ main
 let webgpuPatch = null;
 
+/** Does the library forward run here without synchronous reads of GPU tensors? (a tiny model, a token tensor used twice) */
+async function probeForward() {
+  try {
+    const m = randomModel({ model_type: 'gpt2', n_embd: 16, n_layer: 1, n_head: 2, vocab_size: 32, n_positions: 16 }, { seed: 1 });
+    const tok = tf.tensor2d([[1, 2, 3, 4]], [1, 4], 'int32');
+    try {
+      for (let i = 0; i < 2; i++) {
+        const r = m.runWithCache(tok);
+        await r.logits.data();
+        r.logits.dispose();
+        r.cache.dispose();
+      }
+    } finally {
+      tok.dispose();
+      m.dispose();
+    }
+    return 'ok';
+  } catch (e) {
+    return errMsg(e);
+  }
+}
+
 async function main() {
   const started = new Date();
   const rep = await initBackend(process.env.TFLENS_BACKEND || undefined);
   log(formatBackendReport(rep));
   if (rep.active === 'webgpu') {
     useAsync = true;
-    try {
-      webgpuPatch = { cpu_forwarded_int_kernels: cpuForwardIntKernels(tf) };
-    } catch (e) {
-      webgpuPatch = { error: errMsg(e) };
+    webgpuPatch = { forward_probe: await probeForward() };
+    if (webgpuPatch.forward_probe !== 'ok' || flag('--int-cpu-forward')) {
+      try {
+        webgpuPatch.cpu_forwarded_int_kernels = cpuForwardIntKernels(tf);
+        webgpuPatch.forward_probe_after_patch = await probeForward();
+      } catch (e) {
+        webgpuPatch.error = errMsg(e);
+      }
     }
     log(`webgpu under Node: ${JSON.stringify(webgpuPatch)}`);
   }

@@ -91,7 +91,18 @@ export function renderRun(r) {
   if (errs.length) L.push(`- tflens parts that failed in this run: ${errs.map(([k, v]) => `${k}: \`${v}\``).join('; ')}`);
   for (const c of r.forward?.cases ?? []) if (c.error) L.push(`- tflens forward B=${c.B} T=${c.T} failed: \`${c.error}\``);
   if (b?.retrieval_error) L.push(`- PyTorch retrieval failed: \`${b.retrieval_error}\``);
-  if (r.drivers_async) L.push(`- sweeps and retrieval ran through the bench's async drivers over the library forward (bench/webgpu-node.mjs; see the notes)${r.sweeps ? `; the library's patchSweep here: ${r.sweeps.kinds[Object.keys(r.sweeps.kinds)[0]]?.library_error ? `\`${r.sweeps.kinds[Object.keys(r.sweeps.kinds)[0]].library_error}\`` : 'ran'}` : ''}${r.retrieval?.library_error ? `; scoreRetrievalSample: \`${r.retrieval.library_error}\`` : ''}`);
+  if (r.drivers_async) {
+    const k0 = r.sweeps ? Object.values(r.sweeps.kinds)[0] : null;
+    const sweepDriver = k0?.driver ?? (r.sweeps ? 'bench async driver (bench/webgpu-node.mjs)' : null);
+    const parts = [];
+    if (sweepDriver) parts.push(`batched sweeps: ${sweepDriver}`);
+    if (r.sweeps && Object.values(r.sweeps.kinds).some((k) => k.loop_seconds !== undefined)) parts.push(`tflens loop: ${k0?.loop_driver ?? 'bench async loop (bench/webgpu-node.mjs)'}`);
+    if (r.retrieval || r.errors?.retrieval) parts.push(`retrieval: ${r.retrieval?.driver ?? 'bench async driver (bench/webgpu-node.mjs)'}`);
+    if (k0?.library_error) parts.push(`the synchronous patchSweep here: \`${k0.library_error}\``);
+    if (r.retrieval?.library_error) parts.push(`scoreRetrievalSample here: \`${r.retrieval.library_error}\``);
+    if (r.webgpu_node?.cpu_forwarded_int_kernels) parts.push('int32 kernels forwarded to the CPU backend (bench/webgpu-node.mjs; see the notes)');
+    L.push(`- async drivers (no synchronous readback on this backend): ${parts.join('; ')}`);
+  }
   L.push('');
   if (r.matmul) {
     L.push(`Matmul peak (float32 ${r.matmul.n}^3, same process): tflens backend ${f(s.matmul_peak_gflops, 1)} GFLOP/s; PyTorch ${f(s.torch_matmul_peak_gflops, 1)} GFLOP/s.`);

@@ -12,8 +12,10 @@
 //  2. `patchSweepAsync` / `patchLoopAsync` / `retrievalSampleAsync` drive the library's forward
 //     (model.forward / model.run with hooks, startAtLayer, residual, logitPositions, the KV cache)
 //     the way patchSweep, patchSweepLoop and scoreRetrievalSample do, reading results with await data().
-// Both are bench-side stand-ins for library changes (report: the library should not read computed
-// tensors synchronously); results that use them say so.
+// Both are bench-side stand-ins for library changes; results that use them say so. Since then the
+// library's forward reads nothing back and it has patchSweepAsync / generateAsync: bench/run.mjs uses
+// the library's patchSweepAsync where it exists, applies (1) only when a probe forward fails, and keeps
+// (2) for the one-forward-per-index loop and the retrieval sample (no async library versions yet).
 
 const INT_KERNELS = ['Fill', 'Sum', 'Cumsum', 'Max', 'Min', 'Add', 'Sub', 'Maximum', 'Minimum', 'Cast', 'Tile', 'ConcatV2', 'Concat', 'Slice', 'Range', 'Multiply', 'Equal', 'Greater', 'Less', 'LogicalAnd'];
 
