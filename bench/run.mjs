@@ -18,6 +18,7 @@ import { join, resolve } from 'node:path';
 import { lib, ROOT, DIST } from './lib.mjs';
 import { PRESETS, GPT2_SMALL, QWEN2_05B, forwardFlops, decodeFlops } from './presets.mjs';
 import { writeTable, summarise } from './table.mjs';
+import { sampledPeak as sampledPeakOf } from './memory.mjs';
 import { cpuForwardIntKernels, patchSweepAsync, patchLoopAsync, retrievalSampleAsync } from './webgpu-node.mjs';
 
 const { tf, initBackend, formatBackendReport, randomModel, patchSweep, patchSweepLoop, inductionProblem, mulberry32, RetrievalScorer, scoreRetrievalSample } = lib;
@@ -95,31 +96,6 @@ async function benchMatmul(n, reps) {
   return { n, reps, seconds: dt, flops: 2 * n ** 3, flops_per_s: (2 * n ** 3) / dt };
 }
 
-/** Peak tensor bytes during one full-cache forward: tf.memory().numBytes sampled at every hook point. */
-function sampledPeak(model, tokens) {
-  const before = tf.memory().numBytes;
-  let peak = before;
-  // every hook point except hook_result (a hook there makes the forward compute per-head results) and
-  // hook_attn_scores (a hook there adds the re-masking step): the sampled run computes what a plain one does
-  const sampler = [(n) => !n.endsWith('hook_result') && !n.endsWith('hook_attn_scores'), () => {
-    const b = tf.memory().numBytes;
-    if (b > peak) peak = b;
-  }];
-  const r = model.withHooks([sampler], () => model.runWithCache(tokens));
-  const after = tf.memory().numBytes;
-  if (after > peak) peak = after;
-  const keys = r.cache.keys();
-  let cacheBytes = 0;
-  for (const k of keys) {
-    const t = r.cache.get(k);
-    cacheBytes += t.size * 4;
-  }
-  const logitsBytes = r.logits.size * 4;
-  r.logits.dispose();
-  r.cache.dispose();
-  return { peak_bytes: peak - before, cache_bytes: cacheBytes, cached_tensors: keys.length, logits_bytes: logitsBytes, names: keys };
-}
-
 async function benchForward(model, cases) {
   const out = [];
   let names = null;
@@ -133,7 +109,7 @@ async function benchForward(model, cases) {
       const tokens = ids;
       const n0 = tf.memory().numTensors;
       // memory: a run of its own
-      const mem = sampledPeak(model, tokens);
+      const mem = sampledPeakOf(tf, model, tokens);
       mem.peak_kind = 'tf.memory().numBytes sampled at every hook point (but hook_result, hook_attn_scores) during one runWithCache, minus the bytes before it';
       if (tf.getBackend() !== 'webgpu' && cs.profile !== false) {
         const prof = await tf.profile(() => {

@@ -130,6 +130,33 @@ describe('bench: async drivers (WebGPU under Node) give the library results', fu
   });
 });
 
+describe('bench: memory of a full-cache forward', function () {
+  this.timeout(60000);
+  it('the hook-sampled peak lies between the cache bytes and the tf.profile peak; the cache bytes are the sum of the cached shapes', async () => {
+    const { sampledPeak } = await load('memory.mjs');
+    const m = randomModel(TINY, { seed: 6 });
+    const tokens = [[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]];
+    const before = tf.memory().numTensors;
+    const mem = sampledPeak(tf, m, tokens);
+    assert.equal(tf.memory().numTensors, before);
+    // independent count: 4 bytes x elements of every hook point's TransformerLens shape (B=2, T=8, d=32, H=4, dh=8, m=128, V=64)
+    const [B, T, d, H, dh, mlp] = [2, 8, 32, 4, 8, 128];
+    const perLayer = B * T * (d /* resid_pre */ + 1 + d /* ln1 scale, normalized */ + 4 * H * dh /* q k v z */ + d /* attn_out */ + d /* resid_mid */ + 1 + d /* ln2 */ + 2 * mlp /* pre post */ + d /* mlp_out */ + d /* resid_post */) + 2 * B * H * T * T /* scores, pattern */;
+    const global = B * T * (d /* embed */ + d /* pos_embed */ + 1 + d /* ln_final */ + d /* unembed in */ + 64 /* unembed out */);
+    assert.equal(mem.cache_bytes, 4 * (2 * perLayer + global));
+    assert.equal(mem.cached_tensors, m.hookNames().filter((n) => !n.endsWith('hook_result')).length);
+    const prof = await tf.profile(() => {
+      const r = m.runWithCache(tokens);
+      r.logits.dispose();
+      r.cache.dispose();
+    });
+    const start = tf.memory().numBytes - prof.newBytes;
+    assert.ok(mem.peak_bytes >= mem.cache_bytes, `${mem.peak_bytes} >= ${mem.cache_bytes}`);
+    assert.ok(mem.peak_bytes <= prof.peakBytes - start, `${mem.peak_bytes} <= ${prof.peakBytes - start}`);
+    m.dispose();
+  });
+});
+
 describe('bench: FLOP count and table', () => {
   it('forwardFlops matches a hand count for a 1-layer model', async () => {
     const { forwardFlops, decodeFlops } = await load('presets.mjs');
