@@ -78,7 +78,8 @@ export function renderRun(r) {
   const gpu = r.backend.details?.adapter ? `, adapter ${r.backend.details.adapter}` : '';
   L.push(`### ${r.tag}`);
   L.push('');
-  L.push(`- date: ${r.date} (finished ${r.finished ?? '?'}); command: \`${r.command}\` (preset \`${r.preset}\`)`);
+  const envs = Object.entries(r.env ?? {}).filter(([, v]) => v).map(([k, v]) => `${k}=${v} `).join('');
+  L.push(`- date: ${r.date} (finished ${r.finished ?? '?'}); command: \`${envs}${r.command}\` (preset \`${r.preset}\`)`);
   L.push(`- machine: ${r.machine.cpus} x ${r.machine.cpu_model ?? '?'}, ${mib(r.machine.total_mem)} RAM, ${r.machine.platform}/${r.machine.arch}, node ${r.machine.node}; load average at start ${r.machine.loadavg_start.map((x) => x.toFixed(1)).join(' ')}, at end ${(r.machine.loadavg_end ?? []).map((x) => x.toFixed(1)).join(' ')}`);
   L.push(`- tflens backend: ${r.backend.active} (tfjs ${r.backend.tfjs_version}${r.backend.details?.threads ? `, ${r.backend.details.threads} thread(s)` : ''}${gpu})`);
   if (r.torch) L.push(`- baseline: PyTorch ${b?.torch ?? r.torch.version} on ${b?.device ?? r.torch.device}${b?.gpu ? ` (${b.gpu})` : ''}${b?.threads ? `, ${b.threads} thread(s)` : ''}, float32${b?.tf32_matmul === false ? ', TF32 off' : ''}`);
@@ -156,6 +157,21 @@ export function writeTable(resultsDir, outPath) {
     '',
   ];
   if (!runs.length) parts.push('_No runs yet._', '');
+  else {
+    parts.push('Goals at a glance (each row from one run below):', '', '| goal | run | measured | result |', '| --- | --- | --- | --- |');
+    for (const r of runs) {
+      const s = summarise(r);
+      for (const c of s.forward ?? []) {
+        const failed = r.forward?.cases?.find((x) => x.B === c.B && x.T === c.T)?.error ?? (r.errors?.forward ? r.errors.forward : null);
+        const measured = c.share_of_matmul_peak !== null ? pct(c.share_of_matmul_peak) : failed ? `tflens forward failed: \`${failed}\`` : 'not measured';
+        parts.push(`| forward with full cache >= 70% of the backend's matmul peak, B=${c.B} T=${c.T} | ${r.tag} | ${measured} | ${c.share_of_matmul_peak === null && failed ? '**not met** (did not run)' : yes(c.goal_70pct_of_peak)} |`);
+      }
+      for (const w of s.sweeps ?? []) {
+        parts.push(`| ${w.kind === 'head' ? 'all-positions' : 'by-position'} head sweep >= ${w.goal} the PyTorch loop's speed | ${r.tag} | ${w.speedup_vs_torch_loop === null ? 'not measured' : `${f(w.speedup_vs_torch_loop)}x`} | ${yes(w.goal_met)} |`);
+      }
+    }
+    parts.push('');
+  }
   for (const r of runs) parts.push(renderRun(r), '');
   const notes = join(dirname(fileURLToPath(import.meta.url)), 'notes.md');
   if (existsSync(notes)) parts.push(readFileSync(notes, 'utf8'));
