@@ -26,6 +26,7 @@ import {
   SEQUENTIAL,
 } from '../src/plot/index.js';
 import type { Figure } from '../src/plot/index.js';
+import { scriptSafe } from '../src/plot/html.js';
 import { makeHeadScores } from '../src/results.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
@@ -368,6 +369,15 @@ describe('plot: show and saveHtml', () => {
     assert.deepEqual(await fsp.readdir(dir), ['figs.html']);
     assert.equal(html, figuresPage(figs, { title: 'Two <figures>' }), 'the page is deterministic');
     await fsp.rm(dir, { recursive: true });
+  });
+
+  it('scriptSafe removes "</script" and "<!--" without changing what strings, templates and regexes mean', () => {
+    const src = "var a = '</script><!--x'; var b = `</SCRIPT>`; var c = /<!--/u; var d = /<\\/script>/;";
+    const safe = scriptSafe(src);
+    assert.ok(!/<\/script|<!--/i.test(safe));
+    const run = (code: string) => new Function(`${code} return [a, b, c.test('<!--'), d.test('</script>')];`)();
+    assert.deepEqual(run(safe), run(src));
+    assert.deepEqual(run(safe), ['</script><!--x', '</SCRIPT>', true, true]);
   });
 
   it('saveHtml with a bad figure throws before writing anything', async () => {

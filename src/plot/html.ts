@@ -38,9 +38,13 @@ export function plotlyJs(): string {
   return text;
 }
 
-/** Text safe inside <script>...</script>: no "</script", "<!--" or line separators that end or break it. */
-function scriptSafe(js: string): string {
-  return js.replace(/<\/(script)/gi, '<\\/$1').replace(/<!--/g, '<\\!--');
+/**
+ * JS source safe inside <script>...</script>: no "</script" (ends the element) or "<!--" (changes how
+ * the HTML parser reads the rest). Both escapes mean the same inside JS strings, templates and regexes.
+ * (plotly.js 4.1 holds neither; this guards future bundles.)
+ */
+export function scriptSafe(js: string): string {
+  return js.replace(/<\/(script)/gi, '<\\/$1').replace(/<!--/g, '\\x3C!--');
 }
 
 /** JSON that can sit inside a <script> element. */
