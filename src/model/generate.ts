@@ -59,12 +59,13 @@ function* generateSteps(model: HookedTransformer, prompt: Tokens, opts: Generate
   const handle = model.hooks.addAll(opts.fwdHooks);
   let kv: KVCache | undefined;
   try {
-    const first = model.run(prompt, { attentionMask: opts.attentionMask, useCache: true, logitPositions: undefined }, null);
-    const B = first.logits.shape[0];
-    const T = first.logits.shape[1];
+    // prompts are left-padded, so every row ends at T - 1: unembed only that position (as HF's logits_to_keep=1;
+    // [T, vocab] logits of a long prompt would not fit one WebGPU buffer)
+    const [B, T] = promptShape(prompt);
+    const first = model.run(prompt, { attentionMask: opts.attentionMask, useCache: true, logitPositions: new Array(B).fill(T - 1) }, null);
     const out: number[][] = Array.from({ length: B }, () => []);
     const finished = new Array(B).fill(false);
-    let last = tf.tidy(() => tf.squeeze(tf.slice(first.logits, [0, T - 1, 0], [B, 1, -1]), [1]));
+    let last = tf.tidy(() => tf.squeeze(first.logits, [1]));
     first.logits.dispose();
     kv = first.kv;
     for (let step = 0; step < opts.maxNewTokens; step++) {
@@ -89,6 +90,12 @@ function* generateSteps(model: HookedTransformer, prompt: Tokens, opts: Generate
     if (kv) disposeKV(kv);
     handle.remove();
   }
+}
+
+function promptShape(prompt: Tokens): [number, number] {
+  if (prompt instanceof tf.Tensor) return prompt.rank === 1 ? [1, prompt.shape[0]] : [prompt.shape[0], prompt.shape[1] as number];
+  if (Array.isArray(prompt) && Array.isArray(prompt[0])) return [prompt.length, (prompt[0] as number[]).length];
+  return [1, (prompt as number[]).length];
 }
 
 /** What a step reads back: the argmax ids (greedy) or the sampling probabilities. */
