@@ -715,8 +715,8 @@ export function ioiEvaluate(model: HookedTransformer, o: { split?: 'train' | 'he
 }
 
 export const IOI_RECIPE = {
-  steps: 600, batch: 64, lr: 2e-3, warmupSteps: 30, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 3, evalEvery: 50,
-  ioWeight: 4, nameEmbedStd: 0.15,
+  steps: 700, batch: 64, lr: 3e-3, warmupSteps: 30, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 3, evalEvery: 50,
+  ioWeight: 10, nameEmbedStd: 0.15,
 };
 
 /**
