@@ -14,7 +14,7 @@ import { varHook, actHook } from '../src/analyses/calibration.js';
 import type { HookSpec } from '../src/hooks/registry.js';
 import {
   TOKEN_GROUP_COLORS, TOKEN_GROUP_IDS, TOKEN_GROUP_VOCAB, VAR_GROUP_TASK, tokenGroupBatch, tokenGroupConfig, tokenGroupEvaluate, tokenGroupExample,
-  tokenGroupLayout, tokenGroupTokenizer,
+  tokenGroupLayout, tokenGroupTokenizer, trainTokenGroupModel,
 } from '../src/tasks/token-group.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
@@ -150,6 +150,30 @@ describe('tokenGroupEvaluate', () => {
     const moved = tokenGroupEvaluate(model, b, { fwdHooks: varHook({ layers: [1, 2], group: L.group, sinkDims: [0, 1], tau: 0.5, p: 0, summ: 0, rho: 1 }) });
     assert.ok(Math.abs(moved.loss - base.loss) > 1e-4, 'p = 0 moves attention');
     assert.throws(() => tokenGroupEvaluate(model, { tokens: b.tokens, answers: [1] }), ValueError);
+  });
+});
+
+describe('trainTokenGroupModel', function () {
+  this.timeout(120000);
+  it('a short seeded run: finite losses starting near (1 + lmWeight) ln V, an eval point, plain params, no tensors left, same seed same weights', async () => {
+    const before = tf.memory().numTensors;
+    const run = () => trainTokenGroupModel({ steps: 3, batch: 4, evalEvery: 3, seed: 9 });
+    const a = await run();
+    assert.equal(a.result.completed, 3);
+    assert.ok(a.result.loss.every((x) => Number.isFinite(x) && x > 0));
+    assert.equal(a.result.evals.length, 1);
+    assert.ok(a.result.evals[0].values.accuracy >= 0 && a.result.evals[0].values.accuracy <= 1);
+    for (const t of Object.values(a.model.params)) assert.ok(!(t instanceof tf.Variable), 'plain tensors after training');
+    const b = await run();
+    const d = tf.tidy(() => tf.max(tf.abs(tf.sub(a.model.params['blocks.0.attn.W_Q'], b.model.params['blocks.0.attn.W_Q']))).dataSync()[0]);
+    assert.equal(d, 0);
+    // the recipe's loss: the answer NLL has weight 1, the rest lmWeight; step 1 at init is close to ln(vocab) + lmWeight ln(vocab)
+    const V = TOKEN_GROUP_VOCAB.length;
+    assert.ok(Math.abs(a.result.loss[0] - (1 + (a.recipe.lmWeight as number)) * Math.log(V)) < 0.3, `first loss ${a.result.loss[0]}`);
+    a.model.dispose();
+    b.model.dispose();
+    assert.equal(tf.memory().numTensors, before);
+    await assert.rejects(() => trainTokenGroupModel({ steps: 1, lmWeight: -1 }), ConfigError);
   });
 });
 
