@@ -68,7 +68,10 @@ export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promi
     if (opts.checkFinite ?? true) {
       for (const [name, t] of Object.entries(hf)) {
         if (t.dtype !== 'float32') continue;
-        const ok = tf.tidy(() => tf.all(tf.isFinite(t)).dataSync()[0]);
+        // the tensors were just created from the file's bytes: dataSync reads them from the host, never the device
+        const v = t.dataSync();
+        let ok = true;
+        for (let i = 0; i < v.length && ok; i++) ok = Number.isFinite(v[i]);
         if (!ok) {
           tf.dispose(Object.values(params));
           throw new ValueError(`${where}: ${name}`, 'weights hold NaN or infinite values');

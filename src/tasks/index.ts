@@ -5,3 +5,4 @@ export * from './induction.js';
 export * from './tokenizer.js';
 export * from './train.js';
 export * from './model-zoo.js';
+export * from './token-group.js';

@@ -24,3 +24,25 @@ export function maskedRelErr(a: tf.Tensor, b: tf.Tensor, mask: tf.Tensor2D, quer
     return { abs: diff, ref, rel: diff / ref };
   });
 }
+
+/**
+ * maskedRelErr computed on the host from `await data()` reads (works on WebGPU, which cannot read
+ * computed tensors synchronously in Node).
+ */
+export async function maskedRelErrAsync(a: tf.Tensor, b: tf.Tensor, mask: tf.Tensor2D, queryAxis = 1): Promise<{ abs: number; ref: number; rel: number }> {
+  if (a.shape.join(',') !== b.shape.join(',')) throw new Error(`shape mismatch [${a.shape}] vs [${b.shape}]`);
+  const [av, bv, mv] = await Promise.all([a.data(), b.data(), mask.data()]);
+  const shape = a.shape;
+  const strides = shape.map((_, i) => shape.slice(i + 1).reduce((x, y) => x * y, 1));
+  const T = mask.shape[1];
+  let abs = 0;
+  let ref = 0;
+  for (let i = 0; i < av.length; i++) {
+    const bIdx = Math.floor(i / strides[0]) % shape[0];
+    const q = Math.floor(i / strides[queryAxis]) % shape[queryAxis];
+    if (!mv[bIdx * T + q]) continue;
+    abs = Math.max(abs, Math.abs(av[i] - bv[i]));
+    ref = Math.max(ref, Math.abs(bv[i]));
+  }
+  return { abs, ref, rel: abs / ref };
+}
