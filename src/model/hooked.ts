@@ -64,6 +64,22 @@ export interface ForwardResult {
 
 const NEG = -1e30;
 
+/**
+ * Host copies of token and mask tensors, read once. On WebGPU a tensor's values leave the host when an
+ * op first uploads them and cannot be read back synchronously; reading (and remembering) them at first
+ * use keeps inputs such as the tensors of toTokens reusable across runs.
+ */
+const hostCopies = new WeakMap<object, ArrayLike<number>>();
+export function hostValues(t: tf.Tensor): ArrayLike<number> {
+  const id = t.dataId as object;
+  let v = hostCopies.get(id);
+  if (!v) {
+    v = t.dataSync();
+    hostCopies.set(id, v);
+  }
+  return v;
+}
+
 export class HookedTransformer {
   readonly cfg: ModelConfig;
   params: Record<string, tf.Tensor>;
@@ -136,7 +152,11 @@ export class HookedTransformer {
   /** Tokenize with left padding; returns int32 tokens and the attention mask (caller disposes). */
   toTokens(texts: string | string[], opts: { prependBos?: boolean } = {}): { tokens: tf.Tensor2D; attentionMask: tf.Tensor2D } {
     const { ids, mask } = this.encodeBatch(texts, opts);
-    return { tokens: tf.tensor2d(ids, undefined, 'int32'), attentionMask: tf.tensor2d(mask, undefined, 'int32') };
+    const tokens = tf.tensor2d(ids, undefined, 'int32');
+    const attentionMask = tf.tensor2d(mask, undefined, 'int32');
+    hostValues(tokens); // remembered before any op can upload them (see hostValues)
+    hostValues(attentionMask);
+    return { tokens, attentionMask };
   }
 
   /** Like toTokens, as plain arrays (left-padded). */
@@ -260,7 +280,7 @@ export class HookedTransformer {
     let data: ArrayLike<number>;
     if (tokens instanceof tf.Tensor) {
       if (tokens.rank !== 1 && tokens.rank !== 2) throw new ShapeError(where, expectedFound('[batch, pos] token ids', `rank ${tokens.rank} tensor [${tokens.shape}]`));
-      data = tokens.dataSync();
+      data = hostValues(tokens);
       const shape = (tokens.rank === 1 ? [1, tokens.shape[0]] : tokens.shape) as [number, number];
       t = tokens.dtype === 'int32' ? (tokens.reshape(shape) as tf.Tensor2D) : tf.tensor2d(Int32Array.from(data), shape, 'int32');
     } else {
@@ -292,7 +312,7 @@ export class HookedTransformer {
     let mShape: number[];
     if (mask instanceof tf.Tensor) {
       mShape = mask.rank === 1 ? [1, mask.shape[0]] : mask.shape;
-      flat = mask.dataSync();
+      flat = hostValues(mask);
     } else {
       const rows = (mask.length && Array.isArray(mask[0]) ? mask : [mask]) as number[][];
       if (rows.some((r) => !Array.isArray(r) || r.length !== rows[0].length)) throw new ShapeError('attentionMask', 'rows must have equal length');

@@ -61,23 +61,22 @@ export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promi
   const hf = await readCheckpointTensors(dir);
   const where = path.join(dir, 'model.safetensors');
   try {
-    const params = tf.tidy(() => {
-      const p = familyFor(cfg.architecture, cfgFile).toCanonical(new WeightSource(hf, where, PREFIXES[cfg.architecture]), cfg);
-      return p as unknown as tf.TensorContainer;
-    }) as unknown as Record<string, tf.Tensor>;
     if (opts.checkFinite ?? true) {
       for (const [name, t] of Object.entries(hf)) {
         if (t.dtype !== 'float32') continue;
-        // the tensors were just created from the file's bytes: dataSync reads them from the host, never the device
+        // before any op uses them the tensors hold the file's values on the host: dataSync never reads the device
         const v = t.dataSync();
         let ok = true;
         for (let i = 0; i < v.length && ok; i++) ok = Number.isFinite(v[i]);
         if (!ok) {
-          tf.dispose(Object.values(params));
           throw new ValueError(`${where}: ${name}`, 'weights hold NaN or infinite values');
         }
       }
     }
+    const params = tf.tidy(() => {
+      const p = familyFor(cfg.architecture, cfgFile).toCanonical(new WeightSource(hf, where, PREFIXES[cfg.architecture]), cfg);
+      return p as unknown as tf.TensorContainer;
+    }) as unknown as Record<string, tf.Tensor>;
     return new HookedTransformer(cfg, params, tokenizer, pathOrId);
   } finally {
     tf.dispose(Object.values(hf));
