@@ -159,7 +159,8 @@ export async function train<B>(o: TrainOptions<B>): Promise<TrainResult> {
         gs.forEach((g, i) => {
           if (!g) throw new ValueError(`train params["${names[i]}"]`, 'no gradient (the loss does not depend on it)');
         });
-        const norm = tf.sqrt(tf.addN(gs.map((g) => tf.sum(tf.square(g)))));
+        // a chain of adds, not tf.addN: WebGPU's AddN binds one storage buffer per input (at most 8 per stage)
+        const norm = tf.sqrt(gs.reduce((acc: tf.Tensor, g) => tf.add(acc, tf.sum(tf.square(g))), tf.scalar(0)));
         let scale: tf.Scalar | null = null;
         if (o.gradClip !== undefined) scale = tf.minimum(1, tf.div(o.gradClip, tf.add(norm, 1e-6))) as tf.Scalar;
         const c1 = 1 - Math.pow(b1, t);
