@@ -9,6 +9,9 @@ import {
   templateMeans, knockout, evaluateCircuit, patchSweepAsync, pathPatchAsync, attributionPatchAsync, type PatchAct, type PatchBy, type PatchingProblem,
 } from '../src/circuits/index.js';
 import { rng } from '../src/util/random.js';
+import { readFileSync } from 'node:fs';
+import { makeHeadScores, topHeads, type HeadScores } from '../src/results.js';
+import { headPatchingScores, attributionScores } from '../src/circuits/index.js';
 import { REF_DIR } from './helpers/reference.js';
 
 function problem(model: HookedTransformer, seed: number): PatchingProblem {
@@ -195,6 +198,22 @@ describe('readback (WebGPU-ready paths)', () => {
       proto.arraySync = orig.arraySync;
     }
     assert.equal(reads, 0);
+    m.dispose();
+  });
+});
+
+describe('ground truth: induction-handmade', () => {
+  it('head patching and attribution patching rank the constructed heads (circuit.json) first by |effect|', async () => {
+    const dir = path.join('fixtures', 'models', 'induction-handmade');
+    const truth: string[] = JSON.parse(readFileSync(path.join(dir, 'circuit.json'), 'utf8')).heads;
+    const m = await loadModel(dir);
+    const r = rng(3);
+    const p = inductionProblem(m, { n: 8, R: 8, low: 2 }, () => r.next());
+    const byAbs = (hs: HeadScores) => topHeads(makeHeadScores('abs', hs.scores.map((row) => row.map(Math.abs))), truth.length).sort();
+    assert.deepEqual(byAbs(headPatchingScores(m, p)), [...truth].sort());
+    assert.deepEqual(byAbs(attributionScores(m, p)), [...truth].sort());
+    // the induction head alone restores the clean metric exactly
+    assert.ok(Math.abs(headPatchingScores(m, p).scores[1][0] - 1) < 1e-5);
     m.dispose();
   });
 });
