@@ -156,6 +156,9 @@ describe('model zoo: bb (Bigram-Backcopy)', () => {
     assert.ok((m.excess.trigger as number) <= BB_BOUNDS.excessTrigger, `excess loss on triggers ${m.excess.trigger}`);
     assert.ok((m.excess.nonTrigger as number) <= BB_BOUNDS.excessNonTrigger, `excess loss on non-triggers ${m.excess.nonTrigger}`);
     assert.ok(L.valueNormBos < L.valueNormOthers, `value drain: ||v_BOS W_O|| ${L.valueNormBos} vs others ${L.valueNormOthers}`);
+    assert.ok(L.valueNormBos < 0.5 * L.valueNormOthers, `value drain: ||v_BOS W_O|| ${L.valueNormBos} vs others ${L.valueNormOthers}`);
+    // residual-state peak: in some later layer the BOS residual is larger than the others
+    assert.ok(m.layers.some((x) => x.residNormBos > 1.3 * x.residNormOthers), `residual peak: ${m.layers.map((x) => `${x.residNormBos.toFixed(1)}/${x.residNormOthers.toFixed(1)}`)}`);
   });
 
   it('ships dynamics.json and at most 3 checkpoints, within 2.5 MB', async () => {
@@ -170,7 +173,7 @@ describe('model zoo: bb (Bigram-Backcopy)', () => {
 });
 
 /** Bounds of the bb test (the trained model's values are in its MODEL_CARD.md). */
-const BB_BOUNDS = { prevTrigger: 0.8, sinkNonTrigger: 0.35, excessTrigger: 0.1, excessNonTrigger: 0.1 };
+const BB_BOUNDS = { prevTrigger: 0.85, sinkNonTrigger: 0.5, excessTrigger: 0.05, excessNonTrigger: 0.05 };
 
 describe('model zoo: recall (needle retrieval)', () => {
   let model: HookedTransformer;

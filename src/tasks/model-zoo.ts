@@ -177,8 +177,8 @@ export function bbConfig(task: BBTask): Record<string, unknown> {
 }
 
 export const BB_RECIPE = {
-  steps: 600, batch: 32, lr: 3e-3, warmupSteps: 30, weightDecay: 1e-4, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 1,
-  evalEvery: 25, checkpoints: [100, 250],
+  steps: 1500, batch: 32, lr: 3e-3, warmupSteps: 30, weightDecay: 1e-4, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 1,
+  evalEvery: 50, checkpoints: [100, 400],
 };
 
 export function bbTask(): BBTask {
