@@ -205,8 +205,8 @@ export function varSinks(model: AnalysisModel, tokens: TokensLike, dims: number[
   const out = layers.map((layer) => ({ layer, phi: [] as number[][], sink: [] as boolean[][] }));
   const names = layers.map((l) => actName('resid_pre', l));
   forEachChunk(model, batch, names, opts.batchSize, (get, rows) => {
-    layers.forEach((l, i) => {
-      const r = varSinkTokens(get(names[i]), dims, { tau: opts.tau, mask: rows.mask });
+    names.forEach((name, i) => {
+      const r = varSinkTokens(get(name), dims, { tau: opts.tau, mask: rows.mask });
       out[i].phi.push(...r.phi.map((row, b) => row.slice(rows.first[b])));
       out[i].sink.push(...r.sink.map((row, b) => row.slice(rows.first[b])));
     });

@@ -48,12 +48,6 @@ export function needleSpan(contextIds: number[], answerIds: number[], minOverlap
   return null;
 }
 
-function argmaxRow(row: ArrayLike<number>): number {
-  let best = 0;
-  for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j;
-  return best;
-}
-
 /**
  * One decoding step of the code's rule: which heads copied from the needle. `topKeys[l][h]` is the
  * argmax key of (layer l, head h) for the current query. Returns hits[l][h].
