@@ -439,7 +439,7 @@ export class HookedTransformer {
     const allPos = past ? (tf.concat([past.positions, positions], 1) as tf.Tensor2D) : positions;
     const Tk = pastLen + T;
 
-    // [B, 1, T, Tk] boolean: causal (by cache index), key not padding, sliding window
+    // visibility: causal (by cache index), key not padding, sliding window
     const qIdx = tf.range(pastLen, pastLen + T, 1, 'int32').reshape([T, 1]);
     const kIdx = tf.range(0, Tk, 1, 'int32').reshape([1, Tk]);
     let allowed = tf.lessEqual(kIdx, qIdx);
@@ -460,6 +460,8 @@ export class HookedTransformer {
     let resid: tf.Tensor3D;
     const start = opts.startAtLayer ?? 0;
     const stop = opts.stopAtLayer ?? c.n_layers;
+    if (!Number.isInteger(start) || start < 0 || start > c.n_layers) throw new ValueError('startAtLayer', expectedFound(`a layer in [0, ${c.n_layers}]`, start));
+    if (!Number.isInteger(stop) || stop < start || stop > c.n_layers) throw new ValueError('stopAtLayer', expectedFound(`a layer in [${start}, ${c.n_layers}]`, stop));
     if (start > 0 || opts.residual) {
       if (!opts.residual) throw new ValueError('residual', 'startAtLayer needs the residual input of that layer');
       if (opts.residual.shape.join(',') !== [B, T, c.d_model].join(',')) throw new ShapeError('residual', expectedFound(`[${[B, T, c.d_model]}]`, `[${opts.residual.shape}]`));
