@@ -152,6 +152,20 @@ export interface TrainedZooModel {
 // bb: Bigram-Backcopy
 
 /** The BB task of the shipped model: 65 characters, 3 triggers, length 65 (BOS + 64 characters). */
+/** The train() options every zoo recipe shares (warmup clipped to the run's length). */
+function recipeOptions(
+  R: { lr: number; warmupSteps: number; weightDecay: number; betas: [number, number]; gradClip: number },
+  o: TrainRecipeOptions,
+  params: Record<string, tf.Variable>,
+  steps: number,
+  seed: number,
+) {
+  return {
+    params, steps, lr: R.lr, warmupSteps: Math.min(R.warmupSteps, Math.max(0, steps - 1)), weightDecay: R.weightDecay,
+    betas: R.betas, gradClip: R.gradClip, seed, progressLabel: o.progressLabel ?? false, signal: o.signal,
+  };
+}
+
 export const BB_TASK: BBOptions = { nChars: 65, k: 3, seqLen: 65, seed: 0 };
 
 export function bbConfig(task: BBTask): Record<string, unknown> {
@@ -329,16 +343,7 @@ export async function trainBB(o: BBTrainOptions = {}): Promise<TrainedZooModel> 
   try {
     if (o.onMeasures) measure(0);
     result = await train<{ x: tf.Tensor2D; y: tf.Tensor2D }>({
-      params: tr.vars,
-      steps,
-      lr: BB_RECIPE.lr,
-      warmupSteps: Math.min(BB_RECIPE.warmupSteps, Math.max(0, steps - 1)),
-      weightDecay: BB_RECIPE.weightDecay,
-      betas: BB_RECIPE.betas,
-      gradClip: BB_RECIPE.gradClip,
-      seed,
-      progressLabel: o.progressLabel ?? false,
-      signal: o.signal,
+      ...recipeOptions(BB_RECIPE, o, tr.vars, steps, seed),
       batches: (step) => {
         const b = sampleBigramBackcopy(task, batchSize, deriveSeed(seed, step));
         const T = task.seqLen;
@@ -513,16 +518,7 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
   let result: TrainResult;
   try {
     result = await train<{ x: tf.Tensor2D; y: tf.Tensor2D; w: tf.Tensor2D }>({
-      params: tr.vars,
-      steps,
-      lr: RECALL_RECIPE.lr,
-      warmupSteps: Math.min(RECALL_RECIPE.warmupSteps, Math.max(0, steps - 1)),
-      weightDecay: RECALL_RECIPE.weightDecay,
-      betas: RECALL_RECIPE.betas,
-      gradClip: RECALL_RECIPE.gradClip,
-      seed,
-      progressLabel: o.progressLabel ?? false,
-      signal: o.signal,
+      ...recipeOptions(RECALL_RECIPE, o, tr.vars, steps, seed),
       batches: (step) => {
         const s = deriveSeed(seed, step);
         const len = lo + rng(s).int(hi - lo + 1);
@@ -762,16 +758,7 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
   let result: TrainResult;
   try {
     result = await train<{ x: tf.Tensor2D; y: tf.Tensor2D; w: tf.Tensor2D }>({
-      params: tr.vars,
-      steps,
-      lr: R.lr,
-      warmupSteps: Math.min(R.warmupSteps, Math.max(0, steps - 1)),
-      weightDecay: R.weightDecay,
-      betas: R.betas,
-      gradClip: R.gradClip,
-      seed,
-      progressLabel: o.progressLabel ?? false,
-      signal: o.signal,
+      ...recipeOptions(R, o, tr.vars, steps, seed),
       batches: () => {
         const rows = nextPrompts(batchSize);
         // Full sentence = prompt + IO; right-padded (weight 0; causal, so pads are never attended).
