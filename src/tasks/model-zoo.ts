@@ -152,6 +152,20 @@ export interface TrainedZooModel {
 // bb: Bigram-Backcopy
 
 /** The BB task of the shipped model: 65 characters, 3 triggers, length 65 (BOS + 64 characters). */
+/** train()'s evalFn: evaluate a detached snapshot of the current weights and report it through onEval. */
+function snapshotEval(tr: Trainable, o: TrainRecipeOptions, evaluate: (snap: HookedTransformer) => Record<string, number>) {
+  return (step: number): Record<string, number> => {
+    const snap = tr.snapshot();
+    try {
+      const v = evaluate(snap);
+      o.onEval?.(step, v);
+      return v;
+    } finally {
+      snap.dispose();
+    }
+  };
+}
+
 /** The train() options every zoo recipe shares (warmup clipped to the run's length). */
 function recipeOptions(
   R: { lr: number; warmupSteps: number; weightDecay: number; betas: [number, number]; gradClip: number },
@@ -534,17 +548,7 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
         return weightedNll(model.forward(b.x), b.y, b.w);
       },
       evalEvery: o.evalEvery ?? RECALL_RECIPE.evalEvery,
-      evalFn: (step) => {
-        const snap = tr.snapshot();
-        try {
-          const g = recallAccuracyGrid(snap, { lengths: [64, 112], depths: [0.1, 0.5, 0.9], n: 8, seed: 99 });
-          const v = { accuracy: g.mean };
-          o.onEval?.(step, v);
-          return v;
-        } finally {
-          snap.dispose();
-        }
-      },
+      evalFn: snapshotEval(tr, o, (snap) => ({ accuracy: recallAccuracyGrid(snap, { lengths: [64, 112], depths: [0.1, 0.5, 0.9], n: 8, seed: 99 }).mean })),
     });
   } finally {
     tr.finish();
@@ -784,17 +788,10 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
         return weightedNll(model.forward(b.x), b.y, b.w);
       },
       evalEvery: o.evalEvery ?? R.evalEvery,
-      evalFn: (step) => {
-        const snap = tr.snapshot();
-        try {
-          const h = ioiEvaluate(snap, { split: 'heldout', n: 64, seed: 11 });
-          const v = { heldoutLogitDiff: h.meanLogitDiff, heldoutAccuracy: h.accuracy };
-          o.onEval?.(step, v);
-          return v;
-        } finally {
-          snap.dispose();
-        }
-      },
+      evalFn: snapshotEval(tr, o, (snap) => {
+        const h = ioiEvaluate(snap, { split: 'heldout', n: 64, seed: 11 });
+        return { heldoutLogitDiff: h.meanLogitDiff, heldoutAccuracy: h.accuracy };
+      }),
     });
   } finally {
     tr.finish();
