@@ -112,6 +112,49 @@ export interface CollectHeadsOptions {
 }
 
 /**
+ * Run the model over `tokens` in chunks of `bs` prompts, caching `names`, and stack what `read` makes of
+ * each chunk's cache (inside a tidy) along the batch axis. Nothing is left allocated on error.
+ */
+function collectChunks<T extends tf.Tensor>(
+  model: ActivationModel,
+  tokens: TokensInput,
+  rows: number[][],
+  masked: boolean,
+  bs: number,
+  names: HookName[],
+  read: (cache: { get(name: string): tf.Tensor }, start: number, size: number) => T,
+): T {
+  const p = rows[0]?.length ?? 0;
+  const chunks: T[] = [];
+  try {
+    for (let start = 0; start < rows.length; start += bs) {
+      const size = Math.min(bs, rows.length - start);
+      const tok = sliceTokens(tokens, start, size);
+      const maskT = masked ? tf.tensor2d(rows.slice(start, start + size), [size, p], 'int32') : undefined;
+      try {
+        const { logits, cache } = model.runWithCache(tok, { attentionMask: maskT, namesFilter: names });
+        try {
+          chunks.push(tf.tidy(() => read(cache, start, size)));
+        } finally {
+          logits.dispose();
+          cache.dispose();
+        }
+      } finally {
+        maskT?.dispose();
+        if (tok instanceof tf.Tensor && tok !== tokens) tok.dispose();
+      }
+    }
+    if (chunks.length === 1) return chunks[0];
+    const out = tf.concat(chunks, 0) as T;
+    chunks.forEach((c) => c.dispose());
+    return out;
+  } catch (e) {
+    chunks.forEach((c) => c.dispose());
+    throw e;
+  }
+}
+
+/**
  * Outputs of several heads, [batch, nHeadsSelected, d_model], heads in layer-major order:
  * for each prompt, z_h (hook_z) averaged over real positions (or at the last real position)
  * times W_O^h. The bias b_O is not included (as TransformerLens hook_result).
@@ -134,54 +177,26 @@ export function collectHeadOutputsMulti(model: ActivationModel, tokens: TokensIn
     }
   }
   const names = layers.map((l) => `blocks.${l}.attn.hook_z` as HookName);
-  const chunks: tf.Tensor3D[] = [];
-  try {
-    for (let start = 0; start < b; start += bs) {
-      const size = Math.min(bs, b - start);
-      const tok = sliceTokens(tokens, start, size);
-      const maskT = opts.attentionMask === undefined ? undefined : tf.tensor2d(rows.slice(start, start + size), [size, p], 'int32');
-      try {
-        const { logits, cache } = model.runWithCache(tok, { attentionMask: maskT, namesFilter: names });
-        try {
-          chunks.push(
-            tf.tidy(() => {
-              const wPos = tf.tensor2d(weights.slice(start, start + size), [size, p], 'float32');
-              const parts: tf.Tensor[] = [];
-              for (const l of layers) {
-                const z = cache.get(`blocks.${l}.attn.hook_z`);
-                if (z.rank !== 4 || z.shape[0] !== size || z.shape[1] !== p || z.shape[2] !== H) {
-                  throw new ShapeError(`blocks.${l}.attn.hook_z`, expectedFound(`[${size}, ${p}, ${H}, d_head]`, z.shape));
-                }
-                const dh = z.shape[3];
-                // weighted sum over positions: [b, H, dh]
-                const zbar = tf.sum(tf.mul(z, tf.reshape(wPos, [size, p, 1, 1])), 1);
-                const hs = heads.filter(([hl]) => hl === l).map(([, h]) => h);
-                const idx = tf.tensor1d(hs, 'int32');
-                const zsel = tf.transpose(tf.gather(zbar, idx, 1), [1, 0, 2]); // [hs, b, dh]
-                const wo = tf.gather(model.params[`blocks.${l}.attn.W_O`], idx, 0) as tf.Tensor3D; // [hs, dh, D]
-                if (wo.shape[1] !== dh) throw new ShapeError(`blocks.${l}.attn.W_O`, expectedFound(`d_head ${dh} like hook_z`, wo.shape[1]));
-                parts.push(tf.transpose(tf.matMul(zsel as tf.Tensor3D, wo), [1, 0, 2])); // [b, hs, D]
-              }
-              return (parts.length === 1 ? parts[0] : tf.concat(parts, 1)) as tf.Tensor3D;
-            }),
-          );
-        } finally {
-          logits.dispose();
-          cache.dispose();
-        }
-      } finally {
-        maskT?.dispose();
-        if (tok instanceof tf.Tensor && tok !== tokens) tok.dispose();
+  return collectChunks(model, tokens, rows, opts.attentionMask !== undefined, bs, names, (cache, start, size) => {
+    const wPos = tf.tensor2d(weights.slice(start, start + size), [size, p], 'float32');
+    const parts: tf.Tensor[] = [];
+    for (const l of layers) {
+      const z = cache.get(`blocks.${l}.attn.hook_z`);
+      if (z.rank !== 4 || z.shape[0] !== size || z.shape[1] !== p || z.shape[2] !== H) {
+        throw new ShapeError(`blocks.${l}.attn.hook_z`, expectedFound(`[${size}, ${p}, ${H}, d_head]`, z.shape));
       }
+      const dh = z.shape[3];
+      // weighted sum over positions: [b, H, dh]
+      const zbar = tf.sum(tf.mul(z, tf.reshape(wPos, [size, p, 1, 1])), 1);
+      const hs = heads.filter(([hl]) => hl === l).map(([, h]) => h);
+      const idx = tf.tensor1d(hs, 'int32');
+      const zsel = tf.transpose(tf.gather(zbar, idx, 1), [1, 0, 2]); // [hs, b, dh]
+      const wo = tf.gather(model.params[`blocks.${l}.attn.W_O`], idx, 0) as tf.Tensor3D; // [hs, dh, D]
+      if (wo.shape[1] !== dh) throw new ShapeError(`blocks.${l}.attn.W_O`, expectedFound(`d_head ${dh} like hook_z`, wo.shape[1]));
+      parts.push(tf.transpose(tf.matMul(zsel as tf.Tensor3D, wo), [1, 0, 2])); // [b, hs, D]
     }
-    if (chunks.length === 1) return chunks[0];
-    const out = tf.concat(chunks, 0) as tf.Tensor3D;
-    chunks.forEach((c) => c.dispose());
-    return out;
-  } catch (e) {
-    chunks.forEach((c) => c.dispose());
-    throw e;
-  }
+    return (parts.length === 1 ? parts[0] : tf.concat(parts, 1)) as tf.Tensor3D;
+  });
 }
 
 /** One head's output z_h W_O^h per prompt, [batch, d_model] (mean over real positions, or last). */
@@ -218,49 +233,21 @@ export function collectActivations(
   const rows = maskRows(opts.attentionMask, b, p);
   const bs = opts.batchSize ?? 16;
   if (!(Number.isInteger(bs) && bs > 0)) throw new ValueError('batchSize', expectedFound('a positive integer', bs));
-  const chunks: tf.Tensor2D[] = [];
-  try {
-    for (let start = 0; start < b; start += bs) {
-      const size = Math.min(bs, b - start);
-      const tok = sliceTokens(tokens, start, size);
-      const maskT = opts.attentionMask === undefined ? undefined : tf.tensor2d(rows.slice(start, start + size), [size, p], 'int32');
-      try {
-        const { logits, cache } = model.runWithCache(tok, { attentionMask: maskT, namesFilter: [hookName] });
-        try {
-          chunks.push(
-            tf.tidy(() => {
-              let a = cache.get(hookName);
-              const sh = a.shape as number[];
-              if (a.rank === 4) a = tf.reshape(a, [sh[0], sh[1], sh[2] * sh[3]]);
-              if (a.rank !== 3 || a.shape[0] !== size || a.shape[1] !== p) {
-                throw new ShapeError(hookName, expectedFound(`[${size}, ${p}, d]`, a.shape));
-              }
-              const sub = rows.slice(start, start + size);
-              if (mode === 'all') {
-                const flat: number[] = [];
-                sub.forEach((r, i) => r.forEach((v, j) => v && flat.push(i * p + j)));
-                const a2 = tf.reshape(a, [size * p, (a.shape as number[])[2]]);
-                return tf.gather(a2, tf.tensor1d(flat, 'int32')) as tf.Tensor2D;
-              }
-              const w = tf.tensor2d(positionWeights(sub, mode), [size, p], 'float32');
-              return tf.sum(tf.mul(a, tf.expandDims(w, 2)), 1) as tf.Tensor2D;
-            }),
-          );
-        } finally {
-          logits.dispose();
-          cache.dispose();
-        }
-      } finally {
-        maskT?.dispose();
-        if (tok instanceof tf.Tensor && tok !== tokens) tok.dispose();
-      }
+  return collectChunks(model, tokens, rows, opts.attentionMask !== undefined, bs, [hookName], (cache, start, size) => {
+    let a = cache.get(hookName);
+    const sh = a.shape as number[];
+    if (a.rank === 4) a = tf.reshape(a, [sh[0], sh[1], sh[2] * sh[3]]);
+    if (a.rank !== 3 || a.shape[0] !== size || a.shape[1] !== p) {
+      throw new ShapeError(hookName, expectedFound(`[${size}, ${p}, d]`, a.shape));
     }
-    if (chunks.length === 1) return chunks[0];
-    const out = tf.concat(chunks, 0) as tf.Tensor2D;
-    chunks.forEach((c) => c.dispose());
-    return out;
-  } catch (e) {
-    chunks.forEach((c) => c.dispose());
-    throw e;
-  }
+    const sub = rows.slice(start, start + size);
+    if (mode === 'all') {
+      const flat: number[] = [];
+      sub.forEach((r, i) => r.forEach((v, j) => v && flat.push(i * p + j)));
+      const a2 = tf.reshape(a, [size * p, (a.shape as number[])[2]]);
+      return tf.gather(a2, tf.tensor1d(flat, 'int32')) as tf.Tensor2D;
+    }
+    const w = tf.tensor2d(positionWeights(sub, mode), [size, p], 'float32');
+    return tf.sum(tf.mul(a, tf.expandDims(w, 2)), 1) as tf.Tensor2D;
+  });
 }
