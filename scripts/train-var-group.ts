@@ -13,7 +13,7 @@ import { initBackend } from '../src/backend/index.js';
 import { saveModel } from '../src/model/index.js';
 import {
   TOKEN_GROUP_VOCAB, VAR_GROUP_RECIPE, VAR_GROUP_TASK, tokenGroupBatch, tokenGroupEvaluate, tokenGroupLayout, trainTokenGroupModel,
-} from '../src/tasks/token-group.js';
+} from '../src/data/token-group.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);

@@ -13,7 +13,7 @@ import type { HookedTransformer } from '../src/model/index.js';
 import {
   BB_RECIPE, ZOO, ZOO_NAMES, buildInductionHandmade, bbEvalBatch, bbMeasures, inductionEvalBatch, inductionEvaluate, ioiEvaluate,
   recallAccuracyGrid, saveZooModel, trainBB, trainIOI, trainRecall, type BBMeasures, type TrainedZooModel, type ZooName,
-} from '../src/tasks/model-zoo.js';
+} from '../src/zoo/model-zoo.js';
 
 /** --set key=value (repeatable): numeric recipe overrides. */
 function overrides(): Record<string, number> | undefined {

@@ -9,7 +9,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { initBackend } from '../src/backend/index.js';
 import { loadModel } from '../src/model/index.js';
-import { ZOO_NAMES, zooProbeTokens, type ZooName } from '../src/tasks/model-zoo.js';
+import { ZOO_NAMES, zooProbeTokens, type ZooName } from '../src/zoo/model-zoo.js';
 
 const SAMPLES: Record<ZooName, string[]> = {
   bb: ['Hello, world!', 'abc xyz\nQ'],

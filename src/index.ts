@@ -1,22 +1,37 @@
 /**
  * tflens: mechanistic interpretability for TypeScript notebooks.
- * The one public entry: everything a notebook or script needs is exported from here.
+ *
+ * A small flat core (the model, hook names, results, the backend, display, errors) and one namespace
+ * per topic: tfl.sinks, tfl.dormant, tfl.heads, tfl.retrieval, tfl.calibration, tfl.weights, tfl.stats,
+ * tfl.patching, tfl.ioi, tfl.sae, tfl.plot, tfl.io, tfl.data, tfl.zoo, tfl.model, tfl.backend, tfl.util.
  */
 export * as tf from '@tensorflow/tfjs';
 export * from './errors.js';
-export * from './results.js';
-export { initBackend, backendReport, formatBackendReport, BACKEND_ORDER, type BackendName, type BackendReport, type BackendAttempt } from './backend/index.js';
-export * from './hooks/index.js';
-export * from './model/index.js';
-export * from './io/index.js';
-export * from './analyses/index.js';
-export * from './plot/index.js';
-export * from './sae/index.js';
-// both plot and sae name a rocCurve: the figure keeps the name, the points are rocCurvePoints
-export { rocCurve } from './plot/index.js';
-export { rocCurve as rocCurvePoints } from './sae/index.js';
-export * from './circuits/index.js';
-export * from './tasks/index.js';
-export { registeredKernels, einsumByOps } from './backend/kernels.js';
-export { progress } from './progress.js';
-export { rng, mulberry32, deriveSeed, type Rng } from './util/random.js';
+export { makeHeadScores, rankHeads, topHeads, type HeadScores, type HeadRow } from './results.js';
+export { initBackend, backendLine, formatBackendReport, type BackendName } from './backend/index.js';
+export { actName, type HookName, type BlockHookName, type GlobalHookName } from './hooks/names.js';
+export type { HookFn, HookSpec, HookContext } from './hooks/registry.js';
+export { HookedTransformer, type ForwardOptions, type CacheOptions } from './model/hooked.js';
+export { ActivationCache } from './model/cache.js';
+export { loadModel, type LoadOptions } from './model/load.js';
+export type { ModelView, Batch } from './model/view.js';
+export type { ModelConfig } from './model/config.js';
+export { show } from './plot/html.js';
+
+export * as sinks from './api/sinks.js';
+export * as dormant from './api/dormant.js';
+export * as heads from './api/heads.js';
+export * as retrieval from './api/retrieval.js';
+export * as calibration from './api/calibration.js';
+export * as weights from './api/weights.js';
+export * as stats from './api/stats.js';
+export * as patching from './api/patching.js';
+export * as ioi from './api/ioi.js';
+export * as sae from './api/sae.js';
+export * as plot from './api/plot.js';
+export * as io from './api/io.js';
+export * as data from './api/data.js';
+export * as zoo from './api/zoo.js';
+export * as model from './api/model.js';
+export * as backend from './api/backend.js';
+export * as util from './api/util.js';

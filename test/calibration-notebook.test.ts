@@ -15,7 +15,7 @@ import type { HookSpec } from '../src/hooks/registry.js';
 import {
   TOKEN_GROUP_COLORS, TOKEN_GROUP_IDS, TOKEN_GROUP_VOCAB, VAR_GROUP_TASK, tokenGroupBatch, tokenGroupConfig, tokenGroupEvaluate, tokenGroupExample,
   tokenGroupLayout, tokenGroupTokenizer, trainTokenGroupModel,
-} from '../src/tasks/token-group.js';
+} from '../src/data/token-group.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const FIXTURE = path.join(ROOT, 'fixtures/models/var-group');

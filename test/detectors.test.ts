@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs';
 import { detectionPattern, headSimilarity, detectorScores, detectHeads, detectHead, DETECTOR_KINDS } from '../src/analyses/detectors.js';
 import { loadModel, HookedTransformer } from '../src/model/index.js';
-import { buildInductionHandmade, inductionEvalBatch, INDUCTION_DESIGN } from '../src/tasks/model-zoo.js';
+import { buildInductionHandmade, inductionEvalBatch, INDUCTION_DESIGN } from '../src/zoo/model-zoo.js';
 import { topHeads } from '../src/results.js';
 import { loadReference } from './helpers/reference.js';
 import { existsSync, readFileSync } from 'node:fs';

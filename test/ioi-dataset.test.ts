@@ -18,7 +18,7 @@ import {
   singleTokenNames,
   type IOIDataset,
   type IOITokenizer,
-} from '../src/circuits/ioi.js';
+} from '../src/data/ioi.js';
 import { ConfigError, ValueError } from '../src/errors.js';
 
 /** A simple tokenizer: words with their leading space, and punctuation, ids assigned on first sight. */

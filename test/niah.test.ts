@@ -17,7 +17,7 @@ import {
 import { headMaskHooks, toRetrievalHeadJson } from '../src/analyses/retrieval.js';
 import { razorScoresForModel } from '../src/analyses/razor.js';
 import { loadModel, randomModel, type HookedTransformer } from '../src/model/index.js';
-import { buildInductionHandmade } from '../src/tasks/model-zoo.js';
+import { buildInductionHandmade } from '../src/zoo/model-zoo.js';
 import { main } from '../src/cli/main.js';
 import type { HookSpec } from '../src/hooks/registry.js';
 import { rng } from '../src/util/random.js';

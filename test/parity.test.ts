@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { loadModel } from '../src/model/index.js';
-import { REF_DIR, REF_FAMILIES, loadReference, maskedRelErrAsync } from './helpers/reference.js';
+import { REF_DIR, REF_FAMILIES, loadReference, maskedRelErr } from './helpers/reference.js';
 
 const TOL = 1e-4;
 export const parityReport: Record<string, Record<string, number>> = {};
@@ -16,12 +16,12 @@ describe('parity with HF transformers (reference fixtures)', function () {
       const model = await loadModel(path.join(REF_DIR, fam));
       const ref = await loadReference(fam);
       const mask = ref.attention_mask as tf.Tensor2D;
-      const { logits, cache } = model.runWithCache(ref.input_ids, { attentionMask: mask });
+      const { logits, cache } = await model.runWithCache(ref.input_ids, { attentionMask: mask });
       const L = model.cfg.n_layers;
       const errs: Record<string, number> = {};
       // host-side comparison (await data()): also runs on WebGPU, which has no synchronous readback in Node
       const check = async (label: string, ours: tf.Tensor, theirs: tf.Tensor, qAxis = 1) => {
-        const e = await maskedRelErrAsync(ours, theirs, mask, qAxis);
+        const e = await maskedRelErr(ours, theirs, mask, qAxis);
         errs[label] = e.rel;
         assert.ok(e.rel <= TOL, `${fam} ${label}: max abs err ${e.abs} vs max |ref| ${e.ref} (rel ${e.rel})`);
       };

@@ -18,7 +18,7 @@ import { ShapeError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { loadModel, randomModel } from '../src/model/index.js';
-import { repeatedTokens } from '../src/tasks/induction.js';
+import { repeatedTokens } from '../src/data/induction.js';
 
 const close = (a: number, b: number, tol = 1e-9, msg = '') => assert.ok(Math.abs(a - b) <= tol, `${msg} ${a} vs ${b}`);
 const softmax = (x: number[]) => {

@@ -8,11 +8,11 @@ import {
   makeBigramBackcopy,
   oracleNext,
   sampleBigramBackcopy,
-} from '../src/tasks/bigram-backcopy.js';
-import { findSpan, insertNeedle, linspace, makeNeedle, needleFromText } from '../src/tasks/needle.js';
-import { razorAttentionInput, repeatedTokens } from '../src/tasks/induction.js';
+} from '../src/data/bigram-backcopy.js';
+import { findSpan, insertNeedle, linspace, makeNeedle, needleFromText } from '../src/data/needle.js';
+import { razorAttentionInput, repeatedTokens } from '../src/data/induction.js';
 import { razorMasks } from '../src/analyses/razor.js';
-import { tokenizerConfigJson, wordLevelTokenizerJson } from '../src/tasks/tokenizer.js';
+import { tokenizerConfigJson, wordLevelTokenizerJson } from '../src/data/tokenizer.js';
 import { rng, mulberry32, deriveSeed } from '../src/util/random.js';
 import { ValueError } from '../src/errors.js';
 import { encode as gpt2Encode, decode as gpt2Decode } from 'gpt-3-encoder';

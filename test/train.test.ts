@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
-import { lrAt, train, defaultDecay } from '../src/tasks/train.js';
-import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/tasks/bigram-backcopy.js';
+import { lrAt, train, defaultDecay } from '../src/zoo/train.js';
+import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/data/bigram-backcopy.js';
 import { ConfigError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
 

@@ -12,7 +12,7 @@ import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import {
   INDUCTION_DESIGN, IOI_SPLIT, IOI_VOCAB, RECALL_FORMAT, ZOO, bbEvalBatch, bbMeasures, bbTask, buildInductionHandmade, inductionEvalBatch,
   inductionEvaluate, ioiEvaluate, ioiSplitDataset, ioiTokenizer, ioiTokenizerAdapter, recallAccuracyGrid, recallExample, trainBB, trainIOI, trainRecall,
-} from '../src/tasks/model-zoo.js';
+} from '../src/zoo/model-zoo.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const dirOf = (name: keyof typeof ZOO) => path.join(ROOT, ZOO[name].dir);

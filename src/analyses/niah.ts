@@ -24,7 +24,7 @@ import { makeHeadScores, rankHeads, type HeadScores } from '../results.js';
 import type { HookSpec } from '../hooks/registry.js';
 import type { HookedTransformer, KVCache } from '../model/hooked.js';
 import { disposeKV } from '../model/generate.js';
-import { insertNeedle, linspace, makeNeedle, needleFromText, type NeedleExample, type NeedleOptions } from '../tasks/needle.js';
+import { insertNeedle, linspace, makeNeedle, needleFromText, type NeedleExample, type NeedleOptions } from '../data/needle.js';
 import { deriveSeed } from '../util/random.js';
 import { progress as makeProgress } from '../progress.js';
 import { patchingHeatmap } from '../plot/figures.js';

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync, readdirSync } from 'node:fs';
 import { BackendError } from '../errors.js';
 import { registerMissingKernels } from './kernels.js';
+import { applyReadbackPolicyFromEnv } from './readback.js';
 
 export type BackendName = 'node-gpu' | 'webgpu' | 'node' | 'wasm' | 'cpu';
 export const BACKEND_ORDER: BackendName[] = ['node-gpu', 'webgpu', 'node', 'wasm', 'cpu'];
@@ -28,6 +29,7 @@ export interface BackendReport {
 }
 
 let report: BackendReport | null = null;
+let forcedNow = false;
 let initPromise: Promise<BackendReport> | null = null;
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node;
@@ -60,7 +62,8 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
     case 'webgpu': {
       let gpuMod: any;
       if (isNode) {
-        if (process.platform === 'linux' && !gpuDeviceNodePresent()) return 'no GPU device node (/dev/nvidia*, /dev/dri/renderD*)';
+        // a forced WebGPU may run on a software Vulkan driver (Mesa lavapipe) that has no device node
+        if (process.platform === 'linux' && !forcedNow && !gpuDeviceNodePresent()) return 'no GPU device node (/dev/nvidia*, /dev/dri/renderD*)';
         if (process.platform === 'linux' && !vulkanLoaderPresent()) return 'no Vulkan loader (libvulkan.so.1 not found), so Dawn has no GPU adapter';
         try {
           gpuMod = await importOptional('webgpu');
@@ -103,8 +106,11 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
     }
     case 'wasm': {
       try {
+        const before = isNode ? listenerSnapshot() : null;
         const wasm = await importOptional('@tensorflow/tfjs-backend-wasm');
-        if (!(await tf.setBackend('wasm'))) return 'wasm backend failed to initialise';
+        const ok = await tf.setBackend('wasm');
+        if (before) dropNewListeners(before);
+        if (!ok) return 'wasm backend failed to initialise';
         try {
           details.threads = wasm.getThreadsCount();
         } catch {
@@ -117,6 +123,21 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
     }
     case 'cpu':
       return (await tf.setBackend('cpu')) ? null : 'cpu backend failed to initialise';
+  }
+}
+
+type Listeners = Record<'uncaughtException' | 'unhandledRejection', Function[]>;
+function listenerSnapshot(): Listeners {
+  return { uncaughtException: process.listeners('uncaughtException'), unhandledRejection: process.listeners('unhandledRejection') };
+}
+/**
+ * The wasm backend's Emscripten module installs process handlers that rethrow every uncaught error
+ * from inside its one-line bundle, so Node prints the whole minified bundle as the error's source line.
+ * Removing them restores Node's own report (the error and its stack).
+ */
+function dropNewListeners(before: Listeners): void {
+  for (const ev of ['uncaughtException', 'unhandledRejection'] as const) {
+    for (const l of process.listeners(ev)) if (!before[ev].includes(l)) process.removeListener(ev, l as (...a: unknown[]) => void);
   }
 }
 
@@ -149,15 +170,22 @@ function short(e: unknown): string {
 }
 
 /**
- * Initialise the best available backend (once; later calls return the same report).
+ * Initialise the best available backend (once; later calls return the same one) and return its name;
+ * `backendReport()` / `formatBackendReport()` / `backendLine()` tell why the others were skipped.
  * `prefer` or the TFLENS_BACKEND environment variable forces one backend; forcing a backend
  * that cannot start throws a BackendError listing why.
  */
-export async function initBackend(prefer?: BackendName): Promise<BackendReport> {
+export async function initBackend(prefer?: BackendName): Promise<BackendName> {
+  return (await startBackend(prefer)).active;
+}
+
+async function startBackend(prefer?: BackendName): Promise<BackendReport> {
   const forced = (prefer ?? (isNode ? (process.env.TFLENS_BACKEND as BackendName | undefined) : undefined)) || undefined;
+  applyReadbackPolicyFromEnv();
   if (report && (!forced || report.active === forced)) return report;
   if (initPromise && !forced) return initPromise;
   const run = async (): Promise<BackendReport> => {
+    forcedNow = !!forced;
     if (forced && !BACKEND_ORDER.includes(forced)) {
       throw new BackendError('TFLENS_BACKEND', `unknown backend "${forced}"; expected one of ${BACKEND_ORDER.join(', ')}`);
     }
@@ -192,7 +220,16 @@ export function backendReport(): BackendReport | null {
   return report;
 }
 
-/** One-line-per-backend text report (used by `tflens info` and notebooks). */
+/** One line: the backend in use and why (the first reason a better one was skipped). */
+export function backendLine(r: BackendReport | null = report): string {
+  if (!r) return 'backend not initialised (call initBackend())';
+  const skipped = r.attempts.filter((a) => !a.ok).map((a) => `${a.name}: ${a.reason}`);
+  const extra = Object.entries(r.details).map(([k, v]) => `${k} ${v}`).join(', ');
+  const why = r.forced ? 'forced by TFLENS_BACKEND' : skipped.length ? `skipped ${skipped.join('; ')}` : 'the first choice';
+  return `tflens runs on ${r.active}${extra ? ` (${extra})` : ''}; ${why}`;
+}
+
+/** One-line-per-backend text report (used by `tflens info`). */
 export function formatBackendReport(r: BackendReport | null = report): string {
   if (!r) return 'backend not initialised (call initBackend())';
   const lines = [`backend: ${r.active} (tfjs "${r.tfjsBackend}")${r.forced ? ', forced by TFLENS_BACKEND' : ''}`];

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ShapeError, ValueError, expectedFound } from '../errors.js';
 import type { HookedTransformer } from '../model/hooked.js';
 import { runSync, type Steps } from '../backend/readback.js';
-import { batchPositions, generateIOI, ioiCorrupted, type IOIDataset, type IOITokenizer } from './ioi.js';
+import { batchPositions, generateIOI, ioiCorrupted, type IOIDataset, type IOITokenizer } from '../data/ioi.js';
 
 export type VectorMetric = (logits: tf.Tensor3D) => tf.Tensor1D;
 

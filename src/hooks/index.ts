@@ -1,3 +1,2 @@
 export * from './names.js';
 export { HookRegistry, type HookContext, type HookFn, type HookFilter, type HookSpec, type HookHandle } from './registry.js';
-export { ActivationCache, type CacheModel, type Stack } from './cache.js';

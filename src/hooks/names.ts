@@ -1,8 +1,10 @@
 /**
  * Hook-point names, TransformerLens conventions, as TypeScript template-literal types:
- * a misspelt name is a compile error in a notebook. `actName('pattern', 5)` builds one.
+ * a misspelt name is a compile error in a notebook. `actName('pattern', 5)` builds one. The hook points a
+ * given model has are whatever its forward passes (HookedTransformer.hookNames traces them).
  */
 export type GlobalHookName =
+  | 'hook_tokens'
   | 'hook_embed'
   | 'hook_pos_embed'
   | 'ln_final.hook_scale'
@@ -19,7 +21,10 @@ export type AttnHookSuffix =
   | 'hook_attn_scores'
   | 'hook_pattern'
   | 'hook_z'
-  | 'hook_result';
+  | 'hook_result'
+  | 'hook_q_input'
+  | 'hook_k_input'
+  | 'hook_v_input';
 
 export type BlockHookSuffix =
   | 'hook_resid_pre'
@@ -27,6 +32,8 @@ export type BlockHookSuffix =
   | 'hook_resid_post'
   | 'hook_attn_out'
   | 'hook_mlp_out'
+  | 'hook_attn_in'
+  | 'hook_mlp_in'
   | 'ln1.hook_scale'
   | 'ln1.hook_normalized'
   | 'ln2.hook_scale'
@@ -64,24 +71,19 @@ const SHORT: Record<string, string> = {
   normalized1: 'ln1.hook_normalized',
   scale2: 'ln2.hook_scale',
   normalized2: 'ln2.hook_normalized',
+  attn_in: 'hook_attn_in',
+  mlp_in: 'hook_mlp_in',
+  q_input: 'attn.hook_q_input',
+  k_input: 'attn.hook_k_input',
+  v_input: 'attn.hook_v_input',
 };
 
 export type ShortActName = keyof typeof SHORT_TYPES;
 const SHORT_TYPES = {
   resid_pre: 0, resid_mid: 0, resid_post: 0, attn_out: 0, mlp_out: 0, q: 0, k: 0, v: 0, rot_q: 0, rot_k: 0,
   attn_scores: 0, scores: 0, pattern: 0, attn: 0, z: 0, result: 0, pre: 0, pre_linear: 0, post: 0,
-  scale1: 0, normalized1: 0, scale2: 0, normalized2: 0,
+  scale1: 0, normalized1: 0, scale2: 0, normalized2: 0, attn_in: 0, mlp_in: 0, q_input: 0, k_input: 0, v_input: 0,
 };
-
-export const BLOCK_HOOK_SUFFIXES: BlockHookSuffix[] = [
-  'hook_resid_pre', 'ln1.hook_scale', 'ln1.hook_normalized', 'attn.hook_q', 'attn.hook_k', 'attn.hook_v',
-  'attn.hook_rot_q', 'attn.hook_rot_k', 'attn.hook_attn_scores', 'attn.hook_pattern', 'attn.hook_z',
-  'attn.hook_result', 'hook_attn_out', 'hook_resid_mid', 'ln2.hook_scale', 'ln2.hook_normalized',
-  'mlp.hook_pre', 'mlp.hook_pre_linear', 'mlp.hook_post', 'hook_mlp_out', 'hook_resid_post',
-];
-export const GLOBAL_HOOK_NAMES: GlobalHookName[] = [
-  'hook_embed', 'hook_pos_embed', 'ln_final.hook_scale', 'ln_final.hook_normalized', 'unembed.hook_in', 'unembed.hook_out',
-];
 
 export function actName(name: ShortActName, layer: number): BlockHookName;
 export function actName(name: string, layer?: number): HookName;

@@ -24,6 +24,8 @@ export type ModelConfig = {
   positional: 'learned' | 'rotary';
   /** Number of dimensions per head that are rotated (rotary only). */
   rotary_dim: number;
+  /** Which dimensions rotate together: 'half' (i with i + rotary_dim/2; NeoX, LLaMA; the default) or 'interleaved' (2i with 2i+1; GPT-J). */
+  rotary_style?: 'half' | 'interleaved';
   rope_theta: number;
   act_fn: ActFn;
   gated_mlp: boolean;

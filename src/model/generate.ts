@@ -7,8 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ValueError, expectedFound } from '../errors.js';
 import type { HookSpec } from '../hooks/registry.js';
 import { rng } from '../util/random.js';
-import { runAsync, runSync, type Steps } from '../backend/readback.js';
-import type { HookedTransformer, KVCache, Mask, Tokens } from './hooked.js';
+import { disposeKV, readHost, type HookedTransformer, type KVCache, type Mask, type Tokens } from './hooked.js';
 
 export interface StreamingOptions {
   /** Sink tokens kept at the start of the cache (StreamingLLM default 4). */
@@ -40,37 +39,44 @@ export interface GenerateResult {
   promptLength: number;
 }
 
-export function generate(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): GenerateResult {
-  return runSync(generateSteps(model, prompt, opts));
-}
-
-/** generate reading each step's choice asynchronously (WebGPU). */
-export function generateAsync(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): Promise<GenerateResult> {
-  return runAsync(generateSteps(model, prompt, opts));
-}
-
-function* generateSteps(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): Steps<GenerateResult> {
+/**
+ * Generate up to maxNewTokens tokens per row. Each step reads back only the chosen ids (greedy) or the
+ * sampling probabilities; `fwdHooks` apply to the prompt and to every decoding step.
+ */
+export async function generate(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): Promise<GenerateResult> {
   if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new ValueError('maxNewTokens', expectedFound('a non-negative integer', opts.maxNewTokens));
   const temp = opts.temperature ?? 0;
   if (!(temp >= 0)) throw new ValueError('temperature', expectedFound('a number >= 0', temp));
   const rand = rng(opts.seed ?? 0);
   const stop = new Set(opts.stopTokens ?? []);
   const streaming = opts.streaming ? { startSize: 4, recentSize: 512, shiftPositions: true, ...opts.streaming } : null;
-  const handle = model.hooks.addAll(opts.fwdHooks);
+  const fwdHooks = opts.fwdHooks;
   let kv: KVCache | undefined;
+  let last: tf.Tensor | null = null;
   try {
     // prompts are left-padded, so every row ends at T - 1: unembed only that position (as HF's logits_to_keep=1;
     // [T, vocab] logits of a long prompt would not fit one WebGPU buffer)
     const [B, T] = promptShape(prompt);
-    const first = model.run(prompt, { attentionMask: opts.attentionMask, useCache: true, logitPositions: new Array(B).fill(T - 1) }, null);
+    await readHost(prompt);
+    await readHost(opts.attentionMask);
+    const first = model.run(prompt, { attentionMask: opts.attentionMask, useCache: true, logitPositions: new Array(B).fill(T - 1), fwdHooks }, null);
     const out: number[][] = Array.from({ length: B }, () => []);
     const finished = new Array(B).fill(false);
-    let last = tf.tidy(() => tf.squeeze(first.logits, [1]));
+    last = tf.tidy(() => tf.squeeze(first.logits, [1]));
     first.logits.dispose();
     kv = first.kv;
     for (let step = 0; step < opts.maxNewTokens; step++) {
-      const next = pick(yield pickInput(last, temp), temp, opts.topK, rand, last.shape[1] as number);
+      const V = last.shape[1] as number;
+      const choice = pickInput(last, temp);
       last.dispose();
+      last = null;
+      let values: ArrayLike<number>;
+      try {
+        values = await choice.data();
+      } finally {
+        choice.dispose();
+      }
+      const next = pick(values, temp, opts.topK, rand, V);
       for (let b = 0; b < B; b++) {
         if (finished[b]) continue;
         out[b].push(next[b]);
@@ -79,7 +85,7 @@ function* generateSteps(model: HookedTransformer, prompt: Tokens, opts: Generate
       opts.onStep?.({ step, tokens: next, finished: [...finished] });
       if (finished.every(Boolean) || step === opts.maxNewTokens - 1) break;
       if (streaming) kv = evict(kv!, streaming.startSize, streaming.recentSize);
-      const r = model.run(next.map((t) => [t]), { past: kv, shiftPositions: streaming?.shiftPositions ?? false }, null);
+      const r = model.run(next.map((t) => [t]), { past: kv, shiftPositions: streaming?.shiftPositions ?? false, fwdHooks }, null);
       disposeKV(kv!);
       kv = r.kv;
       last = tf.tidy(() => tf.squeeze(r.logits, [1]));
@@ -88,7 +94,7 @@ function* generateSteps(model: HookedTransformer, prompt: Tokens, opts: Generate
     return { tokens: out, promptLength: T };
   } finally {
     if (kv) disposeKV(kv);
-    handle.remove();
+    if (last) last.dispose();
   }
 }
 
@@ -150,6 +156,3 @@ function sliceTail(t: tf.Tensor, n: number): tf.Tensor {
   return tf.slice(t, begin, sliceShape(t, n));
 }
 
-export function disposeKV(kv: KVCache): void {
-  tf.dispose([...kv.k, ...kv.v, kv.mask, kv.positions]);
-}

@@ -1,6 +1,9 @@
-export { HookedTransformer, activation, type Tokens, type Mask, type KVCache, type ForwardOptions, type ForwardResult, type NamesFilter } from './hooked.js';
+export { HookedTransformer, hostValues, readHost, disposeKV, type Tokens, type Mask, type KVCache, type ForwardOptions, type CacheOptions, type ForwardResult, type NamesFilter } from './hooked.js';
+export { ActivationCache, type HostTensor, type Stack, type CacheModel } from './cache.js';
+export { readBatch, firstRealIndex, forEachChunk, sliceBatch, type ModelView, type Batch, type HostBatch } from './view.js';
+export * as ops from './ops.js';
 export { loadModel, saveModel, randomModel, supportedArchitectures, describeModel, type LoadOptions } from './load.js';
-export { generate, generateAsync, evict, disposeKV, type GenerateOptions, type GenerateResult, type StreamingOptions } from './generate.js';
+export { generate, evict, type GenerateOptions, type GenerateResult, type StreamingOptions } from './generate.js';
 export { foldLn, centerWritingWeights, centerUnembed, foldValueBiases, processWeights, type ProcessOptions } from './processing.js';
 export { normalizeConfig, familyFor, FAMILIES } from './families/index.js';
 export type { ModelConfig, Architecture, ActFn } from './config.js';

@@ -11,25 +11,10 @@ export async function loadReference(name: string): Promise<Record<string, tf.Ten
 }
 
 /**
- * Max |a - b| over real (mask = 1) positions, relative to max |b| there.
- * a, b: [batch, pos, ...] or patterns [batch, head, q, k] (queries masked by `queryAxis`).
+ * Max |a - b| over real (mask = 1) positions, relative to max |b| there, computed on the host from
+ * `await data()` reads. a, b: [batch, pos, ...] or patterns [batch, head, q, k] (queries masked by `queryAxis`).
  */
-export function maskedRelErr(a: tf.Tensor, b: tf.Tensor, mask: tf.Tensor2D, queryAxis = 1): { abs: number; ref: number; rel: number } {
-  return tf.tidy(() => {
-    if (a.shape.join(',') !== b.shape.join(',')) throw new Error(`shape mismatch [${a.shape}] vs [${b.shape}]`);
-    const shape = a.shape.map((_, i) => (i === 0 ? mask.shape[0] : i === queryAxis ? mask.shape[1] : 1));
-    const m = tf.reshape(tf.cast(mask, 'float32'), shape);
-    const diff = tf.max(tf.mul(tf.abs(tf.sub(a, b)), m)).dataSync()[0];
-    const ref = tf.max(tf.mul(tf.abs(b), m)).dataSync()[0];
-    return { abs: diff, ref, rel: diff / ref };
-  });
-}
-
-/**
- * maskedRelErr computed on the host from `await data()` reads (works on WebGPU, which cannot read
- * computed tensors synchronously in Node).
- */
-export async function maskedRelErrAsync(a: tf.Tensor, b: tf.Tensor, mask: tf.Tensor2D, queryAxis = 1): Promise<{ abs: number; ref: number; rel: number }> {
+export async function maskedRelErr(a: tf.Tensor, b: tf.Tensor, mask: tf.Tensor2D, queryAxis = 1): Promise<{ abs: number; ref: number; rel: number }> {
   if (a.shape.join(',') !== b.shape.join(',')) throw new Error(`shape mismatch [${a.shape}] vs [${b.shape}]`);
   const [av, bv, mv] = await Promise.all([a.data(), b.data(), mask.data()]);
   const shape = a.shape;

@@ -18,11 +18,11 @@ import { ValueError, expectedFound } from '../errors.js';
 import { HookedTransformer, randomModel, saveModel } from '../model/index.js';
 import { Tokenizer } from '../model/tokenizer.js';
 import { rng, deriveSeed } from '../util/random.js';
-import { ABBA_TEMPLATES, ABC_TEMPLATES, BABA_TEMPLATES, NAMES, OBJECTS, PLACES, generateIOI, logitDiff, type IOIDataset, type IOITokenizer } from '../circuits/ioi.js';
-import { bbExcessLoss, bbTokenizerFiles, makeBigramBackcopy, sampleBigramBackcopy, type BBBatch, type BBOptions, type BBTask, type ExcessLoss } from './bigram-backcopy.js';
-import { makeNeedle, type NeedleExample } from './needle.js';
-import { repeatedTokens, type RepeatedBatch } from './induction.js';
-import { tokenizerConfigJson, wordLevelTokenizerJson } from './tokenizer.js';
+import { ABBA_TEMPLATES, ABC_TEMPLATES, BABA_TEMPLATES, NAMES, OBJECTS, PLACES, generateIOI, logitDiff, type IOIDataset, type IOITokenizer } from '../data/ioi.js';
+import { bbExcessLoss, bbTokenizerFiles, makeBigramBackcopy, sampleBigramBackcopy, type BBBatch, type BBOptions, type BBTask, type ExcessLoss } from '../data/bigram-backcopy.js';
+import { makeNeedle, type NeedleExample } from '../data/needle.js';
+import { repeatedTokens, type RepeatedBatch } from '../data/induction.js';
+import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.js';
 import { train, type TrainResult } from './train.js';
 
 export type ZooName = 'bb' | 'recall' | 'ioi' | 'induction-handmade';

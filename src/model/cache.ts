@@ -1,14 +1,25 @@
 /**
  * ActivationCache: the activations a run kept, by hook name, with the TransformerLens helpers
  * (stackHeadResults, decomposeResid, accumulatedResid, applyLnToStack, logitAttrs).
- * It reads the model only through the small `CacheModel` interface (no import of src/model).
+ * Entries live on the backend's device, or in host memory when the run was asked to keep them there
+ * (`cacheOn: 'host'`, TransformerLens's device='cpu'): `get` then makes a tensor from the host values on
+ * first use, and `values` reads an entry without a device round trip.
  */
 import * as tf from '@tensorflow/tfjs';
 import { HookError, ShapeError, expectedFound } from '../errors.js';
+import type { ModelConfig } from './config.js';
 
+/** What the cache helpers read from the model: its config and weights. */
 export interface CacheModel {
-  cfg: { n_layers: number; n_heads: number; d_model: number; normalization: 'LN' | 'RMS'; parallel_attn_mlp: boolean; positional: string };
-  params: Record<string, tf.Tensor>;
+  readonly cfg: ModelConfig;
+  readonly params: Record<string, tf.Tensor>;
+}
+
+/** An activation kept in host memory. */
+export interface HostTensor {
+  values: Float32Array | Int32Array | Uint8Array;
+  shape: number[];
+  dtype: tf.DataType;
 }
 
 export interface Stack {
@@ -19,26 +30,56 @@ export interface Stack {
 
 export class ActivationCache {
   private disposed = false;
+  private readonly host: Record<string, HostTensor>;
   constructor(
     readonly tensors: Record<string, tf.Tensor>,
     readonly model: CacheModel,
-  ) {}
+    host?: Record<string, HostTensor>,
+  ) {
+    this.host = host ?? {};
+  }
 
+  /** Cached hook names, in the order the forward passed them. */
   keys(): string[] {
-    return Object.keys(this.tensors);
+    return [...Object.keys(this.tensors), ...Object.keys(this.host).filter((k) => !(k in this.tensors))];
   }
 
   has(name: string): boolean {
-    return name in this.tensors;
+    return name in this.tensors || name in this.host;
   }
 
+  /** Where an entry lives. */
+  device(name: string): 'device' | 'host' {
+    this.check(name);
+    return name in this.host ? 'host' : 'device';
+  }
+
+  /** The cached tensor (owned by the cache: do not dispose it). A host entry becomes a tensor on first use. */
   get(name: string): tf.Tensor {
-    if (this.disposed) throw new HookError(name, 'the ActivationCache was disposed');
-    const t = this.tensors[name];
+    this.check(name);
+    let t = this.tensors[name];
     if (!t) {
-      throw new HookError(name, `not in the cache (cached: ${this.keys().slice(0, 6).join(', ')}${this.keys().length > 6 ? ', ...' : ''}); widen namesFilter`);
+      const h = this.host[name];
+      t = this.tensors[name] = tf.tensor(h.values, h.shape, h.dtype);
     }
     return t;
+  }
+
+  /** An entry's values on the host (read asynchronously from the device when it lives there). */
+  async values(name: string): Promise<{ values: Float32Array | Int32Array | Uint8Array; shape: number[] }> {
+    this.check(name);
+    const h = this.host[name];
+    if (h) return { values: h.values, shape: h.shape };
+    const t = this.tensors[name];
+    return { values: (await t.data()) as Float32Array, shape: t.shape };
+  }
+
+  private check(name: string): void {
+    if (this.disposed) throw new HookError(name, 'the ActivationCache was disposed');
+    if (!this.has(name)) {
+      const k = this.keys();
+      throw new HookError(name, `not in the cache (cached: ${k.slice(0, 6).join(', ')}${k.length > 6 ? ', ...' : ''}); widen namesFilter`);
+    }
   }
 
   /** Free every cached tensor. */

@@ -1,0 +1,2 @@
+/** tfl.plot: plotly figure builders, tslab display and offline HTML export. */
+export * from '../plot/index.js';
