@@ -65,6 +65,26 @@ export const SAFETENSORS_CASES: Record<string, { bytes: Uint8Array; what: string
   'duplicate-tensor': { bytes: st(`{${W},${W.replace('[0,16]', '[8,24]')}}`, 24), what: 'tensor "w" listed twice' },
   'metadata-not-strings': { bytes: st(`{"__metadata__":{"n":3},${W}}`, 16), what: '__metadata__ value is a number' },
   'metadata-not-object': { bytes: st(`{"__metadata__":"pt",${W}}`, 16), what: '__metadata__ is a string' },
+  'gap-between-tensors': {
+    bytes: st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}', 16),
+    what: 'bytes 8..12 of the data section belong to no tensor',
+  },
+  'data-not-at-zero': { bytes: st('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', 8), what: 'the only tensor starts at data byte 4' },
+  'trailing-bytes': { bytes: st(`{${W},${B}}`, Uint8Array.from([...f32(1, 2, 3, 4, 5, 6), 0, 0, 0, 0])), what: '4 bytes after the last tensor' },
+  'polyglot-reference': {
+    bytes: new Uint8Array(
+      Buffer.concat([
+        Buffer.from('<\0\0\0\0\0\0\0{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}', 'latin1'),
+        Buffer.alloc(16),
+        Buffer.from('extra_bogus_data_for_polyglot_file', 'latin1'),
+      ]),
+    ),
+    what: "the reference library's polyglot-file test bytes (text appended after the data)",
+  },
+  'zero-size-off-chain': {
+    bytes: st('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"z":{"dtype":"F32","shape":[0],"data_offsets":[12,12]}}', 12),
+    what: 'a zero-sized tensor placed after a 4-byte gap (the last 4 bytes belong to no tensor)',
+  },
 };
 
 export const CONFIG_CASES: Record<string, { json: string; field: string; what: string; error: string }> = {
@@ -96,7 +116,7 @@ export const CONFIG_CASES: Record<string, { json: string; field: string; what: s
     json: JSON.stringify({ model_type: 'gpt2', n_layer: 1, n_embd: 10, n_head: 3, vocab_size: 16, n_positions: 32 }),
     field: 'n_head',
     what: 'n_embd 10 is not a multiple of n_head 3 (d_head would be 3.33)',
-    error: 'ConfigError or UnsupportedModelError',
+    error: 'ConfigError',
   },
   'gpt2-bad-activation': {
     json: JSON.stringify({ model_type: 'gpt2', n_layer: 1, n_embd: 8, n_head: 2, vocab_size: 16, n_positions: 32, activation_function: 'swiglu9' }),
@@ -143,6 +163,12 @@ export const CONFIG_CASES: Record<string, { json: string; field: string; what: s
     what: 'Llama config without intermediate_size',
     error: 'ConfigError',
   },
+  'llama-heads-not-divisor': {
+    json: JSON.stringify({ model_type: 'llama', num_hidden_layers: 1, hidden_size: 10, num_attention_heads: 4, intermediate_size: 16, vocab_size: 16 }),
+    field: 'num_attention_heads',
+    what: 'hidden_size 10 is not a multiple of 4 heads (and no head_dim given)',
+    error: 'ConfigError',
+  },
   'llama-layers-zero': {
     json: JSON.stringify({ model_type: 'llama', num_hidden_layers: 0, hidden_size: 8, num_attention_heads: 2, intermediate_size: 16, vocab_size: 16 }),
     field: 'num_hidden_layers',
@@ -165,6 +191,7 @@ export const TOKEN_CASES: Record<string, { json: string; what: string; error: st
   'mask-not-binary': { json: '{"input_ids": [[1, 2]], "attention_mask": [[1, 2]]}', what: 'attention_mask holds a 2', error: 'ValueError' },
   'scalar': { json: '7', what: 'a number instead of {"input_ids": ...}', error: 'FormatError' },
   'not-json': { json: '{"input_ids": [[1, 2,', what: 'truncated JSON', error: 'FormatError' },
+  'duplicate-input_ids': { json: '{"input_ids": [[1, 2]], "input_ids": [[3, 4]]}', what: 'input_ids written twice (JSON.parse would keep the second)', error: 'FormatError' },
 };
 
 async function main(): Promise<void> {

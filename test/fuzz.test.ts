@@ -57,6 +57,11 @@ const SAFETENSORS_TABLE: Record<string, RegExp> = {
   'duplicate-tensor': /header lists key "w" twice/,
   'metadata-not-strings': /__metadata__\["n"\] must be a string, found number 3/,
   'metadata-not-object': /__metadata__ must be an object of strings, found the string "pt"/,
+  'gap-between-tensors': /data bytes 8\.\.12 between "a" \[0, 8\] and "b" \[12, 16\] belong to no tensor; tensors must fill the data section contiguously/,
+  'data-not-at-zero': /data bytes 0\.\.4 before the first tensor "a" \[4, 8\] belong to no tensor/,
+  'trailing-bytes': /4 trailing bytes after the last tensor: the tensors end at data byte 24 but the data section holds 28 bytes/,
+  'polyglot-reference': /34 trailing bytes after the last tensor/,
+  'zero-size-off-chain': /data bytes 8\.\.12 between "a" \[0, 8\] and "z" \[12, 12\] belong to no tensor/,
 };
 
 const TOKENS_TABLE: Record<string, [new (...a: any[]) => Error, RegExp]> = {
@@ -73,18 +78,18 @@ const TOKENS_TABLE: Record<string, [new (...a: any[]) => Error, RegExp]> = {
   'mask-not-binary': [ValueError, /attention_mask: \[0\]\[1\]: expected 0 or 1, found number 2/],
   scalar: [FormatError, /expected a JSON array of rows of token ids, found number 7/],
   'not-json': [FormatError, /token file is not valid JSON/],
+  'duplicate-input_ids': [FormatError, /token file lists key "input_ids" twice/],
 };
 // error classes any token reader must give (the CLI's reader may report a non-array row as a shape problem)
 const TOKENS_CLASSES: Record<string, string[]> = { 'row-not-array': ['ShapeError', 'FormatError'] };
 
 // class name and the field the message must name, as in test/corpus/config/README.md
-// (for a d_model not divisible by the heads either class is accepted: the loader reports it as unsupported)
 const CONFIG_TABLE: Record<string, [string, string]> = {
   'gpt2-missing-n_layer': ['ConfigError', 'n_layer'],
   'gpt2-n_head-string': ['ConfigError', 'n_head'],
   'gpt2-n_embd-float': ['ConfigError', 'n_embd'],
   'gpt2-vocab-negative': ['ConfigError', 'vocab_size'],
-  'gpt2-n_embd-not-divisible': ['ConfigError|UnsupportedModelError', 'n_head'],
+  'gpt2-n_embd-not-divisible': ['ConfigError', 'n_head'],
   'gpt2-bad-activation': ['ConfigError', 'activation_function'],
   'gpt2-eps-string': ['ConfigError', 'layer_norm_epsilon'],
   'unknown-architecture': ['UnsupportedModelError', 'model_type'],
@@ -92,6 +97,7 @@ const CONFIG_TABLE: Record<string, [string, string]> = {
   'not-an-object': ['ConfigError', 'config'],
   'llama-kv-heads-not-divisor': ['ConfigError', 'num_key_value_heads'],
   'llama-missing-intermediate_size': ['ConfigError', 'intermediate_size'],
+  'llama-heads-not-divisor': ['ConfigError', 'num_attention_heads'],
   'llama-layers-zero': ['ConfigError', 'num_hidden_layers'],
 };
 
@@ -168,7 +174,7 @@ function refParseJson(text: string): J {
   return v;
 }
 
-const SIZES: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1 };
+const SIZES: Record<string, number> = { F64: 8, I64: 8, F32: 4, I32: 4, F16: 2, BF16: 2, I16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1 };
 
 type RefResult =
   | { kind: 'format' }
@@ -196,7 +202,7 @@ function refDecode(bytes: Uint8Array): RefResult {
   } catch {
     return F;
   }
-  if (text[0] !== '{') return F;
+  if (text.replace(/^[ \t\n\r]+/, '')[0] !== '{') return F; // JSON whitespace may pad the header
   let root: J;
   try {
     root = refParseJson(text);
@@ -233,14 +239,13 @@ function refDecode(bytes: Uint8Array): RefResult {
     if (b > e || e > dataLen || e - b !== count * SIZES[dtype]) return F;
     list.push({ name, dtype, shape: shape as number[], b, e });
   }
-  // overlap: any two non-empty ranges intersecting (brute force over all pairs)
-  for (let x = 0; x < list.length; x++) {
-    for (let y = x + 1; y < list.length; y++) {
-      const p = list[x];
-      const q = list[y];
-      if (p.e > p.b && q.e > q.b && p.b < q.e && q.b < p.e) return F;
-    }
+  // the reference reader's rule: in offset order the ranges tile [0, dataLen) exactly
+  let end = 0;
+  for (const t of [...list].sort((p, q) => p.b - q.b || p.e - q.e)) {
+    if (t.b !== end) return F;
+    end = t.e;
   }
+  if (end !== dataLen) return F;
   const tensors = new Map<string, { dtype: string; shape: number[]; values: number[] }>();
   let valueProblem = false;
   for (const t of list) {
@@ -284,6 +289,15 @@ function refDecode(bytes: Uint8Array): RefResult {
         case 'I8':
           values.push(dv.getInt8(o));
           break;
+        case 'F8_E5M2':
+          values.push(refHalf(dv.getUint8(o) << 8)); // E5M2 is the high byte of a binary16
+          break;
+        case 'F8_E4M3': {
+          const b = dv.getUint8(o);
+          const [sign, ex, fr] = [b >> 7 ? -1 : 1, (b >> 3) & 15, b & 7];
+          values.push(ex === 15 && fr === 7 ? NaN : ex === 0 ? sign * Math.pow(2, -6) * (fr / 8) : sign * Math.pow(2, ex - 7) * (1 + fr / 8));
+          break;
+        }
         default:
           values.push(dv.getUint8(o));
       }
@@ -315,6 +329,8 @@ function baseFile(): Uint8Array {
   add('t', 'I16', [2], (d) => [-300, 300].forEach((v, i) => d.setInt16(2 * i, v, true)));
   add('e', 'F32', [0, 3], () => undefined);
   add('sc', 'F32', [], (d) => d.setFloat32(0, 42, true));
+  add('q', 'F8_E4M3', [4], (d) => [0x38, 0x01, 0x7f, 0xfe].forEach((v, i) => d.setUint8(i, v)));
+  add('r', 'F8_E5M2', [3], (d) => [0x3c, 0x7c, 0x02].forEach((v, i) => d.setUint8(i, v)));
   const header: Record<string, unknown> = { __metadata__: { format: 'pt' } };
   let off = 0;
   for (const p of parts) {
@@ -420,7 +436,7 @@ function mutate(base: Uint8Array, r: Rng): { bytes: Uint8Array; kind: string } {
       return { bytes: assemble(t, [data], false), kind };
     }
     default: {
-      // trailing bytes after the data section (allowed: unused bytes)
+      // trailing bytes after the data section (refused, as by the reference reader)
       const extra = new Uint8Array(r.range(1, 9)).map(() => r.int(256));
       const out = new Uint8Array(b.length + extra.length);
       out.set(b);
@@ -487,6 +503,8 @@ describe('reliability: malformed-input corpus', () => {
     assert.deepEqual(Array.from(ts.bf.dataSync()), [1, -3.140625, 0.10009765625]);
     assert.deepEqual(Array.from(ts.ids.dataSync()), [0, -1, 70000, -2147483648]);
     assert.deepEqual(Array.from(ts.s.dataSync()), [-128, 0, 127]);
+    assert.deepEqual(Array.from(ts.q.dataSync()), [1, 2 ** -9, NaN, -448]);
+    assert.deepEqual(Array.from(ts.r.dataSync()), [1, Infinity, 2 ** -15]);
     assert.equal(ts.m.dtype, 'bool');
     assert.deepEqual(ts.e.shape, [0, 3]);
     tf.dispose(Object.values(ts));

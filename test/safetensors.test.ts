@@ -5,6 +5,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import {
+  f8e4m3ToFloat,
+  f8e5m2ToFloat,
   floatToBf16,
   floatToHalf,
   halfToFloat,
@@ -29,6 +31,8 @@ function handBuilt(headerText: string, data: Uint8Array): Uint8Array {
   out.set(data, 8 + h.length);
   return out;
 }
+
+const f32bytes = (...v: number[]) => new Uint8Array(Float32Array.from(v).buffer);
 
 describe('io/safetensors', () => {
   let dir: string;
@@ -198,6 +202,86 @@ describe('io/safetensors', () => {
     // duplicate tensor names are refused (JSON.parse alone would keep the last)
     const dup = handBuilt('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', new Uint8Array(8));
     assert.throws(() => parseSafetensorsHeader(dup, dup.length, 'mem'), /"a" twice/);
+  });
+
+  it('follows the reference reader on layout: contiguous offsets filling the data section, whitespace padding', async () => {
+    const zeros = (n: number) => Buffer.alloc(n);
+    const parse = (bytes: Uint8Array) => parseSafetensorsHeader(bytes, bytes.length, 'mem');
+    // the reference library's own test bytes (safetensors/src/tensor.rs): its doc example loads ...
+    const example = Buffer.concat([Buffer.from('<\0\0\0\0\0\0\0{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}', 'latin1'), zeros(16)]);
+    assert.deepEqual(parse(example).tensors.map((t) => t.name), ['test']);
+    // ... its polyglot-file bytes (the same file with text appended) are refused ...
+    const polyglot = Buffer.concat([example, Buffer.from('extra_bogus_data_for_polyglot_file', 'latin1')]);
+    assert.throws(() => parse(polyglot), (e: unknown) => e instanceof FormatError && /^mem: 34 trailing bytes after the last tensor: the tensors end at data byte 16 but the data section holds 50 bytes/.test((e as Error).message));
+    // ... as is the same file two bytes short ...
+    assert.throws(() => parse(example.subarray(0, example.length - 2)), (e: unknown) => e instanceof FormatError && /out of range: the data section holds 14 bytes/.test((e as Error).message));
+    // ... and its "JSON attack": ten tensors all claiming bytes [0, 16]
+    const attack = `{${Array.from({ length: 10 }, (_, i) => `"weight_${i}":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}`).join(',')}}`;
+    assert.throws(() => parse(handBuilt(attack, new Uint8Array(16))), /have overlapping data_offsets/);
+    // its whitespace-padded headers load (trailing "\r \t\n", leading "\t\n")
+    for (const text of ['{}\r \t\n', '\t\n{}\r ']) {
+      const h = parse(Buffer.concat([Buffer.from([6, 0, 0, 0, 0, 0, 0, 0]), Buffer.from(text, 'latin1')]));
+      assert.equal(h.tensors.length, 0);
+      assert.equal(h.dataSize, 0);
+    }
+    // a zero-sized tensor at [0, 0] is part of the chain
+    const empty = parse(Buffer.from('<\0\0\0\0\0\0\0{"test":{"dtype":"I32","shape":[2,0],"data_offsets":[0, 0]}}', 'latin1'));
+    assert.deepEqual(empty.tensors[0].shape, [2, 0]);
+    // other whitespace (NUL, a BOM) is not JSON whitespace
+    assert.throws(() => parse(handBuilt('\u00a0{}', new Uint8Array(0))), FormatError);
+    assert.throws(() => parse(handBuilt('{}\u0000', new Uint8Array(0))), /not valid JSON/);
+    // gaps: between tensors, before the first one, and a zero-sized tensor off the chain
+    const a = '"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}';
+    const gap = handBuilt(`{${a},"b":{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}`, new Uint8Array(16));
+    assert.throws(() => parse(gap), (e: unknown) => e instanceof FormatError && /^mem: data bytes 8\.\.12 between "a" \[0, 8\] and "b" \[12, 16\] belong to no tensor/.test((e as Error).message));
+    const late = handBuilt('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', new Uint8Array(8));
+    assert.throws(() => parse(late), /data bytes 0\.\.4 before the first tensor "a" \[4, 8\] belong to no tensor/);
+    const stray = handBuilt(`{${a},"z":{"dtype":"F32","shape":[0],"data_offsets":[12,12]}}`, new Uint8Array(8));
+    assert.throws(() => parse(stray), /out of range|belong to no tensor/);
+    // the file layer says the same, naming the file; header order does not matter, offsets do
+    const file = path.join(dir, 'gap.safetensors');
+    await fsp.writeFile(file, gap);
+    await assert.rejects(readSafetensors(file), (e: unknown) => e instanceof FormatError && (e as Error).message.startsWith(`${file}: data bytes 8..12`));
+    const shuffled = handBuilt(`{"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]},${a}}`, f32bytes(1, 2, 3));
+    await fsp.writeFile(file, shuffled);
+    const arrs = await readSafetensorsArrays(file);
+    assert.deepEqual([Array.from(arrs.a.data), Array.from(arrs.b.data)], [[1, 2], [3]]);
+  });
+
+  it('F8_E4M3 and F8_E5M2 decode to float32 (hand-computed values incl. subnormals, NaN, infinities, -0)', async () => {
+    // E4M3 (bias 7, 3 mantissa bits, no infinities): 0x01 = 1/8 * 2^-6 = 2^-9; 0x07 = 7 * 2^-9; 0x08 = 2^-6;
+    // 0x38 = 2^0; 0x3f = 1.875; 0x7e = 1.75 * 2^8 = 448; 0x7f and 0xff NaN; 0x80 = -0; 0xb8 = -1; 0xfe = -448
+    const e4 = [0x00, 0x01, 0x07, 0x08, 0x38, 0x3f, 0x7e, 0x7f, 0x80, 0xb8, 0xfe, 0xff];
+    const e4want = [0, 0.001953125, 0.013671875, 0.015625, 1, 1.875, 448, NaN, -0, -1, -448, NaN];
+    // E5M2 (bias 15, 2 mantissa bits): 0x01 = 1/4 * 2^-14 = 2^-16; 0x03 = 3 * 2^-16; 0x04 = 2^-14; 0x3c = 1;
+    // 0x3e = 1.5; 0x7b = 1.75 * 2^15 = 57344; 0x7c = +inf; 0x7d, 0x7f NaN; 0xfc = -inf; 0xbc = -1; 0x80 = -0
+    const e5 = [0x00, 0x01, 0x03, 0x04, 0x3c, 0x3e, 0x7b, 0x7c, 0x7d, 0x7f, 0xfc, 0xbc, 0x80];
+    const e5want = [0, 0.0000152587890625, 0.0000457763671875, 0.00006103515625, 1, 1.5, 57344, Infinity, NaN, NaN, -Infinity, -1, -0];
+    e4.forEach((b, i) => assert.ok(Object.is(f8e4m3ToFloat(b), e4want[i]), `E4M3 0x${b.toString(16)}: ${f8e4m3ToFloat(b)} vs ${e4want[i]}`));
+    e5.forEach((b, i) => assert.ok(Object.is(f8e5m2ToFloat(b), e5want[i]), `E5M2 0x${b.toString(16)}: ${f8e5m2ToFloat(b)} vs ${e5want[i]}`));
+    const header = JSON.stringify({
+      e4: { dtype: 'F8_E4M3', shape: [3, 4], data_offsets: [0, 12] },
+      e5: { dtype: 'F8_E5M2', shape: [13], data_offsets: [12, 25] },
+    });
+    const file = path.join(dir, 'f8.safetensors');
+    await fsp.writeFile(file, handBuilt(header, Uint8Array.from([...e4, ...e5])));
+    const info = await safetensorsInfo(file);
+    assert.deepEqual(info.tensors.map((t) => t.dtype), ['F8_E4M3', 'F8_E5M2']);
+    const arrs = await readSafetensorsArrays(file);
+    assert.ok(arrs.e4.data instanceof Float32Array);
+    assert.deepEqual(arrs.e4.shape, [3, 4]);
+    arrs.e4.data.forEach((v, i) => assert.ok(Object.is(v, e4want[i]), `file E4M3 [${i}]`));
+    arrs.e5.data.forEach((v, i) => assert.ok(Object.is(v, e5want[i]), `file E5M2 [${i}]`));
+    const before = tf.memory().numTensors;
+    const ts = await readSafetensors(file);
+    assert.equal(ts.e4.dtype, 'float32');
+    tf.dispose(Object.values(ts));
+    assert.equal(tf.memory().numTensors, before);
+    // every one of the 256 E4M3 bytes: exactly two NaNs; every E5M2 byte: six NaNs, two infinities
+    assert.equal(Array.from({ length: 256 }, (_, b) => f8e4m3ToFloat(b)).filter(Number.isNaN).length, 2);
+    const all5 = Array.from({ length: 256 }, (_, b) => f8e5m2ToFloat(b));
+    assert.equal(all5.filter(Number.isNaN).length, 6);
+    assert.equal(all5.filter((v) => Math.abs(v) === Infinity).length, 2);
   });
 
   it('missing files are ResolveErrors', async () => {

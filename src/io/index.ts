@@ -10,6 +10,8 @@ export {
   readCheckpointTensors,
   parseShardIndex,
   halfToFloat,
+  f8e4m3ToFloat,
+  f8e5m2ToFloat,
   floatToHalf,
   floatToBf16,
   DTYPE_SIZE,

@@ -5,6 +5,10 @@
  * names to {dtype, shape, data_offsets}, plus an optional "__metadata__" string map), then the
  * data section; data_offsets are [begin, end) byte offsets relative to the start of the data.
  *
+ * Validation follows the reference reader (huggingface/safetensors): the header may be padded
+ * with JSON whitespace on either side; sorted by offset, the tensors must fill the data section
+ * exactly (no gap, no overlap, no trailing bytes); a key written twice is refused as well.
+ *
  * Reading goes through a file descriptor: each tensor's bytes are read straight into its own typed
  * array at its offset, never the whole file into one buffer. Every structural problem is a
  * FormatError naming the file and the tensor.
@@ -16,9 +20,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { FormatError, ResolveError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import { withAtomicFile } from './atomic.js';
+import { describeErrno, pathExists } from './files.js';
 import { describeJson, findDuplicateKey, isPlainObject, parseJsonStrict } from './json.js';
 
-export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'F64' | 'I8' | 'U8' | 'BOOL' | 'I16';
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'F64' | 'I8' | 'U8' | 'BOOL' | 'I16' | 'F8_E4M3' | 'F8_E5M2';
 
 /** Bytes per element of each supported dtype. */
 export const DTYPE_SIZE: Readonly<Record<SafetensorsDtype, number>> = {
@@ -32,6 +37,8 @@ export const DTYPE_SIZE: Readonly<Record<SafetensorsDtype, number>> = {
   I8: 1,
   U8: 1,
   BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 /** Largest header accepted (the reference implementation uses the same 100 MB cap). */
@@ -62,7 +69,7 @@ export interface SafetensorsArray {
   /** The dtype stored in the file. */
   dtype: SafetensorsDtype;
   shape: number[];
-  /** Floating types (F32, F16, BF16, F64) as float32; integer and BOOL types as int32. */
+  /** Floating types (F32, F16, BF16, F64, F8_E4M3, F8_E5M2) as float32; integer and BOOL types as int32. */
   data: Float32Array | Int32Array;
 }
 
@@ -125,8 +132,10 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, wher
   } catch {
     throw new FormatError(where, `header (${n} bytes) is not valid UTF-8`);
   }
-  if (text.charCodeAt(0) !== 0x7b /* { */) {
-    throw new FormatError(where, `header must be a JSON object starting with "{", found ${JSON.stringify(text.slice(0, 20))}`);
+  // JSON whitespace may pad the header on either side (writers align the data section with it).
+  const lead = text.length - text.replace(/^[ \t\n\r]+/, '').length;
+  if (text.charCodeAt(lead) !== 0x7b /* { */) {
+    throw new FormatError(where, `header must be a JSON object starting with "{", found ${JSON.stringify(text.slice(lead, lead + 20))}`);
   }
   const json = parseJsonStrict(text, where, 'header');
   if (!isPlainObject(json)) throw new FormatError(where, `header must be a JSON object, found ${describeJson(json)}`);
@@ -189,19 +198,35 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileSize: number, wher
     }
     tensors.push({ name, dtype, shape: (shape as number[]).slice(), dataOffsets: [b, e] });
   }
-  // No two tensors may share bytes.
-  const byStart = tensors.filter((x) => x.dataOffsets[1] > x.dataOffsets[0]).sort((x, y) => x.dataOffsets[0] - y.dataOffsets[0]);
-  for (let i = 1; i < byStart.length; i++) {
-    const p = byStart[i - 1];
-    const q = byStart[i];
-    if (q.dataOffsets[0] < p.dataOffsets[1]) {
-      throw new FormatError(
-        where,
-        `tensors "${p.name}" [${p.dataOffsets.join(', ')}] and "${q.name}" [${q.dataOffsets.join(', ')}] have overlapping data_offsets`,
-      );
-    }
-  }
+  checkContiguous(tensors, dataSize, where);
   return { headerLength: n, dataStart, dataSize, fileSize, tensors, metadata };
+}
+
+/**
+ * The reference reader's layout rule: sorted by offset, the tensors tile the data section exactly,
+ * from byte 0 to its last byte, with no gap, no shared byte and nothing after the last tensor.
+ */
+function checkContiguous(tensors: readonly SafetensorsEntry[], dataSize: number, where: string): void {
+  const sorted = tensors.slice().sort((x, y) => x.dataOffsets[0] - y.dataOffsets[0] || x.dataOffsets[1] - y.dataOffsets[1]);
+  let end = 0;
+  let prev: SafetensorsEntry | null = null;
+  const span = (t: SafetensorsEntry) => `"${t.name}" [${t.dataOffsets.join(', ')}]`;
+  for (const t of sorted) {
+    const [b, e] = t.dataOffsets;
+    if (prev && b < end) throw new FormatError(where, `tensors ${span(prev)} and ${span(t)} have overlapping data_offsets`);
+    if (b > end) {
+      const after = prev ? `between ${span(prev)} and ${span(t)}` : `before the first tensor ${span(t)}`;
+      throw new FormatError(where, `data bytes ${end}..${b} ${after} belong to no tensor; tensors must fill the data section contiguously`);
+    }
+    end = e;
+    prev = t;
+  }
+  if (end !== dataSize) {
+    throw new FormatError(
+      where,
+      `${dataSize - end} trailing bytes after the last tensor: the tensors end at data byte ${end} but the data section holds ${dataSize} bytes (extra data appended to the file?)`,
+    );
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -228,6 +253,41 @@ function halfTable(): Float32Array {
     for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
   }
   return HALF_TABLE;
+}
+
+/**
+ * FP8 E4M3 (the OCP "E4M3FN" of torch.float8_e4m3fn) bits to a number: 1 sign, 4 exponent bits
+ * (bias 7), 3 mantissa bits; no infinities, S.1111.111 is NaN, largest finite 448, smallest
+ * subnormal 2^-9.
+ */
+export function f8e4m3ToFloat(b: number): number {
+  const s = b & 0x80 ? -1 : 1;
+  const e = (b >> 3) & 0xf;
+  const m = b & 0x7;
+  if (e === 0xf && m === 0x7) return NaN;
+  if (e === 0) return s * m * 2 ** -9;
+  return s * (1 + m / 8) * 2 ** (e - 7);
+}
+
+/**
+ * FP8 E5M2 (torch.float8_e5m2) bits to a number: IEEE-style with 1 sign, 5 exponent bits (bias
+ * 15), 2 mantissa bits; exponent 31 is infinity (mantissa 0) or NaN, largest finite 57344,
+ * smallest subnormal 2^-16.
+ */
+export function f8e5m2ToFloat(b: number): number {
+  const s = b & 0x80 ? -1 : 1;
+  const e = (b >> 2) & 0x1f;
+  const m = b & 0x3;
+  if (e === 0x1f) return m ? NaN : s * Infinity;
+  if (e === 0) return s * m * 2 ** -16;
+  return s * (1 + m / 4) * 2 ** (e - 15);
+}
+
+const F8_TABLES: Partial<Record<'F8_E4M3' | 'F8_E5M2', Float32Array>> = {};
+/** All 256 values of an FP8 format as float32 (exact: every FP8 value is a float32). */
+function f8Table(dtype: 'F8_E4M3' | 'F8_E5M2'): Float32Array {
+  const decode = dtype === 'F8_E4M3' ? f8e4m3ToFloat : f8e5m2ToFloat;
+  return (F8_TABLES[dtype] ??= Float32Array.from({ length: 256 }, (_, b) => decode(b)));
 }
 
 /** A number to IEEE half bits, rounding to nearest even; overflow gives +-Infinity. */
@@ -360,6 +420,12 @@ async function readEntry(fh: FileHandle, header: SafetensorsHeader, entry: Safet
     case 'U8':
     case 'BOOL':
       return { dtype: entry.dtype, shape: entry.shape, data: Int32Array.from(await raw((k) => new Uint8Array(k))) };
+    case 'F8_E4M3':
+    case 'F8_E5M2': {
+      const lut = f8Table(entry.dtype);
+      const bytes = await raw((k) => new Uint8Array(k));
+      return { dtype: entry.dtype, shape: entry.shape, data: Float32Array.from(bytes, (b) => lut[b]) };
+    }
   }
 }
 
@@ -370,7 +436,7 @@ async function openForRead(file: string): Promise<FileHandle> {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new ResolveError(file, 'file not found');
     if (code === 'EISDIR') throw new ResolveError(file, 'expected a safetensors file, found a folder');
-    throw new ResolveError(file, `cannot open: ${(e as Error).message}`);
+    throw new ResolveError(file, `cannot open: ${describeErrno(e)}`);
   }
 }
 
@@ -432,7 +498,7 @@ function arrayToTensor(a: SafetensorsArray): tf.Tensor {
 }
 
 /**
- * Read a safetensors file into tf tensors: F32/F16/BF16/F64 as float32, I32/I64/I16/I8/U8 as int32,
+ * Read a safetensors file into tf tensors: F32/F16/BF16/F64/F8_E4M3/F8_E5M2 as float32, I32/I64/I16/I8/U8 as int32,
  * BOOL as bool. `names` reads only those tensors (a missing name is a ValueError). On error no
  * tensor is left allocated.
  */
@@ -540,9 +606,9 @@ function encodeRaw(name: string, t: RawTensor, where: string): Uint8Array {
   return bytes;
 }
 
-function tensorToRaw(name: string, t: tf.Tensor, where: string): RawTensor {
+async function tensorToRaw(name: string, t: tf.Tensor, where: string): Promise<RawTensor> {
   if (t.isDisposed) throw new ValueError(`${where}: tensor "${name}"`, 'the tensor is disposed');
-  const data = t.dataSync();
+  const data = await t.data();
   switch (t.dtype) {
     case 'float32':
       return { dtype: 'F32', shape: t.shape, data: data as Float32Array };
@@ -618,7 +684,7 @@ export async function writeSafetensors(
     await write(prefix);
     await write(hbytes);
     for (const p of plan) {
-      const raw = p.tensor ? tensorToRaw(p.name, p.tensor, file) : p.raw!;
+      const raw = p.tensor ? await tensorToRaw(p.name, p.tensor, file) : p.raw!;
       const bytes = encodeRaw(p.name, raw, file);
       const want = (header[p.name] as { data_offsets: number[] }).data_offsets;
       if (bytes.byteLength !== want[1] - want[0]) throw new ShapeError(`${file}: tensor "${p.name}"`, 'data changed while writing');
@@ -640,14 +706,6 @@ function encodeCheck(name: string, v: unknown, where: string): RawTensor {
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fsp.access(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Check that a file name from an index or the hub is a plain relative path inside its folder. */
 export function checkRelativeFileName(name: string, where: string): void {
@@ -687,6 +745,19 @@ export function parseShardIndex(text: string, where: string): Map<string, string
 }
 
 /**
+ * How errors about a checkpoint folder's tensors name it: the path of `model.safetensors`, or for a
+ * sharded folder the index with the shard files it names (a sharded folder has no model.safetensors).
+ */
+export async function describeCheckpoint(dir: string): Promise<string> {
+  const single = path.join(dir, SINGLE_FILE);
+  if (await pathExists(single)) return single;
+  const index = path.join(dir, INDEX_FILE);
+  if (!(await pathExists(index))) return single;
+  const shards = [...parseShardIndex(await fsp.readFile(index, 'utf8'), index).keys()];
+  return `${index} (shards ${shards.join(', ')})`;
+}
+
+/**
  * Read all tensors of a checkpoint folder: `model.safetensors`, or `model.safetensors.index.json`
  * and the shards its weight_map names. A missing shard is a ResolveError naming it; a tensor the
  * weight_map places in one shard but that is missing there, or a tensor stored in two shards, is a
@@ -695,9 +766,9 @@ export function parseShardIndex(text: string, where: string): Map<string, string
 export async function readCheckpointTensors(dir: string, opts: { names?: readonly string[] } = {}): Promise<Record<string, tf.Tensor>> {
   const single = path.join(dir, SINGLE_FILE);
   const index = path.join(dir, INDEX_FILE);
-  if (await exists(single)) return readSafetensors(single, opts);
-  if (!(await exists(index))) {
-    if (!(await exists(dir))) throw new ResolveError(dir, 'checkpoint folder not found');
+  if (await pathExists(single)) return readSafetensors(single, opts);
+  if (!(await pathExists(index))) {
+    if (!(await pathExists(dir))) throw new ResolveError(dir, 'checkpoint folder not found');
     throw new ResolveError(dir, `no ${SINGLE_FILE} or ${INDEX_FILE} in the folder (only safetensors checkpoints are supported)`);
   }
   const shards = parseShardIndex(await fsp.readFile(index, 'utf8'), index);
@@ -705,7 +776,7 @@ export async function readCheckpointTensors(dir: string, opts: { names?: readonl
   const owner = new Map<string, string>();
   for (const [shard, listed] of shards) {
     const file = path.join(dir, shard);
-    if (!(await exists(file))) throw new ResolveError(file, `shard "${shard}" named in ${INDEX_FILE} is missing`);
+    if (!(await pathExists(file))) throw new ResolveError(file, `shard "${shard}" named in ${INDEX_FILE} is missing`);
     const header = await safetensorsInfo(file);
     for (const t of header.tensors) {
       const prev = owner.get(t.name);
