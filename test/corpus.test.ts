@@ -67,16 +67,37 @@ async function editHeader(file: string, fn: (h: Record<string, any>) => void): P
   await fsp.writeFile(file, Buffer.concat([pre, hb, b.subarray(8 + n)]));
 }
 
-/** Rewrite the weights through the library writer with one tensor changed (or removed when fn returns null). */
-async function editWeights(file: string, name: string, fn: (t: tf.Tensor) => tf.Tensor | null): Promise<void> {
+/**
+ * Rewrite the weights through the library writer with one tensor changed (or removed when fn
+ * returns null) and `add` tensors added.
+ */
+async function editWeights(file: string, name: string, fn: (t: tf.Tensor) => tf.Tensor | null, add: Record<string, tf.Tensor> = {}): Promise<void> {
   const w = await readSafetensors(file);
   assert.ok(w[name], `fixture has ${name}`);
   const old = w[name];
   const nt = fn(old);
   if (nt === null) delete w[name];
   else w[name] = nt;
+  Object.assign(w, add);
   await writeSafetensors(file, w, { format: 'pt' });
   tf.dispose([...Object.values(w), old]);
+}
+
+/** Split model.safetensors into two shards with an index, leaving `drop` out of both. */
+async function shardWithout(dir: string, drop: string): Promise<void> {
+  const file = path.join(dir, 'model.safetensors');
+  const w = await readSafetensors(file);
+  const names = Object.keys(w).filter((n) => n !== drop).sort();
+  const shards = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+  const half = Math.ceil(names.length / 2);
+  const weightMap: Record<string, string> = {};
+  for (const [i, part] of [names.slice(0, half), names.slice(half)].entries()) {
+    await writeSafetensors(path.join(dir, shards[i]), Object.fromEntries(part.map((n) => [n, w[n]])));
+    for (const n of part) weightMap[n] = shards[i];
+  }
+  tf.dispose(Object.values(w));
+  await fsp.rm(file);
+  await writeJsonFile(path.join(dir, 'model.safetensors.index.json'), { metadata: {}, weight_map: weightMap });
 }
 
 const withValue = (value: number, at = 7) => (t: tf.Tensor) =>
@@ -155,7 +176,7 @@ const promptsCase = (name: string, text: string, cls: string, re: RegExp): Case 
   lib: async (dir, m) => {
     // the reader, then the model itself (a caller that skips the reader must be stopped by forward)
     const b = await readPromptsFile(path.join(dir, 'prompts.txt'), m);
-    tf.dispose(m.forward(b.ids, { attentionMask: b.mask }));
+    tf.dispose(await m.forward(b.ids, { attentionMask: b.mask }));
   },
   cli: (dir) => ['rank', dir, '--method', 'sink', '--prompts', path.join(dir, 'prompts.txt')],
 });
@@ -165,8 +186,8 @@ const hookCase = (name: string, cls: string, re: RegExp, run: (m: HookedTransfor
 
 const CASES: Case[] = [
   // ---- tokenizer.json / tokenizer_config.json
-  { name: 'tokenizer invalid JSON', group: 'tokenizer', cls: 'FormatError', re: /tokenizer\.json: invalid JSON/, setup: (d) => writeJsonFile(path.join(d, 'tokenizer.json'), '{"model": {"type": "WordLevel",') },
-  { name: 'tokenizer empty file', group: 'tokenizer', cls: 'FormatError', re: /tokenizer\.json: invalid JSON/, setup: (d) => writeJsonFile(path.join(d, 'tokenizer.json'), '') },
+  { name: 'tokenizer invalid JSON', group: 'tokenizer', cls: 'FormatError', re: /tokenizer\.json: tokenizer is not valid JSON/, setup: (d) => writeJsonFile(path.join(d, 'tokenizer.json'), '{"model": {"type": "WordLevel",') },
+  { name: 'tokenizer empty file', group: 'tokenizer', cls: 'FormatError', re: /tokenizer\.json: tokenizer is not valid JSON/, setup: (d) => writeJsonFile(path.join(d, 'tokenizer.json'), '') },
   { name: 'tokenizer is an array', group: 'tokenizer', cls: 'FormatError', re: /tokenizer\.json: .*"model"/, setup: (d) => writeJsonFile(path.join(d, 'tokenizer.json'), [1, 2, 3]) },
   { name: 'tokenizer missing model', group: 'tokenizer', cls: 'FormatError', re: /tokenizer\.json: .*"model" field/, setup: (d) => editJson(path.join(d, 'tokenizer.json'), (j) => void delete j.model) },
   { name: 'tokenizer model is a string', group: 'tokenizer', cls: 'FormatError', re: /tokenizer\.json: .*"model" field/, setup: (d) => editJson(path.join(d, 'tokenizer.json'), (j) => void (j.model = 'WordLevel')) },
@@ -193,10 +214,10 @@ const CASES: Case[] = [
     },
     cli: (d) => ['rank', d, '--method', 'sink', '--prompts', path.join(d, 'prompts.txt')],
   },
-  { name: 'tokenizer_config.json invalid JSON', group: 'tokenizer', cls: 'FormatError', re: /tokenizer_config\.json: invalid JSON/, setup: (d) => writeJsonFile(path.join(d, 'tokenizer_config.json'), '{bos_token: <bos>}') },
+  { name: 'tokenizer_config.json invalid JSON', group: 'tokenizer', cls: 'FormatError', re: /tokenizer_config\.json: tokenizer config is not valid JSON/, setup: (d) => writeJsonFile(path.join(d, 'tokenizer_config.json'), '{bos_token: <bos>}') },
   // ---- config.json
   { name: 'config.json missing', group: 'config', cls: 'FormatError|ResolveError|ConfigError', re: /config\.json/, setup: (d) => fsp.rm(path.join(d, 'config.json')) },
-  { name: 'config invalid JSON', group: 'config', cls: 'FormatError', re: /config\.json: invalid JSON/, setup: (d) => writeJsonFile(path.join(d, 'config.json'), '{"model_type": "gpt2", n_layer: 3}') },
+  { name: 'config invalid JSON', group: 'config', cls: 'FormatError', re: /config\.json: config is not valid JSON/, setup: (d) => writeJsonFile(path.join(d, 'config.json'), '{"model_type": "gpt2", n_layer: 3}') },
   { name: 'config not an object', group: 'config', cls: 'ConfigError', re: /config\.json/, setup: (d) => writeJsonFile(path.join(d, 'config.json'), '"gpt2"') },
   { name: 'config missing n_layer', group: 'config', cls: 'ConfigError', re: /config\.json: n_layer: required field is missing/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void delete j.n_layer) },
   { name: 'config missing model_type', group: 'config', cls: 'ConfigError', re: /config\.json: .*model_type/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void delete j.model_type) },
@@ -206,9 +227,26 @@ const CASES: Case[] = [
   { name: 'config unknown activation', group: 'config', cls: 'ConfigError', re: /config\.json: activation_function/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.activation_function = 'swishy')) },
   { name: 'config epsilon a string', group: 'config', cls: 'ConfigError', re: /config\.json: layer_norm_epsilon/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.layer_norm_epsilon = '1e-5')) },
   { name: 'config unknown architecture', group: 'config', cls: 'UnsupportedModelError', re: /config\.json: model_type: architecture "bert" is not supported; supported: gpt2/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.model_type = 'bert')) },
-  { name: 'config heads do not divide n_embd', group: 'config', cls: 'ConfigError|UnsupportedModelError', re: /config\.json: .*n_head/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.n_head = 5)) },
+  { name: 'config heads do not divide n_embd', group: 'config', cls: 'ConfigError', re: /config\.json: n_head: n_embd 32 is not a multiple of n_head 5/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.n_head = 5)) },
+  { name: 'config with a key written twice', group: 'config', cls: 'FormatError', re: /config\.json: config lists key "n_layer" twice/, setup: async (d) => {
+    const f = path.join(d, 'config.json');
+    await fsp.writeFile(f, (await fsp.readFile(f, 'utf8')).replace('"n_layer": 3,', '"n_layer": 3,\n  "n_layer": 1,'));
+  } },
+  { name: 'tokenizer_config.json with a key written twice', group: 'tokenizer', cls: 'FormatError', re: /tokenizer_config\.json: tokenizer config lists key "bos_token" twice/, setup: (d) => writeJsonFile(path.join(d, 'tokenizer_config.json'), '{"bos_token": "<bos>", "unk_token": "<unk>", "bos_token": "w5"}') },
   // ---- weights that do not fit the config
   { name: 'config n_layer above the checkpoint (missing tensors)', group: 'weights', cls: 'FormatError|ShapeError|ConfigError', re: /model\.safetensors.*h\.3\./, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.n_layer = 4)) },
+  { name: 'config n_layer below the checkpoint (unused tensors)', group: 'weights', cls: 'FormatError', re: /model\.safetensors: 24 tensor\(s\) are not used by the gpt2 model: the checkpoint has layers beyond the 1 that .*config\.json declares \(transformer\.h\.1\.attn\.c_attn\.bias, /, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.n_layer = 1)) },
+  { name: 'a tensor no family reads', group: 'weights', cls: 'FormatError', re: /model\.safetensors: 1 tensor\(s\) are not used by the gpt2 model: .*config\.json does not describe these weights \(transformer\.h\.0\.attn\.q_norm\.weight\)/, setup: (d) => editWeights(path.join(d, 'model.safetensors'), 'transformer.h.0.ln_1.weight', (t) => t.clone(), { 'transformer.h.0.attn.q_norm.weight': tf.ones([8]) }) },
+  { name: 'tied embeddings but a different lm_head.weight', group: 'weights', cls: 'FormatError', re: /model\.safetensors: lm_head\.weight: .*config\.json sets tie_word_embeddings, so the output layer is the embedding, but the checkpoint stores a different lm_head\.weight/, setup: (d) => editWeights(path.join(d, 'model.safetensors'), 'transformer.wte.weight', (t) => t.clone(), { 'lm_head.weight': tf.ones([V, 32]) }) },
+  { name: 'model.safetensors a symlink loop', group: 'weights', cls: 'ResolveError', re: /model\.safetensors: cannot be used: ELOOP: too many levels of symbolic links/, setup: async (d) => {
+    await fsp.rm(path.join(d, 'model.safetensors'));
+    await fsp.symlink('model.safetensors', path.join(d, 'model.safetensors'));
+  } },
+  { name: 'tokenizer.json a symlink loop', group: 'tokenizer', cls: 'ResolveError', re: /tokenizer\.json: cannot be used: ELOOP/, setup: async (d) => {
+    await fsp.rm(path.join(d, 'tokenizer.json'));
+    await fsp.symlink('tokenizer.json', path.join(d, 'tokenizer.json'));
+  } },
+  { name: 'shard index without a tensor', group: 'weights', cls: 'FormatError', re: /model\.safetensors\.index\.json \(shards model-00001-of-00002\.safetensors, model-00002-of-00002\.safetensors\): transformer\.h\.2\.mlp\.c_fc\.weight: tensor is missing from the checkpoint/, setup: (d) => shardWithout(d, 'transformer.h.2.mlp.c_fc.weight') },
   { name: 'config n_embd other than the weights', group: 'weights', cls: 'FormatError|ShapeError', re: /model\.safetensors: wte\.weight: expected shape \[97,64\], found \[97,32\]/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void ((j.n_embd = 64), (j.n_head = 4))) },
   { name: 'config vocab_size other than the weights', group: 'weights', cls: 'FormatError|ShapeError', re: /model\.safetensors: wte\.weight: expected shape \[100,32\], found \[97,32\]/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.vocab_size = 100)) },
   { name: 'config n_positions other than the weights', group: 'weights', cls: 'FormatError|ShapeError', re: /model\.safetensors: wpe\.weight: expected shape \[128,32\], found \[64,32\]/, setup: (d) => editJson(path.join(d, 'config.json'), (j) => void (j.n_positions = 128)) },
@@ -234,7 +272,8 @@ const CASES: Case[] = [
   tokensCase('tokens negative id', { input_ids: [[0, -5, 6]] }, 'ValueError', /tokens\.json: input_ids\[0\]\[1\]: expected a non-negative integer, found -5/),
   tokensCase('tokens id outside the vocabulary', { input_ids: [[0, 5, 97]] }, 'ValueError', /tokens\.json: input_ids\[0\]\[2\]: expected a token id in \[0, 97\), found 97/),
   tokensCase('tokens longer than n_ctx', { input_ids: [Array.from({ length: NCTX + 1 }, (_, i) => i % V)] }, 'ValueError', /tokens\.json: input_ids: expected at most n_ctx = 64 tokens per row, found 65/),
-  tokensCase('tokens not JSON', '[[0, 1', 'FormatError', /tokens\.json: invalid JSON/),
+  tokensCase('tokens not JSON', '[[0, 1', 'FormatError', /tokens\.json: token file is not valid JSON/),
+  tokensCase('tokens with input_ids written twice', '{"input_ids": [[0, 5, 6]], "input_ids": [[0, 7, 8]]}', 'FormatError', /tokens\.json: token file lists key "input_ids" twice/),
   tokensCase('tokens float id', { input_ids: [[0, 1.5]] }, 'ValueError', /tokens\.json: input_ids\[0\]\[1\]: expected a non-negative integer, found 1\.5/),
   tokensCase('attention_mask not binary', { input_ids: [[0, 1, 2]], attention_mask: [[1, 2, 1]] }, 'ValueError', /tokens\.json: attention_mask\[0\]\[1\]: expected 0 or 1, found 2/),
   tokensCase('attention_mask of another length', { input_ids: [[0, 1, 2]], attention_mask: [[1, 1]] }, 'ShapeError', /tokens\.json: attention_mask\[0\]: expected 3 entries/),
@@ -289,6 +328,38 @@ describe('reliability: model-folder corpus through loadModel and the CLI', funct
     const r2 = await runCli(['rank', base, '--method', 'sink', '--prompts', path.join(tmp, 'ok.txt'), '--format', 'json']);
     assert.equal(r2.code, 0, r2.stderr);
     assert.equal(JSON.parse(r2.stdout).rows.length, 12);
+  });
+
+  it('tensors HF itself drops (mask buffers, rotary inv_freq) and a tied copy of the embedding load; the options make the check strict or off', async () => {
+    const d = path.join(tmp, 'known-extras');
+    await fsp.cp(base, d, { recursive: true });
+    const file = path.join(d, 'model.safetensors');
+    const w = await readSafetensors(file);
+    const add: Record<string, tf.Tensor> = {
+      'transformer.h.0.attn.bias': tf.ones([1, 1, NCTX, NCTX]),
+      'transformer.h.0.attn.masked_bias': tf.scalar(-1e4),
+      'transformer.h.2.attn.bias': tf.ones([1, 1, NCTX, NCTX]),
+      'transformer.h.1.attn.rotary_emb.inv_freq': tf.ones([4]),
+      'lm_head.weight': w['transformer.wte.weight'].clone(),
+    };
+    await writeSafetensors(file, { ...w, ...add }, { format: 'pt' });
+    tf.dispose([...Object.values(w), ...Object.values(add)]);
+    const before = tf.memory().numTensors;
+    const m = await loadModel(d);
+    const ids = [[0, 5, 6, 7, 8]];
+    const [a, b] = [await m.forward(ids), await model.forward(ids)];
+    assert.deepEqual(Array.from(await a.data()), Array.from(await b.data()), 'same logits as the plain folder');
+    tf.dispose([a, b]);
+    m.dispose();
+    await assert.rejects(loadModel(d, { allowExtraTensors: 'none' }), (e: unknown) => e instanceof TflensError && e.name === 'FormatError' && /4 tensor\(s\) are not used.*transformer\.h\.0\.attn\.bias/.test((e as Error).message));
+    assert.equal(tf.memory().numTensors, before, 'a refused load leaves no tensors');
+    // the issue's case: n_layer 1 on the 3-layer checkpoint loads only when asked to drop the rest
+    await editJson(path.join(d, 'config.json'), (j) => void (j.n_layer = 1));
+    await assert.rejects(loadModel(d), /tensor\(s\) are not used/);
+    const one = await loadModel(d, { allowExtraTensors: 'all' });
+    assert.equal(one.cfg.n_layers, 1);
+    one.dispose();
+    assert.equal(tf.memory().numTensors, before);
   });
 
   it(`${CASES.length} malformed cases: typed errors naming the file or field from the library, no leaked tensors`, async () => {
@@ -415,8 +486,8 @@ describe('reliability: seeded mutations of a model folder through the loader', f
       try {
         const m = await loadModel(dir);
         try {
-          const lg = m.forward([[0, 1, 2, 3]]);
-          const ok = lg.shape.join(',') === `1,4,${m.cfg.d_vocab}` && tf.tidy(() => tf.all(tf.isFinite(lg)).dataSync()[0]) === 1;
+          const lg = await m.forward([[0, 1, 2, 3]]);
+          const ok = lg.shape.join(',') === `1,4,${m.cfg.d_vocab}` && Array.from(await lg.data()).every(Number.isFinite);
           lg.dispose();
           if (!ok) problems.push(`#${i} (${what}): loaded but logits are not finite [1,4,V]`);
           outcome.loaded = (outcome.loaded ?? 0) + 1;

@@ -1,6 +1,7 @@
 /** Reading CLI inputs (token files, prompt files) with errors that name the file and the row. */
 import { promises as fsp } from 'node:fs';
 import { FormatError, ResolveError, ShapeError, ValueError, expectedFound } from '../errors.js';
+import { readJsonFile } from '../io/json.js';
 import type { HookedTransformer } from '../model/hooked.js';
 
 export interface TokenBatch {
@@ -18,13 +19,7 @@ async function readText(file: string): Promise<string> {
 
 /** {"input_ids": [[...]], "attention_mask": [[...]]} (mask optional), checked against the model's vocabulary. */
 export async function readTokensFile(file: string, model?: HookedTransformer): Promise<TokenBatch> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readText(file));
-  } catch (e) {
-    if (e instanceof ResolveError) throw e;
-    throw new FormatError(file, `invalid JSON: ${(e as Error).message}`);
-  }
+  const json = await readJsonFile(file, 'token file'); // a key written twice is an error, not "last wins"
   if (!json || typeof json !== 'object' || Array.isArray(json)) throw new FormatError(file, expectedFound('an object {"input_ids": [[...]]}', Array.isArray(json) ? 'an array' : typeof json));
   const obj = json as Record<string, unknown>;
   const ids = intRows(obj.input_ids, `${file}: input_ids`);

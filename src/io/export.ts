@@ -136,7 +136,7 @@ export async function writeNpy(file: string, data: tf.Tensor | Float32Array | In
   let shp: number[];
   if (data instanceof tf.Tensor) {
     if (data.dtype !== 'float32' && data.dtype !== 'int32') throw new ValueError(`${file}: data`, expectedFound('a float32 or int32 tensor', data.dtype));
-    arr = data.dataSync() as Float32Array | Int32Array;
+    arr = (await data.data()) as Float32Array | Int32Array;
     shp = checkShape(shape ?? data.shape, arr.length, file);
   } else if (data instanceof Float32Array || data instanceof Int32Array) {
     arr = data;

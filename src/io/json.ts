@@ -2,7 +2,8 @@
  * Small JSON helpers for strict file parsing: JSON.parse silently keeps the last of two equal keys,
  * which hides broken headers and weight maps, so tflens checks for duplicate keys explicitly.
  */
-import { FormatError } from '../errors.js';
+import { promises as fsp } from 'node:fs';
+import { FormatError, ResolveError } from '../errors.js';
 
 export interface DuplicateKey {
   /** Keys leading to the object holding the duplicate ([] for the top-level object). */
@@ -67,6 +68,22 @@ export function parseJsonStrict(text: string, where: string, what = 'JSON'): unk
     throw new FormatError(where, `${what} lists key "${dup.key}" twice${at}`);
   }
   return value;
+}
+
+/**
+ * Read a JSON file and parse it strictly (see parseJsonStrict): a ResolveError naming the file when
+ * it cannot be read, a FormatError naming it on bad JSON or a key written twice. `what` names the
+ * content in messages ("config", "token file", ...).
+ */
+export async function readJsonFile(file: string, what = 'JSON'): Promise<unknown> {
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new ResolveError(file, code === 'ENOENT' ? 'file not found' : `cannot read: ${(e as Error).message}`);
+  }
+  return parseJsonStrict(text, file, what);
 }
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {

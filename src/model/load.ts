@@ -8,8 +8,10 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { FormatError, ValueError } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { readJsonFile } from '../io/json.js';
 import { resolveModelPath, type ResolveOptions } from '../io/hub.js';
-import { readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
+import { pathExists } from '../io/files.js';
+import { describeCheckpoint, readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
 import type { ModelConfig } from './config.js';
 import { FAMILIES, familyFor, normalizeConfig, WeightSource } from './families/index.js';
 import { HookedTransformer } from './hooked.js';
@@ -18,7 +20,25 @@ import { Tokenizer } from './tokenizer.js';
 export interface LoadOptions extends ResolveOptions {
   /** Reject checkpoints whose weights hold NaN or infinities (default true). */
   checkFinite?: boolean;
+  /**
+   * Checkpoint tensors the model never reads. 'known' (default): only the buffers HF transformers
+   * itself drops when loading are allowed (KNOWN_EXTRA_TENSORS), plus an output layer identical to
+   * the embedding when tie_word_embeddings is true; any other unread tensor is a FormatError naming
+   * it. 'none': every unread tensor is an error. 'all': unread tensors are ignored.
+   */
+  allowExtraTensors?: 'known' | 'none' | 'all';
 }
+
+/**
+ * Checkpoint entries HF transformers ignores on load (its `_keys_to_ignore_on_load_unexpected`
+ * patterns and the rotary rule of modeling_utils): causal-mask buffers that old GPT-2 and GPT-NeoX
+ * files saved with the weights, and rotary frequencies, which are recomputed from the config.
+ */
+export const KNOWN_EXTRA_TENSORS: readonly RegExp[] = [
+  /(^|\.)h\.\d+\.attn\.(bias|masked_bias)$/, // GPT-2
+  /(^|\.)layers\.\d+\.attention\.(bias|masked_bias)$/, // GPT-NeoX / Pythia
+  /(^|\.)rotary_emb\.inv_freq$/, // LLaMA-style and NeoX rotary buffers
+];
 
 const PREFIXES: Record<string, string[]> = {
   gpt2: ['transformer.', ''],
@@ -28,38 +48,21 @@ const PREFIXES: Record<string, string[]> = {
   mistral: ['model.', ''],
 };
 
-async function readJson(file: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await fsp.readFile(file, 'utf8');
-  } catch (e) {
-    throw new FormatError(file, `cannot read: ${(e as Error).message}`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new FormatError(file, `invalid JSON: ${(e as Error).message}`);
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  return fsp.stat(file).then(() => true, () => false);
-}
 
 /** Load a model from a folder path or a hub id (see resolveModelPath for the cache and HF_ENDPOINT). */
 export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promise<HookedTransformer> {
   const dir = await resolveModelPath(pathOrId, opts);
   const cfgFile = path.join(dir, 'config.json');
-  const cfg = normalizeConfig(await readJson(cfgFile), cfgFile);
+  const cfg = normalizeConfig(await readJsonFile(cfgFile, 'config'), cfgFile);
   let tokenizer: Tokenizer | null = null;
   const tkFile = path.join(dir, 'tokenizer.json');
-  if (await exists(tkFile)) {
+  if (await pathExists(tkFile)) {
     const tkCfgFile = path.join(dir, 'tokenizer_config.json');
-    const tkCfg = (await exists(tkCfgFile)) ? ((await readJson(tkCfgFile)) as Record<string, unknown>) : {};
-    tokenizer = new Tokenizer((await readJson(tkFile)) as Record<string, unknown>, tkCfg, tkFile);
+    const tkCfg = (await pathExists(tkCfgFile)) ? ((await readJsonFile(tkCfgFile, 'tokenizer config')) as Record<string, unknown>) : {};
+    tokenizer = new Tokenizer((await readJsonFile(tkFile, 'tokenizer')) as Record<string, unknown>, tkCfg, tkFile);
   }
   const hf = await readCheckpointTensors(dir);
-  const where = path.join(dir, 'model.safetensors');
+  const where = await describeCheckpoint(dir);
   try {
     if (opts.checkFinite ?? true) {
       for (const [name, t] of Object.entries(hf)) {
@@ -73,14 +76,66 @@ export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promi
         }
       }
     }
+    const src = new WeightSource(hf, where, PREFIXES[cfg.architecture]);
     const params = tf.tidy(() => {
-      const p = familyFor(cfg.architecture, cfgFile).toCanonical(new WeightSource(hf, where, PREFIXES[cfg.architecture]), cfg);
+      const p = familyFor(cfg.architecture, cfgFile).toCanonical(src, cfg);
       return p as unknown as tf.TensorContainer;
     }) as unknown as Record<string, tf.Tensor>;
+    try {
+      await checkAllTensorsUsed(src, cfg, cfgFile, opts.allowExtraTensors ?? 'known');
+    } catch (e) {
+      tf.dispose(Object.values(params));
+      throw e;
+    }
     return new HookedTransformer(cfg, params, tokenizer, pathOrId);
   } finally {
     tf.dispose(Object.values(hf));
   }
+}
+
+async function sameValues(a: tf.Tensor, b: tf.Tensor): Promise<boolean> {
+  if (a.dtype !== b.dtype || a.shape.join() !== b.shape.join()) return false;
+  const [x, y] = await Promise.all([a.data(), b.data()]);
+  for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) return false;
+  return true;
+}
+
+/**
+ * With tie_word_embeddings the output layer is the embedding: a checkpoint may still store it
+ * (lm_head.weight, embed_out.weight). Such an unread [d_vocab, d_model] tensor is accounted for when
+ * it equals a tensor the family read (the embedding); a different one is an error, since the file
+ * then holds a head the config tells us to ignore.
+ */
+async function isTiedCopy(src: WeightSource, name: string, unread: ReadonlySet<string>, cfg: ModelConfig, cfgFile: string): Promise<boolean> {
+  const t = src.sd[name];
+  if (!cfg.tie_word_embeddings || t.shape.join() !== `${cfg.d_vocab},${cfg.d_model}`) return false;
+  for (const k of Object.keys(src.sd)) if (!unread.has(k) && (await sameValues(t, src.sd[k]))) return true;
+  throw new FormatError(
+    `${src.where}: ${name}`,
+    `${cfgFile} sets tie_word_embeddings, so the output layer is the embedding, but the checkpoint stores a different ${name}; set tie_word_embeddings to false to use it`,
+  );
+}
+
+/** Every checkpoint tensor must be read by the family or accounted for (see LoadOptions.allowExtraTensors). */
+async function checkAllTensorsUsed(src: WeightSource, cfg: ModelConfig, cfgFile: string, mode: 'known' | 'none' | 'all'): Promise<void> {
+  if (mode === 'all') return;
+  const extra: string[] = [];
+  const unread = new Set(src.unread());
+  for (const name of unread) {
+    if (mode === 'known' && KNOWN_EXTRA_TENSORS.some((re) => re.test(name))) continue;
+    if (await isTiedCopy(src, name, unread, cfg, cfgFile)) continue;
+    extra.push(name);
+  }
+  if (extra.length === 0) return;
+  const layers = extra.map((n) => /(?:^|\.)(?:h|layers|blocks)\.(\d+)\./.exec(n)).filter((m) => m && Number(m[1]) >= cfg.n_layers);
+  const hint = layers.length
+    ? `: the checkpoint has layers beyond the ${cfg.n_layers} that ${cfgFile} declares`
+    : `: ${cfgFile} does not describe these weights`;
+  const shown = extra.slice(0, 6).join(', ') + (extra.length > 6 ? `, ... (${extra.length} in all)` : '');
+  throw new FormatError(
+    src.where,
+    `${extra.length} tensor(s) are not used by the ${cfg.architecture} model${hint} (${shown}); loading would silently drop them (pass allowExtraTensors: 'all' to do so anyway)`,
+  );
 }
 
 /** Write a genuine HF checkpoint folder (config.json, model.safetensors, tokenizer.json when present). */

@@ -20,8 +20,13 @@ export interface Family {
   fromCanonical(params: StateDict, cfg: ModelConfig): StateDict;
 }
 
-/** Reads HF tensors by name, trying prefixes, and checks shapes; errors name the file and tensor. */
+/**
+ * Reads HF tensors by name, trying prefixes, and checks shapes; errors name the file and tensor.
+ * Every name found through find/get/getOr is recorded, so the loader can tell which tensors of
+ * the checkpoint a family never used (unread()): families need no bookkeeping of their own.
+ */
 export class WeightSource {
+  private readonly used = new Set<string>();
   constructor(
     readonly sd: StateDict,
     readonly where: string,
@@ -30,7 +35,10 @@ export class WeightSource {
   find(name: string): tf.Tensor | undefined {
     for (const p of this.prefixes) {
       const t = this.sd[p + name];
-      if (t) return t;
+      if (t) {
+        this.used.add(p + name);
+        return t;
+      }
     }
     return undefined;
   }
@@ -45,6 +53,10 @@ export class WeightSource {
   /** Optional tensor: zeros of `shape` when absent. */
   getOr(name: string, shape: number[]): tf.Tensor {
     return this.find(name) ? this.get(name, shape) : tf.zeros(shape);
+  }
+  /** Full names (prefix included) of the state dict's tensors that find/get/getOr never returned, in dict order. */
+  unread(): string[] {
+    return Object.keys(this.sd).filter((k) => !this.used.has(k));
   }
 }
 

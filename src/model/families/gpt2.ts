@@ -1,6 +1,6 @@
 /** GPT-2 (GPT2LMHeadModel): learned positions, LayerNorm, Conv1D weights stored as x @ W. */
 import * as tf from '@tensorflow/tfjs';
-import { UnsupportedModelError } from '../../errors.js';
+import { ConfigError, UnsupportedModelError } from '../../errors.js';
 import { checkConfig, type ModelConfig } from '../config.js';
 import { mergeHeadsIn, splitHeadsIn, type Family, type StateDict } from './common.js';
 
@@ -23,7 +23,7 @@ export const gpt2: Family = {
       sliding_window: null, attn_scale: r.bool('scale_attn_weights', true) ? Math.sqrt(d / h) : 1,
       bos_token_id: r.tokenId('bos_token_id'), eos_token_id: r.tokenId('eos_token_id'), pad_token_id: r.tokenId('pad_token_id'), hf: r.json,
     };
-    if (d % h !== 0) throw new UnsupportedModelError(`${r.where}: n_head`, `n_embd ${d} is not a multiple of n_head ${h}`);
+    if (d % h !== 0) throw new ConfigError(`${r.where}: n_head`, `n_embd ${d} is not a multiple of n_head ${h}`);
     return checkConfig(cfg, r.where);
   },
   toCanonical(src, cfg) {

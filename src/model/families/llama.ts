@@ -3,7 +3,7 @@
  * (sliding window) are the same layout with different defaults, so they are built here too.
  */
 import * as tf from '@tensorflow/tfjs';
-import { UnsupportedModelError } from '../../errors.js';
+import { ConfigError, UnsupportedModelError } from '../../errors.js';
 import { checkConfig, type Architecture, type ConfigReader, type ModelConfig } from '../config.js';
 import {
   biasToHeads, headsToProj, linT, oProjToWO, projToHeads, ropeSettings, wOToOProj, type Family, type StateDict,
@@ -26,7 +26,7 @@ function llamaLike(v: Variant): Family {
       const d = r.int('hidden_size');
       const h = r.int('num_attention_heads');
       const dh = r.has('head_dim') ? r.int('head_dim') : d / h;
-      if (!Number.isInteger(dh)) throw new UnsupportedModelError(`${r.where}: num_attention_heads`, `hidden_size ${d} is not a multiple of ${h}`);
+      if (!Number.isInteger(dh)) throw new ConfigError(`${r.where}: num_attention_heads`, `hidden_size ${d} is not a multiple of ${h}`);
       const { theta, partial } = ropeSettings(r, 'rope_theta', 10000);
       if (r.bool('mlp_bias', false)) throw new UnsupportedModelError(`${r.where}: mlp_bias`, 'MLP biases are not supported');
       const cfg: ModelConfig = {
