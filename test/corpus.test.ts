@@ -15,6 +15,8 @@ import { TflensError } from '../src/errors.js';
 import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { readPromptsFile, readTokensFile } from '../src/cli/inputs.js';
+import { saveHeadScores } from '../src/io/export.js';
+import { makeHeadScores } from '../src/results.js';
 import { Tokenizer } from '../src/model/tokenizer.js';
 import { rng, type Rng } from '../src/util/random.js';
 import { REF_DIR } from './helpers/reference.js';
@@ -144,7 +146,7 @@ async function pool<T, R>(items: T[], n: number, fn: (x: T) => Promise<R>): Prom
 
 interface Case {
   name: string;
-  group: 'tokenizer' | 'config' | 'weights' | 'tokens' | 'prompts' | 'hooks';
+  group: 'tokenizer' | 'config' | 'weights' | 'tokens' | 'prompts' | 'hooks' | 'output';
   /** Error class name(s), "A|B" when either is acceptable. */
   cls: string;
   /** What the message must say (it must name the file or the field). */
@@ -278,8 +280,20 @@ const CASES: Case[] = [
   tokensCase('attention_mask not binary', { input_ids: [[0, 1, 2]], attention_mask: [[1, 2, 1]] }, 'ValueError', /tokens\.json: attention_mask\[0\]\[1\]: expected 0 or 1, found 2/),
   tokensCase('attention_mask of another length', { input_ids: [[0, 1, 2]], attention_mask: [[1, 1]] }, 'ShapeError', /tokens\.json: attention_mask\[0\]: expected 3 entries/),
   // ---- prompt files (CLI rank --prompts)
-  promptsCase('prompts longer than n_ctx', `${words(10)}\n${words(NCTX + 5)}\n`, 'ValueError', /prompts\.txt: expected prompts of at most n_ctx = 64 tokens, found 70/),
+  promptsCase('prompts longer than n_ctx', `${words(10)}\n${words(NCTX + 5)}\n`, 'ValueError', /prompts\.txt: prompt 2: expected 1 to n_ctx = 64 tokens, found 70 tokens \(shorten or split the text\)/),
   promptsCase('prompts file empty', '\n\n  \n', 'FormatError', /prompts\.txt: no prompts/),
+  { name: 'toTokens of an empty list', group: 'prompts', cls: 'ValueError', re: /^texts: expected a string or a non-empty array of strings, found an empty array$/, lib: (_d, m) => m.toTokens([]), cli: null },
+  { name: 'toTokens of a text longer than n_ctx', group: 'prompts', cls: 'ValueError', re: /^texts\[1\]: expected 1 to n_ctx = 64 tokens, found 70 tokens \(shorten or split the text\)$/, lib: (_d, m) => m.toTokens([words(5), words(69)]), cli: null },
+  // ---- outputs
+  {
+    name: 'ranking written onto a folder', group: 'output', cls: 'ResolveError', re: /out-folder\.csv: cannot write: EISDIR: it is a folder/,
+    setup: async (d) => {
+      await fsp.mkdir(path.join(d, 'out-folder.csv'));
+      await fsp.writeFile(path.join(d, 'prompts.txt'), `${words(8)}\n`);
+    },
+    lib: (d) => saveHeadScores(makeHeadScores('sink', [[1, 2]]), path.join(d, 'out-folder.csv')),
+    cli: (d) => ['rank', d, '--method', 'sink', '--prompts', path.join(d, 'prompts.txt'), '--out', path.join(d, 'out-folder.csv')],
+  },
   // ---- hooks (library only)
   hookCase('hook throws', 'HookError', /blocks\.1\.attn\.hook_z: hook threw: broken/, (m) => m.forward([[0, 5, 6]], { fwdHooks: [['blocks.1.attn.hook_z', () => { throw new Error('broken'); }]] })),
   hookCase('hook returns the wrong shape', 'HookError', /blocks\.0\.hook_resid_post: .*expected a tensor of shape \[1,3,32\], found \[1,2,32\]/, (m) => m.forward([[0, 5, 6]], { fwdHooks: [['blocks.0.hook_resid_post', (a) => tf.slice(a, [0, 0, 0], [1, 2, -1])]] })),

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -8,7 +9,8 @@ import { headScoresToCsv, headScoresToJson, parseNpy, readNpy, readNpyTensor, sa
 import { SweepStore, runResumable } from '../src/io/checkpoint.js';
 import { rng } from '../src/util/random.js';
 import { makeHeadScores } from '../src/results.js';
-import { ConfigError, FormatError, ShapeError, ValueError } from '../src/errors.js';
+import { removeStaleTempFiles, tempFileWriter, tempPathFor } from '../src/io/atomic.js';
+import { ConfigError, FormatError, ResolveError, ShapeError, ValueError } from '../src/errors.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const refDir = path.join(here, 'corpus', 'reference');
@@ -81,6 +83,119 @@ describe('io/export', () => {
       await assert.rejects(writeFileAtomic(f, failing()), /disk on fire/);
       assert.equal(await fsp.readFile(f, 'utf8'), 'old content');
       assert.deepEqual((await fsp.readdir(dir)).filter((n) => n.startsWith('.keep.txt')), []);
+    });
+  });
+
+  describe('write failures and stale temporary files', () => {
+    const ROOT = path.join(here, '..');
+    /** Run a module snippet in a child node (tsx loader) from the repository root. */
+    const child = (code: string, opts: { uid?: number } = {}) =>
+      spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    const collect = (p: ReturnType<typeof child>) =>
+      new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => {
+        let out = '';
+        p.stdout!.on('data', (d) => (out += d));
+        p.stderr!.on('data', (d) => (out += d));
+        p.on('close', (code, signal) => resolve({ code, signal, out }));
+      });
+
+    it('a folder as the destination is a ResolveError naming it (EISDIR), for every writer; nothing is left', async () => {
+      const target = path.join(dir, 'a-folder.csv');
+      await fsp.mkdir(target);
+      const hs = makeHeadScores('sink', [[0.5, 1]]);
+      for (const write of [() => writeFileAtomic(target, 'x'), () => saveHeadScores(hs, target), () => writeNpy(target, [1, 2])]) {
+        await assert.rejects(write(), (e: unknown) => e instanceof ResolveError && (e as Error).message === `${target}: cannot write: EISDIR: it is a folder; give a file path`);
+      }
+      assert.deepEqual((await fsp.readdir(dir)).filter((n) => n.endsWith('.tmp')), []);
+      assert.deepEqual(await fsp.readdir(target), []);
+    });
+
+    it('a read-only folder is a ResolveError naming the file (EACCES), not a plain Error', async function () {
+      this.timeout(60000);
+      const ro = path.join(dir, 'read-only');
+      await fsp.mkdir(ro, { mode: 0o755 });
+      await fsp.chmod(ro, 0o555);
+      const dest = path.join(ro, 'scores.csv');
+      if (process.getuid?.() === 0) {
+        // root writes anywhere: check as an unprivileged user in a child process
+        await fsp.chmod(dir, 0o755);
+        const p = child(
+          `import { writeFileAtomic } from './src/io/atomic.ts';
+           try { await writeFileAtomic(${JSON.stringify(dest)}, 'x'); console.log('WROTE'); }
+           catch (e) { console.log(e.name + ' | ' + e.message); }`,
+          { uid: 65534, gid: 65534 },
+        );
+        const r = await collect(p);
+        assert.match(r.out.trim(), new RegExp(`^ResolveError \\| ${dest.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot write: EACCES: permission denied$`), r.out);
+      } else {
+        await assert.rejects(writeFileAtomic(dest, 'x'), (e: unknown) => e instanceof ResolveError && /scores\.csv: cannot write: EACCES: permission denied$/.test((e as Error).message));
+      }
+      assert.deepEqual(await fsp.readdir(ro), []);
+      await fsp.chmod(ro, 0o755);
+    });
+
+    it('temporary names record host and pid; only files of dead writers on this host are removed', async () => {
+      const d = path.join(dir, 'names');
+      await fsp.mkdir(d);
+      const mine = tempPathFor(path.join(d, 'x.json'));
+      const w = tempFileWriter(path.basename(mine))!;
+      assert.equal(w.dest, 'x.json');
+      assert.equal(w.host, os.hostname().replace(/[^A-Za-z0-9.-]/g, '_'));
+      assert.equal(w.pid, process.pid);
+      assert.equal(tempFileWriter('.x.json.123.abc.tmp'), null, 'names of other programs are not ours');
+      // a dead pid: a child that has exited
+      const gone = child('process.exit(0)');
+      await collect(gone);
+      const deadPid = gone.pid!;
+      const host = w.host;
+      const files = {
+        dead: `.a.csv~${host}~${deadPid}~0123456789ab.tmp`,
+        alive: `.b.csv~${host}~${process.pid}~0123456789ab.tmp`,
+        otherHost: `.c.csv~elsewhere.example~${deadPid}~0123456789ab.tmp`,
+        foreign: '.d.csv.tmp',
+      };
+      for (const f of Object.values(files)) await fsp.writeFile(path.join(d, f), 'partial');
+      assert.deepEqual(await removeStaleTempFiles(d), [path.join(d, files.dead)]);
+      assert.deepEqual((await fsp.readdir(d)).sort(), [files.alive, files.otherHost, files.foreign].sort());
+    });
+
+    it('kill -9 during a large export leaves a temporary file that the next write into the folder removes', async function () {
+      this.timeout(120000);
+      const d = path.join(dir, 'killed');
+      await fsp.mkdir(d);
+      // the child streams 1 MiB chunks (up to 512 MiB) into big.npy.json; it never finishes by itself in time
+      const p = child(
+        `import { writeFileAtomic } from './src/io/atomic.ts';
+         async function* chunks() { for (let i = 0; i < 512; i++) { yield new Uint8Array(1 << 20).fill(i & 255); await new Promise((r) => setTimeout(r, 20)); } }
+         await writeFileAtomic(${JSON.stringify(path.join(d, 'big.json'))}, chunks());
+         console.log('FINISHED');`,
+      );
+      const done = collect(p);
+      // wait until the temporary file holds at least 8 MiB, then kill the writer outright
+      let tmp: string | undefined;
+      for (let i = 0; i < 600 && !tmp; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        for (const n of await fsp.readdir(d)) {
+          if (n.endsWith('.tmp') && (await fsp.stat(path.join(d, n))).size >= 8 << 20) tmp = n;
+        }
+      }
+      assert.ok(tmp, 'the child started writing');
+      p.kill('SIGKILL');
+      const r = await done;
+      assert.equal(r.signal, 'SIGKILL');
+      assert.ok(!r.out.includes('FINISHED'));
+      const left = await fsp.readdir(d);
+      assert.deepEqual(left, [tmp], 'the killed writer left only its temporary file');
+      assert.equal(tempFileWriter(tmp!)!.pid, p.pid);
+      // a later export into the folder (a fresh process, as a user would run it) removes it
+      const next = child(
+        `import { saveJson } from './src/io/export.ts';
+         await saveJson(${JSON.stringify(path.join(d, 'scores.json'))}, { ok: true });`,
+      );
+      const r2 = await collect(next);
+      assert.equal(r2.code, 0, r2.out);
+      assert.deepEqual(await fsp.readdir(d), ['scores.json']);
+      assert.deepEqual(JSON.parse(await fsp.readFile(path.join(d, 'scores.json'), 'utf8')), { ok: true });
     });
   });
 

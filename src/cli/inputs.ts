@@ -63,8 +63,7 @@ function intRows(v: unknown, where: string): number[][] {
 export async function readPromptsFile(file: string, model: HookedTransformer): Promise<TokenBatch & { prompts: string[] }> {
   const prompts = (await readText(file)).split(/\r?\n/).filter((l) => l.trim().length > 0);
   if (!prompts.length) throw new FormatError(file, 'no prompts (one per line expected)');
-  const { ids, mask } = model.encodeBatch(prompts);
-  if (ids[0].length > model.cfg.n_ctx) throw new ValueError(file, expectedFound(`prompts of at most n_ctx = ${model.cfg.n_ctx} tokens`, ids[0].length));
+  const { ids, mask } = encodePrompts(file, prompts, model);
   const V = model.cfg.d_vocab;
   ids.forEach((r, i) =>
     r.forEach((v, j) => {
@@ -72,4 +71,16 @@ export async function readPromptsFile(file: string, model: HookedTransformer): P
     }),
   );
   return { ids, mask, prompts };
+}
+
+/** model.encodeBatch, with a refused text (empty, longer than n_ctx) named by file and line. */
+function encodePrompts(file: string, prompts: string[], model: HookedTransformer): { ids: number[][]; mask: number[][] } {
+  try {
+    return model.encodeBatch(prompts);
+  } catch (e) {
+    if (!(e instanceof ValueError)) throw e;
+    const i = /^texts\[(\d+)\]$/.exec(e.where);
+    if (i) throw new ValueError(`${file}: prompt ${Number(i[1]) + 1}`, e.message.slice(e.where.length + 2));
+    throw e;
+  }
 }

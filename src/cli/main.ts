@@ -83,7 +83,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     }
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    process.stderr.write(`tflens: ${e instanceof TflensError ? `${e.name}: ` : ''}${msg.split('\n')[0]}\n`);
+    process.stderr.write(`tflens: ${e instanceof Error ? e.name : 'Error'}: ${msg.split('\n')[0]}\n`);
     if (process.env.TFLENS_DEBUG === '1' && e instanceof Error) process.stderr.write(`${e.stack}\n`);
     return e instanceof TflensError ? 2 : 1;
   }

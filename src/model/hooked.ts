@@ -157,11 +157,15 @@ export class HookedTransformer implements ForwardModel {
   encodeBatch(texts: string | string[], opts: { prependBos?: boolean } = {}): { ids: number[][]; mask: number[][] } {
     const tk = this.requireTokenizer();
     const list = typeof texts === 'string' ? [texts] : texts;
+    if (!Array.isArray(list) || list.length === 0) throw new ValueError('texts', expectedFound('a string or a non-empty array of strings', Array.isArray(list) ? 'an empty array' : typeof list));
     const bos = this.bosTokenId();
     const prepend = opts.prependBos ?? true;
-    const rows = list.map((t) => {
-      const r = tk.encode(t);
-      return prepend && bos !== null ? [bos, ...r] : r;
+    const rows = list.map((t, i) => {
+      const r = prepend && bos !== null ? [bos, ...tk.encode(t)] : tk.encode(t);
+      if (r.length === 0 || r.length > this.cfg.n_ctx) {
+        throw new ValueError(`texts[${i}]`, `${expectedFound(`1 to n_ctx = ${this.cfg.n_ctx} tokens`, `${r.length} tokens`)}${r.length ? ' (shorten or split the text)' : ''}`);
+      }
+      return r;
     });
     const T = Math.max(...rows.map((r) => r.length));
     const pad = this.cfg.pad_token_id ?? bos ?? 0;
