@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { headScoresToCsv, headScoresToJson, parseNpy, readNpy, readNpyTensor, saveHeadScores, toCsv, writeFileAtomic, writeNpy } from '../src/io/export.js';
+import { headScoresToCsv, headScoresToJson, parseNpy, readNpy, readNpyTensor, saveHeadScores, saveJson, toCsv, writeFileAtomic, writeNpy } from '../src/io/export.js';
 import { SweepStore, runResumable } from '../src/io/checkpoint.js';
 import { rng } from '../src/util/random.js';
 import { makeHeadScores } from '../src/results.js';
@@ -210,15 +210,15 @@ describe('io/export', () => {
       const text = toCsv(rows);
       assert.equal(
         text,
-        'name,v,note,extra\n' + 'plain,1.5,"a,b",\n' + '"say ""hi""",-0.25,"line1\nline2",\n' + '" padded ",NaN,,true\n' + '"cr\r",Infinity,,\n',
+        'name,v,note,extra\n' + 'plain,1.5,"a,b",\n' + '"say ""hi""",-0.25,"line1\nline2",\n' + '" padded ",,,true\n' + '"cr\r",,,\n',
       );
       const parsed = parseCsv(text);
       assert.deepEqual(parsed, [
         ['name', 'v', 'note', 'extra'],
         ['plain', '1.5', 'a,b', ''],
         ['say "hi"', '-0.25', 'line1\nline2', ''],
-        [' padded ', 'NaN', '', 'true'],
-        ['cr\r', 'Infinity', '', ''],
+        [' padded ', '', '', 'true'],
+        ['cr\r', '', '', ''],
       ]);
       assert.equal(toCsv([]), '\n');
       assert.equal(toCsv([{ a: 1 }], ['b', 'a']), 'b,a\n,1\n');
@@ -256,16 +256,54 @@ describe('io/export', () => {
       assert.deepEqual(doc.rows[0], { layer: 0, head: 1, score: 0.9, prevTok: 2, ci_lo: 0.8, ci_hi: 1 });
       assert.equal(doc.rows.length, 6);
 
-      const bare = makeHeadScores('sink', [[NaN, 1]]);
-      // (row order with NaN scores is rankHeads' business; here only the cell spelling matters)
-      assert.deepEqual(parseCsv(headScoresToCsv(bare)).slice(1).sort(), [['0', '0', 'NaN'], ['0', '1', '1']]);
-      assert.equal(JSON.parse(headScoresToJson(bare)).rows.find((r: any) => r.head === 0).score, 'NaN', 'NaN is spelled out, not silently null');
+      assert.equal(doc.rank_by, 'signed');
 
       await saveHeadScores(hs, path.join(dir, 'hs', 'scores.csv'), 'csv');
       await saveHeadScores(hs, path.join(dir, 'hs', 'scores.json'));
       assert.equal(await fsp.readFile(path.join(dir, 'hs', 'scores.csv'), 'utf8'), headScoresToCsv(hs));
       assert.equal(await fsp.readFile(path.join(dir, 'hs', 'scores.json'), 'utf8'), headScoresToJson(hs));
       await assert.rejects(saveHeadScores(hs, path.join(dir, 'x.xml'), 'xml' as any), ValueError);
+    });
+
+    it('rank_by: signed (default) puts a large negative effect last, absolute puts it first; NaN last either way', async () => {
+      // a patching-like grid: 1.1 has the largest effect, negative
+      const hs = makeHeadScores('head-patching', [
+        [0.2, NaN, -0.05],
+        [0.3, -0.9, 0.3],
+      ]);
+      const order = (rows: string[][]) => rows.slice(1).map((r) => `${r[0]}.${r[1]}`);
+      assert.deepEqual(order(parseCsv(headScoresToCsv(hs))), ['1.0', '1.2', '0.0', '0.2', '1.1', '0.1']);
+      assert.deepEqual(order(parseCsv(headScoresToCsv(hs, { rankBy: 'absolute' }))), ['1.1', '1.0', '1.2', '0.0', '0.2', '0.1']);
+      const abs = JSON.parse(headScoresToJson(hs, { rankBy: 'absolute' }));
+      assert.equal(abs.rank_by, 'absolute');
+      assert.deepEqual(abs.rows.map((r: any) => `${r.layer}.${r.head}`), ['1.1', '1.0', '1.2', '0.0', '0.2', '0.1']);
+      assert.throws(() => headScoresToCsv(hs, { rankBy: 'magnitude' as any }), (e: unknown) => e instanceof ValueError && /rankBy: expected "signed" or "absolute", found magnitude/.test((e as Error).message));
+      await saveHeadScores(hs, path.join(dir, 'hs', 'abs.csv'), 'csv', { rankBy: 'absolute' });
+      assert.equal(await fsp.readFile(path.join(dir, 'hs', 'abs.csv'), 'utf8'), headScoresToCsv(hs, { rankBy: 'absolute' }));
+    });
+
+    it('non-finite values: empty CSV cells and JSON null (a numeric column for pandas), never "NaN" strings', async () => {
+      const hs = makeHeadScores('sink', [[NaN, 1, Infinity, -Infinity]], { eps: NaN }, {
+        extra: { frac: [[0.5, NaN, 1, 0]] },
+        ci: { lo: [[NaN, 0.9, 1, -1]], hi: [[NaN, 1.1, Infinity, 0]], level: 0.95, method: 'bootstrap' },
+      });
+      const csv = headScoresToCsv(hs);
+      assert.ok(!/NaN|Infinity/.test(csv), csv);
+      assert.deepEqual(parseCsv(csv), [
+        ['layer', 'head', 'score', 'frac', 'ci_lo', 'ci_hi'],
+        ['0', '2', '', '1', '1', ''],
+        ['0', '1', '1', '', '0.9', '1.1'],
+        ['0', '3', '', '0', '-1', '0'],
+        ['0', '0', '', '0.5', '', ''],
+      ]);
+      const text = headScoresToJson(hs);
+      assert.ok(!/NaN|Infinity/.test(text), text);
+      const doc = JSON.parse(text);
+      assert.equal(doc.params.eps, null);
+      assert.deepEqual(doc.rows.map((r: any) => r.score), [null, 1, null, null]);
+      assert.ok(doc.rows.every((r: any) => Object.values(r).every((v) => v === null || typeof v === 'number')), 'every cell a number or null');
+      await saveJson(path.join(dir, 'hs', 'nan.json'), { a: NaN, b: [Infinity, 2] });
+      assert.deepEqual(JSON.parse(await fsp.readFile(path.join(dir, 'hs', 'nan.json'), 'utf8')), { a: null, b: [null, 2] });
     });
   });
 

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import { FormatError, ResolveError, ShapeError, ValueError, expectedFound } from '../errors.js';
-import { rankHeads, type HeadScores } from '../results.js';
+import { rankHeads, type HeadRow, type HeadScores } from '../results.js';
 import { writeFileAtomic } from './atomic.js';
 
 export { writeFileAtomic, withAtomicFile, type AtomicData } from './atomic.js';
@@ -17,8 +17,10 @@ export { writeFileAtomic, withAtomicFile, type AtomicData } from './atomic.js';
 function csvCell(v: unknown): string {
   let s: string;
   if (v === null || v === undefined) return '';
-  if (typeof v === 'number') s = Number.isNaN(v) ? 'NaN' : v === Infinity ? 'Infinity' : v === -Infinity ? '-Infinity' : String(v);
-  else if (typeof v === 'string') s = v;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) return ''; // NaN and infinities: an empty (missing) cell, as readers expect
+    s = String(v);
+  } else if (typeof v === 'string') s = v;
   else if (typeof v === 'boolean' || typeof v === 'bigint') s = String(v);
   else s = JSON.stringify(v);
   // RFC 4180: quote fields holding a comma, a quote, CR or LF (and keep edge spaces intact).
@@ -28,9 +30,9 @@ function csvCell(v: unknown): string {
 
 /**
  * Rows to CSV text. Columns: `columns` if given, else every key in first-seen order. Missing or
- * null values are empty cells; numbers use JavaScript's shortest round-trip form (NaN, Infinity
- * spelled out); objects are JSON. Fields holding a comma, quote or newline are quoted, quotes doubled.
- * Lines end with "\n"; the text ends with a newline.
+ * null values and non-finite numbers (NaN, +-Infinity) are empty cells; numbers use JavaScript's
+ * shortest round-trip form; objects are JSON. Fields holding a comma, quote or newline are quoted,
+ * quotes doubled. Lines end with "\n"; the text ends with a newline.
  */
 export function toCsv(rows: Record<string, unknown>[], columns?: string[]): string {
   if (!Array.isArray(rows)) throw new ValueError('rows', expectedFound('an array of objects', typeof rows));
@@ -48,6 +50,32 @@ export function toCsv(rows: Record<string, unknown>[], columns?: string[]): stri
   return lines.join('\n') + '\n';
 }
 
+/** How head rankings are ordered: by the signed score (largest first) or by its magnitude. */
+export type RankBy = 'signed' | 'absolute';
+
+export interface HeadExportOptions {
+  /**
+   * 'signed' (default): largest score first, so large negative effects come last; 'absolute':
+   * largest |score| first (patching effects of either sign). NaN scores come last either way;
+   * ties keep layer, then head order.
+   */
+  rankBy?: RankBy;
+}
+
+function rankByOf(opts: HeadExportOptions): RankBy {
+  const by = opts.rankBy ?? 'signed';
+  if (by !== 'signed' && by !== 'absolute') throw new ValueError('rankBy', expectedFound('"signed" or "absolute"', by));
+  return by;
+}
+
+/** Head rows in ranking order (rankHeads for 'signed'; by |score| for 'absolute'). */
+export function rankedHeadRows(hs: HeadScores, opts: HeadExportOptions = {}): HeadRow[] {
+  const rows = rankHeads(hs);
+  if (rankByOf(opts) === 'signed') return rows;
+  const key = (x: number) => (Number.isNaN(x) ? -1 : Math.abs(x));
+  return rows.sort((a, b) => key(b.score) - key(a.score) || a.layer - b.layer || a.head - b.head);
+}
+
 /** Head-score columns: layer, head, score, the `extra` columns in their order, then ci_lo, ci_hi when present. */
 function headColumns(hs: HeadScores): string[] {
   const cols = ['layer', 'head', 'score', ...Object.keys(hs.extra ?? {})];
@@ -55,27 +83,19 @@ function headColumns(hs: HeadScores): string[] {
   return cols;
 }
 
-/** CSV of a HeadScores, one row per head, sorted by score descending (rankHeads order). */
-export function headScoresToCsv(hs: HeadScores): string {
-  return toCsv(rankHeads(hs), headColumns(hs));
-}
-
-function jsonSafe(v: number): number | string {
-  return Number.isFinite(v) ? v : String(v);
+/** CSV of a HeadScores, one row per head in ranking order (docs/formats.md lists the columns). */
+export function headScoresToCsv(hs: HeadScores, opts: HeadExportOptions = {}): string {
+  return toCsv(rankedHeadRows(hs, opts), headColumns(hs));
 }
 
 /**
- * JSON text of a HeadScores: {method, model, data, params, nLayers, nHeads, ci?, rows}, rows in
- * rankHeads order with the same columns as the CSV. Non-finite numbers are written as the strings
- * "NaN", "Infinity", "-Infinity" (JSON has no such numbers), never silently as null.
+ * JSON text of a HeadScores: {method, model, data, params, nLayers, nHeads, rank_by, ci?, rows},
+ * rows in ranking order with the CSV's columns. Non-finite numbers are written as null (JSON has
+ * no NaN or Infinity), anywhere in the document.
  */
-export function headScoresToJson(hs: HeadScores): string {
+export function headScoresToJson(hs: HeadScores, opts: HeadExportOptions = {}): string {
   const cols = headColumns(hs);
-  const rows = rankHeads(hs).map((r) => {
-    const o: Record<string, number | string> = {};
-    for (const c of cols) o[c] = typeof r[c] === 'number' ? jsonSafe(r[c] as number) : r[c];
-    return o;
-  });
+  const rows = rankedHeadRows(hs, opts).map((r) => Object.fromEntries(cols.map((c) => [c, r[c]])));
   const doc: Record<string, unknown> = {
     method: hs.method,
     model: hs.model ?? null,
@@ -83,16 +103,27 @@ export function headScoresToJson(hs: HeadScores): string {
     params: hs.params,
     nLayers: hs.nLayers,
     nHeads: hs.nHeads,
+    rank_by: rankByOf(opts),
   };
   if (hs.ci) doc.ci = { level: hs.ci.level, method: hs.ci.method };
   doc.rows = rows;
-  return JSON.stringify(doc, null, 2) + '\n';
+  return jsonText(doc);
+}
+
+/** Pretty JSON with a trailing newline; non-finite numbers become null (JSON.stringify's rule, made explicit). */
+function jsonText(value: unknown): string {
+  return JSON.stringify(value, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v), 2) + '\n';
 }
 
 /** Write a HeadScores as CSV or JSON, atomically. */
-export async function saveHeadScores(hs: HeadScores, file: string, format: 'csv' | 'json' = file.endsWith('.json') ? 'json' : 'csv'): Promise<void> {
+export async function saveHeadScores(
+  hs: HeadScores,
+  file: string,
+  format: 'csv' | 'json' = file.endsWith('.json') ? 'json' : 'csv',
+  opts: HeadExportOptions = {},
+): Promise<void> {
   if (format !== 'csv' && format !== 'json') throw new ValueError('format', expectedFound('"csv" or "json"', format));
-  await writeFileAtomic(file, format === 'csv' ? headScoresToCsv(hs) : headScoresToJson(hs));
+  await writeFileAtomic(file, format === 'csv' ? headScoresToCsv(hs, opts) : headScoresToJson(hs, opts));
 }
 
 /** Write rows as CSV, atomically. */
@@ -100,9 +131,9 @@ export async function saveCsv(file: string, rows: Record<string, unknown>[], col
   await writeFileAtomic(file, toCsv(rows, columns));
 }
 
-/** Write any JSON value, atomically (pretty-printed, trailing newline). */
+/** Write any JSON value, atomically (pretty-printed, trailing newline; non-finite numbers as null). */
 export async function saveJson(file: string, value: unknown): Promise<void> {
-  await writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
+  await writeFileAtomic(file, jsonText(value));
 }
 
 // ---------------------------------------------------------------------------------------------
