@@ -47,7 +47,12 @@ function randomParams(nLayers: number, nHeads: number, nKv: number, dModel: numb
   }
   return p;
 }
-const headOf = (p: P, name: string, i: number) => (p[name].arraySync() as number[][][])[i];
+/** Host copies of every weight (read asynchronously), indexed [name][head]. */
+async function hostOf(p: P): Promise<Record<string, number[][][]>> {
+  const names = Object.keys(p);
+  const vals = await Promise.all(names.map((n) => p[n].array()));
+  return Object.fromEntries(names.map((n, i) => [n, vals[i] as number[][][]]));
+}
 const dispose = (p: P) => Object.values(p).forEach((t) => t.dispose());
 
 /** Unit vectors e_i of R^d as columns selecting `dims`: a d x dims.length matrix. */
@@ -107,10 +112,12 @@ describe('composition scores', () => {
     ['V', [0, 1], [2, 3], [4, 5]],
   ];
   for (const [winner, q, k, v] of cases) {
-    it(`orientation: a later head whose ${winner === 'Q' ? 'query' : winner === 'K' ? 'key' : 'value'} reads the earlier OV output has ${winner}-composition largest`, () => {
+    it(`orientation: a later head whose ${winner === 'Q' ? 'query' : winner === 'K' ? 'key' : 'value'} reads the earlier OV output has ${winner}-composition largest`, async () => {
       const p = orientationParams(q, k, v);
+      const h = await hostOf(p);
+      const headOf = (_: P, name: string, i: number) => h[name][i];
       const before = tf.memory().numTensors;
-      const all = allCompositionScores({ params: p });
+      const all = await allCompositionScores({ params: p });
       assert.equal(tf.memory().numTensors, before);
       const s = { Q: all.Q.scores[0][0][1][0], K: all.K.scores[0][0][1][0], V: all.V.scores[0][0][1][0] };
       for (const m of ['Q', 'K', 'V'] as const) {
@@ -127,12 +134,14 @@ describe('composition scores', () => {
     });
   }
 
-  it('all pairs (GQA, 3 layers) equal per-pair brute force, in every layout, on both engines', () => {
+  it('all pairs (GQA, 3 layers) equal per-pair brute force, in every layout, on both engines', async () => {
     const nL = 3, nH = 4, nKv = 2, dm = 8, dhd = 3;
     const p = randomParams(nL, nH, nKv, dm, dhd, 21);
+    const h = await hostOf(p);
+    const headOf = (_: P, name: string, i: number) => h[name][i];
     const before = tf.memory().numTensors;
-    const res = compositionScores({ params: p, cfg: { n_layers: nL } }, 'K');
-    const resTf = compositionScores(p, 'K', { engine: 'tf' });
+    const res = await compositionScores({ params: p, cfg: { n_layers: nL } }, 'K');
+    const resTf = await compositionScores(p, 'K', { engine: 'tf' });
     assert.equal(tf.memory().numTensors, before);
     assert.equal(res.params.engine, 'ml-matrix');
     assert.equal(resTf.params.engine, 'tf');
@@ -155,7 +164,7 @@ describe('composition scores', () => {
             const ref = bruteScore(OV0, KQ);
             assert.ok(Math.abs(got - ref) < 1e-6 * ref, `${l1}.${h1} -> ${l2}.${h2}: ${got} vs ${ref}`);
             assert.ok(Math.abs(resTf.scores[l1][h1][l2][h2] - ref) < 1e-4 * ref, 'tf engine');
-            assert.ok(Math.abs(headCompositionScore(p, 'K', l1, h1, l2, h2) - ref) < 1e-6 * ref);
+            assert.ok(Math.abs((await headCompositionScore(p, 'K', l1, h1, l2, h2)) - ref) < 1e-6 * ref);
           }
         }
       }
@@ -165,7 +174,7 @@ describe('composition scores', () => {
     dispose(p);
   });
 
-  it('baseline: seeded, reproducible, close to 1/sqrt(d_model) for random Gaussian heads', () => {
+  it('baseline: seeded, reproducible, close to 1/sqrt(d_model) for random Gaussian heads', async () => {
     const b1 = compositionBaseline(64, 8, { samples: 40, seed: 1 });
     const b2 = compositionBaseline(64, 8, { samples: 40, seed: 1 });
     const b3 = compositionBaseline(64, 8, { samples: 40, seed: 2 });
@@ -174,10 +183,10 @@ describe('composition scores', () => {
     // ||A1 B1 A2 B2||^2 ~ k^2 d^3 and ||A B||^2 ~ k d^2 for i.i.d. N(0,1) factors: score ~ 1/sqrt(d)
     assert.ok(Math.abs(b1 - 1 / 8) < 0.25 / 8, `baseline ${b1}`);
     const p = randomParams(2, 2, 2, 6, 2, 4);
-    const res = compositionScores(p, 'V', { baseline: true, baselineSamples: 20, seed: 3 });
+    const res = await compositionScores(p, 'V', { baseline: true, baselineSamples: 20, seed: 3 });
     assert.equal(res.baseline, compositionBaseline(6, 2, { samples: 20, seed: 3 }));
     for (const row of res.rows) assert.equal(row.corrected, row.score - res.baseline!);
-    assert.throws(() => compositionScores(p, 'X' as 'Q'), ValueError);
+    await assert.rejects(() => compositionScores(p, 'X' as 'Q'), ValueError);
     dispose(p);
   });
 });
@@ -188,13 +197,15 @@ describe('weight analyses on a loaded HookedTransformer', () => {
     const before = tf.memory().numTensors;
     const { n_layers: nL, n_heads: nH, n_kv_heads: nKv } = model.cfg;
     assert.equal(nKv, 2);
-    const all = allCompositionScores(model);
-    const cs = copyingScores(model);
+    const all = await allCompositionScores(model);
+    const cs = await copyingScores(model);
     assert.equal(tf.memory().numTensors, before);
     assert.equal(cs.model, model.name);
     const p = model.params;
-    const WE = p['embed.W_E'].arraySync() as number[][];
-    const WU = p['unembed.W_U'].arraySync() as number[][];
+    const host = await hostOf(p);
+    const headOf = (_: P, name: string, i: number) => host[name][i];
+    const WE = host['embed.W_E'] as unknown as number[][];
+    const WU = host['unembed.W_U'] as unknown as number[][];
     for (let l = 0; l < nL; l++) {
       for (let h = 0; h < nH; h++) {
         const kv = Math.floor((h * nKv) / nH);
@@ -320,9 +331,11 @@ describe('handmade induction model', () => {
     const perm = rng(5).shuffle([0, 1, 2, 3, 4, 5, 6, 7]);
     const block = perm.slice(0, 7);
     const seq = [perm[7], ...block, ...block];
-    const { logits, cache } = model.runWithCache([seq]);
-    const pattern = cache.get('blocks.1.attn.hook_pattern').arraySync() as number[][][][];
-    const pred = (logits.argMax(-1).arraySync() as number[][])[0];
+    const { logits, cache } = await model.runWithCache([seq]);
+    const pattern = (await cache.get('blocks.1.attn.hook_pattern').array()) as number[][][][];
+    const am = logits.argMax(-1);
+    const pred = ((await am.array()) as number[][])[0];
+    am.dispose();
     for (let i = 8; i < 14; i++) {
       assert.ok(pattern[0][0][i][i - 6] > 0.9, `induction attention at ${i}: ${pattern[0][0][i][i - 6]}`);
       assert.equal(pred[i], seq[i + 1], `prediction at ${i}`);
@@ -331,7 +344,7 @@ describe('handmade induction model', () => {
     cache.dispose();
 
     const before = tf.memory().numTensors;
-    const all = allCompositionScores(model);
+    const all = await allCompositionScores(model);
     assert.equal(tf.memory().numTensors, before);
     const topK = all.K.rows[0];
     assert.deepEqual([topK.srcLayer, topK.srcHead, topK.layer, topK.head], [0, 0, 1, 0]);
@@ -343,8 +356,8 @@ describe('handmade induction model', () => {
     assert.ok(all.V.scores[0][0][1][0] < 1e-6);
     // copying: the induction head's token circuit W_E W_V W_O W_U is a positive multiple of the
     // identity on the 8 tokens; the previous-token head writes nothing W_U reads (mass 0, score 0)
-    const cs = copyingScores(model);
-    assert.ok(cs.scores[1][0] > 0.999 && cs.extra!.elhageRatio[1][0] > 0.999, `induction head copying ${cs.scores[1][0]}`);
+    const cs = await copyingScores(model);
+    assert.ok(cs.scores[1][0] > 0.999 && cs.extra!.positiveShare[1][0] > 0.999, `induction head copying ${cs.scores[1][0]}`);
     assert.ok(cs.extra!.eigenvalueMass[0][0] < 1e-6 * cs.extra!.eigenvalueMass[1][0]);
     model.dispose();
   });
@@ -363,8 +376,8 @@ describe('shipped fixture fixtures/models/induction-handmade', () => {
     const [il, ih] = byRole(/^induction/);
     const model = await loadModel(dir);
     const before = tf.memory().numTensors;
-    const K = compositionScores(model, 'K');
-    const cs = copyingScores(model);
+    const K = await compositionScores(model, 'K');
+    const cs = await copyingScores(model);
     assert.equal(tf.memory().numTensors, before);
     const top = K.rows[0];
     assert.deepEqual([top.srcLayer, top.srcHead, top.layer, top.head], [pl, ph, il, ih]);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { EigenvalueDecomposition, Matrix, QrDecomposition, SingularValueDecomposition } from 'ml-matrix';
 import { rng } from '../src/util/random.js';
-import { FactoredMatrix, OV, QK, leftFactor, qrR, rightFactor, thinQR } from '../src/analyses/weights/factored.js';
+import { FactoredMatrix, OV, QK, leftFactor, qrR, readMatrix, rightFactor, thinQR } from '../src/analyses/weights/factored.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { ovCircuit, ovFullCircuit, qkCircuit, qkFullCircuit } from '../src/analyses/weights/circuits.js';
 import { copyingScore, copyingScores, headCopyingScore, ovTokenEigenvalues } from '../src/analyses/weights/copying.js';
@@ -126,10 +126,11 @@ describe('FactoredMatrix', () => {
     assert.throws(() => fm.BA, ShapeError);
   });
 
-  it('accepts number[][], {data, shape} and tensors, and rejects bad input by name', () => {
+  it('accepts number[][], {data, shape} and tensors read with readMatrix, and rejects bad input by name', async () => {
     const before = tf.memory().numTensors;
-    const a = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
-    const fm = new FactoredMatrix(a, { data: new Float32Array([1, 0, 2, 0, 1, 3]), shape: [2, 3] });
+    const a = tf.tidy(() => tf.mul(tf.tensor2d([[1, 2], [3, 4], [5, 6]]), 1)); // computed: read asynchronously
+    const fm = new FactoredMatrix(await readMatrix(a), { data: new Float32Array([1, 0, 2, 0, 1, 3]), shape: [2, 3] });
+    assert.throws(() => new FactoredMatrix(a as never, [[1, 2, 3]]), ValueError);
     a.dispose();
     assert.equal(tf.memory().numTensors, before);
     assert.deepEqual(fm.toArray(), [
@@ -143,28 +144,30 @@ describe('FactoredMatrix', () => {
     assert.throws(() => new FactoredMatrix([[1, 2], [3]], [[1], [2]]), ShapeError);
   });
 
-  it('QK and OV read the canonical per-head layout, with GQA head mapping', () => {
+  it('QK and OV read the canonical per-head layout, with GQA head mapping', async () => {
     const nHeads = 4, nKv = 2, dModel = 5, dHead = 3;
     const r = rng(5);
     const arr = (n: number) => Array.from({ length: n }, () => r.normal());
-    const params = {
-      'blocks.0.attn.W_Q': tf.tensor3d(arr(nHeads * dModel * dHead), [nHeads, dModel, dHead]),
-      'blocks.0.attn.W_K': tf.tensor3d(arr(nKv * dModel * dHead), [nKv, dModel, dHead]),
-      'blocks.0.attn.W_V': tf.tensor3d(arr(nKv * dModel * dHead), [nKv, dModel, dHead]),
-      'blocks.0.attn.W_O': tf.tensor3d(arr(nHeads * dHead * dModel), [nHeads, dHead, dModel]),
+    const host = {
+      W_Q: Array.from({ length: nHeads }, () => Array.from({ length: dModel }, () => arr(dHead))),
+      W_K: Array.from({ length: nKv }, () => Array.from({ length: dModel }, () => arr(dHead))),
+      W_V: Array.from({ length: nKv }, () => Array.from({ length: dModel }, () => arr(dHead))),
+      W_O: Array.from({ length: nHeads }, () => Array.from({ length: dHead }, () => arr(dModel))),
     };
-    const slice = (t: tf.Tensor, i: number) => new Matrix((t.arraySync() as number[][][])[i]);
+    const params = Object.fromEntries(Object.entries(host).map(([k, v]) => [`blocks.0.attn.${k}`, tf.tensor3d(v)]));
+    const before = tf.memory().numTensors;
     for (let h = 0; h < nHeads; h++) {
       const kv = Math.floor((h * nKv) / nHeads);
-      const qk = QK(params, 0, h);
-      const refQK = slice(params['blocks.0.attn.W_Q'], h).mmul(slice(params['blocks.0.attn.W_K'], kv).transpose());
+      const qk = await QK(params, 0, h);
+      const refQK = new Matrix(host.W_Q[h]).mmul(new Matrix(host.W_K[kv]).transpose());
       assert.ok(maxAbsDiff(qk.AB, refQK) < 1e-6);
-      const ov = OV(params, 0, h);
-      const refOV = slice(params['blocks.0.attn.W_V'], kv).mmul(slice(params['blocks.0.attn.W_O'], h));
+      const ov = await OV(params, 0, h);
+      const refOV = new Matrix(host.W_V[kv]).mmul(new Matrix(host.W_O[h]));
       assert.ok(maxAbsDiff(ov.AB, refOV) < 1e-6);
     }
-    assert.throws(() => QK(params, 0, 4), ValueError);
-    assert.throws(() => QK(params, 1, 0), ValueError);
+    assert.equal(tf.memory().numTensors, before);
+    await assert.rejects(() => QK(params, 0, 4), ValueError);
+    await assert.rejects(() => QK(params, 1, 0), ValueError);
     Object.values(params).forEach((t) => t.dispose());
   });
 });
@@ -187,7 +190,7 @@ describe('token-space circuits and OV copying scores', () => {
   }
   const disposeAll = (p: Record<string, tf.Tensor>) => Object.values(p).forEach((t) => t.dispose());
 
-  it('a built copying head scores > 0.9, a built anti-copying head < 0.1, a random head in between', () => {
+  it('a built copying head scores > 0.9, a built anti-copying head < 0.1, a random head in between', async () => {
     const dVocab = 12, dModel = 8, dHead = 4;
     const WE = randMat(dVocab, dModel, 31);
     // P: d_model x d_head with orthonormal columns; W_V W_O = c P P^T, W_U = W_E^T  =>  circuit = c W_E P P^T W_E^T
@@ -197,8 +200,8 @@ describe('token-space circuits and OV copying scores', () => {
     const rand = { WV: randMat(dModel, dHead, 33).to2DArray(), WO: randMat(dHead, dModel, 34).to2DArray() };
     const params = oneLayer(WE.to2DArray(), WE.transpose().to2DArray(), [copy, anti, rand]);
     const before = tf.memory().numTensors;
-    const hs = copyingScores({ params, cfg: { n_layers: 1, model_name: 'built' } });
-    const hsE = copyingScores(params, { measure: 'elhage' });
+    const hs = await copyingScores({ params, cfg: { n_layers: 1, model_name: 'built' } }, { measure: 'positive-share' });
+    const hsE = await copyingScores(params);
     assert.equal(tf.memory().numTensors, before);
     assert.equal(hs.method, 'copying');
     assert.equal(hs.model, 'built');
@@ -210,7 +213,7 @@ describe('token-space circuits and OV copying scores', () => {
     assert.deepEqual(hsE.scores, hs.extra!.elhageRatio);
     // independent check: dense 12x12 circuit W_E W_V W_O W_U and its full eigendecomposition
     for (let h = 0; h < 3; h++) {
-      const dense = ovFullCircuit(params, 0, h);
+      const dense = await ovFullCircuit(params, 0, h);
       const ref = WE.mmul(new Matrix([copy, anti, rand][h].WV)).mmul(new Matrix([copy, anti, rand][h].WO)).mmul(WE.transpose());
       assert.ok(maxAbsDiff(dense, ref) < 1e-4 * denseFrob(ref));
       const e = new EigenvalueDecomposition(ref);
@@ -225,47 +228,48 @@ describe('token-space circuits and OV copying scores', () => {
       assert.ok(Math.abs(hsE.scores[0][h] - sumRe / mass) < 1e-4);
       assert.ok(Math.abs(hs.extra!.eigenvalueMass[0][h] - mass) < 1e-4 * mass);
       // the factored token circuit gives the same numbers
-      assert.ok(Math.abs(copyingScore(ovCircuit(params, 0, h)) - pos / mass) < 1e-4);
+      assert.ok(Math.abs(copyingScore(await ovCircuit(params, 0, h), { measure: 'positive-share' }) - pos / mass) < 1e-4);
+      assert.ok(Math.abs(copyingScore(await ovCircuit(params, 0, h)) - sumRe / mass) < 1e-4);
     }
     disposeAll(params);
   });
 
-  it('hand case: circuit diag(3, -1, 0, 0) gives positive share 3/4 and Elhage ratio 1/2', () => {
+  it('hand case: circuit diag(3, -1, 0, 0) gives positive share 3/4 and Elhage ratio 1/2', async () => {
     // W_E = I, W_U = I (d_vocab = d_model = 4), W_V W_O = diag(3, -1, 0, 0) with d_head = 2
     const I = Matrix.eye(4).to2DArray();
     const WV = [[3, 0], [0, -1], [0, 0], [0, 0]];
     const WO = [[1, 0, 0, 0], [0, 1, 0, 0]];
     const params = oneLayer(I, I, [{ WV, WO }, { WV: WV.map(() => [0, 0]), WO }]);
-    const hs = copyingScores(params);
+    const hs = await copyingScores(params, { measure: 'positive-share' });
     assert.ok(Math.abs(hs.scores[0][0] - 0.75) < 1e-6);
     assert.ok(Math.abs(hs.extra!.elhageRatio[0][0] - 0.5) < 1e-6);
+    assert.ok(Math.abs((await copyingScores(params)).scores[0][0] - 0.5) < 1e-6, 'default: the TransformerLens ratio');
     assert.equal(hs.scores[0][1], 0, 'a zero head scores 0, not NaN');
     assert.equal(hs.extra!.eigenvalueMass[0][1], 0);
-    assert.ok(Math.abs(headCopyingScore(params, 0, 0) - 0.75) < 1e-6);
-    assert.ok(Math.abs(headCopyingScore({ params }, 0, 0, { measure: 'elhage' }) - 0.5) < 1e-6);
-    const ev = ovTokenEigenvalues(params, 0, 0);
+    assert.ok(Math.abs((await headCopyingScore(params, 0, 0, { measure: 'positive-share' })) - 0.75) < 1e-6);
+    assert.ok(Math.abs((await headCopyingScore({ params }, 0, 0)) - 0.5) < 1e-6);
+    const ev = await ovTokenEigenvalues(params, 0, 0);
     assert.ok(Math.abs(ev.re[0] - 3) < 1e-6 && Math.abs(ev.re[1] + 1) < 1e-6);
     assert.equal(copyingScore({ re: [3, -1], im: [0, 0] }, { measure: 'elhage' }), 0.5);
     assert.throws(() => copyingScore({ re: [1], im: [0] }, { measure: 'bogus' as 'elhage' }), ValueError);
     disposeAll(params);
   });
 
-  it('dense QK full circuit equals brute force; the size guard refuses large vocabularies', () => {
+  it('dense QK full circuit equals brute force; the size guard refuses large vocabularies', async () => {
     const WE = randMat(6, 4, 41);
     const params = oneLayer(WE.to2DArray(), WE.transpose().to2DArray(), [
       { WV: randMat(4, 2, 42).to2DArray(), WO: randMat(2, 4, 43).to2DArray() },
     ]);
-    const WQ = new Matrix((params['blocks.0.attn.W_Q'].arraySync() as number[][][])[0]);
-    const WK = new Matrix((params['blocks.0.attn.W_K'].arraySync() as number[][][])[0]);
-    const ref = WE.mmul(WQ).mmul(WK.transpose()).mmul(WE.transpose());
-    const got = qkFullCircuit(params, 0, 0);
+    const [wq, wk] = (await Promise.all([params['blocks.0.attn.W_Q'].array(), params['blocks.0.attn.W_K'].array()])) as number[][][][];
+    const ref = WE.mmul(new Matrix(wq[0])).mmul(new Matrix(wk[0]).transpose()).mmul(WE.transpose());
+    const got = await qkFullCircuit(params, 0, 0);
     assert.ok(maxAbsDiff(got, ref) < 1e-4 * denseFrob(ref));
-    assert.ok(maxAbsDiff(qkCircuit(params, 0, 0).AB, ref) < 1e-4 * denseFrob(ref));
-    assert.throws(() => qkFullCircuit(params, 0, 0, { maxVocab: 5 }), /d_vocab <= maxVocab/);
-    assert.throws(() => ovFullCircuit(params, 0, 0, { maxVocab: 5 }), ValueError);
-    assert.throws(() => ovFullCircuit(params, 0, 1), ValueError);
+    assert.ok(maxAbsDiff((await qkCircuit(params, 0, 0)).AB, ref) < 1e-4 * denseFrob(ref));
+    await assert.rejects(() => qkFullCircuit(params, 0, 0, { maxVocab: 5 }), /d_vocab <= maxVocab/);
+    await assert.rejects(() => ovFullCircuit(params, 0, 0, { maxVocab: 5 }), ValueError);
+    await assert.rejects(() => ovFullCircuit(params, 0, 1), ValueError);
     const bad = { ...params, 'unembed.W_U': tf.zeros([4, 5]) };
-    assert.throws(() => copyingScores(bad), ShapeError);
+    await assert.rejects(() => copyingScores(bad), ShapeError);
     bad['unembed.W_U'].dispose();
     disposeAll(params);
   });

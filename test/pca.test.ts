@@ -7,7 +7,7 @@ import { ShapeError, ValueError } from '../src/errors.js';
 
 const close = (a: number, b: number, tol: number, what = '') => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
 
-function reconstruct(fit: ReturnType<typeof pca>): number[][] {
+function reconstruct(fit: Awaited<ReturnType<typeof pca>>): number[][] {
   return fit.projections.map((p) => fit.mean.map((m, j) => m + p.reduce((s, v, r) => s + v * fit.components[r][j], 0)));
 }
 
@@ -22,9 +22,9 @@ function covEigen(X: number[][]): number[] {
 }
 
 describe('pca', () => {
-  it('hand case: axis-aligned data gives the axes, variances 2/3 and 1/6, ratios 0.8/0.2', () => {
+  it('hand case: axis-aligned data gives the axes, variances 2/3 and 1/6, ratios 0.8/0.2', async () => {
     const X = [[1, 0], [-1, 0], [0, 0.5], [0, -0.5]];
-    const fit = pca(X);
+    const fit = await pca(X);
     assert.deepEqual(fit.mean, [0, 0]);
     close(fit.explainedVariance[0], 2 / 3, 1e-12, 'var0');
     close(fit.explainedVariance[1], 1 / 6, 1e-12, 'var1');
@@ -37,14 +37,14 @@ describe('pca', () => {
     const expectProj = [[1, 0], [-1, 0], [0, 0.5], [0, -0.5]];
     fit.projections.forEach((row, i) => row.forEach((v, r) => close(v, expectProj[i][r], 1e-12)));
     // a shifted copy: same components, mean recovered
-    const shifted = pca(X.map(([a, b]) => [a + 3, b - 2]), { k: 1 });
+    const shifted = await pca(X.map(([a, b]) => [a + 3, b - 2]), { k: 1 });
     close(shifted.mean[0], 3, 1e-12);
     close(shifted.mean[1], -2, 1e-12);
     close(shifted.components[0][0], 1, 1e-12);
     assert.equal(shifted.components.length, 1);
   });
 
-  it('recovers a planted direction (arrays and a rank-3 tensor of cached activations)', () => {
+  it('recovers a planted direction (arrays and a rank-3 tensor of cached activations)', async () => {
     const r = rng(7);
     const d = 10, n = 500;
     const u = Array.from({ length: d }, () => r.normal());
@@ -54,7 +54,7 @@ describe('pca', () => {
       const z = 5 * r.normal();
       return unit.map((v) => 1.5 + z * v + 0.1 * r.normal());
     });
-    const fit = pca(X, { k: 3 });
+    const fit = await pca(X, { k: 3 });
     const cos = fit.components[0].reduce((s, v, j) => s + v * unit[j], 0);
     assert.ok(Math.abs(cos) > 0.999, `|cos| = ${Math.abs(cos)}`);
     assert.ok(fit.explainedVarianceRatio[0] > 0.95, `ratio ${fit.explainedVarianceRatio[0]}`);
@@ -63,7 +63,7 @@ describe('pca', () => {
 
     const before = tf.memory().numTensors;
     const t = tf.tensor3d(X.flat(), [5, 100, d]);
-    const fitT = pca(t, { k: 3 });
+    const fitT = await pca(t, { k: 3 });
     t.dispose();
     assert.equal(tf.memory().numTensors, before);
     for (let i = 0; i < 3; i++) close(fitT.explainedVariance[i], ref[i], 1e-4 * ref[0], `tensor eig ${i}`);
@@ -72,11 +72,11 @@ describe('pca', () => {
     close(fitT.projections[123][0], fit.projections[123][0], 1e-3);
   });
 
-  it('full-rank reconstruction is exact, on the covariance path and on the Gram path (N < d)', () => {
+  it('full-rank reconstruction is exact, on the covariance path and on the Gram path (N < d)', async () => {
     const r = rng(11);
     for (const [n, d] of [[30, 6], [5, 12]]) {
       const X = Array.from({ length: n }, () => Array.from({ length: d }, () => r.normal() + 2));
-      const fit = pca(X);
+      const fit = await pca(X);
       assert.equal(fit.components.length, Math.min(n, d));
       const rec = reconstruct(fit);
       rec.forEach((row, i) => row.forEach((v, j) => close(v, X[i][j], 1e-9, `rec ${n}x${d}`)));
@@ -93,32 +93,32 @@ describe('pca', () => {
       fit.explainedVariance.forEach((v, i) => close(v, Math.max(0, ref[i]), 1e-9 * ref[0], `eig ${i}`));
       close(fit.explainedVarianceRatio.reduce((s, v) => s + v, 0), 1, 1e-9, 'ratios sum to 1');
       // projecting the training rows again gives the stored projections
-      const again = pcaProject(fit, X);
+      const again = await pcaProject(fit, X);
       again.forEach((row, i) => row.forEach((v, k) => close(v, fit.projections[i][k], 1e-9)));
       // the Gram path on a tensor too
       const before = tf.memory().numTensors;
       const t = tf.tensor2d(X);
-      const fitT = pca(t);
+      const fitT = await pca(t);
       t.dispose();
       assert.equal(tf.memory().numTensors, before);
       reconstruct(fitT).forEach((row, i) => row.forEach((v, j) => close(v, X[i][j], 1e-4, 'tensor rec')));
     }
   });
 
-  it('rejects bad input by name', () => {
-    assert.throws(() => pca([[1, 2, 3]]), ShapeError);
-    assert.throws(() => pca([[1, 2], [3, 4]], { k: 3 }), ValueError);
-    assert.throws(() => pca([[1, 2], [3, NaN]]), ValueError);
-    assert.throws(() => pca([[1, 2], [3]]), ShapeError);
+  it('rejects bad input by name', async () => {
+    await assert.rejects(() => pca([[1, 2, 3]]), ShapeError);
+    await assert.rejects(() => pca([[1, 2], [3, 4]], { k: 3 }), ValueError);
+    await assert.rejects(() => pca([[1, 2], [3, NaN]]), ValueError);
+    await assert.rejects(() => pca([[1, 2], [3]]), ShapeError);
     const before = tf.memory().numTensors;
     const t = tf.tensor1d([1, 2, 3]);
-    assert.throws(() => pca(t), ShapeError);
+    await assert.rejects(() => pca(t), ShapeError);
     const t2 = tf.tensor2d([[1, 2], [3, Infinity]]);
-    assert.throws(() => pca(t2), ValueError);
+    await assert.rejects(() => pca(t2), ValueError);
     t.dispose();
     t2.dispose();
     assert.equal(tf.memory().numTensors, before);
-    const fit = pca([[1, 2], [3, 5], [0, 1]]);
-    assert.throws(() => pcaProject(fit, [[1, 2, 3]]), ShapeError);
+    const fit = await pca([[1, 2], [3, 5], [0, 1]]);
+    await assert.rejects(() => pcaProject(fit, [[1, 2, 3]]), ShapeError);
   });
 });

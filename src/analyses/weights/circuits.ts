@@ -6,9 +6,9 @@
  * usual "direct path" simplification); fold LN into the weights first if you want it included.
  */
 import * as tf from '@tensorflow/tfjs';
-import { Matrix } from 'ml-matrix';
+import type { Matrix } from 'ml-matrix';
 import { ShapeError, ValueError, expectedFound } from '../../errors.js';
-import { FactoredMatrix, Params, fromFlat, getParam, headCounts, kvHead } from './factored.js';
+import { FactoredMatrix, checkHead, getParam, headCounts, readMatrix, type Params } from './factored.js';
 
 /** A model (anything with .params and optionally .cfg) or a bare params record. */
 export type WeightsSource =
@@ -63,20 +63,15 @@ function headTensor(params: Params, name: string, index: number): tf.Tensor2D {
   return t.slice([index, 0, 0], [1, r, c]).reshape([r, c]) as tf.Tensor2D;
 }
 
-function matrixOf(t: tf.Tensor2D): Matrix {
-  const [r, c] = t.shape;
-  return fromFlat(t.dataSync() as ArrayLike<number>, r, c);
-}
-
-function checkLayerHead(params: Params, layer: number, head: number): { kv: number } {
-  if (!(Number.isInteger(layer) && layer >= 0 && params[`blocks.${layer}.attn.W_Q`])) {
-    throw new ValueError('layer', expectedFound('an existing layer index', layer));
+/** Build the two factors with tf (on the backend), read them asynchronously, free them. */
+async function factoredOf(make: () => [tf.Tensor2D, tf.Tensor2D], where: string): Promise<FactoredMatrix> {
+  const [left, right] = tf.tidy(make);
+  try {
+    const [A, B] = await Promise.all([readMatrix(left, `${where} left factor`), readMatrix(right, `${where} right factor`)]);
+    return new FactoredMatrix(A, B);
+  } finally {
+    tf.dispose([left, right]);
   }
-  const { nHeads, nKvHeads } = headCounts(params, layer);
-  if (!(Number.isInteger(head) && head >= 0 && head < nHeads)) {
-    throw new ValueError(`head (layer ${layer})`, expectedFound(`an integer in [0, ${nHeads})`, head));
-  }
-  return { kv: kvHead(head, nHeads, nKvHeads) };
 }
 
 /**
@@ -84,38 +79,20 @@ function checkLayerHead(params: Params, layer: number, head: number): { kv: numb
  * (W_E W_V) [d_vocab x d_head] times (W_O W_U) [d_head x d_vocab]. Entry [s][t]: how much attending
  * to source token s raises the logit of token t.
  */
-export function ovCircuit(params: Params, layer: number, head: number): FactoredMatrix {
-  const { kv } = checkLayerHead(params, layer, head);
+export function ovCircuit(params: Params, layer: number, head: number): Promise<FactoredMatrix> {
+  const { kv } = checkHead(params, layer, head);
   const { WE, WU } = embedUnembed(params);
-  const [left, right] = tf.tidy(() => [
-    tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_V`, kv)),
-    tf.matMul(headTensor(params, `blocks.${layer}.attn.W_O`, head), WU),
-  ]) as [tf.Tensor2D, tf.Tensor2D];
-  try {
-    return new FactoredMatrix(matrixOf(left), matrixOf(right));
-  } finally {
-    left.dispose();
-    right.dispose();
-  }
+  return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_V`, kv)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_O`, head), WU)], 'ovCircuit');
 }
 
 /**
  * Token-space QK circuit W_E W_Q W_K^T W_E^T (query token rows, key token columns), factored as
  * (W_E W_Q) [d_vocab x d_head] times (W_E W_K)^T [d_head x d_vocab].
  */
-export function qkCircuit(params: Params, layer: number, head: number): FactoredMatrix {
-  const { kv } = checkLayerHead(params, layer, head);
+export function qkCircuit(params: Params, layer: number, head: number): Promise<FactoredMatrix> {
+  const { kv } = checkHead(params, layer, head);
   const { WE } = embedUnembed(params);
-  const [left, right] = tf.tidy(() => [
-    tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_Q`, head)),
-    tf.matMul(headTensor(params, `blocks.${layer}.attn.W_K`, kv), WE, true, true),
-  ]) as [tf.Tensor2D, tf.Tensor2D];
-  try {
-    return new FactoredMatrix(matrixOf(left), matrixOf(right));
-  } finally {
-    left.dispose();
-    right.dispose();
-  }
+  return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_Q`, head)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_K`, kv), WE, true, true)], 'qkCircuit');
 }
 
 export interface FullCircuitOptions {
@@ -136,13 +113,13 @@ function guardVocab(params: Params, opts: FullCircuitOptions, where: string): vo
 }
 
 /** Dense token x token OV circuit W_E W_V W_O W_U (small vocabularies only; see opts.maxVocab). */
-export function ovFullCircuit(params: Params, layer: number, head: number, opts: FullCircuitOptions = {}): Matrix {
+export async function ovFullCircuit(params: Params, layer: number, head: number, opts: FullCircuitOptions = {}): Promise<Matrix> {
   guardVocab(params, opts, 'ovFullCircuit');
-  return ovCircuit(params, layer, head).AB;
+  return (await ovCircuit(params, layer, head)).AB;
 }
 
 /** Dense token x token QK circuit W_E W_Q W_K^T W_E^T (rows: query token, columns: key token; small vocabularies only). */
-export function qkFullCircuit(params: Params, layer: number, head: number, opts: FullCircuitOptions = {}): Matrix {
+export async function qkFullCircuit(params: Params, layer: number, head: number, opts: FullCircuitOptions = {}): Promise<Matrix> {
   guardVocab(params, opts, 'qkFullCircuit');
-  return qkCircuit(params, layer, head).AB;
+  return (await qkCircuit(params, layer, head)).AB;
 }

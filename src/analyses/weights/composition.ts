@@ -1,6 +1,9 @@
 /**
- * Composition scores between attention heads (Elhage et al. 2021; TransformerLens
- * `HookedTransformer.all_composition_scores` / `utils.composition_scores`).
+ * Composition scores between attention heads (Elhage et al. 2021), as TransformerLens computes them:
+ * `HookedTransformer.all_composition_scores` (transformer_lens/HookedTransformer.py, left = model.OV,
+ * right = model.QK / model.QK.T / model.OV, zero unless the right head's layer is later) and
+ * `composition_scores` (transformer_lens/utilities/matrix.py: ||collapse_l(L) collapse_r(R)||_F /
+ * (||collapse_l(L)||_F ||collapse_r(R)||_F)). Weights are read asynchronously (every backend).
  *
  * For an earlier head (srcLayer, srcHead) writing into the residual stream through its OV circuit
  * W_OV = W_V W_O and a later head (layer, head) reading it:
@@ -18,8 +21,8 @@ import * as tf from '@tensorflow/tfjs';
 import { Matrix } from 'ml-matrix';
 import { ShapeError, ValueError, expectedFound } from '../../errors.js';
 import { rng } from '../../util/random.js';
-import { FactoredMatrix, Params, fromFlat, headCounts, headWK, headWO, headWQ, headWV, leftFactor, raw, rightFactor, toFlat32 } from './factored.js';
-import { WeightsSource, resolveWeights } from './circuits.js';
+import { FactoredMatrix, WeightReader, fromFlat, headCounts, leftFactor, raw, rightFactor, toFlat32, type Params } from './factored.js';
+import { resolveWeights, type WeightsSource } from './circuits.js';
 
 export type CompositionMode = 'Q' | 'K' | 'V';
 
@@ -46,25 +49,26 @@ export function compositionScore(left: FactoredMatrix, right: FactoredMatrix): n
 }
 
 /** The circuit of a later head that composition of a given mode reads through (see file header). */
-export function receivingCircuit(params: Params, layer: number, head: number, mode: CompositionMode): FactoredMatrix {
-  if (mode === 'Q') return new FactoredMatrix(headWQ(params, layer, head), headWK(params, layer, head).transpose());
-  if (mode === 'K') return new FactoredMatrix(headWK(params, layer, head), headWQ(params, layer, head).transpose());
-  if (mode === 'V') return new FactoredMatrix(headWV(params, layer, head), headWO(params, layer, head));
+export async function receivingCircuit(params: Params | WeightReader, layer: number, head: number, mode: CompositionMode): Promise<FactoredMatrix> {
+  const r = params instanceof WeightReader ? params : new WeightReader(params);
+  if (mode === 'Q') return r.QK(layer, head);
+  if (mode === 'K') return (await r.QK(layer, head)).T;
+  if (mode === 'V') return r.OV(layer, head);
   throw new ValueError('mode', expectedFound("'Q', 'K' or 'V'", mode));
 }
 
 /** Composition score of one pair: earlier head (srcLayer, srcHead) into later head (layer, head). */
-export function headCompositionScore(
+export async function headCompositionScore(
   src: WeightsSource,
   mode: CompositionMode,
   srcLayer: number,
   srcHead: number,
   layer: number,
   head: number,
-): number {
-  const { params } = resolveWeights(src);
-  const left = new FactoredMatrix(headWV(params, srcLayer, srcHead), headWO(params, srcLayer, srcHead));
-  return compositionScore(left, receivingCircuit(params, layer, head, mode));
+): Promise<number> {
+  const reader = new WeightReader(resolveWeights(src).params);
+  const [left, right] = await Promise.all([reader.OV(srcLayer, srcHead), receivingCircuit(reader, layer, head, mode)]);
+  return compositionScore(left, right);
 }
 
 export interface CompositionRow {
@@ -151,7 +155,7 @@ function stackRight(factors: Matrix[]): LayerFactors {
 }
 
 /** Dense row-major squares of the product of two stacks, as a flat array [left rows x right cols]. */
-type PairProduct = (l1: number, l2: number) => ArrayLike<number>;
+type PairProduct = (l1: number, l2: number) => Promise<ArrayLike<number>>;
 
 function blockNormsSq(left: LayerFactors, right: LayerFactors, prod: ArrayLike<number>): number[][] {
   const n1 = left.offsets.length - 1;
@@ -174,33 +178,30 @@ function blockNormsSq(left: LayerFactors, right: LayerFactors, prod: ArrayLike<n
 const EMPTY: LayerFactors = { stacked: new Matrix(0, 0), offsets: [0], norms: [] };
 
 /** Sending-side factors (OV of every head) for layers 0..n-2. */
-function sendingFactors(params: Params, nLayers: number, nHeads: number): LayerFactors[] {
+async function sendingFactors(reader: WeightReader, nLayers: number, nHeads: number): Promise<LayerFactors[]> {
   const out: LayerFactors[] = [];
-  for (let l = 0; l < nLayers; l++) {
-    if (l === nLayers - 1) {
-      out.push(EMPTY);
-      continue;
-    }
+  for (let l = 0; l < nLayers - 1; l++) {
     const lf: Matrix[] = [];
-    for (let h = 0; h < nHeads; h++) lf.push(leftFactor(new FactoredMatrix(headWV(params, l, h), headWO(params, l, h))));
+    for (let h = 0; h < nHeads; h++) lf.push(leftFactor(await reader.OV(l, h)));
     out.push(stackLeft(lf));
   }
+  out.push(EMPTY);
   return out;
 }
 
 /** Receiving-side factors of one mode for layers 1..n-1. */
-function receivingFactors(params: Params, nLayers: number, nHeads: number, mode: CompositionMode): LayerFactors[] {
+async function receivingFactors(reader: WeightReader, nLayers: number, nHeads: number, mode: CompositionMode): Promise<LayerFactors[]> {
   const out: LayerFactors[] = [EMPTY];
   for (let l = 1; l < nLayers; l++) {
     const rf: Matrix[] = [];
-    for (let h = 0; h < nHeads; h++) rf.push(rightFactor(receivingCircuit(params, l, h, mode)));
+    for (let h = 0; h < nHeads; h++) rf.push(rightFactor(await receivingCircuit(reader, l, h, mode)));
     out.push(stackRight(rf));
   }
   return out;
 }
 
 /** scores[l1][h1][l2][h2] from the stacked factors; the products run on ml-matrix or tf. */
-function pairScores(lefts: LayerFactors[], rights: LayerFactors[], nLayers: number, nHeads: number, useTf: boolean): number[][][][] {
+async function pairScores(lefts: LayerFactors[], rights: LayerFactors[], nLayers: number, nHeads: number, useTf: boolean): Promise<number[][][][]> {
   const scores = Array.from({ length: nLayers }, () =>
     Array.from({ length: nHeads }, () => Array.from({ length: nLayers }, () => new Array<number>(nHeads).fill(0))),
   );
@@ -211,14 +212,16 @@ function pairScores(lefts: LayerFactors[], rights: LayerFactors[], nLayers: numb
       const lt = lefts.map((f) => (f.stacked.rows ? tf.tensor2d(toFlat32(f.stacked), [f.stacked.rows, f.stacked.columns]) : null));
       const rt = rights.map((f) => (f.stacked.rows ? tf.tensor2d(toFlat32(f.stacked), [f.stacked.rows, f.stacked.columns]) : null));
       for (const t of [...lt, ...rt]) if (t) tensors.push(t);
-      product = (l1, l2) => {
+      product = async (l1, l2) => {
         const t = tf.tidy(() => tf.square(tf.matMul(lt[l1]!, rt[l2]!)));
-        const d = t.dataSync();
-        t.dispose();
-        return d;
+        try {
+          return await t.data();
+        } finally {
+          t.dispose();
+        }
       };
     } else {
-      product = (l1, l2) => {
+      product = async (l1, l2) => {
         const p = lefts[l1].stacked.mmul(rights[l2].stacked);
         const cols = p.columns;
         const flat = new Float64Array(p.rows * cols);
@@ -230,7 +233,7 @@ function pairScores(lefts: LayerFactors[], rights: LayerFactors[], nLayers: numb
     }
     for (let l1 = 0; l1 < nLayers - 1; l1++) {
       for (let l2 = l1 + 1; l2 < nLayers; l2++) {
-        const sq = blockNormsSq(lefts[l1], rights[l2], product(l1, l2));
+        const sq = blockNormsSq(lefts[l1], rights[l2], await product(l1, l2));
         for (let h1 = 0; h1 < nHeads; h1++) {
           for (let h2 = 0; h2 < nHeads; h2++) {
             const denom = lefts[l1].norms[h1] * rights[l2].norms[h2];
@@ -294,7 +297,7 @@ function buildResult(
   };
 }
 
-function computeModes(src: WeightsSource, modes: CompositionMode[], opts: CompositionOptions): CompositionResult[] {
+async function computeModes(src: WeightsSource, modes: CompositionMode[], opts: CompositionOptions): Promise<CompositionResult[]> {
   for (const mode of modes) {
     if (mode !== 'Q' && mode !== 'K' && mode !== 'V') throw new ValueError('mode', expectedFound("'Q', 'K' or 'V'", mode));
   }
@@ -305,24 +308,27 @@ function computeModes(src: WeightsSource, modes: CompositionMode[], opts: Compos
   const work = nHeads * dHead * dModel * nHeads * dHead;
   const useTf = engine === 'tf' || (engine === 'auto' && work > 3e7);
   const baseline = opts.baseline ? compositionBaseline(dModel, dHead, { samples: opts.baselineSamples, seed: opts.seed }) : undefined;
-  const lefts = sendingFactors(params, nLayers, nHeads);
-  return modes.map((mode) => {
-    const rights = receivingFactors(params, nLayers, nHeads, mode);
-    const scores = pairScores(lefts, rights, nLayers, nHeads, useTf);
-    return buildResult(mode, scores, nLayers, nHeads, useTf, baseline, opts, modelName);
-  });
+  const reader = new WeightReader(params);
+  const lefts = await sendingFactors(reader, nLayers, nHeads);
+  const out: CompositionResult[] = [];
+  for (const mode of modes) {
+    const rights = await receivingFactors(reader, nLayers, nHeads, mode);
+    const scores = await pairScores(lefts, rights, nLayers, nHeads, useTf);
+    out.push(buildResult(mode, scores, nLayers, nHeads, useTf, baseline, opts, modelName));
+  }
+  return out;
 }
 
 /**
  * Composition scores of one mode between every earlier head and every later head.
  */
-export function compositionScores(src: WeightsSource, mode: CompositionMode, opts: CompositionOptions = {}): CompositionResult {
-  return computeModes(src, [mode], opts)[0];
+export async function compositionScores(src: WeightsSource, mode: CompositionMode, opts: CompositionOptions = {}): Promise<CompositionResult> {
+  return (await computeModes(src, [mode], opts))[0];
 }
 
 /** Q-, K- and V-composition scores at once (the sending-side factors are computed once). */
-export function allCompositionScores(src: WeightsSource, opts: CompositionOptions = {}): Record<CompositionMode, CompositionResult> {
-  const [Q, K, V] = computeModes(src, ['Q', 'K', 'V'], opts);
+export async function allCompositionScores(src: WeightsSource, opts: CompositionOptions = {}): Promise<Record<CompositionMode, CompositionResult>> {
+  const [Q, K, V] = await computeModes(src, ['Q', 'K', 'V'], opts);
   return { Q, K, V };
 }
 

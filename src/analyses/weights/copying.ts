@@ -5,19 +5,21 @@
  * eigenvalues as the d_vocab x d_vocab circuit), so the vocabulary size costs one d_model x d_model
  * product, shared by all heads.
  *
- * Two measures, both in [-1, 1] / [0, 1]:
- * - 'positive-share' (default): sum_{Re lambda > 0} |lambda| / sum |lambda|, the share of the
- *   eigenvalue mass with positive real part (in [0, 1]).
- * - 'elhage': Re(sum lambda) / sum |lambda|, the ratio used by Elhage et al. and the
- *   TransformerLens demos (in [-1, 1]; 1 = pure copying, -1 = pure anti-copying).
- * A head whose circuit is zero (no eigenvalue mass) scores 0 under both, not NaN.
+ * Two measures:
+ * - 'elhage' (default): Re(sum lambda) / sum |lambda|, in [-1, 1] (1 = pure copying, -1 = pure
+ *   anti-copying): the score of Elhage et al. as TransformerLens computes it
+ *   (TransformerLensOrg/TransformerLens demos/Main_Demo.ipynb, "Eigenvalue Copying Scores":
+ *   `eig.sum(-1).real / eig.abs().sum(-1)` on the eigenvalues of `W_E @ model.OV @ W_U`).
+ * - 'positive-share' (a tflens variant): sum_{Re lambda > 0} |lambda| / sum |lambda|, the share of
+ *   the eigenvalue mass with positive real part, in [0, 1].
+ * A head whose circuit is zero (no eigenvalue mass) scores 0 under both, not NaN (TransformerLens: 0/0).
  */
 import * as tf from '@tensorflow/tfjs';
-import { Matrix } from 'ml-matrix';
+import type { Matrix } from 'ml-matrix';
 import { ValueError, expectedFound } from '../../errors.js';
-import { HeadScores, makeHeadScores } from '../../results.js';
-import { Eigenvalues, FactoredMatrix, eigenvaluesOf, fromFlat, getParam, headCounts, kvHead, Params } from './factored.js';
-import { WeightsSource, embedUnembed, resolveWeights } from './circuits.js';
+import { makeHeadScores, type HeadScores } from '../../results.js';
+import { FactoredMatrix, eigenvaluesOf, fromFlat, getParam, headCounts, kvHead, type Eigenvalues, type Params } from './factored.js';
+import { embedUnembed, resolveWeights, type WeightsSource } from './circuits.js';
 
 export type CopyingMeasure = 'positive-share' | 'elhage';
 
@@ -48,10 +50,10 @@ export function copyingParts(ev: Eigenvalues): CopyingParts {
 
 /**
  * Copying score of a square circuit (a FactoredMatrix such as ovCircuit(...), or its eigenvalues).
- * measure 'positive-share' (default) or 'elhage'; see the file header.
+ * measure 'elhage' (default, TransformerLens) or 'positive-share'; see the file header.
  */
 export function copyingScore(x: FactoredMatrix | Eigenvalues, opts: { measure?: CopyingMeasure } = {}): number {
-  const measure = opts.measure ?? 'positive-share';
+  const measure = opts.measure ?? 'elhage';
   const ev = x instanceof FactoredMatrix ? x.eigenvalues() : x;
   const p = copyingParts(ev);
   if (measure === 'positive-share') return p.positiveShare;
@@ -59,8 +61,12 @@ export function copyingScore(x: FactoredMatrix | Eigenvalues, opts: { measure?: 
   throw new ValueError('opts.measure', expectedFound("'positive-share' or 'elhage'", measure));
 }
 
-/** The d_head x d_head matrices W_O[h] (W_U W_E) W_V[kv(h)] for every head of every layer (float32 math on tf). */
-function ovTokenCores(params: Params, nLayers: number): Matrix[][] {
+/**
+ * The d_head x d_head matrices W_O[h] (W_U W_E) W_V[kv(h)] of every head of layers 0..nLayers-1
+ * (float32 math on the backend, read asynchronously). Their eigenvalues are those of B A for
+ * TransformerLens's factored W_E W_V W_O W_U, i.e. its `FactoredMatrix.eigenvalues`.
+ */
+async function ovTokenCores(params: Params, nLayers: number): Promise<Matrix[][]> {
   const { WE, WU } = embedUnembed(params);
   const G = tf.tidy(() => tf.matMul(WU, WE)); // [d_model, d_model]
   try {
@@ -76,8 +82,12 @@ function ovTokenCores(params: Params, nLayers: number): Matrix[][] {
         const og = tf.matMul(WO.reshape([nHeads * dHead, dModel]) as tf.Tensor2D, G).reshape([nHeads, dHead, dModel]) as tf.Tensor3D;
         return tf.matMul(og, wv); // [H, d_head, d_head]
       });
-      const data = core.dataSync();
-      core.dispose();
+      let data: ArrayLike<number>;
+      try {
+        data = await core.data();
+      } finally {
+        core.dispose();
+      }
       out.push(Array.from({ length: nHeads }, (_, h) => fromFlat(data, dHead, dHead, h * dHead * dHead)));
     }
     return out;
@@ -87,22 +97,22 @@ function ovTokenCores(params: Params, nLayers: number): Matrix[][] {
 }
 
 /** Eigenvalues of the token-space OV circuit W_E W_V W_O W_U of one head (via the d_head x d_head core). */
-export function ovTokenEigenvalues(src: WeightsSource, layer: number, head: number): Eigenvalues {
+export async function ovTokenEigenvalues(src: WeightsSource, layer: number, head: number): Promise<Eigenvalues> {
   const { params, nLayers } = resolveWeights(src);
   if (!(Number.isInteger(layer) && layer >= 0 && layer < nLayers)) throw new ValueError('layer', expectedFound(`an integer in [0, ${nLayers})`, layer));
-  const cores = ovTokenCores(params, layer + 1);
+  const cores = await ovTokenCores(params, layer + 1);
   const row = cores[layer];
   if (!(Number.isInteger(head) && head >= 0 && head < row.length)) throw new ValueError('head', expectedFound(`an integer in [0, ${row.length})`, head));
   return eigenvaluesOf(row[head]);
 }
 
-/** Copying score of one head of a model (or params): measure 'positive-share' (default) or 'elhage'. */
-export function headCopyingScore(src: WeightsSource, layer: number, head: number, opts: { measure?: CopyingMeasure } = {}): number {
-  return copyingScore(ovTokenEigenvalues(src, layer, head), opts);
+/** Copying score of one head of a model (or params): measure 'elhage' (default) or 'positive-share'. */
+export async function headCopyingScore(src: WeightsSource, layer: number, head: number, opts: { measure?: CopyingMeasure } = {}): Promise<number> {
+  return copyingScore(await ovTokenEigenvalues(src, layer, head), opts);
 }
 
 export interface CopyingScoresOptions {
-  /** Which measure goes into `scores` (both are in `extra`). Default 'positive-share'. */
+  /** Which measure goes into `scores` (both are in `extra`). Default 'elhage' (TransformerLens). */
   measure?: CopyingMeasure;
   /** Model name for the result (default cfg.model_name when present). */
   model?: string;
@@ -112,13 +122,13 @@ export interface CopyingScoresOptions {
  * Copying score of every head -> HeadScores (method "copying"). scores = the chosen measure;
  * extra.positiveShare, extra.elhageRatio and extra.eigenvalueMass hold all three per head.
  */
-export function copyingScores(src: WeightsSource, opts: CopyingScoresOptions = {}): HeadScores {
-  const measure = opts.measure ?? 'positive-share';
+export async function copyingScores(src: WeightsSource, opts: CopyingScoresOptions = {}): Promise<HeadScores> {
+  const measure = opts.measure ?? 'elhage';
   if (measure !== 'positive-share' && measure !== 'elhage') {
     throw new ValueError('opts.measure', expectedFound("'positive-share' or 'elhage'", measure));
   }
   const { params, nLayers, modelName } = resolveWeights(src);
-  const cores = ovTokenCores(params, nLayers);
+  const cores = await ovTokenCores(params, nLayers);
   const positiveShare: number[][] = [];
   const elhageRatio: number[][] = [];
   const eigenvalueMass: number[][] = [];

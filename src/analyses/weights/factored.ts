@@ -11,48 +11,38 @@
 import * as tf from '@tensorflow/tfjs';
 import { EigenvalueDecomposition, Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { ShapeError, ValueError, expectedFound } from '../../errors.js';
+import { toMatrix } from '../../util/grid.js';
 
-/** Things a dense 2D matrix can be given as. */
-export type MatrixInput =
-  | Matrix
-  | number[][]
-  | tf.Tensor
-  | { data: ArrayLike<number>; shape: readonly [number, number] | readonly number[] };
+/** Host forms of a dense 2D matrix (tensors are read first, asynchronously: see readMatrix). */
+export type MatrixInput = Matrix | number[][] | { data: ArrayLike<number>; shape: readonly [number, number] | readonly number[] };
 
-/** Convert any MatrixInput to an ml-matrix Matrix (a copy for tensors/typed arrays). Throws on non-finite entries. */
-export function toMatrix(x: MatrixInput, where = 'matrix'): Matrix {
+/**
+ * An ml-matrix Matrix from any host MatrixInput (a copy for arrays). Throws a typed error naming
+ * `where` on a ragged, empty or non-finite input.
+ */
+export function asMatrix(x: MatrixInput, where = 'matrix'): Matrix {
   let out: Matrix;
-  if (x instanceof Matrix) {
-    out = x;
-  } else if (x instanceof tf.Tensor) {
-    if (x.rank !== 2) throw new ShapeError(where, expectedFound('a rank-2 tensor', `shape [${x.shape.join(', ')}]`));
-    const [r, c] = x.shape as [number, number];
-    out = fromFlat(x.dataSync() as ArrayLike<number>, r, c);
-  } else if (Array.isArray(x)) {
-    if (x.length === 0) throw new ShapeError(where, expectedFound('a non-empty 2D array', 'an empty array'));
-    const c = Array.isArray(x[0]) ? x[0].length : -1;
-    for (let i = 0; i < x.length; i++) {
-      if (!Array.isArray(x[i]) || x[i].length !== c) {
-        throw new ShapeError(`${where}[${i}]`, expectedFound(`a row of ${c} numbers`, Array.isArray(x[i]) ? `${x[i].length} entries` : typeof x[i]));
-      }
-    }
-    out = new Matrix(x);
-  } else if (x && typeof x === 'object' && 'data' in x && 'shape' in x) {
+  if (x instanceof Matrix) out = x;
+  else if (Array.isArray(x)) out = new Matrix(toMatrix(x, where));
+  else if (x && typeof x === 'object' && !((x as unknown) instanceof tf.Tensor) && 'data' in x && 'shape' in x) {
     const shape = x.shape;
     if (shape.length !== 2) throw new ShapeError(`${where}.shape`, expectedFound('2 dimensions', shape));
     const [r, c] = shape as [number, number];
-    if (x.data.length !== r * c) {
-      throw new ShapeError(`${where}.data`, expectedFound(`${r} x ${c} = ${r * c} numbers`, x.data.length));
-    }
+    if (x.data.length !== r * c) throw new ShapeError(`${where}.data`, expectedFound(`${r} x ${c} = ${r * c} numbers`, x.data.length));
     out = fromFlat(x.data, r, c);
   } else {
-    throw new ValueError(where, expectedFound('a Matrix, number[][], tf.Tensor2D or {data, shape}', typeof x));
+    throw new ValueError(where, expectedFound('a Matrix, number[][] or {data, shape} (read a tensor with readMatrix first)', (x as unknown) instanceof tf.Tensor ? 'a tf.Tensor' : typeof x));
   }
-  if (out.rows === 0 || out.columns === 0) {
-    throw new ShapeError(where, expectedFound('a non-empty matrix', `${out.rows} x ${out.columns}`));
-  }
+  if (out.rows === 0 || out.columns === 0) throw new ShapeError(where, expectedFound('a non-empty matrix', `${out.rows} x ${out.columns}`));
   assertFinite(out, where);
   return out;
+}
+
+/** A rank-2 tensor as an ml-matrix Matrix, read with `await t.data()` (works on every backend). */
+export async function readMatrix(t: tf.Tensor, where = 'matrix'): Promise<Matrix> {
+  if (!(t instanceof tf.Tensor) || t.rank !== 2) throw new ShapeError(where, expectedFound('a rank-2 tensor', t instanceof tf.Tensor ? `shape [${t.shape.join(', ')}]` : typeof t));
+  const [r, c] = t.shape as [number, number];
+  return asMatrix({ data: await t.data(), shape: [r, c] }, where);
 }
 
 /** The row arrays backing an ml-matrix Matrix (ml-matrix stores one Float64Array per row). */
@@ -203,8 +193,8 @@ export class FactoredMatrix {
   private _compressed?: { A: Matrix; B: Matrix };
 
   constructor(A: MatrixInput, B: MatrixInput) {
-    this.A = toMatrix(A, 'FactoredMatrix A');
-    this.B = toMatrix(B, 'FactoredMatrix B');
+    this.A = asMatrix(A, 'FactoredMatrix A');
+    this.B = asMatrix(B, 'FactoredMatrix B');
     if (this.A.columns !== this.B.rows) {
       throw new ShapeError(
         'FactoredMatrix(A, B)',
@@ -309,21 +299,21 @@ export class FactoredMatrix {
   }
 
   /** this @ other, kept factored with the smallest inner dimension available. */
-  matmul(other: Matrix | FactoredMatrix | MatrixInput): FactoredMatrix {
+  matmul(other: FactoredMatrix | MatrixInput): FactoredMatrix {
     if (other instanceof FactoredMatrix) {
       if (other.ldim !== this.rdim) throw mmShape('FactoredMatrix.matmul', this.rdim, other.ldim);
       return this.matmul(other.A).matmul(other.B);
     }
-    const M = toMatrix(other, 'FactoredMatrix.matmul(other)');
+    const M = asMatrix(other, 'FactoredMatrix.matmul(other)');
     if (M.rows !== this.rdim) throw mmShape('FactoredMatrix.matmul', this.rdim, M.rows);
     if (this.mdim <= this.rdim) return new FactoredMatrix(this.A, this.B.mmul(M));
     return new FactoredMatrix(this.AB, M);
   }
 
   /** other @ this, kept factored. */
-  rmatmul(other: Matrix | FactoredMatrix | MatrixInput): FactoredMatrix {
+  rmatmul(other: FactoredMatrix | MatrixInput): FactoredMatrix {
     if (other instanceof FactoredMatrix) return other.matmul(this);
-    const M = toMatrix(other, 'FactoredMatrix.rmatmul(other)');
+    const M = asMatrix(other, 'FactoredMatrix.rmatmul(other)');
     if (M.columns !== this.ldim) throw mmShape('FactoredMatrix.rmatmul', this.ldim, M.columns);
     if (this.mdim <= this.ldim) return new FactoredMatrix(M.mmul(this.A), this.B);
     return new FactoredMatrix(M, this.AB);
@@ -452,7 +442,7 @@ export function rightFactor(fm: FactoredMatrix): Matrix {
 
 export type Params = Record<string, tf.Tensor>;
 
-/** params[name], checked for rank. */
+/** params[name], checked for rank (shapes only: nothing is read). */
 export function getParam(params: Params, name: string, rank: number): tf.Tensor {
   const t = params[name];
   if (!t) throw new ValueError(`params['${name}']`, expectedFound('a weight tensor', 'nothing (missing key)'));
@@ -460,19 +450,57 @@ export function getParam(params: Params, name: string, rank: number): tf.Tensor 
   return t;
 }
 
-/** Slice [index] of a rank-3 weight [n, r, c] as an r x c Matrix. */
-export function headSlice(params: Params, name: string, index: number): Matrix {
-  const t = getParam(params, name, 3);
-  const [n, r, c] = t.shape as [number, number, number];
-  if (!(Number.isInteger(index) && index >= 0 && index < n)) {
-    throw new ValueError(`${name}[${index}]`, expectedFound(`a head index in [0, ${n})`, index));
+/**
+ * Reads weight tensors asynchronously (`await t.data()`, every backend), each at most once, and serves
+ * per-head slices as ml-matrix matrices. One reader per analysis shares the reads across heads.
+ */
+export class WeightReader {
+  private readonly values = new Map<string, Promise<ArrayLike<number>>>();
+  constructor(readonly params: Params) {}
+
+  /** Host values of params[name] (row-major), read once. */
+  read(name: string, rank: number): Promise<ArrayLike<number>> {
+    const t = getParam(this.params, name, rank);
+    if (t.isDisposed) throw new ValueError(`params['${name}']`, 'the weight tensor was disposed before the analysis read it');
+    let v = this.values.get(name);
+    if (!v) this.values.set(name, (v = t.data()));
+    return v;
   }
-  if (t.isDisposed) throw new ValueError(`params['${name}']`, 'the weight tensor was disposed before the analysis read it');
-  const part = tf.tidy(() => t.slice([index, 0, 0], [1, r, c]));
-  try {
-    return fromFlat(part.dataSync() as ArrayLike<number>, r, c);
-  } finally {
-    part.dispose();
+
+  /** Slice [index] of a rank-3 weight [n, r, c] as an r x c Matrix. */
+  async slice(name: string, index: number): Promise<Matrix> {
+    const [n, r, c] = getParam(this.params, name, 3).shape as [number, number, number];
+    if (!(Number.isInteger(index) && index >= 0 && index < n)) throw new ValueError(`${name}[${index}]`, expectedFound(`a head index in [0, ${n})`, index));
+    return fromFlat(await this.read(name, 3), r, c, index * r * c);
+  }
+
+  /** W_Q[h] [d_model x d_head]. */
+  WQ(layer: number, head: number): Promise<Matrix> {
+    checkHead(this.params, layer, head);
+    return this.slice(`blocks.${layer}.attn.W_Q`, head);
+  }
+  /** W_K of the KV head serving query head h, [d_model x d_head]. */
+  WK(layer: number, head: number): Promise<Matrix> {
+    return this.slice(`blocks.${layer}.attn.W_K`, checkHead(this.params, layer, head).kv);
+  }
+  /** W_V of the KV head serving query head h, [d_model x d_head]. */
+  WV(layer: number, head: number): Promise<Matrix> {
+    return this.slice(`blocks.${layer}.attn.W_V`, checkHead(this.params, layer, head).kv);
+  }
+  /** W_O[h] [d_head x d_model]. */
+  WO(layer: number, head: number): Promise<Matrix> {
+    checkHead(this.params, layer, head);
+    return this.slice(`blocks.${layer}.attn.W_O`, head);
+  }
+  /** QK circuit W_Q W_K^T (rows: query side, columns: key side), factored (TransformerLens `model.QK`). */
+  async QK(layer: number, head: number): Promise<FactoredMatrix> {
+    const [q, k] = await Promise.all([this.WQ(layer, head), this.WK(layer, head)]);
+    return new FactoredMatrix(q, k.transpose());
+  }
+  /** OV circuit W_V W_O (x -> x W_V W_O), factored (TransformerLens `model.OV`). */
+  async OV(layer: number, head: number): Promise<FactoredMatrix> {
+    const [v, o] = await Promise.all([this.WV(layer, head), this.WO(layer, head)]);
+    return new FactoredMatrix(v, o);
   }
 }
 
@@ -493,7 +521,11 @@ export function kvHead(head: number, nHeads: number, nKvHeads: number): number {
   return Math.floor((head * nKvHeads) / nHeads);
 }
 
-function checkHead(params: Params, layer: number, head: number): { kv: number } {
+/** Checks layer and head against the weights; returns the KV head serving the query head. */
+export function checkHead(params: Params, layer: number, head: number): { kv: number } {
+  if (!(Number.isInteger(layer) && layer >= 0 && params[`blocks.${layer}.attn.W_Q`])) {
+    throw new ValueError('layer', expectedFound('an existing layer index', layer));
+  }
   const { nHeads, nKvHeads } = headCounts(params, layer);
   if (!(Number.isInteger(head) && head >= 0 && head < nHeads)) {
     throw new ValueError(`head (layer ${layer})`, expectedFound(`an integer in [0, ${nHeads})`, head));
@@ -501,33 +533,14 @@ function checkHead(params: Params, layer: number, head: number): { kv: number } 
   return { kv: kvHead(head, nHeads, nKvHeads) };
 }
 
-/** W_Q[h] [d_model x d_head]. */
-export function headWQ(params: Params, layer: number, head: number): Matrix {
-  checkHead(params, layer, head);
-  return headSlice(params, `blocks.${layer}.attn.W_Q`, head);
-}
-/** W_K of the KV head serving query head h, [d_model x d_head]. */
-export function headWK(params: Params, layer: number, head: number): Matrix {
-  const { kv } = checkHead(params, layer, head);
-  return headSlice(params, `blocks.${layer}.attn.W_K`, kv);
-}
-/** W_V of the KV head serving query head h, [d_model x d_head]. */
-export function headWV(params: Params, layer: number, head: number): Matrix {
-  const { kv } = checkHead(params, layer, head);
-  return headSlice(params, `blocks.${layer}.attn.W_V`, kv);
-}
-/** W_O[h] [d_head x d_model]. */
-export function headWO(params: Params, layer: number, head: number): Matrix {
-  checkHead(params, layer, head);
-  return headSlice(params, `blocks.${layer}.attn.W_O`, head);
-}
+const readerOf = (src: Params | WeightReader): WeightReader => (src instanceof WeightReader ? src : new WeightReader(src));
 
 /** QK circuit of a head: W_Q W_K^T, d_model x d_model, factored (rows: query side, columns: key side). */
-export function QK(params: Params, layer: number, head: number): FactoredMatrix {
-  return new FactoredMatrix(headWQ(params, layer, head), headWK(params, layer, head).transpose());
+export function QK(params: Params | WeightReader, layer: number, head: number): Promise<FactoredMatrix> {
+  return readerOf(params).QK(layer, head);
 }
 
 /** OV circuit of a head: W_V W_O, d_model x d_model, factored (x -> x W_V W_O). */
-export function OV(params: Params, layer: number, head: number): FactoredMatrix {
-  return new FactoredMatrix(headWV(params, layer, head), headWO(params, layer, head));
+export function OV(params: Params | WeightReader, layer: number, head: number): Promise<FactoredMatrix> {
+  return readerOf(params).OV(layer, head);
 }

@@ -1,7 +1,9 @@
 /** Weight-space analyses: factored circuits, copying scores, composition scores, PCA. */
 export {
   FactoredMatrix,
-  toMatrix,
+  WeightReader,
+  asMatrix,
+  readMatrix,
   fromFlat,
   toFlat32,
   thinQR,
@@ -9,10 +11,6 @@ export {
   frobSqFactored,
   leftFactor,
   rightFactor,
-  headWQ,
-  headWK,
-  headWV,
-  headWO,
   kvHead,
   QK,
   OV,

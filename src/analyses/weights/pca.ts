@@ -4,8 +4,9 @@
  *
  * The covariance (d x d, or the N x N Gram matrix when N < d) is formed on the TensorFlow.js
  * backend for tensors (float32) or with ml-matrix for number[][] (float64), and its symmetric
- * eigendecomposition is done with ml-matrix in float64. Explained variances use the sample
- * convention (divide by N - 1), as scikit-learn does. Each component's sign is fixed so that its
+ * eigendecomposition is done with ml-matrix in float64; tensors are read asynchronously (every
+ * backend). Explained variances use the sample convention (divide by N - 1), as scikit-learn's PCA
+ * does. Each component's sign is fixed so that its
  * entry of largest magnitude is positive, so results are deterministic.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -68,8 +69,8 @@ function checkFinite(data: ArrayLike<number>, where: string): void {
   }
 }
 
-/** Principal component analysis of X [..., d]. */
-export function pca(X: tf.Tensor | number[][], opts: PCAOptions = {}): PCAResult {
+/** Principal component analysis of X [..., d] (rows are samples). */
+export async function pca(X: tf.Tensor | number[][], opts: PCAOptions = {}): Promise<PCAResult> {
   const center = opts.center ?? true;
   const project = opts.project ?? true;
   const { data: arrData, n, d, tensor } = flatten(X);
@@ -88,8 +89,7 @@ export function pca(X: tf.Tensor | number[][], opts: PCAOptions = {}): PCAResult
   let Xt: tf.Tensor2D | undefined;
   try {
     if (tensor) {
-      const flatData = tensor.dataSync();
-      checkFinite(flatData, 'pca(X)');
+      checkFinite(await tensor.data(), 'pca(X)');
       const [m, s, xc] = tf.tidy(() => {
         const x = tensor.toFloat();
         const mu = center ? x.mean(0) : tf.zeros([d]);
@@ -97,12 +97,11 @@ export function pca(X: tf.Tensor | number[][], opts: PCAOptions = {}): PCAResult
         const s = useGram ? tf.matMul(xc, xc, false, true) : tf.matMul(xc, xc, true, false);
         return [mu, s, xc] as [tf.Tensor, tf.Tensor2D, tf.Tensor2D];
       });
-      mean = Array.from(m.dataSync());
-      m.dispose();
-      const sz = useGram ? n : d;
-      S = fromFlat(s.dataSync() as ArrayLike<number>, sz, sz);
-      s.dispose();
       Xt = xc;
+      const [mv, sv] = await Promise.all([m.data(), s.data()]).finally(() => tf.dispose([m, s]));
+      mean = Array.from(mv);
+      const sz = useGram ? n : d;
+      S = fromFlat(sv, sz, sz);
     } else {
       checkFinite(arrData, 'pca(X)');
       Xc = fromFlat(arrData, n, d);
@@ -140,8 +139,7 @@ export function pca(X: tf.Tensor | number[][], opts: PCAOptions = {}): PCAResult
       let XtU: Matrix;
       if (Xt) {
         const t = tf.tidy(() => tf.matMul(Xt!, tf.tensor2d(toFlat32(U), [n, k]), true, false));
-        XtU = fromFlat(t.dataSync() as ArrayLike<number>, d, k);
-        t.dispose();
+        XtU = fromFlat(await t.data().finally(() => t.dispose()), d, k);
       } else {
         XtU = Xc!.transposeMultiply(U);
       }
@@ -194,8 +192,7 @@ export function pca(X: tf.Tensor | number[][], opts: PCAOptions = {}): PCAResult
     if (project) {
       if (Xt) {
         const t = tf.tidy(() => tf.matMul(Xt!, tf.tensor2d(toFlat32(comps), [k, d]), false, true));
-        projections = t.arraySync() as number[][];
-        t.dispose();
+        projections = (await t.array().finally(() => t.dispose())) as number[][];
       } else {
         projections = Xc!.mmul(comps.transpose()).to2DArray();
       }
@@ -220,11 +217,11 @@ export function pca(X: tf.Tensor | number[][], opts: PCAOptions = {}): PCAResult
 }
 
 /** Project new rows X [..., d] onto a fitted PCA (subtracting its mean): [N x k]. */
-export function pcaProject(fit: PCAResult, X: tf.Tensor | number[][]): number[][] {
+export async function pcaProject(fit: PCAResult, X: tf.Tensor | number[][]): Promise<number[][]> {
   const { data, n, d, tensor } = flatten(X);
   try {
     if (d !== fit.nFeatures) throw new ShapeError('pcaProject(X)', expectedFound(`${fit.nFeatures} features`, d));
-    const flat = tensor ? tensor.dataSync() : data;
+    const flat = tensor ? await tensor.data() : data;
     checkFinite(flat, 'pcaProject(X)');
     const k = fit.components.length;
     const out: number[][] = [];
