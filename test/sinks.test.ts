@@ -1,9 +1,12 @@
 import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { sinkRates, sinkScores, hiddenSinks, hiddenSinksFromPatterns, hiddenSinkScores, residualNorms, keyValueNorms } from '../src/analyses/sinks.js';
-import { massiveDims, varSinkTokens, varSinks } from '../src/analyses/massive.js';
-import { loadModel, HookedTransformer } from '../src/model/index.js';
+import { massiveDims, massiveDimsFromResiduals, activationMagnitudes, varSinkTokens, varSinks } from '../src/analyses/massive.js';
+import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/data/bigram-backcopy.js';
+import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { loadReference } from './helpers/reference.js';
+import { runPort } from './helpers/port.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 
 // 3x3 patterns with hand-computed column means m = [m0, m1, m2]
@@ -14,8 +17,7 @@ const M4 = [[1, 0, 0], [1, 0, 0], [0, 1, 0]]; // m = [2/3, 1/2, 0]
 const m0 = { M1: 0.9, M2: 1 / 3, M3: 11 / 18, M4: 2 / 3 };
 
 function leftPad(A: number[][], N: number): number[][] {
-  const n = A.length;
-  const off = N - n;
+  const off = N - A.length;
   return Array.from({ length: N }, (_, i) =>
     Array.from({ length: N }, (_, j) => (i < off ? (j <= i ? 1 / (i + 1) : 0) : j < off ? 0 : A[i - off][j - off])),
   );
@@ -28,15 +30,36 @@ const L1 = [[M2, M2], [M1, M3]];
 function near(a: number, b: number, tol = 1e-6, what = ''): void {
   assert.ok(Math.abs(a - b) <= tol, `${what} ${a} vs ${b}`);
 }
+const closeGrid = (a: number[][], b: number[][], tol: number, what: string) => a.forEach((row, i) => row.forEach((v, j) => near(v, b[i][j], tol, `${what}[${i}][${j}]`)));
+
+/** Cached activations of a run, read to host arrays. */
+async function cached(model: HookedTransformer, tokens: number[][], names: string[], attentionMask?: number[][]): Promise<Record<string, any>> {
+  const { logits, cache } = await model.runWithCache(tokens, { namesFilter: names, attentionMask });
+  logits.dispose();
+  try {
+    const out: Record<string, any> = {};
+    for (const n of names) out[n] = await cache.get(n).array();
+    return out;
+  } finally {
+    cache.dispose();
+  }
+}
+
+/** [layer][batch][head]... -> [batch][layer][head]... */
+const byPrompt = <T>(perLayer: T[][]): T[][] => perLayer[0].map((_, b) => perLayer.map((l) => l[b]));
+
+function bbBatch(n: number, seed: number): number[][] {
+  const spec = JSON.parse(readFileSync('fixtures/models/bb/task.json', 'utf8'));
+  return sampleBigramBackcopy(makeBigramBackcopy(spec.options), n, seed).tokens;
+}
 
 describe('sinks: sinkRates on constructed patterns', () => {
-  it('gives the hand-counted Sink_k curve and per-head alpha_1', () => {
+  it('gives the hand-counted Sink_k curve and per-head alpha_1', async () => {
     const before = tf.memory().numTensors;
     const pats = [tf.tensor4d(L0), tf.tensor4d(L1)];
-    const r = sinkRates(pats, { eps: 0.45 });
+    const r = await sinkRates(pats, { eps: 0.45 });
     // k=1: alpha > 0.45 for M1, M3, M4 (not M2): layer0 3/4, layer1 2/4 -> 5/8
-    // k=2: M2 (0.5) and M4 (0.5): layer0 2/4 (M2, M4), layer1 2/4 (M2, M2) -> 4/8
-    // k=3: only M2 (1): layer0 1/4, layer1 2/4 -> 3/8
+    // k=2: M2 (0.5) and M4 (0.5): layer0 2/4, layer1 2/4 -> 4/8; k=3: only M2 (1): 1/4 + 2/4 -> 3/8
     assert.deepEqual(r.ks, [1, 2, 3]);
     [62.5, 50, 37.5].forEach((v, i) => near(r.rates[i], v, 1e-9, `rate k=${i + 1}`));
     assert.deepEqual(r.counts, [8, 8, 8]);
@@ -45,53 +68,50 @@ describe('sinks: sinkRates on constructed patterns', () => {
       [(m0.M1 + m0.M3) / 2, (m0.M2 + m0.M4) / 2],
       [(m0.M2 + m0.M1) / 2, (m0.M2 + m0.M3) / 2],
     ];
-    expect.forEach((row, l) => row.forEach((v, h) => near(r.scores.scores[l][h], v, 1e-6, `alpha1 ${l}.${h}`)));
+    closeGrid(r.scores.scores, expect, 1e-6, 'alpha1');
     assert.deepEqual(r.scores.extra!.sinkRate, [[100, 50], [50, 50]]);
-    // alpha curve: layer 0 head 1 at k=2: mean of M2 (1/2) and M4 (1/2)
     near(r.alpha[0][1][1], 0.5);
     near(r.alpha[1][0][2], (1 + 0.1) / 2);
     tf.dispose(pats);
     assert.equal(tf.memory().numTensors, before);
   });
 
-  it('is identical when prompts are left-padded inside a longer batch', () => {
+  it('is identical when prompts are left-padded inside a longer batch (mask as rows or a tensor)', async () => {
     const N = 5;
-    const pad = (layer: number[][][][]) => tf.tensor4d(layer.map((p, b) => p.map((A) => (b === 1 ? leftPad(A, N) : leftPad(A, N)))));
+    const pad = (layer: number[][][][]) => tf.tensor4d(layer.map((p) => p.map((A) => leftPad(A, N))));
     const padded = [pad(L0), pad(L1)];
     const plain = [tf.tensor4d(L0), tf.tensor4d(L1)];
     const mask = [[0, 0, 1, 1, 1], [0, 0, 1, 1, 1]];
-    const a = sinkRates(plain, { eps: 0.45 });
-    const b = sinkRates(padded, { eps: 0.45, mask });
-    assert.deepEqual(b.ks, a.ks);
-    b.rates.forEach((v, i) => near(v, a.rates[i]));
-    b.scores.scores.forEach((row, l) => row.forEach((v, h) => near(v, a.scores.scores[l][h])));
-    tf.dispose([...padded, ...plain]);
+    const maskT = tf.tensor2d(mask);
+    const a = await sinkRates(plain, { eps: 0.45 });
+    for (const attentionMask of [mask, maskT]) {
+      const b = await sinkRates(padded, { eps: 0.45, attentionMask });
+      assert.deepEqual(b.ks, a.ks);
+      b.rates.forEach((v, i) => near(v, a.rates[i]));
+      closeGrid(b.scores.scores, a.scores.scores, 1e-6, 'padded');
+    }
+    tf.dispose([...padded, ...plain, maskT]);
   });
 
-  it('leaves out prompts shorter than k and counts the rest', () => {
-    // prompt 0 has 3 real tokens, prompt 1 only 2 (padded by one)
+  it('leaves out prompts shorter than k and counts the rest; typed errors', async () => {
     const short = [[1, 0], [0.25, 0.75]]; // m = [0.625, 0.75]
     const layer = tf.tensor4d([[M2], [leftPad(short, 3)]]);
-    const r = sinkRates([layer], { eps: 0.6, mask: [[1, 1, 1], [0, 1, 1]] });
+    const r = await sinkRates([layer], { eps: 0.6, attentionMask: [[1, 1, 1], [0, 1, 1]] });
     assert.deepEqual(r.counts, [2, 2, 1]);
-    near(r.rates[0], 50); // M2 1/3 no, short 0.625 yes
-    near(r.rates[1], 50); // M2 1/2 no, short 0.75 yes
-    near(r.rates[2], 100); // M2 1 yes
-    assert.throws(() => sinkRates([layer], { ks: [4], mask: [[1, 1, 1], [0, 1, 1]] }), ValueError);
-    assert.throws(() => sinkRates([layer], { eps: 1.5 }), ValueError);
-    layer.dispose();
-  });
-
-  it('rejects malformed per-layer patterns', () => {
+    near(r.rates[0], 50);
+    near(r.rates[1], 50);
+    near(r.rates[2], 100);
+    await assert.rejects(sinkRates([layer], { ks: [4], attentionMask: [[1, 1, 1], [0, 1, 1]] }), ValueError);
+    await assert.rejects(sinkRates([layer], { eps: 1.5 }), ValueError);
     const a = tf.zeros([1, 2, 3, 3]);
     const b = tf.zeros([1, 3, 3, 3]);
-    assert.throws(() => sinkRates([a, b]), ShapeError);
-    assert.throws(() => sinkRates([]), ShapeError);
-    tf.dispose([a, b]);
+    await assert.rejects(sinkRates([a, b]), ShapeError);
+    await assert.rejects(sinkRates([]), ShapeError);
+    tf.dispose([layer, a, b]);
   });
 });
 
-describe('sinks: hidden sinks (ACT rule)', () => {
+describe('sinks: hidden sinks (ACT rule) on constructed patterns', () => {
   const A = [
     [1, 0, 0, 0, 0],
     [0.6, 0.4, 0, 0, 0],
@@ -105,19 +125,15 @@ describe('sinks: hidden sinks (ACT rule)', () => {
     assert.deepEqual(hiddenSinks(A), [1, 2, 4]);
     assert.deepEqual(hiddenSinks(A, { threshold: 0.3 }), [2]);
     assert.deepEqual(hiddenSinks(A, { threshold: 0.5 }), []);
-    const t = tf.tensor2d(A);
-    assert.deepEqual(hiddenSinks(t, { threshold: 0.14 }), [1, 2, 4]);
-    t.dispose();
+    assert.deepEqual(hiddenSinks(leftPad(A, 7), { attentionMask: [0, 0, 1, 1, 1, 1, 1] }), [3, 4, 6]);
     assert.throws(() => hiddenSinks(A, { threshold: 0 }), ValueError);
   });
 
-  it('per head over a padded batch: relative positions, mass and counts', () => {
+  it('per head over a padded batch: relative positions, mass and counts', async () => {
     const before = tf.memory().numTensors;
     const uni = Array.from({ length: 5 }, (_, i) => Array.from({ length: 5 }, (_, j) => (j <= i ? 1 / (i + 1) : 0)));
-    // both prompts: the 5-token patterns inside 7 positions (2 pads)
     const pats = [tf.tensor4d([[leftPad(A, 7), leftPad(uni, 7)], [leftPad(A, 7), leftPad(uni, 7)]])];
-    const mask = [[0, 0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]];
-    const r = hiddenSinksFromPatterns(pats, { mask });
+    const r = await hiddenSinksFromPatterns(pats, { attentionMask: [[0, 0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]] });
     assert.deepEqual(r.perPrompt[0][0][0], [1, 2, 4]);
     assert.deepEqual(r.perPrompt[1][0][0], [1, 2, 4]);
     // uniform causal on 5 tokens: m = [137/300, 77/240, 47/180, 9/40, 1/5]: all > 0.1 -> [1, 2, 3, 4]
@@ -133,26 +149,25 @@ describe('sinks: hidden sinks (ACT rule)', () => {
   });
 });
 
-describe('massive activations and VAR sink tokens', () => {
+describe('massive activations and VAR sink tokens on constructed residuals', () => {
   const rms = (x: number[]) => Math.sqrt(x.reduce((s, v) => s + v * v, 0) / x.length + 1e-6);
 
-  it('varSinkTokens: phi = max_{d in D} |x_d| / rms(x), sink if phi > tau', () => {
+  it('varSinkTokens: phi = max_{d in D} |x_d| / rms(x), sink if phi > tau', async () => {
     const t0 = [0, 0, 100, 0, 0, 0, 0, 0];
     const t1 = [1, 1, 1, 1, 1, 1, 1, 1];
     const t2 = [1, 0, -3, 0, 0, 0, 0, 0];
     const x = tf.tensor3d([[t0, t1, t2]]);
     const phi = [100 / rms(t0), 1 / rms(t1), 3 / rms(t2)];
-    const a = varSinkTokens(x, [2, 0], { tau: 2.7 });
+    const a = await varSinkTokens(x, [2, 0], { tau: 2.7 });
     a.phi[0].forEach((v, i) => near(v, phi[i], 1e-4, `phi ${i}`));
     assert.deepEqual(a.sink, [[true, false, false]]);
-    assert.deepEqual(varSinkTokens(x, [2, 0], { tau: 2.5 }).sink, [[true, false, true]]);
-    // pads never count
-    assert.deepEqual(varSinkTokens(x, [2], { tau: 2.5, mask: [[0, 1, 1]] }).sink, [[false, false, true]]);
-    assert.throws(() => varSinkTokens(x, [8]), ValueError);
+    assert.deepEqual((await varSinkTokens(x, [2, 0], { tau: 2.5 })).sink, [[true, false, true]]);
+    assert.deepEqual((await varSinkTokens(x, [2], { tau: 2.5, attentionMask: [[0, 1, 1]] })).sink, [[false, false, true]]);
+    await assert.rejects(varSinkTokens(x, [8]), ValueError);
     x.dispose();
   });
 
-  it('massiveDims ranks dimensions by max ratio over tokens and layers, ignoring pads', () => {
+  it('massiveDimsFromResiduals ranks dimensions by max ratio over tokens and layers, ignoring pads', async () => {
     const before = tf.memory().numTensors;
     const l0 = tf.tensor3d([
       [[1, 2, 1, 1], [1, 1, 1, 1]],
@@ -162,23 +177,20 @@ describe('massive activations and VAR sink tokens', () => {
       [[1, 1, 1, 1], [0, 0, 0, 6]],
       [[0, 0, 0, 0], [3, 0, 1, 0]],
     ]);
-    const r = massiveDims([l0, l1], { top: 2, mask: [[1, 1], [0, 1]] });
-    // dim 3: 6 / rms([0,0,0,6]) = 2 (layer 1, prompt 0, pos 1); dim 0: 3 / rms([3,0,1,0]) (layer 1, prompt 1, rel pos 0)
-    const d0 = 3 / rms([3, 0, 1, 0]);
-    const d1 = 2 / rms([1, 2, 1, 1]);
+    const r = await massiveDimsFromResiduals([l0, l1], { top: 2, attentionMask: [[1, 1], [0, 1]] });
     assert.equal(r.top[0].dim, 3);
     near(r.top[0].score, 6 / rms([0, 0, 0, 6]), 1e-4);
     assert.deepEqual([r.top[0].layer, r.top[0].prompt, r.top[0].position], [1, 0, 1]);
     assert.equal(r.top[1].dim, 0);
-    near(r.top[1].score, d0, 1e-4);
+    near(r.top[1].score, 3 / rms([3, 0, 1, 0]), 1e-4);
     assert.deepEqual([r.top[1].layer, r.top[1].prompt, r.top[1].position], [1, 1, 0]);
-    near(r.perDim[1], d1, 1e-4);
+    near(r.perDim[1], 2 / rms([1, 2, 1, 1]), 1e-4);
     tf.dispose([l0, l1]);
     assert.equal(tf.memory().numTensors, before);
   });
 });
 
-describe('sinks and massive activations on a model (gpt2-tiny fixture)', function () {
+describe('sinks and massive activations on a model: padding and chunking (gpt2-tiny fixture)', function () {
   this.timeout(300000);
   let model: HookedTransformer;
   const prompts = [
@@ -189,129 +201,219 @@ describe('sinks and massive activations on a model (gpt2-tiny fixture)', functio
   const N = 10;
   const padded = prompts.map((p) => [...new Array(N - p.length).fill(0), ...p]);
   const mask = prompts.map((p) => [...new Array(N - p.length).fill(0), ...new Array(p.length).fill(1)]);
+  const batch = { tokens: padded, attentionMask: mask };
   before(async () => {
     model = await loadModel('fixtures/reference/gpt2-tiny');
   });
   after(() => model?.dispose());
 
-  const closeGrid = (a: number[][], b: number[][], tol: number, what: string) =>
-    a.forEach((row, i) => row.forEach((v, j) => near(v, b[i][j], tol, `${what}[${i}][${j}]`)));
-
-  it('sinkScores: a padded batch gives the per-prompt numbers of prompts run alone (1e-6)', () => {
+  it('sinkScores: a padded batch gives the per-prompt numbers of prompts run alone; chunks agree', async () => {
     const before = tf.memory().numTensors;
-    const batched = sinkScores(model, padded, { attentionMask: mask, eps: 0.3 });
+    const batched = await sinkScores(model, batch, { eps: 0.3 });
     assert.equal(tf.memory().numTensors, before);
-    // alone: each prompt its own batch of one, then combined by hand
-    const alone = prompts.map((p) => sinkScores(model, [p], { eps: 0.3, ks: [1, 2, 3, 4, 5, 6] }));
-    const L = 3;
-    const Hh = 4;
-    for (let l = 0; l < L; l++) {
-      for (let h = 0; h < Hh; h++) {
-        near(batched.scores.scores[l][h], alone.reduce((s, r) => s + r.scores.scores[l][h], 0) / prompts.length, 1e-6, `alpha1 ${l}.${h}`);
-        // k = 4: every prompt has it
-        near(batched.alpha[l][h][3], alone.reduce((s, r) => s + r.alpha[l][h][3], 0) / prompts.length, 1e-6, `alpha4 ${l}.${h}`);
+    const alone = await Promise.all(prompts.map((p) => sinkScores(model, { tokens: [p] }, { eps: 0.3, ks: [1, 2, 3, 4, 5, 6] })));
+    for (let l = 0; l < 3; l++) {
+      for (let h = 0; h < 4; h++) {
+        near(batched.scores.scores[l][h], alone.reduce((s, r) => s + r.scores.scores[l][h], 0) / 3, 1e-6, `alpha1 ${l}.${h}`);
+        near(batched.alpha[l][h][3], alone.reduce((s, r) => s + r.alpha[l][h][3], 0) / 3, 1e-6, `alpha4 ${l}.${h}`);
       }
     }
-    // the rate for k = 1: hits counted over (prompt, layer, head)
     const hits = alone.reduce((s, r) => s + (r.rates[0] / 100) * r.counts[0], 0);
-    near(batched.rates[0], (100 * hits) / (prompts.length * L * Hh), 1e-9, 'rate k=1');
-    // k = 8..10 exist only in prompt 0
+    near(batched.rates[0], (100 * hits) / 36, 1e-9, 'rate k=1');
     assert.deepEqual(batched.counts.slice(7), [12, 12, 12]);
     assert.deepEqual(batched.ks, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-    // same as sinkRates on the cached patterns
-    const { logits, cache } = model.runWithCache(padded, { attentionMask: mask, namesFilter: (n) => n.endsWith('hook_pattern') });
-    const direct = sinkRates([0, 1, 2].map((l) => cache.get(`blocks.${l}.attn.hook_pattern`)), { eps: 0.3, mask });
-    logits.dispose();
-    cache.dispose();
-    closeGrid(batched.scores.scores, direct.scores.scores, 1e-7, 'direct');
-    // chunked forward passes give the same
-    const chunked = sinkScores(model, padded, { attentionMask: mask, eps: 0.3, batchSize: 2 });
+    const chunked = await sinkScores(model, batch, { eps: 0.3, batchSize: 2 });
     closeGrid(chunked.scores.scores, batched.scores.scores, 1e-6, 'chunked');
+    const tokT = tf.tensor2d(padded, undefined, 'int32');
+    const maskT = tf.tensor2d(mask, undefined, 'int32');
+    const fromTensors = await sinkScores(model, { tokens: tokT, attentionMask: maskT }, { eps: 0.3 });
+    closeGrid(fromTensors.scores.scores, batched.scores.scores, 1e-7, 'tensor batch');
+    tf.dispose([tokT, maskT]);
   });
 
-  it('hiddenSinkScores: padded batch = prompts alone', () => {
+  it('hiddenSinkScores: padded batch = prompts alone', async () => {
     const before = tf.memory().numTensors;
-    const batched = hiddenSinkScores(model, padded, { attentionMask: mask, threshold: 0.1 });
+    const batched = await hiddenSinkScores(model, batch, { threshold: 0.1 });
     assert.equal(tf.memory().numTensors, before);
-    prompts.forEach((p, b) => {
-      const alone = hiddenSinkScores(model, [p], { threshold: 0.1 });
-      assert.deepEqual(batched.perPrompt[b], alone.perPrompt[0]);
-    });
+    for (const [b, p] of prompts.entries()) assert.deepEqual(batched.perPrompt[b], (await hiddenSinkScores(model, { tokens: [p] }, { threshold: 0.1 })).perPrompt[0]);
     assert.ok(batched.perPrompt.some((p) => p.some((l) => l.some((h) => h.length > 0))), 'some head has hidden sinks on this model');
   });
 
-  it('residualNorms and keyValueNorms equal brute force from the cache, padded or alone', () => {
+  it('massiveDims(model) = massiveDimsFromResiduals(cached residuals); varSinks padded = alone', async () => {
     const before = tf.memory().numTensors;
-    const rn = residualNorms(model, padded, { attentionMask: mask });
-    const kv = keyValueNorms(model, padded, { attentionMask: mask });
+    const fromModel = await massiveDims(model, batch, { top: 5, batchSize: 2 });
     assert.equal(tf.memory().numTensors, before);
-    assert.deepEqual(rn.counts, [3, 3, 3, 3, 3, 3, 2, 1, 1, 1]);
-    // brute force at layer 2, relative position 5 (all three prompts have it)
-    let r = 0;
-    let k = 0;
-    let v = 0;
-    for (const p of prompts) {
-      const { logits, cache } = model.runWithCache([p], { namesFilter: ['blocks.2.hook_resid_pre', 'blocks.2.attn.hook_k', 'blocks.2.attn.hook_v'] });
-      r += Math.hypot(...(cache.get('blocks.2.hook_resid_pre').arraySync() as number[][][])[0][5]) / 3;
-      const kk = (cache.get('blocks.2.attn.hook_k').arraySync() as number[][][][])[0][5];
-      const vv = (cache.get('blocks.2.attn.hook_v').arraySync() as number[][][][])[0][5];
-      k += kk.reduce((s, x) => s + Math.hypot(...x), 0) / kk.length / 3;
-      v += vv.reduce((s, x) => s + Math.hypot(...x), 0) / vv.length / 3;
-      logits.dispose();
-      cache.dispose();
-    }
-    near(rn.norms[2][5], r, 1e-5, 'resid');
-    near(kv.keys[2][5], k, 1e-5, 'keys');
-    near(kv.values[2][5], v, 1e-5, 'values');
-  });
-
-  it('massiveDims(model) = massiveDims(cached residuals); varSinks padded = alone', () => {
-    const before = tf.memory().numTensors;
-    const fromModel = massiveDims(model, padded, { attentionMask: mask, top: 5 });
-    assert.equal(tf.memory().numTensors, before);
-    const { logits, cache } = model.runWithCache(padded, { attentionMask: mask, namesFilter: (n) => n.endsWith('hook_resid_pre') });
-    const fromRes = massiveDims([0, 1, 2].map((l) => cache.get(`blocks.${l}.hook_resid_pre`)), { mask, top: 5 });
+    const { logits, cache } = await model.runWithCache(padded, { attentionMask: mask, namesFilter: (n) => n.endsWith('hook_resid_pre') });
+    const fromRes = await massiveDimsFromResiduals([0, 1, 2].map((l) => cache.get(`blocks.${l}.hook_resid_pre`)), { attentionMask: mask, top: 5 });
     logits.dispose();
     cache.dispose();
-    assert.deepEqual(fromModel.top.map((d) => d.dim), fromRes.top.map((d) => d.dim));
-    fromModel.perDim.forEach((x, i) => near(x, fromRes.perDim[i], 1e-6, `dim ${i}`));
+    assert.deepEqual(fromModel.top, fromRes.top);
     const dims = fromModel.top.slice(0, 2).map((d) => d.dim);
-    const probe = varSinks(model, padded, dims, { attentionMask: mask });
+    const probe = await varSinks(model, batch, dims);
     const tau = 0.9 * Math.max(...probe[0].phi.flat());
-    const vs = varSinks(model, padded, dims, { attentionMask: mask, tau });
+    const vs = await varSinks(model, batch, dims, { tau });
     assert.equal(tf.memory().numTensors, before);
     const flags = vs[0].sink.flat();
     assert.ok(flags.includes(true) && flags.includes(false), 'tau splits the tokens');
     assert.deepEqual(vs.map((x) => x.layer), [2]);
-    prompts.forEach((p, b) => {
-      const alone = varSinks(model, [p], dims, { tau });
+    for (const [b, p] of prompts.entries()) {
+      const alone = await varSinks(model, { tokens: [p] }, dims, { tau });
       vs[0].phi[b].forEach((x, i) => near(x, alone[0].phi[0][i], 1e-4, `phi ${b},${i}`));
       assert.deepEqual(vs[0].sink[b], alone[0].sink[0]);
-    });
-    assert.throws(() => varSinks(model, padded, [32], { attentionMask: mask }), ValueError);
+    }
+    await assert.rejects(varSinks(model, batch, [32]), ValueError);
   });
 });
 
-describe('sinks against HF transformers attentions (gpt2-tiny reference fixture)', function () {
+describe('sinks against HF transformers (gpt2-tiny reference fixture)', function () {
   this.timeout(300000);
-  it('sinkScores / hiddenSinkScores on the model = sinkRates / hiddenSinksFromPatterns on the HF attentions', async () => {
+  it('sink rates and hidden sinks on the model = on the HF attentions; residual norms = norms of HF hidden_states (last after ln_f)', async () => {
     const ref = await loadReference('gpt2-tiny');
     const model = await loadModel('fixtures/reference/gpt2-tiny');
     try {
-      const ids = ref.input_ids.arraySync() as number[][];
-      const mask = ref.attention_mask.arraySync() as number[][];
+      const ids = (await ref.input_ids.array()) as number[][];
+      const mask = (await ref.attention_mask.array()) as number[][];
       const hf = [0, 1, 2].map((l) => ref[`attentions.${l}`]);
-      const mine = sinkScores(model, ids, { attentionMask: mask, eps: 0.3 });
-      const theirs = sinkRates(hf, { eps: 0.3, mask });
-      mine.scores.scores.forEach((row, l) => row.forEach((v, h) => near(v, theirs.scores.scores[l][h], 1e-5, `alpha1 ${l}.${h}`)));
-      mine.alpha.forEach((layer, l) => layer.forEach((curve, h) => curve.forEach((v, k) => near(v, theirs.alpha[l][h][k], 1e-5, `alpha ${l}.${h} k=${k + 1}`))));
+      const batch = { tokens: ids, attentionMask: mask };
+      const mine = await sinkScores(model, batch, { eps: 0.3 });
+      const theirs = await sinkRates(hf, { eps: 0.3, attentionMask: mask });
+      closeGrid(mine.scores.scores, theirs.scores.scores, 1e-5, 'alpha1');
+      mine.alpha.forEach((layer, l) => closeGrid(layer, theirs.alpha[l], 1e-5, `alpha layer ${l}`));
       assert.deepEqual(mine.rates, theirs.rates);
-      const hm = hiddenSinkScores(model, ids, { attentionMask: mask, threshold: 0.1 });
-      const ht = hiddenSinksFromPatterns(hf, { mask, threshold: 0.1 });
-      assert.deepEqual(hm.perPrompt, ht.perPrompt);
+      assert.deepEqual((await hiddenSinkScores(model, batch)).perPrompt, (await hiddenSinksFromPatterns(hf, { attentionMask: mask })).perPrompt);
+      // Gu et al.'s residual norms: HF's L + 1 hidden states, averaged per relative position
+      const rn = await residualNorms(model, batch);
+      assert.deepEqual(rn.names, ['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre', 'blocks.2.hook_resid_pre', 'ln_final.hook_normalized']);
+      const first = mask.map((r) => r.indexOf(1));
+      for (let s = 0; s <= 3; s++) {
+        const hs = (await ref[`hidden_states.${s}`].array()) as number[][][];
+        for (let r = 0; r < rn.counts.length; r++) {
+          const rows = hs.flatMap((x, b) => (first[b] + r < mask[b].length ? [Math.hypot(...x[first[b] + r])] : []));
+          near(rn.norms[s][r], rows.reduce((a, x) => a + x, 0) / rows.length, 1e-4 * Math.max(1, rn.norms[s][r]), `state ${s} r ${r}`);
+        }
+      }
     } finally {
       model.dispose();
       tf.dispose(Object.values(ref));
+    }
+  });
+});
+
+describe('fidelity: ports of the authors\' code on shipped models', function () {
+  this.timeout(600000);
+
+  it("Gu et al.'s sink metric (eval_sink_open_source.py) and its first-10 curve on the bb model", async () => {
+    const model = await loadModel('fixtures/models/bb');
+    try {
+      const tokens = bbBatch(8, 4242);
+      const N = tokens[0].length;
+      const L = model.cfg.n_layers;
+      const names = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_pattern`);
+      const acts = await cached(model, tokens, names);
+      const port = runPort<{ metric: number[]; importance: number[][][][]; first10: number[] }>('gu_sink', { attentions: byPrompt(names.map((n) => acts[n])), eps: 0.3 });
+      const all = await sinkScores(model, { tokens }, { ks: Array.from({ length: N }, (_, i) => i + 1) });
+      assert.deepEqual(all.rates.map((x) => Math.round(x * 1e9)), port.metric.map((x) => Math.round(x * 1e9)));
+      const dflt = await sinkScores(model, { tokens });
+      assert.deepEqual(dflt.ks, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      dflt.rates.forEach((v, i) => near(v, port.first10[i], 1e-9, `first10 ${i}`));
+      const mean = (l: number, h: number, k: number) => port.importance.reduce((s, p) => s + p[l][h][k], 0) / tokens.length;
+      all.alpha.forEach((layer, l) => layer.forEach((curve, h) => curve.forEach((v, k) => near(v, mean(l, h, k), 1e-6, `alpha ${l}.${h} k=${k + 1}`))));
+      assert.ok(all.rates[0] > 30 && all.rates[0] > all.rates[5], `bb has sinks on the first token (rate ${all.rates[0]})`);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("Gu et al.'s residual, key and value norms (eval_activations_open_source.py) on the recall model (llama, rotary keys)", async () => {
+    const model = await loadModel('fixtures/models/recall');
+    try {
+      const tokens = Array.from({ length: 4 }, (_, b) => Array.from({ length: 20 }, (_, t) => (t === 0 ? 1 : 3 + ((b * 7 + t * 5) % 60))));
+      const L = model.cfg.n_layers;
+      const hidden = [...Array.from({ length: L }, (_, l) => `blocks.${l}.hook_resid_pre`), 'ln_final.hook_normalized'];
+      const kNames = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_rot_k`);
+      const vNames = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_v`);
+      const acts = await cached(model, tokens, [...hidden, ...kNames, ...vNames, 'blocks.0.attn.hook_pattern']);
+      // past_key_values layout [sample][layer][head][pos][dh] (keys after rotary, as HF caches them)
+      const kv = (names: string[]) => tokens.map((_, b) => names.map((n) => (acts[n][b] as number[][][])[0].map((_, h) => acts[n][b].map((pos: number[][]) => pos[h]))));
+      const port = runPort<{ norms: number[][]; key_norms: number[][]; value_norms: number[][] }>('gu_sink', {
+        attentions: tokens.map((_, b) => [acts['blocks.0.attn.hook_pattern'][b]]),
+        eps: 0.3,
+        hidden_states: tokens.map((_, b) => hidden.map((n) => acts[n][b])),
+        keys: kv(kNames),
+        values: kv(vNames),
+      });
+      const rn = await residualNorms(model, { tokens });
+      assert.deepEqual(rn.names, hidden);
+      closeGrid(rn.norms, port.norms, 1e-4, 'residual norms');
+      const kvn = await keyValueNorms(model, { tokens }, { batchSize: 3 });
+      closeGrid(kvn.keys, port.key_norms, 1e-4, 'key norms (pre-rotary hook_k vs post-rotary port)');
+      closeGrid(kvn.values, port.value_norms, 1e-4, 'value norms');
+      const pre = await residualNorms(model, { tokens }, { states: 'resid-pre' });
+      closeGrid(pre.norms, port.norms.slice(0, L), 1e-4, 'resid-pre variant');
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("ACT's hidden-sink rule (llama_modelling_aug.py) on the ioi and recall models", async () => {
+    for (const [dir, vocab] of [['fixtures/models/ioi', 150], ['fixtures/models/recall', 75]] as const) {
+      const model = await loadModel(dir);
+      try {
+        const tokens = Array.from({ length: 5 }, (_, b) => Array.from({ length: 16 }, (_, t) => (t === 0 ? (model.bosTokenId() ?? 0) : 2 + ((b * 11 + t * 7 + t * t) % (vocab - 2)))));
+        const names = Array.from({ length: model.cfg.n_layers }, (_, l) => `blocks.${l}.attn.hook_pattern`);
+        const acts = await cached(model, tokens, names);
+        const port = runPort<{ sinks: number[][][][]; means: number[][][][] }>('act_hidden_sinks', { attentions: byPrompt(names.map((n) => acts[n])), thres: 0.1 });
+        const r = await hiddenSinkScores(model, { tokens });
+        assert.deepEqual(r.perPrompt, port.sinks, dir);
+        const mass = r.scores.scores.map((row, l) => row.map((_, h) => port.sinks.reduce((s, p, b) => s + p[l][h].reduce((t, j) => t + port.means[b][l][h][j], 0), 0) / tokens.length));
+        closeGrid(r.scores.scores, mass, 1e-6, `${dir} hidden-sink mass`);
+        assert.ok(port.sinks.flat(2).some((s) => s.length > 0), `${dir}: some head has hidden sinks`);
+      } finally {
+        model.dispose();
+      }
+    }
+  });
+
+  it("VAR's sink tokens (DimProspector) and the sink-dimension ranking on the var-group model", async () => {
+    const model = await loadModel('fixtures/models/var-group');
+    try {
+      const tokens = Array.from({ length: 4 }, (_, b) => Array.from({ length: 24 }, (_, t) => (t === 0 ? (model.bosTokenId() ?? 0) : 1 + ((b * 5 + t * 3) % 37))));
+      const L = model.cfg.n_layers;
+      const names = Array.from({ length: L }, (_, l) => `blocks.${l}.hook_resid_pre`);
+      const acts = await cached(model, tokens, names);
+      const md = await massiveDims(model, { tokens }, { top: 2 });
+      const dims = md.top.map((d) => d.dim);
+      const tau = 0.5 * md.top[0].score;
+      const port = runPort<{ phi: number[][][]; indices: number[][][]; per_dim: number[] }>('var_dims', { hidden: names.map((n) => acts[n]), dims, tau });
+      md.perDim.forEach((v, d) => near(v, port.per_dim[d], 1e-4 * Math.max(1, v), `per-dim ${d}`));
+      const vs = await varSinks(model, { tokens }, dims, { tau });
+      assert.deepEqual(vs.map((x) => x.layer), Array.from({ length: L - 2 }, (_, i) => i + 2));
+      for (const { layer, phi, sink } of vs) {
+        closeGrid(phi, port.phi[layer], 1e-4 * tau, `phi layer ${layer}`);
+        const idx = sink.flatMap((row, b) => row.flatMap((s, t) => (s ? [[b, t]] : [])));
+        assert.deepEqual(idx, port.indices[layer], `sink tokens layer ${layer}`);
+      }
+      assert.ok(vs.some((x) => x.sink.flat().includes(true)), 'some token is a sink');
+      for (const x of await varSinks(model, { tokens }, dims)) assert.deepEqual(x.sink, x.phi.map((row) => row.map((v) => v > 20)), 'default tau = 20');
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("Sun et al.'s layer-wise top-3 and median magnitudes (main_llm.py exp2) on the bb and var-group models", async () => {
+    for (const dir of ['fixtures/models/bb', 'fixtures/models/var-group']) {
+      const model = await loadModel(dir);
+      try {
+        const tokens = dir.endsWith('bb') ? bbBatch(4, 99) : Array.from({ length: 3 }, (_, b) => Array.from({ length: 17 }, (_, t) => 1 + ((b + 3 * t) % 37)));
+        const names = Array.from({ length: model.cfg.n_layers }, (_, l) => `blocks.${l}.hook_resid_post`);
+        const acts = await cached(model, tokens, names);
+        const port = runPort<{ mean: number[][] }>('sun_massive', { feats: tokens.map((_, b) => names.map((n) => acts[n][b])) });
+        const mine = await activationMagnitudes(model, { tokens }, { batchSize: 2 });
+        mine.top.forEach((t, l) => t.forEach((v, i) => near(v, port.mean[i][l], 1e-5 * Math.max(1, v), `${dir} top${i + 1} layer ${l}`)));
+        mine.median.forEach((v, l) => near(v, port.mean[3][l], 1e-6, `${dir} median layer ${l}`));
+      } finally {
+        model.dispose();
+      }
     }
   });
 });

@@ -1,92 +1,52 @@
 /**
  * Attention statistics shared by the sink, hidden-sink, dormant-head and detector analyses:
- * the column mean of an attention matrix (METHODS.md section 1), normalised row / column
- * entropies (section 5), and the helpers that turn token batches and attention masks into
- * plain arrays and read per-layer patterns from a model.
+ * the column mean of an attention matrix, normalised row / column entropies, and the one runner
+ * that feeds a model's cached activations to them chunk by chunk.
  *
  * Conventions: A is a post-softmax causal attention matrix, rows = queries i, columns = keys j,
- * 0-indexed. Batches are left-padded; an attention mask [batch, pos] (1 = real token, 0 = pad)
- * tells which positions are real. "Relative position" r of a real token = its index minus the
- * index of the first real token of its row (so r = 0 is BOS / the first token).
+ * 0-indexed. Batches are left-padded; the attention mask [batch, pos] (1 = real token, 0 = padding)
+ * tells which positions are real. "Relative position" r of a real token = its index minus the index
+ * of the first real token of its row (r = 0 is BOS / the first token).
+ *
+ * Everything that reads a computed tensor is async (`await t.array()`); the host-array functions
+ * (columnMean on number[][], rowEntropies, columnEntropies) stay synchronous.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError, ValueError, expectedFound } from '../errors.js';
-import { actName } from '../hooks/names.js';
-import type { HookName } from '../hooks/names.js';
+import { actName, type BlockHookName, type HookName } from '../hooks/names.js';
+import type { ActivationCache } from '../model/cache.js';
+import { firstRealIndex, forEachChunk, readBatch, type Batch, type HostBatch, type ModelView } from '../model/view.js';
+import { toMatrix } from '../util/grid.js';
 
-/** Token ids [batch, pos] as a tensor or nested arrays. */
-export type TokensLike = tf.Tensor | number[][];
-/** Attention mask [batch, pos] (1 = real token, 0 = padding) as a tensor or nested arrays. */
-export type MaskLike = tf.Tensor | number[][] | number[];
+/** A [batch, pos] 0/1 attention mask as host rows or a tensor (read asynchronously). */
+export type MaskInput = number[][] | tf.Tensor;
 
-/**
- * The part of HookedTransformer (src/model) the analyses use. The real model satisfies it; tests
- * may also pass a small stand-in. Kept structural so that this folder does not need the model's
- * concrete class.
- */
-export interface AnalysisModel {
-  cfg: {
-    n_layers: number;
-    n_heads: number;
-    n_kv_heads?: number;
-    d_head: number;
-    d_model: number;
-    d_vocab: number;
-  };
-  params: Record<string, tf.Tensor>;
-  /** Name or path the model was loaded from (recorded in results). */
-  name?: string;
-  runWithCache(
-    tokens: any,
-    opts?: { attentionMask?: any; namesFilter?: any },
-  ): { logits: tf.Tensor; cache: { get(name: any): tf.Tensor; dispose(): void } };
-  runWithHooks(tokens: any, opts: { fwdHooks: Array<[any, any]>; attentionMask?: any }): tf.Tensor;
+// ---------------------------------------------------------------------------------------------
+// reading tensors back
+// ---------------------------------------------------------------------------------------------
+
+/** Read a computed tensor to nested arrays and dispose it (works on every backend). */
+export async function readOut<T>(t: tf.Tensor): Promise<T> {
+  try {
+    return (await t.array()) as T;
+  } finally {
+    t.dispose();
+  }
 }
 
-// ---------------------------------------------------------------------------------------------
-// tokens and masks
-// ---------------------------------------------------------------------------------------------
-
-/** Token ids as number[][] (reads a tensor synchronously). Validates a rectangular batch. */
-export function tokenRows(tokens: TokensLike, where = 'tokens'): number[][] {
-  let rows: number[][];
-  if (tokens instanceof tf.Tensor) {
-    if (tokens.rank !== 2) throw new ShapeError(where, expectedFound('a [batch, pos] tensor', `shape [${tokens.shape}]`));
-    rows = tokens.arraySync() as number[][];
-  } else {
-    if (!Array.isArray(tokens) || tokens.length === 0 || !tokens.every((r) => Array.isArray(r))) {
-      throw new ShapeError(where, expectedFound('a non-empty number[][] [batch, pos]', typeof tokens));
-    }
-    rows = tokens;
-  }
-  if (rows.length === 0) throw new ShapeError(where, expectedFound('at least one row', 'an empty batch'));
-  const n = rows[0].length;
-  rows.forEach((r, b) => {
-    if (r.length !== n) throw new ShapeError(`${where}[${b}]`, expectedFound(`${n} positions`, r.length));
-    r.forEach((t, p) => {
-      if (!Number.isInteger(t) || t < 0) throw new ValueError(`${where}[${b}][${p}]`, expectedFound('a non-negative integer token id', t));
-    });
-  });
-  return rows;
+/** Read several computed tensors at once (Promise.all) and dispose them. */
+export function readAll<T extends unknown[]>(ts: tf.Tensor[]): Promise<T> {
+  return Promise.all(ts.map((t) => readOut(t))) as Promise<T>;
 }
 
 /**
- * Attention mask as number[][] [batch, pos] of 0/1; all ones when absent.
- * A 1-D mask is accepted when batch = 1.
+ * A [batch, pos] mask as host rows of 0/1, validated against the expected shape; all ones when absent.
+ * A tensor is read asynchronously.
  */
-export function maskRows(mask: MaskLike | undefined, batch: number, pos: number, where = 'attentionMask'): number[][] {
-  if (mask === undefined || mask === null) return Array.from({ length: batch }, () => new Array(pos).fill(1));
-  let rows: number[][];
-  if (mask instanceof tf.Tensor) {
-    if (mask.rank === 1) rows = [mask.arraySync() as number[]];
-    else if (mask.rank === 2) rows = mask.arraySync() as number[][];
-    else throw new ShapeError(where, expectedFound('a [batch, pos] mask', `shape [${mask.shape}]`));
-  } else if (Array.isArray(mask) && mask.length > 0 && typeof mask[0] === 'number') {
-    rows = [mask as number[]];
-  } else {
-    rows = mask as number[][];
-  }
-  if (rows.length !== batch) throw new ShapeError(where, expectedFound(`${batch} rows`, rows.length));
+export async function hostMask(mask: MaskInput | undefined, batch: number, pos: number, where = 'attentionMask'): Promise<number[][]> {
+  if (mask === undefined || mask === null) return Array.from({ length: batch }, () => new Array<number>(pos).fill(1));
+  const rows = mask instanceof tf.Tensor ? ((await mask.array()) as number[][]) : mask;
+  if (!Array.isArray(rows) || rows.length !== batch) throw new ShapeError(where, expectedFound(`${batch} rows [batch, pos]`, Array.isArray(rows) ? rows.length : typeof rows));
   rows.forEach((r, b) => {
     if (!Array.isArray(r) || r.length !== pos) throw new ShapeError(`${where}[${b}]`, expectedFound(`${pos} positions`, Array.isArray(r) ? r.length : typeof r));
     r.forEach((v, p) => {
@@ -96,77 +56,32 @@ export function maskRows(mask: MaskLike | undefined, batch: number, pos: number,
   return rows.map((r) => r.slice());
 }
 
-/**
- * Index of the first real token of each row, checking the rows are left-padded
- * (zeros, then ones to the end) and hold at least one real token.
- */
-export function firstRealIndex(mask: number[][], where = 'attentionMask'): number[] {
-  return mask.map((r, b) => {
-    const first = r.indexOf(1);
-    if (first < 0) throw new ValueError(`${where}[${b}]`, 'expected at least one real token (a 1), found only padding');
-    for (let p = first; p < r.length; p++) {
-      if (r[p] !== 1) throw new ValueError(`${where}[${b}]`, expectedFound('left padding (0s then 1s to the end)', `a 0 at position ${p} after the first real token ${first}`));
-    }
-    return first;
-  });
-}
-
-function maskTensor(mask: MaskLike, lead: number | null, n: number, where: string): tf.Tensor {
-  if (mask instanceof tf.Tensor) {
-    const m = mask.toFloat();
-    if (m.rank === 1) {
-      if (m.shape[0] !== n) throw new ShapeError(where, expectedFound(`${n} positions`, m.shape[0]));
-      return m;
-    }
-    if (m.rank !== 2 || m.shape[1] !== n || (lead !== null && m.shape[0] !== lead)) {
-      throw new ShapeError(where, expectedFound(`[${lead ?? 'batch'}, ${n}]`, `[${m.shape}]`));
-    }
-    return m;
-  }
-  if (Array.isArray(mask) && typeof mask[0] === 'number') {
-    const r = mask as number[];
-    if (r.length !== n) throw new ShapeError(where, expectedFound(`${n} positions`, r.length));
-    return tf.tensor1d(r, 'float32');
-  }
-  const rows = mask as number[][];
-  if (lead !== null && rows.length !== lead) throw new ShapeError(where, expectedFound(`${lead} rows`, rows.length));
-  return tf.tensor2d(maskRows(rows, rows.length, n, where), undefined, 'float32');
-}
-
 // ---------------------------------------------------------------------------------------------
 // column mean
 // ---------------------------------------------------------------------------------------------
 
 export interface ColumnMeanOptions {
   /**
-   * Attention mask. For a pattern [batch, ..., q, k]: [batch, k]. For a [q, k] pattern: [k]
-   * (or [[...k]]). Pad columns get 0; pad rows are not counted.
+   * Attention mask. For a tensor pattern [batch, ..., q, k]: [batch, k] (host rows or a tensor) or,
+   * for a [q, k] tensor, [k]. For a number[][] pattern: [k]. Pad columns get 0; pad rows are not counted.
    */
-  mask?: MaskLike;
+  attentionMask?: number[] | number[][] | tf.Tensor;
 }
 
 /**
- * Column mean of a causal attention matrix (METHODS.md section 1):
+ * Column mean of a causal attention matrix:
  *   m_j = sum_{i >= j, i real} A[i, j] / #{i >= j : i real}   for real j, and 0 for pad j.
- * With left padding this is exactly m_j = sum_{i>=j} A[i,j] / (N - j) on the real sub-matrix
- * (N and j counted from the first real token), reported at the absolute column index.
- * Tensor in -> tensor [..., k] out (batched over all leading dims); number[][] in -> number[] out.
+ * Without padding this is Gu et al.'s importance score, (A / arange(N, 0, -1)).sum(-2)
+ * (sail-sg/Attention-Sink, eval_sink_open_source.py lines 46-47), and ACT's column statistic
+ * (GATECH-EIC/ACT, models/llama_modelling_aug.py line 27). With left padding it is the same on the
+ * real sub-matrix, reported at the absolute column index.
+ * Tensor in -> tensor [..., k] out (batched over all leading dims, synchronous, no readback);
+ * number[][] in -> number[] out (host arithmetic).
  */
 export function columnMean(pattern: tf.Tensor, opts?: ColumnMeanOptions): tf.Tensor;
 export function columnMean(pattern: number[][], opts?: ColumnMeanOptions): number[];
 export function columnMean(pattern: tf.Tensor | number[][], opts: ColumnMeanOptions = {}): tf.Tensor | number[] {
-  if (!(pattern instanceof tf.Tensor)) {
-    const t = patternTensor(pattern, 'pattern');
-    try {
-      const mask = opts.mask;
-      const m = columnMean(t, { mask: Array.isArray(mask) && Array.isArray(mask[0]) && (mask as number[][]).length === 1 ? (mask as number[][])[0] : mask });
-      const out = m.arraySync() as number[];
-      m.dispose();
-      return out;
-    } finally {
-      t.dispose();
-    }
-  }
+  if (!(pattern instanceof tf.Tensor)) return columnMeanHost(pattern, opts.attentionMask);
   const shape = pattern.shape;
   if (pattern.rank < 2) throw new ShapeError('pattern', expectedFound('rank >= 2 [..., q, k]', `shape [${shape}]`));
   const n = shape[shape.length - 1];
@@ -174,44 +89,65 @@ export function columnMean(pattern: tf.Tensor | number[][], opts: ColumnMeanOpti
   return tf.tidy(() => {
     const A = pattern.toFloat();
     const tril = tf.linalg.bandPart(tf.ones([n, n]), -1, 0); // [q, k], 1 where i >= j
-    if (opts.mask === undefined) {
-      const denom = tf.range(n, 0, -1, 'float32'); // N - j
-      return A.mul(tril).sum(-2).div(denom);
-    }
-    const lead = pattern.rank >= 3 ? shape[0] : null;
-    const m = maskTensor(opts.mask, lead, n, 'mask');
+    if (opts.attentionMask === undefined) return A.mul(tril).sum(-2).div(tf.range(n, 0, -1, 'float32'));
+    const m = maskTensor(opts.attentionMask, pattern.rank >= 3 ? shape[0] : null, n);
     let rowM: tf.Tensor;
     let colM: tf.Tensor;
     if (m.rank === 1) {
       rowM = m.reshape([n, 1]);
       colM = m;
     } else {
-      if (pattern.rank < 3) throw new ShapeError('mask', expectedFound(`a [${n}] mask for a [q, k] pattern`, `[${m.shape}]`));
+      if (pattern.rank < 3) throw new ShapeError('attentionMask', expectedFound(`a [${n}] mask for a [q, k] pattern`, `[${m.shape}]`));
       const ones = new Array(pattern.rank - 3).fill(1);
       rowM = m.reshape([shape[0], ...ones, n, 1]);
       colM = m.reshape([shape[0], ...ones, n]);
     }
-    const w = tril.mul(rowM); // [(B, 1..,) q, k]
-    const numer = A.mul(w).sum(-2);
+    const w = tril.mul(rowM);
     const denom = w.sum(-2);
     const safe = tf.where(denom.greater(0), denom, tf.onesLike(denom));
-    return numer.div(safe).mul(colM).mul(denom.greater(0).toFloat());
+    return A.mul(w).sum(-2).div(safe).mul(colM).mul(denom.greater(0).toFloat());
   });
 }
 
-/** number[][] -> float tensor [q, k], validating a rectangular matrix of finite numbers. */
-export function patternTensor(p: number[][], where: string): tf.Tensor2D {
-  if (!Array.isArray(p) || p.length === 0 || !p.every((r) => Array.isArray(r))) {
-    throw new ShapeError(where, expectedFound('a non-empty number[][] [q, k]', typeof p));
+/** columnMean on a host matrix (mask [k], 1 = real). */
+function columnMeanHost(p: number[][], mask: ColumnMeanOptions['attentionMask']): number[] {
+  const A = toMatrix(p, 'pattern');
+  const n = A.length;
+  if (A[0].length !== n) throw new ShapeError('pattern', expectedFound('a square [q, k] matrix', `[${n}, ${A[0].length}]`));
+  let m: number[] = new Array(n).fill(1);
+  if (mask !== undefined) {
+    if (mask instanceof tf.Tensor) throw new ValueError('attentionMask', expectedFound('host numbers [k] for a number[][] pattern', 'a tensor'));
+    m = (Array.isArray(mask[0]) && mask.length === 1 ? mask[0] : mask) as number[];
+    if (m.length !== n || m.some((v) => v !== 0 && v !== 1)) throw new ShapeError('attentionMask', expectedFound(`${n} entries of 0/1`, `[${m}]`));
   }
-  const k = p[0].length;
-  p.forEach((r, i) => {
-    if (r.length !== k) throw new ShapeError(`${where}[${i}]`, expectedFound(`${k} columns`, r.length));
-    r.forEach((v, j) => {
-      if (!Number.isFinite(v)) throw new ValueError(`${where}[${i}][${j}]`, expectedFound('a finite number', v));
-    });
+  return A[0].map((_, j) => {
+    if (!m[j]) return 0;
+    let s = 0;
+    let c = 0;
+    for (let i = j; i < n; i++) {
+      if (!m[i]) continue;
+      s += A[i][j];
+      c++;
+    }
+    return c > 0 ? s / c : 0;
   });
-  return tf.tensor2d(p, [p.length, k], 'float32');
+}
+
+function maskTensor(mask: NonNullable<ColumnMeanOptions['attentionMask']>, lead: number | null, n: number): tf.Tensor {
+  if (mask instanceof tf.Tensor) {
+    const m = mask.toFloat();
+    const ok = m.rank === 1 ? m.shape[0] === n : m.rank === 2 && m.shape[1] === n && (lead === null || m.shape[0] === lead);
+    if (!ok) throw new ShapeError('attentionMask', expectedFound(m.rank === 1 ? `${n} positions` : `[${lead ?? 'batch'}, ${n}]`, `[${m.shape}]`));
+    return m;
+  }
+  if (typeof mask[0] === 'number') {
+    const r = mask as number[];
+    if (r.length !== n) throw new ShapeError('attentionMask', expectedFound(`${n} positions`, r.length));
+    return tf.tensor1d(r, 'float32');
+  }
+  const rows = mask as number[][];
+  if ((lead !== null && rows.length !== lead) || rows.some((r) => r.length !== n)) throw new ShapeError('attentionMask', expectedFound(`[${lead ?? 'batch'}, ${n}]`, `[${rows.length}, ${rows[0]?.length}]`));
+  return tf.tensor2d(rows, undefined, 'float32');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,66 +155,53 @@ export function patternTensor(p: number[][], where: string): tf.Tensor2D {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Normalised row entropy of a causal pattern on the real sub-matrix:
+ * Normalised row entropy of a causal pattern on its real sub-matrix (rows from `first`):
  *   H_i = -sum_j p_ij log p_ij / log(#visible keys of row i),  p_ij = A[i,j] / sum_j A[i,j],
- * #visible keys = r + 1 for the row at relative position r. The first real row (one visible
- * key) has log(1) = 0 and gets 0, as in the authors' code. Returns [q] per row (pad rows 0).
+ * with #visible keys = r + 1 at relative position r (entropy.py lines 4-22,
+ * row_tokenwise_normalized_entropy: only positive entries count, log(1) = 0 gives 0).
  */
 export function rowEntropies(A: number[][], first = 0): number[] {
   const n = A.length;
   const out = new Array(n).fill(0);
-  for (let i = first; i < n; i++) {
-    const vis = i - first + 1;
-    if (vis < 2) continue;
-    let s = 0;
-    for (let j = first; j <= i; j++) s += Math.max(A[i][j], 0);
-    if (!(s > 0)) continue;
-    let h = 0;
-    for (let j = first; j <= i; j++) {
-      const p = Math.max(A[i][j], 0) / s;
-      if (p > 0) h -= p * Math.log(p);
-    }
-    out[i] = h / Math.log(vis);
-  }
+  for (let i = first + 1; i < n; i++) out[i] = normEntropy(A[i].slice(first, i + 1), i - first + 1);
   return out;
 }
 
 /**
- * Normalised column entropy: for key j, q_i = A[i,j] / sum_{i'>=j} A[i',j] over the real queries
- * i >= j, H_j = -sum q_i log q_i / log(#queries seeing j) with #queries = N - j (real N, j
- * relative). The last column (one query) and columns with no mass get 0, as in the authors' code.
+ * Normalised column entropy: for key j, q_i = A[i,j] / sum_{i' >= j} A[i',j] over the real queries,
+ * H_j = -sum q_i log q_i / log(N - j) (N and j counted from `first`; entropy.py lines 29-48,
+ * column_tokenwise_normalized_entropy). The last column (log 1 = 0) and columns without mass get 0.
  */
 export function columnEntropies(A: number[][], first = 0): number[] {
   const n = A.length;
   const out = new Array(n).fill(0);
-  for (let j = first; j < n; j++) {
-    const cnt = n - j;
-    if (cnt < 2) continue;
-    let s = 0;
-    for (let i = j; i < n; i++) s += Math.max(A[i][j], 0);
-    if (!(s > 0)) continue;
-    let h = 0;
-    for (let i = j; i < n; i++) {
-      const q = Math.max(A[i][j], 0) / s;
-      if (q > 0) h -= q * Math.log(q);
-    }
-    out[j] = h / Math.log(cnt);
-  }
+  for (let j = first; j < n - 1; j++) out[j] = normEntropy(A.slice(j).map((r) => r[j]), n - j);
   return out;
 }
 
+/** Entropy of the positive part of xs (normalised to sum 1) over log(count); 0 when count < 2 or no mass. */
+function normEntropy(xs: number[], count: number): number {
+  if (count < 2) return 0;
+  const s = xs.reduce((a, x) => a + (x > 0 ? x : 0), 0);
+  if (!(s > 0)) return 0;
+  let h = 0;
+  for (const x of xs) if (x > 0) h -= (x / s) * Math.log(x / s);
+  return h / Math.log(count);
+}
+
 /**
- * Batched head entropies of patterns [batch, head, q, k] on their real tokens (mask [batch, k],
- * left padding; all real when absent): row = mean over the real rows of rowEntropies,
- * col = max over the real columns of columnEntropies. Returns two [batch, head] tensors; the same
- * definitions as the array functions above (which serve as the reference in tests).
+ * Batched head entropies of patterns [batch, head, q, k] on their real tokens (host mask [batch, k],
+ * left padding; all real when absent): row = mean over the real rows of rowEntropies
+ * (row_headwise_average_normalized_entropy), col = max over the real columns of columnEntropies
+ * (column_headwise_maximum_normalized_entropy). Returns two [batch, head] tensors (no readback).
  */
-export function headEntropies(pattern: tf.Tensor, mask?: MaskLike): { row: tf.Tensor2D; col: tf.Tensor2D } {
+export function headEntropies(pattern: tf.Tensor, attentionMask?: number[][]): { row: tf.Tensor2D; col: tf.Tensor2D } {
   if (pattern.rank !== 4 || pattern.shape[2] !== pattern.shape[3]) throw new ShapeError('pattern', expectedFound('[batch, head, q, k] with q = k', `[${pattern.shape}]`));
   const [B, , N] = pattern.shape as [number, number, number, number];
-  const rows = maskRows(mask, B, N, 'mask');
-  firstRealIndex(rows, 'mask');
-  const out = tf.tidy(() => {
+  const rows = attentionMask ?? Array.from({ length: B }, () => new Array<number>(N).fill(1));
+  if (rows.length !== B || rows.some((r) => r.length !== N)) throw new ShapeError('attentionMask', expectedFound(`[${B}, ${N}]`, `[${rows.length}, ${rows[0]?.length}]`));
+  firstRealIndex(rows, 'attentionMask');
+  return tf.tidy(() => {
     const m = tf.tensor2d(rows, [B, N], 'float32');
     const tril = tf.linalg.bandPart(tf.ones([N, N]), -1, 0);
     const A = pattern.toFloat().relu().mul(tril).mul(m.reshape([B, 1, N, 1])).mul(m.reshape([B, 1, 1, N]));
@@ -289,86 +212,72 @@ export function headEntropies(pattern: tf.Tensor, mask?: MaskLike): { row: tf.Te
     const safeDiv = (a: tf.Tensor, s: tf.Tensor) => a.div(tf.where(s.greater(0), s, tf.onesLike(s)));
     // rows: #visible keys of a real row = cumulative count of real tokens (r + 1)
     const vis = m.cumsum(1).reshape([B, 1, N]);
-    const P = safeDiv(A, A.sum(-1, true));
-    const hRow = xlogx(P).sum(-1).neg(); // [B, H, N]
+    const hRow = xlogx(safeDiv(A, A.sum(-1, true))).sum(-1).neg(); // [B, H, N]
     const rowN = tf.where(vis.greaterEqual(2), safeDiv(hRow, vis.log()), tf.zerosLike(hRow)).mul(m.reshape([B, 1, N]));
     const row = rowN.sum(-1).div(m.sum(1).reshape([B, 1]));
     // columns: #real queries that see key j = real tokens at positions >= j
     const cnt = m.sum(1, true).sub(m.cumsum(1)).add(m).reshape([B, 1, N]);
-    const Q = safeDiv(A, A.sum(-2, true));
-    const hCol = xlogx(Q).sum(-2).neg(); // [B, H, N]
+    const hCol = xlogx(safeDiv(A, A.sum(-2, true))).sum(-2).neg(); // [B, H, N]
     const colN = tf.where(cnt.greaterEqual(2), safeDiv(hCol, cnt.log()), tf.zerosLike(hCol)).mul(m.reshape([B, 1, N]));
     return { row: row as tf.Tensor2D, col: colN.max(-1) as tf.Tensor2D };
   });
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
-// reading patterns from a model
+// running a model on a batch
 // ---------------------------------------------------------------------------------------------
 
-/** Options shared by the model-level analyses. */
-export interface ModelRunOptions {
-  attentionMask?: MaskLike;
+/** Options of the model-level analyses. */
+export interface RunOptions {
   /** Prompts per forward pass (default: all at once). */
   batchSize?: number;
 }
 
-/** Token rows + mask rows + first real index, validated. */
-export interface PreparedBatch {
-  tokens: number[][];
-  mask: number[][];
+/** One chunk of a batch with its cached activations (owned by the runner: do not dispose them). */
+export interface Chunk extends HostBatch {
+  /** Index of the first real token of each row. */
+  first: number[];
+  /** Row offset of the chunk in the batch. */
+  start: number;
+  cache: ActivationCache;
+}
+
+/** The batch as read by runChunks: host rows and the first real index of each. */
+export interface ReadBatch extends HostBatch {
   first: number[];
 }
 
-export function prepareBatch(tokens: TokensLike, attentionMask?: MaskLike): PreparedBatch {
-  const rows = tokenRows(tokens);
-  const mask = maskRows(attentionMask, rows.length, rows[0].length);
-  const first = firstRealIndex(mask);
-  return { tokens: rows, mask, first };
-}
-
 /**
- * Run the model on a prepared batch in chunks, caching the given hook names, and hand each
- * chunk's cache to `visit` (with the chunk's row offset). The cache is disposed afterwards.
+ * Run the model on a Batch in chunks of `opts.batchSize` prompts, caching only `names`, and hand
+ * each chunk's cache to `visit` (awaited in order); the cache and logits are freed afterwards.
  */
-export function forEachChunk(
-  model: AnalysisModel,
-  batch: PreparedBatch,
-  names: string[],
-  batchSize: number | undefined,
-  visit: (get: (name: string) => tf.Tensor, rows: { start: number; tokens: number[][]; mask: number[][]; first: number[] }) => void,
-): void {
-  const total = batch.tokens.length;
-  const size = batchSize ?? total;
-  if (!Number.isInteger(size) || size < 1) throw new ValueError('batchSize', expectedFound('a positive integer', batchSize));
-  const wanted = new Set(names);
-  for (let start = 0; start < total; start += size) {
-    const toks = batch.tokens.slice(start, start + size);
-    const mask = batch.mask.slice(start, start + size);
-    const first = batch.first.slice(start, start + size);
-    const tokT = tf.tensor2d(toks, undefined, 'int32');
-    const maskT = tf.tensor2d(mask, undefined, 'int32');
-    let res: ReturnType<AnalysisModel['runWithCache']> | null = null;
+export async function runChunks<R>(
+  model: ModelView,
+  batch: Batch,
+  names: HookName[],
+  opts: RunOptions,
+  visit: (c: Chunk) => Promise<R>,
+): Promise<{ batch: ReadBatch; results: R[] }> {
+  const host = await readBatch(batch);
+  const first = firstRealIndex(host.mask);
+  const results = await forEachChunk(host, opts.batchSize ?? host.ids.length, async (part, start) => {
+    const { logits, cache } = await model.runWithCache(part.ids, { attentionMask: part.mask, namesFilter: names });
+    logits.dispose();
     try {
-      res = model.runWithCache(tokT, { attentionMask: maskT, namesFilter: (name: string) => wanted.has(name) });
-      res.logits.dispose();
-      const cache = res.cache;
-      visit((name) => cache.get(name as HookName), { start, tokens: toks, mask, first });
+      return await visit({ ...part, first: first.slice(start, start + part.ids.length), start, cache });
     } finally {
-      res?.cache.dispose();
-      tokT.dispose();
-      maskT.dispose();
+      cache.dispose();
     }
-  }
+  });
+  return { batch: { ...host, first }, results };
 }
 
 /** Hook names of the attention patterns of all layers. */
-export function patternNames(nLayers: number): string[] {
+export function patternNames(nLayers: number): BlockHookName[] {
   return Array.from({ length: nLayers }, (_, l) => actName('pattern', l));
 }
 
-/** Check that per-layer patterns are [batch, head, q, q] with one shape; return it. */
+/** Check that per-layer patterns are [batch, head, q, q] with one shape; return [batch, head, q]. */
 export function checkPatterns(patterns: tf.Tensor[], where = 'patterns'): [number, number, number] {
   if (!Array.isArray(patterns) || patterns.length === 0) throw new ShapeError(where, expectedFound('one [batch, head, q, k] tensor per layer', 'an empty list'));
   const s0 = patterns[0].shape;
@@ -380,19 +289,17 @@ export function checkPatterns(patterns: tf.Tensor[], where = 'patterns'): [numbe
   return [s0[0] as number, s0[1] as number, s0[2] as number];
 }
 
-/** Mean of a list; throws ValueError (never NaN) when empty. */
-export function meanOf(xs: number[], where: string): number {
-  if (xs.length === 0) throw new ValueError(where, 'nothing to average: no prompt has this position');
-  let s = 0;
-  for (const x of xs) s += x;
-  return s / xs.length;
-}
-
+/** A rows x cols grid filled by f. */
 export function grid<T>(rows: number, cols: number, f: (r: number, c: number) => T): T[][] {
   return Array.from({ length: rows }, (_, r) => Array.from({ length: cols }, (_, c) => f(r, c)));
 }
 
-export function modelName(model: AnalysisModel): string | undefined {
-  const n = model.name;
-  return typeof n === 'string' && n ? n : undefined;
+/** The model's name for results (undefined when it has none). */
+export function modelName(model: Pick<ModelView, 'name'>): string | undefined {
+  return typeof model.name === 'string' && model.name ? model.name : undefined;
+}
+
+/** Check a threshold-like number lies in [lo, hi) (or (lo, hi) with openLo). */
+export function checkRange(name: string, v: number, lo: number, hi: number, openLo = false): void {
+  if (!Number.isFinite(v) || (openLo ? v <= lo : v < lo) || v >= hi) throw new ValueError(name, expectedFound(`a number in ${openLo ? '(' : '['}${lo}, ${hi})`, v));
 }

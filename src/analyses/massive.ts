@@ -1,16 +1,16 @@
 /**
- * Massive activations and VAR sink tokens (Kang et al., "See What You Are Told", code
- * MICV-yonsei/VisAttnSink; METHODS.md section 4.1-4.2).
+ * Massive activations (Sun et al., "Massive Activations in Large Language Models", code
+ * locuslab/massive-activations) and VAR sink dimensions / sink tokens (Kang et al., "See What You Are
+ * Told", code MICV-yonsei/VisAttnSink; read through its public forks, e.g. benmagnifico/VisAttnSink,
+ * src/logic/logic.py). Detection only: the redistribution lives with the calibration analyses.
  *
  * ratio_d(x) = |x_d| / rms(x),  rms(x) = sqrt(mean(x^2) + 1e-6), x a residual vector of one token.
- * Sink dimensions are those with the largest max ratio over tokens and layers; a token is a sink
- * at layer l >= 2 when phi(x) = max_{d in D} ratio_d(x) > tau (tau = 20).
  */
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError, ValueError, expectedFound } from '../errors.js';
 import { actName } from '../hooks/names.js';
-import { firstRealIndex, forEachChunk, maskRows, prepareBatch } from './attention-stats.js';
-import type { AnalysisModel, MaskLike, ModelRunOptions, TokensLike } from './attention-stats.js';
+import { firstRealIndex, type Batch, type ModelView } from '../model/view.js';
+import { hostMask, readAll, readOut, runChunks, type MaskInput, type RunOptions } from './attention-stats.js';
 
 const RMS_EPS = 1e-6;
 
@@ -34,11 +34,9 @@ export interface MassiveDimsResult {
 export interface MassiveDimsOptions {
   /** How many dimensions to return (default 10). */
   top?: number;
-  /** Attention mask [batch, pos] (pad tokens are ignored). */
-  mask?: MaskLike;
 }
 
-/** [batch, pos, d] -> ratio |x_d| / sqrt(mean(x^2) + 1e-6), pads zeroed by maskT [B, N]. */
+/** [batch, pos, d] -> |x_d| / sqrt(mean(x^2) + 1e-6) (DimProspector.rmsnorm, logic.py), pads zeroed by maskT [B, N]. */
 function ratios(x: tf.Tensor, maskT: tf.Tensor): tf.Tensor3D {
   return tf.tidy(() => {
     const f = x.toFloat();
@@ -54,18 +52,17 @@ function checkResid(x: tf.Tensor, where: string, shape?: number[]): void {
   }
 }
 
+/** Running max of the ratio per dimension, with where it was found. */
 class MaxTracker {
   perDim: number[] = [];
   where: Array<{ layer: number; prompt: number; position: number }> = [];
-  add(x: tf.Tensor, layer: number, maskT: tf.Tensor, first: number[], promptOffset: number): void {
+  async add(x: tf.Tensor, layer: number, mask: number[][], first: number[], promptOffset: number): Promise<void> {
     const [B, N, d] = x.shape;
-    const r = ratios(x, maskT);
-    const flat = r.reshape([B * N, d]);
-    const mx = flat.max(0);
-    const am = flat.argMax(0);
-    const mxA = mx.dataSync();
-    const amA = am.dataSync();
-    tf.dispose([r, flat, mx, am]);
+    const [mx, am] = tf.tidy(() => {
+      const flat = ratios(x, tf.tensor2d(mask, [B, N], 'float32')).reshape([B * N, d]);
+      return [flat.max(0), flat.argMax(0)];
+    });
+    const [mxA, amA] = await readAll<[number[], number[]]>([mx, am]);
     if (this.perDim.length === 0) {
       this.perDim = new Array(d).fill(-1);
       this.where = new Array(d).fill(null);
@@ -75,18 +72,14 @@ class MaxTracker {
     for (let j = 0; j < d; j++) {
       if (mxA[j] > this.perDim[j]) {
         const b = Math.floor(amA[j] / N);
-        const p = amA[j] % N;
         this.perDim[j] = mxA[j];
-        this.where[j] = { layer, prompt: b + promptOffset, position: p - first[b] };
+        this.where[j] = { layer, prompt: b + promptOffset, position: (amA[j] % N) - first[b] };
       }
     }
   }
   result(top: number): MassiveDimsResult {
     const order = this.perDim.map((_, j) => j).sort((a, b) => this.perDim[b] - this.perDim[a] || a - b);
-    return {
-      top: order.slice(0, top).map((j) => ({ dim: j, score: this.perDim[j], ...this.where[j] })),
-      perDim: this.perDim.slice(),
-    };
+    return { top: order.slice(0, top).map((j) => ({ dim: j, score: this.perDim[j], ...this.where[j] })), perDim: this.perDim.slice() };
   }
 }
 
@@ -95,61 +88,83 @@ function checkTop(top: number): void {
 }
 
 /**
- * Rank residual dimensions by max |x_d / rms(x)| over tokens and layers.
- * Either residuals (one [batch, pos, d_model] tensor per layer) with opts.mask, or a model and
- * tokens (uses blocks.L.hook_resid_pre of every layer: the residual input to each layer).
+ * Sink dimensions from residual tensors (one [batch, pos, d_model] per layer, e.g. cached
+ * hook_resid_pre): rank dimensions by max |x_d / rms(x)| over real tokens and layers. The VAR authors
+ * ship these dimensions as fixed per-model constants (DIM_SINK); this ranking is tflens's way of
+ * finding them for a model without one.
  */
-export function massiveDims(residuals: tf.Tensor[], opts?: MassiveDimsOptions): MassiveDimsResult;
-export function massiveDims(model: AnalysisModel, tokens: TokensLike, opts?: Omit<MassiveDimsOptions, 'mask'> & ModelRunOptions): MassiveDimsResult;
-export function massiveDims(
-  a: tf.Tensor[] | AnalysisModel,
-  b?: TokensLike | MassiveDimsOptions,
-  c?: Omit<MassiveDimsOptions, 'mask'> & ModelRunOptions,
-): MassiveDimsResult {
-  const tracker = new MaxTracker();
-  if (Array.isArray(a)) {
-    const opts = (b ?? {}) as MassiveDimsOptions;
-    const top = opts.top ?? 10;
-    checkTop(top);
-    if (a.length === 0) throw new ShapeError('residuals', expectedFound('one [batch, pos, d_model] tensor per layer', 'an empty list'));
-    checkResid(a[0], 'residuals[0]');
-    const [B, N] = a[0].shape;
-    const mask = maskRows(opts.mask, B, N, 'mask');
-    const first = firstRealIndex(mask, 'mask');
-    const maskT = tf.tensor2d(mask, [B, N], 'float32');
-    try {
-      a.forEach((x, l) => {
-        checkResid(x, `residuals[${l}]`, a[0].shape);
-        tracker.add(x, l, maskT, first, 0);
-      });
-    } finally {
-      maskT.dispose();
-    }
-    return tracker.result(top);
-  }
-  const model = a;
-  const opts = c ?? {};
+export async function massiveDimsFromResiduals(residuals: tf.Tensor[], opts: MassiveDimsOptions & { attentionMask?: MaskInput } = {}): Promise<MassiveDimsResult> {
   const top = opts.top ?? 10;
   checkTop(top);
-  const batch = prepareBatch(b as TokensLike, opts.attentionMask);
-  const L = model.cfg.n_layers;
-  const names = Array.from({ length: L }, (_, l) => actName('resid_pre', l));
-  forEachChunk(model, batch, names, opts.batchSize, (get, rows) => {
-    const maskT = tf.tensor2d(rows.mask, undefined, 'float32');
-    try {
-      for (let l = 0; l < L; l++) tracker.add(get(names[l]), l, maskT, rows.first, rows.start);
-    } finally {
-      maskT.dispose();
-    }
+  if (!Array.isArray(residuals) || residuals.length === 0) throw new ShapeError('residuals', expectedFound('one [batch, pos, d_model] tensor per layer', 'an empty list'));
+  checkResid(residuals[0], 'residuals[0]');
+  const [B, N] = residuals[0].shape;
+  const mask = await hostMask(opts.attentionMask, B, N);
+  const first = firstRealIndex(mask);
+  const tracker = new MaxTracker();
+  for (const [l, x] of residuals.entries()) {
+    checkResid(x, `residuals[${l}]`, residuals[0].shape);
+    await tracker.add(x, l, mask, first, 0);
+  }
+  return tracker.result(top);
+}
+
+/** Sink dimensions of a model on a batch: massiveDimsFromResiduals over blocks.l.hook_resid_pre of every layer. */
+export async function massiveDims(model: ModelView, batch: Batch, opts: MassiveDimsOptions & RunOptions = {}): Promise<MassiveDimsResult> {
+  const top = opts.top ?? 10;
+  checkTop(top);
+  const names = Array.from({ length: model.cfg.n_layers }, (_, l) => actName('resid_pre', l));
+  const tracker = new MaxTracker();
+  await runChunks(model, batch, names, opts, async (c) => {
+    for (const [l, n] of names.entries()) await tracker.add(c.cache.get(n), l, c.mask, c.first, c.start);
   });
   return tracker.result(top);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Sun et al.: layer-wise top activation magnitudes
+// ---------------------------------------------------------------------------------------------
+
+export interface ActivationMagnitudes {
+  /** top[layer] = the 3 largest |x| of the layer's output over all tokens and dimensions, mean over prompts. */
+  top: number[][];
+  /** median[layer] = median |x| of the layer's output (torch.median: the lower middle value), mean over prompts. */
+  median: number[];
+}
+
+/** The 3 largest values and the lower median of a list of magnitudes. */
+function topAndMedian(a: Float64Array): number[] {
+  const s = a.sort();
+  const n = s.length;
+  return [s[n - 1], s[n - 2], s[n - 3], s[Math.floor((n - 1) / 2)]];
+}
+
+/**
+ * Sun et al.'s layer-wise analysis (main_llm.py lines 83-100, exp2): for each prompt and each layer
+ * output (blocks.l.hook_resid_post, the decoder layer's output: monkey_patch/modify_llama.py line 52),
+ * the top-3 magnitudes |x| over all real tokens and dimensions and the median |x|; then the mean over
+ * prompts (lib/plot_utils_llm.py line 98). A prompt needs at least one real token (3 values).
+ */
+export async function activationMagnitudes(model: ModelView, batch: Batch, opts: RunOptions = {}): Promise<ActivationMagnitudes> {
+  const names = Array.from({ length: model.cfg.n_layers }, (_, l) => actName('resid_post', l));
+  const { results } = await runChunks(model, batch, names, opts, async (c) => {
+    const layers = await Promise.all(names.map((n) => readOut<number[][][]>(c.cache.get(n).abs())));
+    return c.mask.map((_, b) => layers.map((x) => topAndMedian(Float64Array.from(x[b].slice(c.first[b]).flat()))));
+  });
+  const per = results.flat(); // [prompt][layer][4]
+  const mean = (l: number, i: number) => per.reduce((s, p) => s + p[l][i], 0) / per.length;
+  return { top: names.map((_, l) => [0, 1, 2].map((i) => mean(l, i))), median: names.map((_, l) => mean(l, 3)) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// VAR sink tokens
+// ---------------------------------------------------------------------------------------------
+
 export interface VarSinkOptions {
-  /** Threshold on phi (default 20). */
+  /** Threshold on phi (default 20: LogicEngine.activate, logic.py). */
   tau?: number;
   /** Attention mask [batch, pos]; pad tokens get phi = 0 and are never sinks. */
-  mask?: MaskLike;
+  attentionMask?: MaskInput;
 }
 
 export interface VarSinkResult {
@@ -167,49 +182,42 @@ function checkDims(dims: number[], d: number): void {
 }
 
 /**
- * VAR sink tokens of one layer (METHODS.md 4.2): resid = residual input to the layer
- * [batch, pos, d_model]; phi(x) = max_{d in dims} |x_d / sqrt(mean(x^2) + 1e-6)|; sink if phi > tau.
- * VAR applies it at layers >= 2 (see varSinks for the per-layer model version).
+ * VAR sink tokens of one layer (DimProspector.run_logic, logic.py): resid = residual input to the
+ * layer [batch, pos, d_model]; phi(x) = max_{d in dims} |x_d / sqrt(mean(x^2) + 1e-6)|; sink if
+ * phi > tau (strict).
  */
-export function varSinkTokens(resid: tf.Tensor, dims: number[], opts: VarSinkOptions = {}): VarSinkResult {
+export async function varSinkTokens(resid: tf.Tensor, dims: number[], opts: VarSinkOptions = {}): Promise<VarSinkResult> {
   const tau = opts.tau ?? 20;
   if (!Number.isFinite(tau) || tau <= 0) throw new ValueError('tau', expectedFound('a positive number', tau));
   checkResid(resid, 'resid');
   const [B, N, d] = resid.shape;
   checkDims(dims, d);
-  const mask = maskRows(opts.mask, B, N, 'mask');
-  const phiT = tf.tidy(() => {
-    const maskT = tf.tensor2d(mask, [B, N], 'float32');
-    const r = ratios(resid, maskT);
-    return tf.gather(r, tf.tensor1d(dims, 'int32'), 2).max(-1);
-  });
-  const phi = phiT.arraySync() as number[][];
-  phiT.dispose();
+  const mask = await hostMask(opts.attentionMask, B, N);
+  const phi = await readOut<number[][]>(tf.tidy(() => tf.gather(ratios(resid, tf.tensor2d(mask, [B, N], 'float32')), tf.tensor1d(dims, 'int32'), 2).max(-1)));
   return { phi, sink: phi.map((row) => row.map((v) => v > tau)) };
 }
 
-export interface VarSinksOptions extends ModelRunOptions {
+export interface VarSinksOptions extends RunOptions {
   tau?: number;
-  /** First layer checked (default 2, as in VAR: no sinks in layers 0-1). */
+  /** First layer checked (default 2: sink_select_layers = layers[2:], LogicEngine.set_sink_select_layers). */
   minLayer?: number;
 }
 
-/** VAR sink tokens at every layer >= minLayer of a model (x = blocks.L.hook_resid_pre); phi/sink rows start at each prompt's first real token. */
-export function varSinks(model: AnalysisModel, tokens: TokensLike, dims: number[], opts: VarSinksOptions = {}): Array<{ layer: number } & VarSinkResult> {
+/**
+ * VAR sink tokens at every layer >= minLayer of a model (x = blocks.l.hook_resid_pre, the hidden state
+ * entering decoder layer l, read during prefill as DimProspector does); phi/sink rows start at each
+ * prompt's first real token.
+ */
+export async function varSinks(model: ModelView, batch: Batch, dims: number[], opts: VarSinksOptions = {}): Promise<Array<{ layer: number } & VarSinkResult>> {
   const L = model.cfg.n_layers;
   const minLayer = opts.minLayer ?? 2;
   if (!Number.isInteger(minLayer) || minLayer < 0 || minLayer >= L) throw new ValueError('minLayer', expectedFound(`an integer in [0, ${L})`, minLayer));
   checkDims(dims, model.cfg.d_model);
-  const batch = prepareBatch(tokens, opts.attentionMask);
   const layers = Array.from({ length: L - minLayer }, (_, i) => minLayer + i);
-  const out = layers.map((layer) => ({ layer, phi: [] as number[][], sink: [] as boolean[][] }));
   const names = layers.map((l) => actName('resid_pre', l));
-  forEachChunk(model, batch, names, opts.batchSize, (get, rows) => {
-    names.forEach((name, i) => {
-      const r = varSinkTokens(get(name), dims, { tau: opts.tau, mask: rows.mask });
-      out[i].phi.push(...r.phi.map((row, b) => row.slice(rows.first[b])));
-      out[i].sink.push(...r.sink.map((row, b) => row.slice(rows.first[b])));
-    });
+  const { results } = await runChunks(model, batch, names, opts, async (c) => {
+    const per = await Promise.all(names.map((n) => varSinkTokens(c.cache.get(n), dims, { tau: opts.tau, attentionMask: c.mask })));
+    return per.map((r) => ({ phi: r.phi.map((row, b) => row.slice(c.first[b])), sink: r.sink.map((row, b) => row.slice(c.first[b])) }));
   });
-  return out;
+  return layers.map((layer, i) => ({ layer, phi: results.flatMap((r) => r[i].phi), sink: results.flatMap((r) => r[i].sink) }));
 }

@@ -1,39 +1,45 @@
 /**
- * Attention sinks (Gu et al., "When Attention Sink Emerges"; METHODS.md section 2) and hidden
- * sinks (Yu et al., ACT; METHODS.md section 3, detection only).
+ * Attention sinks (Gu et al., "When Attention Sink Emerges", code sail-sg/Attention-Sink) with the
+ * companion norms of residual states, keys and values, and hidden sinks (Yu et al., code
+ * GATECH-EIC/ACT, detection only).
  *
  * Positions are relative to the first real token of each prompt (left padding is read from the
  * attention mask), so a prompt gives the same numbers alone or padded inside a batch.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError, ValueError, expectedFound } from '../errors.js';
-import { actName } from '../hooks/names.js';
-import { makeHeadScores } from '../results.js';
-import type { HeadScores } from '../results.js';
+import { actName, type HookName } from '../hooks/names.js';
+import { firstRealIndex, type Batch, type ModelView } from '../model/view.js';
+import { makeHeadScores, type HeadScores } from '../results.js';
+import { toMatrix } from '../util/grid.js';
 import {
   checkPatterns,
+  checkRange,
   columnMean,
-  firstRealIndex,
-  forEachChunk,
   grid,
-  maskRows,
+  hostMask,
   modelName,
   patternNames,
-  prepareBatch,
+  readOut,
+  runChunks,
+  type MaskInput,
+  type RunOptions,
 } from './attention-stats.js';
-import type { AnalysisModel, MaskLike, ModelRunOptions, TokensLike } from './attention-stats.js';
 
 // ---------------------------------------------------------------------------------------------
 // sink rates
 // ---------------------------------------------------------------------------------------------
 
 export interface SinkRateOptions {
-  /** Threshold on alpha (default 0.3, as in the paper). */
+  /** Threshold on alpha (default 0.3: eval_sink_open_source.py line 92, eval_sink_pretrain.py line 147). */
   eps?: number;
-  /** Key positions, 1-indexed as in the paper (k = 1 is the first token). Default 1..10 (capped at the longest prompt). */
+  /**
+   * Key positions, 1-indexed as in the paper (k = 1 is the first token). Default 1..10, capped at the
+   * longest prompt: the curve eval_sink_pretrain.py line 151 prints (metric1[:, :10]).
+   */
   ks?: number[];
   /** Attention mask [batch, pos] (left padding). */
-  mask?: MaskLike;
+  attentionMask?: MaskInput;
   /** Recorded in the HeadScores. */
   model?: string;
   data?: Record<string, unknown>;
@@ -53,33 +59,16 @@ export interface SinkRateResult {
   scores: HeadScores;
 }
 
-/** Per-prompt column means at relative positions: out[prompt][layer][head][r]. */
-function alphaPerPrompt(patterns: tf.Tensor[], mask: number[][], first: number[]): number[][][][] {
-  const [B, H, N] = checkPatterns(patterns);
-  const out: number[][][][] = Array.from({ length: B }, () => []);
-  const maskT = tf.tensor2d(mask, [B, N], 'float32');
-  try {
-    for (const p of patterns) {
-      const cm = columnMean(p, { mask: maskT });
-      const arr = cm.arraySync() as number[][][];
-      cm.dispose();
-      for (let b = 0; b < B; b++) {
-        out[b].push(Array.from({ length: H }, (_, h) => arr[b][h].slice(first[b])));
-      }
-    }
-  } finally {
-    maskT.dispose();
-  }
-  return out;
-}
-
-function checkEps(eps: number): void {
-  if (!Number.isFinite(eps) || eps < 0 || eps >= 1) throw new ValueError('eps', expectedFound('a number in [0, 1)', eps));
+/** Per-prompt column means at relative positions: out[prompt][layer][head][r] (one readback per layer). */
+async function alphaPerPrompt(patterns: tf.Tensor[], mask: number[][], first: number[]): Promise<number[][][][]> {
+  checkPatterns(patterns);
+  const layers = await Promise.all(patterns.map((p) => readOut<number[][][]>(columnMean(p, { attentionMask: mask }))));
+  return mask.map((_, b) => layers.map((arr) => arr[b].map((row) => row.slice(first[b]))));
 }
 
 function aggregateSinks(alpha: number[][][][], opts: SinkRateOptions): SinkRateResult {
   const eps = opts.eps ?? 0.3;
-  checkEps(eps);
+  checkRange('eps', eps, 0, 1);
   const B = alpha.length;
   const L = alpha[0].length;
   const H = alpha[0][0].length;
@@ -93,22 +82,14 @@ function aggregateSinks(alpha: number[][][][], opts: SinkRateOptions): SinkRateR
   const counts: number[] = [];
   const alphaMean: number[][][] = grid(L, H, () => [] as number[]);
   for (const k of ks) {
-    const r = k - 1;
     let hits = 0;
     let cnt = 0;
     for (let l = 0; l < L; l++) {
       for (let h = 0; h < H; h++) {
-        let s = 0;
-        let c = 0;
-        for (let b = 0; b < B; b++) {
-          const a = alpha[b][l][h];
-          if (r >= a.length) continue;
-          s += a[r];
-          c++;
-          if (a[r] > eps) hits++;
-        }
-        cnt += c;
-        alphaMean[l][h].push(s / c);
+        const vals = alpha.map((a) => a[l][h]).filter((a) => k - 1 < a.length).map((a) => a[k - 1]);
+        hits += vals.filter((v) => v > eps).length;
+        cnt += vals.length;
+        alphaMean[l][h].push(vals.reduce((s, v) => s + v, 0) / vals.length);
       }
     }
     rates.push((100 * hits) / cnt);
@@ -125,32 +106,30 @@ function aggregateSinks(alpha: number[][][][], opts: SinkRateOptions): SinkRateR
 }
 
 /**
- * Sink metric from per-layer patterns [batch, head, q, k] (one tensor per layer).
+ * Sink metric from per-layer patterns [batch, head, q, k] (one tensor per layer, e.g. from a cache).
  * alpha^{l,h}_k = column mean at key k (1-indexed; k = 1 = first real token);
- * Sink_k^eps = 100 * mean over (prompts, layers, heads) of 1[alpha_k > eps].
+ * Sink_k^eps = 100 * mean over (prompts, layers, heads) of 1[alpha_k > eps]
+ * (eval_sink_open_source.py lines 41-49, compute_attention_sink: strict ">", mean over samples,
+ * layers and heads, times 100).
  */
-export function sinkRates(patterns: tf.Tensor[], opts: SinkRateOptions = {}): SinkRateResult {
+export async function sinkRates(patterns: tf.Tensor[], opts: SinkRateOptions = {}): Promise<SinkRateResult> {
   const [B, , N] = checkPatterns(patterns);
-  const mask = maskRows(opts.mask, B, N, 'mask');
-  const first = firstRealIndex(mask, 'mask');
-  return aggregateSinks(alphaPerPrompt(patterns, mask, first), opts);
+  const mask = await hostMask(opts.attentionMask, B, N);
+  return aggregateSinks(await alphaPerPrompt(patterns, mask, firstRealIndex(mask)), opts);
 }
 
-export interface SinkScoreOptions extends ModelRunOptions {
+export interface SinkScoreOptions extends RunOptions {
   eps?: number;
   ks?: number[];
 }
 
 /** Sink metric of a model on a batch of prompts (caches only the attention patterns). */
-export function sinkScores(model: AnalysisModel, tokens: TokensLike, opts: SinkScoreOptions = {}): SinkRateResult {
-  const batch = prepareBatch(tokens, opts.attentionMask);
+export async function sinkScores(model: ModelView, batch: Batch, opts: SinkScoreOptions = {}): Promise<SinkRateResult> {
   const L = model.cfg.n_layers;
-  const alpha: number[][][][] = [];
-  forEachChunk(model, batch, patternNames(L), opts.batchSize, (get, rows) => {
-    const pats = Array.from({ length: L }, (_, l) => get(actName('pattern', l)));
-    alpha.push(...alphaPerPrompt(pats, rows.mask, rows.first));
-  });
-  return aggregateSinks(alpha, { eps: opts.eps, ks: opts.ks, model: modelName(model) });
+  const { results } = await runChunks(model, batch, patternNames(L), opts, (c) =>
+    alphaPerPrompt(patternNames(L).map((n) => c.cache.get(n)), c.mask, c.first),
+  );
+  return aggregateSinks(results.flat(), { eps: opts.eps, ks: opts.ks, model: modelName(model) });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -158,56 +137,70 @@ export function sinkScores(model: AnalysisModel, tokens: TokensLike, opts: SinkS
 // ---------------------------------------------------------------------------------------------
 
 /** Per-prompt L2 norms at relative positions: t is [B, N, d] or [B, N, heads, d] (then averaged over heads). */
-function normsByPrompt(t: tf.Tensor, first: number[]): number[][] {
+async function normsByPrompt(t: tf.Tensor, first: number[]): Promise<number[][]> {
   if (t.rank !== 3 && t.rank !== 4) throw new ShapeError('activation', expectedFound('[batch, pos, d] or [batch, pos, head, d]', `[${t.shape}]`));
-  const n = tf.tidy(() => {
-    const x = t.toFloat();
-    let nn = x.square().sum(-1).sqrt();
-    if (nn.rank === 3) nn = nn.mean(-1);
-    return nn;
-  });
-  const arr = n.arraySync() as number[][];
-  n.dispose();
+  const arr = await readOut<number[][]>(
+    tf.tidy(() => {
+      const n = t.toFloat().square().sum(-1).sqrt();
+      return n.rank === 3 ? n.mean(-1) : n;
+    }),
+  );
   return arr.map((row, b) => row.slice(first[b]));
 }
 
+/** Mean over prompts per relative position (prompts shorter than r are left out). */
 function meanOverPrompts(perPrompt: number[][]): { mean: number[]; counts: number[] } {
   const maxLen = Math.max(...perPrompt.map((r) => r.length));
   const mean: number[] = [];
   const counts: number[] = [];
   for (let r = 0; r < maxLen; r++) {
-    let s = 0;
-    let c = 0;
-    for (const row of perPrompt) {
-      if (r < row.length) {
-        s += row[r];
-        c++;
-      }
-    }
-    mean.push(s / c);
-    counts.push(c);
+    const vals = perPrompt.filter((row) => r < row.length).map((row) => row[r]);
+    mean.push(vals.reduce((s, v) => s + v, 0) / vals.length);
+    counts.push(vals.length);
   }
   return { mean, counts };
 }
 
+/**
+ * Which residual states to measure:
+ * - 'hidden-states' (default): the L + 1 hidden states of HF transformers' output_hidden_states, as
+ *   Gu et al. read them (eval_activations_open_source.py lines 53-59, compute_norm lines 71-82): the
+ *   input to every layer (blocks.l.hook_resid_pre, l = 0..L-1) and, last, the final stream after the
+ *   final norm (ln_final.hook_normalized).
+ * - 'resid-pre': the L layer inputs only (tflens's earlier default).
+ * - 'resid-post': the L layer outputs (blocks.l.hook_resid_post, no final norm).
+ */
+export type ResidualStates = 'hidden-states' | 'resid-pre' | 'resid-post';
+
+/** Hook points of each residual-state convention (see ResidualStates). */
+export function residualStateNames(nLayers: number, states: ResidualStates = 'hidden-states'): HookName[] {
+  const layers = Array.from({ length: nLayers }, (_, l) => l);
+  if (states === 'hidden-states') return [...layers.map((l) => actName('resid_pre', l)), 'ln_final.hook_normalized'];
+  if (states === 'resid-pre') return layers.map((l) => actName('resid_pre', l));
+  if (states === 'resid-post') return layers.map((l) => actName('resid_post', l));
+  throw new ValueError('states', expectedFound("'hidden-states' | 'resid-pre' | 'resid-post'", states));
+}
+
+export interface ResidualNormOptions extends RunOptions {
+  /** Default 'hidden-states' (L + 1 states, Gu et al.'s convention). */
+  states?: ResidualStates;
+}
+
 export interface NormsResult {
-  /** norms[layer][r]: mean over prompts of the L2 norm at relative position r. */
+  /** The hook point behind each row of `norms`. */
+  names: HookName[];
+  /** norms[state][r]: mean over prompts of the L2 norm at relative position r. */
   norms: number[][];
   /** counts[r]: prompts that have position r. */
   counts: number[];
 }
 
-/** Mean L2 norm of the residual stream entering each layer (blocks.L.hook_resid_pre) per (layer, relative position). */
-export function residualNorms(model: AnalysisModel, tokens: TokensLike, opts: ModelRunOptions = {}): NormsResult {
-  const batch = prepareBatch(tokens, opts.attentionMask);
-  const L = model.cfg.n_layers;
-  const per: number[][][] = Array.from({ length: L }, () => []);
-  const names = Array.from({ length: L }, (_, l) => actName('resid_pre', l));
-  forEachChunk(model, batch, names, opts.batchSize, (get, rows) => {
-    for (let l = 0; l < L; l++) per[l].push(...normsByPrompt(get(names[l]), rows.first));
-  });
-  const res = per.map(meanOverPrompts);
-  return { norms: res.map((r) => r.mean), counts: res[0].counts };
+/** Mean L2 norm of the residual states (see ResidualStates) per (state, relative position). */
+export async function residualNorms(model: ModelView, batch: Batch, opts: ResidualNormOptions = {}): Promise<NormsResult> {
+  const names = residualStateNames(model.cfg.n_layers, opts.states);
+  const { results } = await runChunks(model, batch, names, opts, (c) => Promise.all(names.map((n) => normsByPrompt(c.cache.get(n), c.first))));
+  const res = names.map((_, s) => meanOverPrompts(results.flatMap((r) => r[s])));
+  return { names, norms: res.map((r) => r.mean), counts: res[0].counts };
 }
 
 export interface KeyValueNormsResult {
@@ -218,23 +211,19 @@ export interface KeyValueNormsResult {
   counts: number[];
 }
 
-/** Mean L2 norm of keys and values (averaged over heads) per (layer, relative position). */
-export function keyValueNorms(model: AnalysisModel, tokens: TokensLike, opts: ModelRunOptions = {}): KeyValueNormsResult {
-  const batch = prepareBatch(tokens, opts.attentionMask);
+/**
+ * Mean L2 norm of keys and values (averaged over the KV heads) per (layer, relative position):
+ * compute_kv_norm of eval_activations_open_source.py lines 85-96 (norms of past_key_values, mean over
+ * samples and heads). Keys are read before rotary embeddings, whose rotation keeps their norm.
+ */
+export async function keyValueNorms(model: ModelView, batch: Batch, opts: RunOptions = {}): Promise<KeyValueNormsResult> {
   const L = model.cfg.n_layers;
-  const kPer: number[][][] = Array.from({ length: L }, () => []);
-  const vPer: number[][][] = Array.from({ length: L }, () => []);
   const kNames = Array.from({ length: L }, (_, l) => actName('k', l));
   const vNames = Array.from({ length: L }, (_, l) => actName('v', l));
-  forEachChunk(model, batch, [...kNames, ...vNames], opts.batchSize, (get, rows) => {
-    for (let l = 0; l < L; l++) {
-      kPer[l].push(...normsByPrompt(get(kNames[l]), rows.first));
-      vPer[l].push(...normsByPrompt(get(vNames[l]), rows.first));
-    }
-  });
-  const k = kPer.map(meanOverPrompts);
-  const v = vPer.map(meanOverPrompts);
-  return { keys: k.map((r) => r.mean), values: v.map((r) => r.mean), counts: k[0].counts };
+  const names = [...kNames, ...vNames];
+  const { results } = await runChunks(model, batch, names, opts, (c) => Promise.all(names.map((n) => normsByPrompt(c.cache.get(n), c.first))));
+  const per = names.map((_, s) => meanOverPrompts(results.flatMap((r) => r[s])));
+  return { keys: per.slice(0, L).map((r) => r.mean), values: per.slice(L).map((r) => r.mean), counts: per[0].counts };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,45 +231,32 @@ export function keyValueNorms(model: AnalysisModel, tokens: TokensLike, opts: Mo
 // ---------------------------------------------------------------------------------------------
 
 export interface HiddenSinkOptions {
-  /** Absolute threshold on the column mean (ACT's THRES, default 0.1). */
+  /** Absolute threshold on the column mean (ACT's THRES; 0.1 in scripts/calibration.sh). */
   threshold?: number;
 }
 
-function checkThreshold(t: number): void {
-  if (!Number.isFinite(t) || t <= 0 || t >= 1) throw new ValueError('threshold', expectedFound('a number in (0, 1)', t));
-}
-
-/** ACT's rule on column means m (real columns only, relative indices): S = {j : m_j > thr} minus its lowest index. */
-function hiddenFromColumnMeans(m: number[], thr: number): number[] {
+/**
+ * ACT's rule on column means m (models/llama_modelling_aug.py lines 27-28): S = {j : m_j > threshold},
+ * then drop its lowest index (normally BOS).
+ */
+function hiddenFromColumnMeans(m: number[], thr: number, real?: number[]): number[] {
   const s: number[] = [];
   m.forEach((v, j) => {
-    if (v > thr) s.push(j);
+    if (v > thr && (!real || real[j] === 1)) s.push(j);
   });
   return s.slice(1);
 }
 
 /**
- * Hidden sinks of one head on one prompt (pattern [q, k]): S = {j : m_j > threshold} with m the
+ * Hidden sinks of one head on one prompt (host pattern [q, k]): S = {j : m_j > threshold} with m the
  * column mean, minus its lowest index (normally BOS). Returns column indices of the given matrix.
- * `mask` ([k], 0 = pad) restricts to real tokens.
+ * `attentionMask` ([k], 0 = pad) restricts to real tokens. For tensors use hiddenSinksFromPatterns.
  */
-export function hiddenSinks(pattern: tf.Tensor | number[][], opts: HiddenSinkOptions & { mask?: number[] } = {}): number[] {
+export function hiddenSinks(pattern: number[][], opts: HiddenSinkOptions & { attentionMask?: number[] } = {}): number[] {
   const thr = opts.threshold ?? 0.1;
-  checkThreshold(thr);
-  let m: number[];
-  if (pattern instanceof tf.Tensor) {
-    if (pattern.rank !== 2) throw new ShapeError('pattern', expectedFound('[q, k]', `[${pattern.shape}]`));
-    const t = columnMean(pattern, opts.mask ? { mask: opts.mask } : {});
-    m = t.arraySync() as number[];
-    t.dispose();
-  } else {
-    m = columnMean(pattern, opts.mask ? { mask: opts.mask } : {});
-  }
-  const s: number[] = [];
-  m.forEach((v, j) => {
-    if (v > thr && (!opts.mask || opts.mask[j] === 1)) s.push(j);
-  });
-  return s.slice(1);
+  checkRange('threshold', thr, 0, 1, true);
+  const m = columnMean(toMatrix(pattern, 'pattern'), opts.attentionMask ? { attentionMask: opts.attentionMask } : {});
+  return hiddenFromColumnMeans(m, thr, opts.attentionMask);
 }
 
 export interface HiddenSinkResult {
@@ -311,25 +287,21 @@ function aggregateHidden(alpha: number[][][][], thr: number, model?: string): Hi
 }
 
 /** Hidden sinks per (layer, head) from per-layer patterns [batch, head, q, k]. */
-export function hiddenSinksFromPatterns(patterns: tf.Tensor[], opts: HiddenSinkOptions & { mask?: MaskLike } = {}): HiddenSinkResult {
+export async function hiddenSinksFromPatterns(patterns: tf.Tensor[], opts: HiddenSinkOptions & { attentionMask?: MaskInput } = {}): Promise<HiddenSinkResult> {
   const thr = opts.threshold ?? 0.1;
-  checkThreshold(thr);
+  checkRange('threshold', thr, 0, 1, true);
   const [B, , N] = checkPatterns(patterns);
-  const mask = maskRows(opts.mask, B, N, 'mask');
-  const first = firstRealIndex(mask, 'mask');
-  return aggregateHidden(alphaPerPrompt(patterns, mask, first), thr);
+  const mask = await hostMask(opts.attentionMask, B, N);
+  return aggregateHidden(await alphaPerPrompt(patterns, mask, firstRealIndex(mask)), thr);
 }
 
 /** Hidden sinks of a model on a batch of prompts (prefill patterns). */
-export function hiddenSinkScores(model: AnalysisModel, tokens: TokensLike, opts: ModelRunOptions & HiddenSinkOptions = {}): HiddenSinkResult {
+export async function hiddenSinkScores(model: ModelView, batch: Batch, opts: RunOptions & HiddenSinkOptions = {}): Promise<HiddenSinkResult> {
   const thr = opts.threshold ?? 0.1;
-  checkThreshold(thr);
-  const batch = prepareBatch(tokens, opts.attentionMask);
+  checkRange('threshold', thr, 0, 1, true);
   const L = model.cfg.n_layers;
-  const alpha: number[][][][] = [];
-  forEachChunk(model, batch, patternNames(L), opts.batchSize, (get, rows) => {
-    const pats = Array.from({ length: L }, (_, l) => get(actName('pattern', l)));
-    alpha.push(...alphaPerPrompt(pats, rows.mask, rows.first));
-  });
-  return aggregateHidden(alpha, thr, modelName(model));
+  const { results } = await runChunks(model, batch, patternNames(L), opts, (c) =>
+    alphaPerPrompt(patternNames(L).map((n) => c.cache.get(n)), c.mask, c.first),
+  );
+  return aggregateHidden(results.flat(), thr, modelName(model));
 }

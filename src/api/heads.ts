@@ -1,2 +1,3 @@
-/** tfl.heads: head detectors (previous-token, duplicate-token, induction, custom patterns; TransformerLens scores). */
-export * from '../analyses/detectors.js';
+/** tfl.heads: head detectors with TransformerLens's scores (previous-token, duplicate-token, induction, sink, custom patterns). */
+export { DETECTOR_KINDS, detectionPattern, headSimilarity, detectorScores, detectHeads, detectHead } from '../analyses/detectors.js';
+export type { DetectorKind, CustomDetector, Detector, DetectorOptions, ModelDetectorOptions } from '../analyses/detectors.js';

@@ -1,2 +1,3 @@
-/** tfl.stats: bootstrap confidence intervals and the statistics the studies report. */
-export * from '../analyses/stats.js';
+/** tfl.stats: seeded bootstrap confidence intervals, mean/std, and averaging results across seeds. */
+export { bootstrapCI, withBootstrap, mean, meanStd, acrossSeeds } from '../analyses/stats.js';
+export type { Statistic, BootstrapOptions, BootstrapCI, HeadBootstrapOptions, MeanStd } from '../analyses/stats.js';
