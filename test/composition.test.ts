@@ -13,7 +13,9 @@ import {
 } from '../src/analyses/weights/composition.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 import { HookedTransformer, loadModel, randomModel } from '../src/model/index.js';
-import { copyingScores } from '../src/analyses/weights/copying.js';
+import { copyingScores, ovTokenEigenvalues } from '../src/analyses/weights/copying.js';
+import { ovCircuit, qkCircuit } from '../src/analyses/weights/circuits.js';
+import { runPort } from './helpers/port.js';
 
 type P = Record<string, tf.Tensor>;
 
@@ -386,4 +388,60 @@ describe('shipped fixture fixtures/models/induction-handmade', () => {
     assert.ok(cs.scores[il][ih] > 0.9, `induction head copying ${cs.scores[il][ih]}`);
     model.dispose();
   });
+});
+
+/**
+ * Against an independent port of TransformerLens's computations (test/ports/weights.py: FactoredMatrix
+ * SVD/collapse, utilities/matrix.py composition_scores, all_composition_scores, the Main_Demo copying
+ * score) on the weights of shipped models.
+ */
+type Maybe = number | null;
+describe('weight analyses against the TransformerLens port (test/ports/weights.py)', function () {
+  this.timeout(120000);
+  for (const name of ['recall', 'var-group', 'induction-handmade']) {
+    it(`${name}: Q/K/V composition of every pair, copying scores, token-circuit eigenvalues and dense OV/QK circuits`, async () => {
+      const model = await loadModel(`fixtures/models/${name}`);
+      const { n_layers: nL, n_heads: nH } = model.cfg;
+      const host = await hostOf(model.params);
+      const stack = (w: string) => Array.from({ length: nL }, (_, l) => host[`blocks.${l}.attn.${w}`]);
+      const ref = runPort<{ Q: Maybe[][][][]; K: Maybe[][][][]; V: Maybe[][][][]; copying: Maybe[][]; eig_abs: number[][][]; ov_token: number[][][][]; qk_token: number[][][][] }>('weights', {
+        W_E: host['embed.W_E'],
+        W_U: host['unembed.W_U'],
+        W_Q: stack('W_Q'),
+        W_K: stack('W_K'),
+        W_V: stack('W_V'),
+        W_O: stack('W_O'),
+      });
+      const before = tf.memory().numTensors;
+      const all = await allCompositionScores(model);
+      const cs = await copyingScores(model);
+      let worst = 0;
+      for (const m of ['Q', 'K', 'V'] as const) {
+        all[m].scores.forEach((a, l1) => a.forEach((b, h1) => b.forEach((c, l2) => c.forEach((got, h2) => {
+          const want = ref[m][l1][h1][l2][h2] ?? 0; // TransformerLens: 0/0 (NaN) for a head that writes nothing; tflens: 0
+          worst = Math.max(worst, Math.abs(got - want));
+          assert.ok(Math.abs(got - want) <= 1e-6 * Math.max(1, Math.abs(want)), `${m} ${l1}.${h1} -> ${l2}.${h2}: ${got} vs ${want}`);
+        }))));
+      }
+      for (let l = 0; l < nL; l++) {
+        for (let h = 0; h < nH; h++) {
+          const want = ref.copying[l][h] ?? 0;
+          assert.ok(Math.abs(cs.scores[l][h] - want) < 1e-4, `copying ${l}.${h}: ${cs.scores[l][h]} vs ${want}`);
+          const ev = await ovTokenEigenvalues(model, l, h);
+          const mods = ev.re.map((re, i) => Math.hypot(re, ev.im[i]));
+          mods.forEach((v, i) => assert.ok(Math.abs(v - ref.eig_abs[l][h][i]) <= 1e-4 * Math.max(1, ref.eig_abs[l][h][0]), `|eig| ${l}.${h}[${i}]`));
+          const [ov, qk] = [await ovCircuit(model.params, l, h), await qkCircuit(model.params, l, h)];
+          const near = (a: Matrix, b: number[][], what: string) => {
+            const scale = Math.max(...b.flat().map(Math.abs), 1e-12);
+            b.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(a.get(i, j) - v) <= 1e-5 * scale, `${what} ${l}.${h} [${i}][${j}]`)));
+          };
+          near(ov.AB, ref.ov_token[l][h], 'OV token circuit');
+          near(qk.AB, ref.qk_token[l][h], 'QK token circuit');
+        }
+      }
+      assert.equal(tf.memory().numTensors, before);
+      console.log(`      ${name}: worst composition difference ${worst.toExponential(2)}`);
+      model.dispose();
+    });
+  }
 });

@@ -4,6 +4,10 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
 import { rng } from '../src/util/random.js';
 import { pca, pcaProject } from '../src/analyses/weights/pca.js';
 import { ShapeError, ValueError } from '../src/errors.js';
+import { loadModel } from '../src/model/index.js';
+import { actName } from '../src/hooks/names.js';
+import { tokenGroupBatch } from '../src/data/token-group.js';
+import { runPort } from './helpers/port.js';
 
 const close = (a: number, b: number, tol: number, what = '') => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
 
@@ -120,5 +124,30 @@ describe('pca', () => {
     assert.equal(tf.memory().numTensors, before);
     const fit = await pca([[1, 2], [3, 5], [0, 1]]);
     await assert.rejects(() => pcaProject(fit, [[1, 2, 3]]), ShapeError);
+  });
+});
+
+describe('pca against the scikit-learn port (test/ports/pca.py)', function () {
+  this.timeout(60000);
+  it('var-group residual stream (cached on 16 prompts): mean, variances, ratios, components and projections', async () => {
+    const model = await loadModel('fixtures/models/var-group');
+    const { tokens } = tokenGroupBatch(16, 77);
+    const name = actName('resid_post', 1);
+    const { logits, cache } = await model.runWithCache(tokens, { namesFilter: [name] });
+    logits.dispose();
+    const resid = cache.get(name);
+    const before = tf.memory().numTensors;
+    const fit = await pca(resid, { k: 5 });
+    assert.equal(tf.memory().numTensors, before);
+    const X = ((await resid.array()) as number[][][]).flat();
+    cache.dispose();
+    model.dispose();
+    const ref = runPort<{ mean: number[]; components: number[][]; explained_variance: number[]; explained_variance_ratio: number[]; projections: number[][] }>('pca', { X, k: 5 });
+    const scale = ref.explained_variance[0];
+    fit.mean.forEach((v, j) => close(v, ref.mean[j], 1e-4, `mean ${j}`));
+    fit.explainedVariance.forEach((v, i) => close(v, ref.explained_variance[i], 1e-4 * scale, `variance ${i}`));
+    fit.explainedVarianceRatio.forEach((v, i) => close(v, ref.explained_variance_ratio[i], 1e-5, `ratio ${i}`));
+    fit.components.forEach((c, i) => c.forEach((v, j) => close(v, ref.components[i][j], 1e-3, `component ${i}[${j}]`)));
+    fit.projections.forEach((row, n) => row.forEach((v, i) => close(v, ref.projections[n][i], 1e-3 * Math.sqrt(scale), `projection ${n}.${i}`)));
   });
 });
