@@ -382,10 +382,10 @@ describe('io/hub', () => {
     const b = await loadModel(fx);
     assert.ok(requests.some((r) => r.startsWith('GET /fixtures/gpt2-tiny/resolve/')));
     const toks = [[0, 5, 17, 42, 96, 3]];
-    const la = a.forward(toks);
-    const lb = b.forward(toks);
+    const la = await a.forward(toks);
+    const lb = await b.forward(toks);
     assert.deepEqual(la.shape, [1, 6, 97]);
-    assert.deepEqual(Array.from(la.dataSync()), Array.from(lb.dataSync()));
+    assert.deepEqual(Array.from(await la.data()), Array.from(await lb.data()));
     tf.dispose([la, lb]);
     a.dispose();
     b.dispose();

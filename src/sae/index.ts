@@ -55,4 +55,17 @@ export {
   type SAECircuitOptions,
   type SAECircuitResult,
 } from './discrete.js';
-export { saveSAELens, loadSAELens, SAE_CFG_FILE, SAE_WEIGHTS_FILE, type SAELensSaveConfig, type SAELensConfig } from './saelens.js';
+export {
+  saveSAELens,
+  loadSAELens,
+  parseSAELensConfig,
+  SAELensSAE,
+  SAE_CFG_FILE,
+  SAE_WEIGHTS_FILE,
+  SAELENS_FORMAT_VERSION,
+  type SAELensSaveConfig,
+  type SAELensConfig,
+  type SAELensArchitecture,
+  type SAELensNormalization,
+  type SAELensForward,
+} from './saelens.js';

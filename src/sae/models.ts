@@ -18,6 +18,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import { rng as makeRng, type Rng } from '../util/random.js';
+import { topKMaskExact } from './topk.js';
 
 export type SAEArchitecture = 'paper' | 'standard' | 'topk';
 
@@ -163,11 +164,8 @@ export const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveF
  */
 const topKMask = (k: number): ((pre: tf.Tensor) => tf.Tensor) =>
   tf.customGrad(((pre: tf.Tensor) => {
-    const p = pre as tf.Tensor2D;
-    const vals = tf.topk(p, k, false).values; // [n, k]; the k-th largest is their minimum
-    const thr = tf.min(vals, 1, true);
-    const mask = tf.cast(tf.greaterEqual(p, thr), 'float32');
-    return { value: mask, gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) };
+    // exactly k per row, as SAELens (a >= k-th-largest test keeps more on ties)
+    return { value: topKMaskExact(pre as tf.Tensor2D, k), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) };
   }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (pre: tf.Tensor) => tf.Tensor;
 
 export class SparseAutoencoder {
