@@ -89,7 +89,7 @@ describe('io/export', () => {
   describe('write failures and stale temporary files', () => {
     const ROOT = path.join(here, '..');
     /** Run a module snippet in a child node (tsx loader) from the repository root. */
-    const child = (code: string, opts: { uid?: number } = {}) =>
+    const child = (code: string, opts: { uid?: number; gid?: number } = {}) =>
       spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
     const collect = (p: ReturnType<typeof child>) =>
       new Promise<{ code: number | null; signal: string | null; out: string }>((resolve) => {
