@@ -57,7 +57,7 @@ describe('tflens CLI', () => {
     const r = await cli(['rank', path.join(REF_DIR, 'gpt2-tiny'), '--method', 'sink', '--tokens', tokensFile, '--format', 'csv', '--out', outFile]);
     assert.equal(r.code, 0, r.err);
     const m = await loadModel(path.join(REF_DIR, 'gpt2-tiny'));
-    const lib = sinkScores(m, toks.input_ids, { attentionMask: toks.attention_mask });
+    const lib = await sinkScores(m, { tokens: toks.input_ids, attentionMask: toks.attention_mask });
     const csv = readFileSync(outFile, 'utf8');
     assert.equal(csv, headScoresToCsv({ ...lib.scores, model: lib.scores.model ?? path.join(REF_DIR, 'gpt2-tiny') }));
     const lines = csv.trim().split('\n');

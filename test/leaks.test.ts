@@ -11,6 +11,9 @@ import { reluSAE, topKSAE } from '../src/sae/models.js';
 import { trainSAE } from '../src/sae/train.js';
 import { mulberry32 } from '../src/util/random.js';
 import { REF_DIR } from './helpers/reference.js';
+import { sinkScores, hiddenSinkScores, residualNorms } from '../src/analyses/sinks.js';
+import { detectHeads } from '../src/analyses/detectors.js';
+import { bosStats, dormantTest, entropyDormancy } from '../src/analyses/dormant.js';
 
 interface Snap {
   numTensors: number;
@@ -178,6 +181,27 @@ describe('reliability: no leaks', function () {
     assertSame(before, snap(), 'generation');
     assert.equal(model.hooks.size, 0);
     counts.generations = 4;
+  });
+
+  it('attention statistics (sinks, hidden sinks, norms, detectors, BOS statistics, dormant and entropy tests): memory and wasm heap unchanged', async function () {
+    this.timeout(300000);
+    const batch = { tokens: [[0, 5, 9, 13, 2, 7, 5, 9], [0, 0, 0, 3, 8, 4, 3, 8]], attentionMask: [[1, 1, 1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1, 1]] };
+    const runAll = async () => {
+      await sinkScores(model, batch, { batchSize: 1 });
+      await hiddenSinkScores(model, batch);
+      await residualNorms(model, batch);
+      await detectHeads(model, batch, undefined, { errorMeasure: 'abs', excludeBos: true });
+      await bosStats(model, batch);
+      await entropyDormancy(model, batch);
+      await dormantTest(model, [{ name: 'd', ...batch }], { intervention: 'bos', heads: [[0, 0], [2, 3]] });
+    };
+    await runAll();
+    const warm = snap();
+    await runAll();
+    assertSame(warm, snap(), 'attention statistics');
+    assertHeapStable(warm, snap(), 'attention statistics');
+    assert.equal(model.hooks.size, 0);
+    counts['attention-statistics passes'] = 2;
   });
 
   it('an error in the middle of a forward, a cached run, a generation or a sweep leaves no tensors and no hooks', () => {

@@ -3,6 +3,11 @@ import { rng } from '../src/util/random.js';
 import { acrossSeeds, bootstrapCI, meanStd, withBootstrap } from '../src/analyses/stats.js';
 import { makeHeadScores } from '../src/results.js';
 import { ShapeError, ValueError } from '../src/errors.js';
+import { readFileSync } from 'node:fs';
+import { sinkScores } from '../src/analyses/sinks.js';
+import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/data/bigram-backcopy.js';
+import { loadModel } from '../src/model/index.js';
+import { runPort } from './helpers/port.js';
 
 describe('stats', () => {
   it('bootstrap CI of a normal sample brackets the true mean, has the textbook width, and is reproducible by seed', () => {
@@ -111,5 +116,32 @@ describe('stats', () => {
     assert.throws(() => acrossSeeds([a]), ValueError);
     assert.throws(() => acrossSeeds([a, makeHeadScores('other', [[1, 2], [3, 4]])]), ValueError);
     assert.throws(() => acrossSeeds([a, makeHeadScores('copying', [[1, 2, 3]])]), ShapeError);
+  });
+});
+
+describe('fidelity: stats against an independent numpy port, on per-prompt scores of a shipped model', function () {
+  this.timeout(300000);
+  it('bootstrapCI (same PRNG draws, numpy linear quantiles), meanStd and acrossSeeds on the bb model\'s per-prompt sink scores', async () => {
+    const spec = JSON.parse(readFileSync('fixtures/models/bb/task.json', 'utf8'));
+    const tokens = sampleBigramBackcopy(makeBigramBackcopy(spec.options), 12, 3).tokens;
+    const model = await loadModel('fixtures/models/bb');
+    try {
+      // alpha_1 of every head on each prompt alone
+      const perPrompt = await Promise.all(tokens.map(async (t) => (await sinkScores(model, { tokens: [t] })).scores.scores));
+      const values = perPrompt.map((g) => g[1][0]);
+      assert.ok(new Set(values).size > 1, 'the scores vary over prompts');
+      for (const [n, level, seed] of [[400, 0.95, 0], [257, 0.9, 12345]]) {
+        const port = runPort<{ estimate: number; lo: number; hi: number; std: number }>('bootstrap', { values, n, level, seed });
+        const ci = bootstrapCI(values, { n, level, seed });
+        for (const k of ['estimate', 'lo', 'hi'] as const) assert.ok(Math.abs(ci[k] - port[k]) < 1e-12, `${k}: ${ci[k]} vs ${port[k]}`);
+        assert.ok(Math.abs(meanStd(values).std - port.std) < 1e-12);
+      }
+      const runs = perPrompt.slice(0, 3).map((g) => makeHeadScores('sink', g, {}));
+      const port = runPort<{ runs_mean: number[][]; runs_std: number[][] }>('bootstrap', { values, n: 1, level: 0.9, seed: 0, runs: perPrompt.slice(0, 3) });
+      const avg = acrossSeeds(runs);
+      avg.scores.forEach((row, l) => row.forEach((v, h) => assert.ok(Math.abs(v - port.runs_mean[l][h]) < 1e-12 && Math.abs(avg.extra!.std[l][h] - port.runs_std[l][h]) < 1e-12)));
+    } finally {
+      model.dispose();
+    }
   });
 });

@@ -57,11 +57,13 @@ const detector = (kind: DetectorKind, help: string): RankMethod => ({
   needsTokens: true,
   help,
   async run(model, batch, args) {
+    const errorMeasure = (args['error-measure'] ?? 'mul') as 'mul' | 'abs';
+    if (errorMeasure !== 'mul' && errorMeasure !== 'abs') throw new ValueError('--error-measure', expectedFound('mul or abs', errorMeasure));
     return fromScores(
-      detectHead(model, batch!.ids, kind, {
-        attentionMask: batch!.mask,
+      await detectHead(model, { tokens: batch!.ids, attentionMask: batch!.mask }, kind, {
         excludeBos: args['exclude-bos'] === true,
         excludeCurrentToken: args['exclude-current-token'] === true,
+        errorMeasure,
       }),
     );
   },
@@ -140,26 +142,26 @@ export const RANK_METHODS: Record<string, RankMethod> = {
     needsTokens: true,
     help: 'alpha_1: mean attention the head gives the first token (Gu et al.), averaged over prompts; --eps (0.3)',
     async run(model, batch, args) {
-      return fromScores(sinkScores(model, batch!.ids, { attentionMask: batch!.mask, eps: numArg(args, 'eps', 0.3) }).scores);
+      return fromScores((await sinkScores(model, { tokens: batch!.ids, attentionMask: batch!.mask }, { eps: numArg(args, 'eps', 0.3) })).scores);
     },
   },
   'hidden-sink': {
     needsTokens: true,
     help: 'mass of the hidden sinks (ACT rule: column mean > --threshold (0.1), minus the first)',
     async run(model, batch, args) {
-      return fromScores(hiddenSinkScores(model, batch!.ids, { attentionMask: batch!.mask, threshold: numArg(args, 'threshold', 0.1) }).scores);
+      return fromScores((await hiddenSinkScores(model, { tokens: batch!.ids, attentionMask: batch!.mask }, { threshold: numArg(args, 'threshold', 0.1) })).scores);
     },
   },
-  'prev-token': detector('prev-token', 'previous-token detector (TransformerLens "mul" score)'),
-  'duplicate-token': detector('duplicate-token', 'duplicate-token detector (TransformerLens "mul" score)'),
-  induction: detector('induction', 'induction detector (TransformerLens "mul" score)'),
+  'prev-token': detector('prev-token', 'previous-token detector (TransformerLens score; --error-measure mul|abs, --exclude-bos, --exclude-current-token)'),
+  'duplicate-token': detector('duplicate-token', 'duplicate-token detector (TransformerLens score; --error-measure mul|abs, --exclude-bos, --exclude-current-token)'),
+  induction: detector('induction', 'induction detector (TransformerLens score; --error-measure mul|abs, --exclude-bos, --exclude-current-token)'),
   dormant: {
     needsTokens: true,
     help: 'loss increase when the head is zeroed (--intervention zero|bos, --tolerance 0.01); dormant = within tolerance',
     async run(model, batch, args) {
       const intervention = (args.intervention ?? 'zero') as 'zero' | 'bos';
       if (intervention !== 'zero' && intervention !== 'bos') throw new ValueError('--intervention', expectedFound('zero or bos', intervention));
-      const r = dormantTest(model, [{ name: 'input', tokens: batch!.ids, attentionMask: batch!.mask }], {
+      const r = await dormantTest(model, [{ name: 'input', tokens: batch!.ids, attentionMask: batch!.mask }], {
         intervention,
         tolerance: numArg(args, 'tolerance', 0.01),
       });
