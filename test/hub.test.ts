@@ -332,6 +332,23 @@ describe('io/hub', () => {
     );
   });
 
+  it('partial downloads of a killed process (dead pid, this host) are removed by the next download; others are kept', async () => {
+    const cacheDir = path.join(tmp, 'cache-stale');
+    const blobs = path.join(cacheDir, 'models--tiny-org--tiny-model', 'blobs');
+    await fsp.mkdir(blobs, { recursive: true });
+    const host = os.hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+    const dead = 2 ** 22 + 12345; // above Linux's default pid_max (2^22): no such process
+    const stale = `.download~${host}~${dead}~00112233aabb.tmp`;
+    const live = `.download~${host}~${process.pid}~00112233aabb.tmp`;
+    const remote = `.download~another-host~${dead}~00112233aabb.tmp`;
+    for (const f of [stale, live, remote]) await fsp.writeFile(path.join(blobs, f), 'half a file');
+    await resolveModelPath('tiny-org/tiny-model', { cacheDir, endpoint });
+    const left = await fsp.readdir(blobs);
+    assert.ok(!left.includes(stale), 'the dead writer\'s partial download is gone');
+    assert.ok(left.includes(live) && left.includes(remote), 'a live writer\'s and another host\'s are kept');
+    assert.equal(left.filter((f) => f.endsWith('.tmp')).length, 2, 'the download itself left no temporary file');
+  });
+
   it('a malformed api answer is a FormatError naming the repository', async () => {
     const cacheDir = path.join(tmp, 'cache-garbage');
     await assert.rejects(resolveModelPath('tiny-org/garbage', { cacheDir, endpoint }), (e: unknown) => e instanceof FormatError && /tiny-org\/garbage \(revision main\): api\/models: .*not JSON/.test((e as Error).message));

@@ -9,14 +9,16 @@
  *
  * A complete cached snapshot is used without touching the network. Downloads go to a temporary
  * file in blobs/ that is renamed only once complete (and its sha256 checked when the etag is one),
- * so an interrupted download never leaves a half file under a real name.
+ * so an interrupted download never leaves a half file under a real name; the temporary names say
+ * which host and process wrote them, and partial downloads of processes that were killed are
+ * removed by the next download into the cache.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { FormatError, ResolveError, ValueError, expectedFound } from '../errors.js';
-import { writeFileAtomic } from './atomic.js';
+import { removeStaleTempFiles, tempPathFor, writeFileAtomic } from './atomic.js';
 import { isPlainObject } from './json.js';
 import { INDEX_FILE, SINGLE_FILE, checkRelativeFileName, parseShardIndex } from './safetensors.js';
 
@@ -370,8 +372,9 @@ class HubClient {
       throw this.statusError(res, file);
     }
     await fsp.mkdir(blobs, { recursive: true });
+    await removeStaleTempFiles(blobs); // partial downloads of killed processes
     const total = Number(res.headers.get('content-length') ?? 0) || 0;
-    const tmp = path.join(blobs, `.${process.pid}.${randomBytes(6).toString('hex')}.incomplete`);
+    const tmp = tempPathFor(path.join(blobs, 'download'));
     const hash = createHash('sha256');
     let loaded = 0;
     const fh = await fsp.open(tmp, 'wx');
@@ -439,7 +442,7 @@ class Watchdog {
 async function linkIntoSnapshot(blobPath: string, dest: string): Promise<void> {
   await fsp.mkdir(path.dirname(dest), { recursive: true });
   const rel = path.relative(path.dirname(dest), blobPath);
-  const tmp = path.join(path.dirname(dest), `.${path.basename(dest)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempPathFor(dest);
   try {
     await fsp.symlink(rel, tmp);
   } catch {
