@@ -78,3 +78,33 @@ export function rankHeads(hs: HeadScores): HeadRow[] {
 export function topHeads(hs: HeadScores, k: number): string[] {
   return rankHeads(hs).slice(0, k).map((r) => r.name);
 }
+
+/** One decoded needle-in-a-haystack sample of a NIAH grid (tfl.retrieval.niahGrid). */
+export interface NiahSampleResult {
+  length: number;
+  depth: number;
+  seed: number;
+  promptLength: number;
+  generated: number[];
+  /** The decoded response text (null without a tokenizer or decoder). */
+  response: string | null;
+  /** ROUGE-1 recall of the answer in the response. */
+  rouge: number;
+  exact: boolean;
+  meta?: Record<string, unknown>;
+}
+
+/** A needle-in-a-haystack grid: what the NIAH heatmaps (tfl.plot) read. */
+export interface NiahResult {
+  lengths: number[];
+  depths: number[];
+  /** Mean ROUGE-1 recall per cell, [length][depth]. */
+  rouge: number[][];
+  /** Exact-match rate per cell, [length][depth]. */
+  exact: number[][];
+  /** Means over the whole grid. */
+  mean: { rouge: number; exact: number };
+  /** samples[li][di][k]. */
+  samples: NiahSampleResult[][][];
+  params: Record<string, unknown>;
+}

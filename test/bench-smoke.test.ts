@@ -118,7 +118,7 @@ describe('bench: async drivers (WebGPU under Node) give the library results', fu
     const span = { start: 6, end: 10 };
     const a = new RetrievalScorer({ nLayers: 2, nHeads: 4 });
     const b = new RetrievalScorer({ nLayers: 2, nHeads: 4 });
-    const ref = scoreRetrievalSample(m, a, prompt, prompt.slice(6, 10), { maxNewTokens: 6, span });
+    const ref = await scoreRetrievalSample(m, a, prompt, prompt.slice(6, 10), { maxNewTokens: 6, span, stopTokens: [] });
     const before = tf.memory().numTensors;
     const toks = await retrievalSampleAsync(tf, model, m, b, prompt, span, 6);
     assert.equal(tf.memory().numTensors, before);

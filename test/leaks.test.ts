@@ -14,6 +14,9 @@ import { REF_DIR } from './helpers/reference.js';
 import { sinkScores, hiddenSinkScores, residualNorms } from '../src/analyses/sinks.js';
 import { detectHeads } from '../src/analyses/detectors.js';
 import { bosStats, dormantTest, entropyDormancy } from '../src/analyses/dormant.js';
+import { RetrievalScorer, headMaskHooks, scoreRetrievalSample } from '../src/analyses/retrieval.js';
+import { needleFromTokens, niahGrid } from '../src/analyses/niah.js';
+import { razorScoresForModel } from '../src/analyses/razor.js';
 
 interface Snap {
   numTensors: number;
@@ -181,6 +184,25 @@ describe('reliability: no leaks', function () {
     assertSame(before, snap(), 'generation');
     assert.equal(model.hooks.size, 0);
     counts.generations = 4;
+  });
+
+  it('retrieval scoring, a masked NIAH grid and the RazorAttention probe: memory and wasm heap unchanged', async function () {
+    this.timeout(300000);
+    const prompt = [0, 5, 9, 13, 2, 7, 11, 4, 6, 8];
+    const makeSample = (len: number, depth: number) => needleFromTokens({ haystack: [5, 6, 7, 2], needle: [3, 9, 2], question: [4, 9], answer: [9], contextLength: len, depth, boundaryTokens: [2], bosId: 0 });
+    const runAll = async () => {
+      const sc = new RetrievalScorer({ nLayers: model.cfg.n_layers, nHeads: model.cfg.n_heads });
+      for (let i = 0; i < 10; i++) await scoreRetrievalSample(model, sc, prompt, [13, 2], { maxNewTokens: 8, stopTokens: [], fwdHooks: headMaskHooks([[0, 0]]) });
+      await niahGrid(model, { lengths: [12, 16], depths: [0, 1], makeSample, samplesPerCell: 2, maxNewTokens: 6, seed: 0, scorer: true, onProgress: false, fwdHooks: headMaskHooks([[1, 0]]) });
+      await razorScoresForModel(model, { R: 5, seed: 1 });
+    };
+    await runAll(); // warm-up (the wasm heap grows to its working size once)
+    const warm = snap();
+    await runAll();
+    assertSame(warm, snap(), 'retrieval');
+    assertHeapStable(warm, snap(), 'retrieval');
+    assert.equal(model.hooks.size, 0);
+    counts['retrieval decodes'] = 2 * (10 + 8) + 2;
   });
 
   it('attention statistics (sinks, hidden sinks, norms, detectors, BOS statistics, dormant and entropy tests): memory and wasm heap unchanged', async function () {

@@ -270,7 +270,7 @@ describe('repeated random tokens (induction, RazorAttention)', () => {
   it('RazorAttention input matches the echo/induction masks of src/analyses/razor (hand-checked small case)', () => {
     const r = razorAttentionInput({ blockLength: 5, dVocab: 30, bosId: 1, seed: 2 });
     assert.equal(r.tokens[0].length, 21);
-    const { echo, induction } = razorMasks(7, { R: 2 }); // BOS a b a b a b
+    const { echo, induction } = razorMasks(7, { R: 2, rule: 'same-token' }); // BOS a b a b a b (earlier copies only; the default mod-r rule adds the BOS column)
     // query 5 (3rd "a"): previous copies of its token at 1 and 3; induction keys 2 and 4
     assert.deepEqual(echo[5], [0, 1, 0, 1, 0, 0, 0]);
     assert.deepEqual(induction[5], [0, 0, 1, 0, 1, 0, 0]);

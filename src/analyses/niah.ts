@@ -1,40 +1,43 @@
 /**
- * Needle-in-a-haystack harness and the retrieval-head masking experiment (Wu et al., "Retrieval
- * Head Mechanistically Explains Long-Context Factuality"; METHODS.md section 6).
+ * Needle-in-a-haystack grid and the retrieval-head masking experiment (Wu et al., "Retrieval Head
+ * Mechanistically Explains Long-Context Factuality"; code nightdessert/Retrieval_Head).
  *
- * Protocol (as the authors' code nightdessert/Retrieval_Head runs it):
+ * Protocol (retrieval_head_detection.py, evaluate_and_log, lines 261-300; docs/methods/retrieval.md):
  *  - a prompt = haystack with the needle inserted at depth d (moved back to a sentence boundary)
- *    + the question; the model is prefilled with the prompt WITHOUT its last token, and greedy
- *    decoding with the KV cache then feeds the last prompt token as the first decoding step, so
- *    every generated token, the first included, comes from a decoding forward;
- *  - decoding stops after maxNewTokens or after a stop token (which is kept and scored);
- *  - accuracy of a sample = ROUGE-1 recall of the answer in the response (rouge_score with the
- *    Porter stemmer; token ids as unigrams when there is no text); exact match = the response
- *    starts with the answer (ROUGE tokens when there is text, else token ids);
- *  - retrieval scores (optional) are read from the same decode: the argmax key of every
- *    (layer, head) at every step, scored by RetrievalScorer (src/analyses/retrieval.ts) against
- *    the needle span (the whole needle, as the code's find_needle_idx(needle));
- *  - head masking (maskingExperiment): the masked heads' pre-softmax scores are set to 0 during
- *    decoding only (headMaskHooks), i.e. uniform attention over the visible keys.
+ *    + the question; greedy decoding with the KV cache (decodeWithKeys, built on `generate`), at most
+ *    50 tokens, stopping after the model's newline token (line 246; newlineTokens), which is kept;
+ *  - accuracy of a sample = ROUGE-1 recall of the answer in the response (rouge_score with the Porter
+ *    stemmer, line 296; token ids as unigrams when the sample has no answer text); exact match = the
+ *    response starts with the answer;
+ *  - retrieval scores (optional) come from the same decodes: the argmax key of every (layer, head) at
+ *    every step, scored by RetrievalScorer against the ANSWER's span (find_needle_idx(real_needle),
+ *    line 287); the whole needle is the named variant spanOf: 'needle';
+ *  - head masking (maskingExperiment): the masked heads' pre-softmax scores are 0 while generating
+ *    (headMaskHooks), the random control heads come from outside the top 100 (the authors' rule).
  */
-import * as tf from '@tensorflow/tfjs';
-import { readFile } from 'node:fs/promises';
-import { ConfigError, FormatError, ResolveError, ShapeError, ValueError, expectedFound } from '../errors.js';
-import { makeHeadScores, rankHeads, type HeadScores } from '../results.js';
+import { ConfigError, ShapeError, ValueError, expectedFound } from '../errors.js';
+import { makeHeadScores, rankHeads, type HeadScores, type NiahResult, type NiahSampleResult } from '../results.js';
 import type { HookSpec } from '../hooks/registry.js';
-import type { HookedTransformer, KVCache } from '../model/hooked.js';
-import { disposeKV } from '../model/generate.js';
-import { insertNeedle, linspace, makeNeedle, needleFromText, type NeedleExample, type NeedleOptions } from '../data/needle.js';
+import type { ModelView } from '../model/index.js';
+import { insertNeedle, makeNeedle, needleFromText, type NeedleExample, type NeedleOptions } from '../data/needle.js';
 import { deriveSeed } from '../util/random.js';
 import { progress as makeProgress } from '../progress.js';
-import { patchingHeatmap } from '../plot/figures.js';
-import type { Figure } from '../plot/types.js';
 import { rougeRecall1, rougeTokenize } from './rouge.js';
-import { RetrievalScorer, headMaskHooks, needleSpan, randomControlHeads, toRetrievalHeadJson, type RetrievalVariant } from './retrieval.js';
+import {
+  RetrievalScorer,
+  decodeWithKeys,
+  headMaskHooks,
+  needleSpan,
+  newlineTokens,
+  randomControlHeads,
+  responseText,
+  toRetrievalHeadJson,
+  type RetrievalVariant,
+} from './retrieval.js';
 
 // ---------------------------------------------------------------------------------- samples
 
-/** One needle prompt. NeedleExample (src/tasks/needle.ts) has this shape. */
+/** One needle prompt. NeedleExample (src/data/needle.ts) has this shape. */
 export interface NiahSample {
   /** The prompt ids (BOS + context with the needle + question). */
   tokens: number[];
@@ -42,10 +45,8 @@ export interface NiahSample {
   answer: number[];
   /** The answer as text (ROUGE on text then; else the ids are compared as unigrams). */
   answerText?: string;
-  /** [start, end) of the needle in `tokens` (the span retrieval scores look at). */
+  /** [start, end) of the needle in `tokens` (the span of the 'needle' variant). */
   needleSpan?: [number, number];
-  /** [start, end) of the answer inside the needle (used when spanOf = 'answer'). */
-  valueSpan?: [number, number];
   /** The needle ids (searched with the authors' 90% rule when needleSpan is absent). */
   needle?: number[];
   meta?: Record<string, unknown>;
@@ -131,57 +132,42 @@ export function needleFromTokens(o: {
   };
 }
 
+function checkNeedles<T>(needles: Array<NiahNeedle<T>>, ok: (x: unknown) => boolean, what: string): void {
+  needles.forEach((n, i) => {
+    for (const k of ['needle', 'question', 'answer'] as const) {
+      if (!ok(n?.[k])) throw new ConfigError(`source.needles[${i}].${k}`, expectedFound(what, typeof n?.[k]));
+    }
+  });
+}
+
 /** Sample makers of a source: one per needle, (length, depth) -> sample. */
-export function sourceSamples(model: HookedTransformer, source: NiahSource): Array<(length: number, depth: number) => NiahSample> {
+export function sourceSamples(model: Pick<ModelView, 'tokenizer' | 'bosTokenId'>, source: NiahSource): Array<(length: number, depth: number) => NiahSample> {
   if (!source || !Array.isArray(source.needles) || source.needles.length === 0) {
     throw new ConfigError('source.needles', expectedFound('a non-empty list of {needle, question, answer}', source?.needles));
   }
   const bosId = source.bosId === undefined ? model.bosTokenId() : source.bosId;
   if ('haystack' in source) {
     const tok = source.tokenizer ?? model.tokenizer;
-    if (!tok) throw new ConfigError('source.tokenizer', `${model.name} has no tokenizer; give source.tokenizer or haystackTokens`);
+    if (!tok) throw new ConfigError('source.tokenizer', 'the model has no tokenizer; give source.tokenizer or haystackTokens');
     if (typeof source.haystack !== 'string' || !source.haystack.length) throw new ConfigError('source.haystack', expectedFound('non-empty text', source.haystack));
+    checkNeedles(source.needles, (x) => typeof x === 'string', 'a string');
     return source.needles.map((n, i) => {
-      for (const k of ['needle', 'question', 'answer'] as const) {
-        if (typeof n[k] !== 'string') throw new ConfigError(`source.needles[${i}].${k}`, expectedFound('a string', typeof n[k]));
-      }
       const needleIds = tok.encode(n.needle);
-      return (length: number, depth: number): NiahSample => {
-        const ex = needleFromText({
-          tokenizer: tok,
-          haystack: source.haystack,
-          needle: n.needle,
-          question: n.question,
-          answer: n.answer,
-          contextLength: length,
-          depth,
-          boundaryTokens: source.boundaryTokens,
-          bosId: bosId ?? undefined,
-        });
-        return { ...ex, answerText: n.answer, needle: needleIds, meta: { needle: i } };
-      };
+      return (length: number, depth: number): NiahSample => ({
+        ...needleFromText({ tokenizer: tok, haystack: source.haystack, ...n, contextLength: length, depth, boundaryTokens: source.boundaryTokens, bosId: bosId ?? undefined }),
+        answerText: n.answer,
+        needle: needleIds,
+        meta: { needle: i },
+      });
     });
   }
   if (!Array.isArray(source.haystackTokens)) throw new ConfigError('source', 'give haystack (text) or haystackTokens (ids)');
-  return source.needles.map((n, i) => {
-    for (const k of ['needle', 'question', 'answer'] as const) {
-      if (!Array.isArray(n[k])) throw new ConfigError(`source.needles[${i}].${k}`, expectedFound('a token id list', typeof n[k]));
-    }
-    return (length: number, depth: number): NiahSample => ({
-      ...needleFromTokens({
-        haystack: source.haystackTokens,
-        needle: n.needle,
-        question: n.question,
-        answer: n.answer,
-        contextLength: length,
-        depth,
-        boundaryTokens: source.boundaryTokens,
-        bosId,
-      }),
-      needle: n.needle.slice(),
-      meta: { needle: i },
-    });
-  });
+  checkNeedles(source.needles, Array.isArray, 'a token id list');
+  return source.needles.map((n, i) => (length: number, depth: number): NiahSample => ({
+    ...needleFromTokens({ haystack: source.haystackTokens, ...n, contextLength: length, depth, boundaryTokens: source.boundaryTokens, bosId }),
+    needle: n.needle.slice(),
+    meta: { needle: i },
+  }));
 }
 
 /** Synthetic needle samples (makeNeedle) in a given token format; `length` is the prompt length. */
@@ -189,99 +175,23 @@ export function syntheticSamples(format: Omit<NeedleOptions, 'length' | 'depth' 
   return (length, depth, seed) => makeNeedle({ ...format, length, depth, seed });
 }
 
-// ---------------------------------------------------------------------------------- decoding
-
-export interface NeedleDecodeOptions {
-  maxNewTokens: number;
-  /** Tokens that end a row's decoding (kept in its output and scored). */
-  stopTokens?: number[];
-  /** Hooks active during the prefill and every decoding step (e.g. headMaskHooks). */
-  fwdHooks?: HookSpec[];
-  /** Record the argmax key of each (layer, head) at every decoding step. */
-  recordKeys?: boolean;
-}
-
-export interface NeedleDecodeResult {
-  /** Generated ids per row (a row stops after its stop token). */
-  tokens: number[][];
-  /** keys[row][step][layer][head]: argmax key of the step's query row (lowest index on ties); null unless recordKeys. */
-  keys: number[][][][] | null;
-}
-
-/** Lowest-index argmax of the last query row of a pattern [batch, head, q, k] -> [batch][head]. */
-function rowArgmax(p: tf.Tensor): number[][] {
-  if (p.rank !== 4) throw new ShapeError('hook_pattern', expectedFound('[batch, head, q, k]', `[${p.shape}]`));
-  const [B, H, Q, K] = p.shape;
-  const idx = tf.tidy(() => {
-    const row = tf.slice(p, [0, 0, Q - 1, 0], [B, H, 1, K]).reshape([B * H, K]);
-    const mx = row.max(1, true);
-    const pos = tf.broadcastTo(tf.range(0, K, 1, 'float32').reshape([1, K]), [B * H, K]);
-    return tf.where(tf.equal(row, mx), pos, tf.fill([B * H, K], K)).min(1);
-  });
-  const flat = idx.dataSync();
-  idx.dispose();
-  return Array.from({ length: B }, (_, b) => Array.from({ length: H }, (_, h) => flat[b * H + h]));
-}
+const NEEDLE_KEYS = ['fillerTokens', 'vocabSize', 'periodToken', 'sentenceLength', 'keyTokens', 'valueTokens', 'valueLength', 'keyMarker', 'valueMarker', 'questionMarker', 'bosId'] as const;
 
 /**
- * Greedy decoding of equal-length prompts the authors' way: prefill prompt[:-1] with the KV cache,
- * then decode starting from the last prompt token (every generated token comes from a decoding
- * forward, where ctx.decoding is true).
+ * The needle task a shipped model was trained on, from its task.json ({task: 'needle', format}): the
+ * makeNeedle format and the model card's evaluation grid (format.evalLengths x format.evalDepths).
  */
-export function decodeNeedles(model: HookedTransformer, prompts: number[][], opts: NeedleDecodeOptions): NeedleDecodeResult {
-  if (!Array.isArray(prompts) || prompts.length === 0) throw new ValueError('prompts', expectedFound('a non-empty list of token id lists', prompts));
-  const T = prompts[0].length;
-  prompts.forEach((p, i) => {
-    if (!Array.isArray(p) || p.length !== T) throw new ShapeError(`prompts[${i}]`, expectedFound(`${T} tokens (equal lengths)`, p?.length));
-  });
-  if (T < 2) throw new ValueError('prompts', expectedFound('at least 2 tokens (prefill + the decoded last token)', T));
-  const max = opts.maxNewTokens;
-  if (!Number.isInteger(max) || max < 1) throw new ValueError('maxNewTokens', expectedFound('a positive integer', max));
-  const B = prompts.length;
-  const L = model.cfg.n_layers;
-  const stop = new Set(opts.stopTokens ?? []);
-  const record = opts.recordKeys === true;
-  let buf: Array<number[][] | null> = new Array(L).fill(null);
-  const reader: HookSpec = [
-    (name: string) => /^blocks\.\d+\.attn\.hook_pattern$/.test(name),
-    (act, ctx) => {
-      if (ctx.decoding && ctx.layer !== null) buf[ctx.layer] = rowArgmax(act);
-    },
-  ];
-  const handle = model.hooks.addAll([...(opts.fwdHooks ?? []), ...(record ? [reader] : [])]);
-  const out: number[][] = Array.from({ length: B }, () => []);
-  const keys: number[][][][] | null = record ? Array.from({ length: B }, () => []) : null;
-  const finished = new Array<boolean>(B).fill(false);
-  let kv: KVCache | undefined;
-  try {
-    const pre = model.run(prompts.map((p) => p.slice(0, T - 1)), { useCache: true }, null);
-    pre.logits.dispose();
-    kv = pre.kv;
-    let cur = prompts.map((p) => p[T - 1]);
-    for (let step = 0; step < max; step++) {
-      buf = new Array(L).fill(null);
-      const r = model.run(cur.map((t) => [t]), { past: kv }, null);
-      disposeKV(kv!);
-      kv = r.kv;
-      const nextT = tf.tidy(() => tf.argMax(tf.reshape(r.logits, [B, -1]), -1));
-      r.logits.dispose();
-      const next = Array.from(nextT.dataSync());
-      nextT.dispose();
-      if (record && buf.some((x) => x === null)) throw new ValueError('decodeNeedles', 'a layer pattern was not seen in a decoding step');
-      for (let b = 0; b < B; b++) {
-        if (finished[b]) continue;
-        out[b].push(next[b]);
-        if (keys) keys[b].push(buf.map((layer) => layer![b]));
-        if (stop.has(next[b])) finished[b] = true;
-      }
-      if (finished.every(Boolean)) break;
-      cur = next;
-    }
-  } finally {
-    if (kv) disposeKV(kv);
-    handle.remove();
-  }
-  return { tokens: out, keys };
+export function needleTask(task: unknown, where = 'task.json'): { format: Omit<NeedleOptions, 'length' | 'depth' | 'seed'>; lengths: number[]; depths: number[] } {
+  const t = task as { task?: unknown; format?: Record<string, unknown> } | null;
+  if (!t || typeof t !== 'object' || t.task !== 'needle') throw new ConfigError(`${where}: task`, expectedFound('"needle"', t && typeof t === 'object' ? t.task : typeof t));
+  const f = t.format;
+  if (!f || typeof f !== 'object') throw new ConfigError(`${where}: format`, expectedFound('an object of makeNeedle options', typeof f));
+  const isList = (x: unknown): x is number[] => Array.isArray(x) && x.length > 0 && x.every((v) => typeof v === 'number');
+  if (!isList(f.evalLengths)) throw new ConfigError(`${where}: format.evalLengths`, expectedFound('a non-empty list of lengths', f.evalLengths));
+  if (!isList(f.evalDepths)) throw new ConfigError(`${where}: format.evalDepths`, expectedFound('a non-empty list of depths', f.evalDepths));
+  const format: Record<string, unknown> = {};
+  for (const k of NEEDLE_KEYS) if (f[k] !== undefined) format[k] = f[k];
+  return { format: format as Omit<NeedleOptions, 'length' | 'depth' | 'seed'>, lengths: f.evalLengths.slice(), depths: f.evalDepths.slice() };
 }
 
 // ---------------------------------------------------------------------------------- grid
@@ -299,51 +209,29 @@ export interface NiahGridOptions {
   samplesPerCell?: number;
   /** Default 50 (the authors' decode length). */
   maxNewTokens?: number;
+  /** Default newlineTokens(model) (the authors stop after the newline token); [] decodes maxNewTokens. */
   stopTokens?: number[];
   /** Extra hooks during prefill and decoding (e.g. head masking). */
   fwdHooks?: HookSpec[];
   /** Accumulate retrieval scores from the same decodes: true, scorer options, or a scorer to add to. */
   scorer?: boolean | RetrievalScorer | { variant?: RetrievalVariant; minRouge?: number };
-  /** Retrieval span: the whole needle (default, the code) or the answer inside it. */
-  spanOf?: 'needle' | 'answer';
+  /** Retrieval span: the answer (default, the code's real_needle) or the whole needle (variant). */
+  spanOf?: 'answer' | 'needle';
   seed: number;
   /** Progress: true or a label for the live display, or a callback (done, total). Default: a display labelled "NIAH". */
   onProgress?: boolean | string | ((done: number, total: number) => void);
-  /** Generated ids -> response text (default: the model's tokenizer, when it has one). ROUGE is on text when the sample has answerText, else on ids. */
+  /** Generated ids -> response text (default: the model's tokenizer, special tokens skipped). ROUGE is on text when the sample has answerText, else on ids. */
   decode?: (ids: number[]) => string;
   /** Rows decoded together (default: a whole cell). */
   batchSize?: number;
 }
 
-export interface NiahSampleResult {
-  length: number;
-  depth: number;
-  seed: number;
-  promptLength: number;
-  generated: number[];
-  response: string | null;
-  rouge: number;
-  exact: boolean;
-  meta?: Record<string, unknown>;
-}
-
-export interface NiahGrid {
-  lengths: number[];
-  depths: number[];
-  /** Mean ROUGE-1 recall per cell, [length][depth]. */
-  rouge: number[][];
-  /** Exact-match rate per cell, [length][depth]. */
-  exact: number[][];
-  /** Means over the whole grid. */
-  mean: { rouge: number; exact: number };
-  /** samples[li][di][k]. */
-  samples: NiahSampleResult[][][];
-  /** Present when retrieval scoring was asked for. */
+/** The NIAH grid (NiahResult, what the heatmap reads) with the retrieval scores when asked for. */
+export interface NiahGrid extends NiahResult {
   scorer?: RetrievalScorer;
   scores?: HeadScores;
   /** The authors' JSON {"layer-head": [per-sample scores]}. */
   authorJson?: Record<string, number[]>;
-  params: Record<string, unknown>;
 }
 
 function exactMatch(answerIds: number[], answerText: string | undefined, generated: number[], response: string | null): boolean {
@@ -362,121 +250,151 @@ function checkGridAxis(name: string, xs: number[], check: (x: number) => boolean
   });
 }
 
-/**
- * The (length x depth) needle-in-a-haystack grid: every sample decoded greedily with the KV cache
- * (authors' protocol, see the file comment), scored by ROUGE-1 recall and exact match; with
- * `scorer`, retrieval scores accumulate from the same decodes.
- */
-export function niahGrid(model: HookedTransformer, opts: NiahGridOptions): NiahGrid {
-  const { lengths, depths } = opts;
-  checkGridAxis('lengths', lengths, (x) => Number.isInteger(x) && x >= 2, 'an integer >= 2');
-  checkGridAxis('depths', depths, (x) => typeof x === 'number' && x >= 0 && x <= 1, 'a fraction in [0, 1]');
+function positiveInt(name: string, x: number): number {
+  if (!Number.isInteger(x) || x < 1) throw new ConfigError(name, expectedFound('a positive integer', x));
+  return x;
+}
+
+function makeScorer(model: ModelView, opt: NiahGridOptions['scorer']): RetrievalScorer | undefined {
+  if (!opt) return undefined;
+  const { n_layers: L, n_heads: H } = model.cfg;
+  const scorer = opt instanceof RetrievalScorer ? opt : new RetrievalScorer({ nLayers: L, nHeads: H, ...(typeof opt === 'object' ? opt : {}) });
+  if (scorer.nLayers !== L || scorer.nHeads !== H) throw new ConfigError('scorer', expectedFound(`${L} layers x ${H} heads`, `${scorer.nLayers} x ${scorer.nHeads}`));
+  return scorer;
+}
+
+type Cell = { li: number; di: number; samples: Array<{ s: NiahSample; seed: number; span: { start: number; end: number } | null }> };
+
+/** The resolved options of a grid run. */
+interface Plan {
+  maxNewTokens: number;
+  perCell: number;
+  batchSize: number;
+  spanOf: 'answer' | 'needle';
+  stopTokens: number[];
+  scorer?: RetrievalScorer;
+  makers: Array<(l: number, d: number) => NiahSample> | null;
+  text: ((ids: number[]) => string) | null;
+}
+
+function planOf(model: ModelView, opts: NiahGridOptions): Plan {
+  checkGridAxis('lengths', opts.lengths, (x) => Number.isInteger(x) && x >= 2, 'an integer >= 2');
+  checkGridAxis('depths', opts.depths, (x) => typeof x === 'number' && x >= 0 && x <= 1, 'a fraction in [0, 1]');
   if (!Number.isFinite(opts.seed)) throw new ConfigError('seed', expectedFound('a finite number', opts.seed));
   if (!!opts.makeSample === !!opts.source) throw new ConfigError('niahGrid', 'give exactly one of makeSample and source');
-  const maxNewTokens = opts.maxNewTokens ?? 50;
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new ConfigError('maxNewTokens', expectedFound('a positive integer', maxNewTokens));
   const makers = opts.source ? sourceSamples(model, opts.source) : null;
-  const perCell = makers ? makers.length : opts.samplesPerCell ?? 1;
-  if (!Number.isInteger(perCell) || perCell < 1) throw new ConfigError('samplesPerCell', expectedFound('a positive integer', perCell));
-  const batchSize = opts.batchSize ?? perCell;
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw new ConfigError('batchSize', expectedFound('a positive integer', batchSize));
-  const spanOf = opts.spanOf ?? 'needle';
-  if (spanOf !== 'needle' && spanOf !== 'answer') throw new ConfigError('spanOf', expectedFound("'needle' or 'answer'", spanOf));
+  const perCell = positiveInt('samplesPerCell', makers ? makers.length : opts.samplesPerCell ?? 1);
+  const spanOf = opts.spanOf ?? 'answer';
+  if (spanOf !== 'answer' && spanOf !== 'needle') throw new ConfigError('spanOf', expectedFound("'answer' or 'needle'", spanOf));
+  return {
+    maxNewTokens: positiveInt('maxNewTokens', opts.maxNewTokens ?? 50),
+    perCell,
+    batchSize: positiveInt('batchSize', opts.batchSize ?? perCell),
+    spanOf,
+    stopTokens: opts.stopTokens ?? newlineTokens(model),
+    scorer: makeScorer(model, opts.scorer),
+    makers,
+    text: responseText(model, opts.decode),
+  };
+}
 
-  let scorer: RetrievalScorer | undefined;
-  if (opts.scorer instanceof RetrievalScorer) scorer = opts.scorer;
-  else if (opts.scorer) {
-    const so = typeof opts.scorer === 'object' ? opts.scorer : {};
-    scorer = new RetrievalScorer({ nLayers: model.cfg.n_layers, nHeads: model.cfg.n_heads, variant: so.variant, minRouge: so.minRouge });
-  }
-  if (scorer && (scorer.nLayers !== model.cfg.n_layers || scorer.nHeads !== model.cfg.n_heads)) {
-    throw new ConfigError('scorer', expectedFound(`${model.cfg.n_layers} layers x ${model.cfg.n_heads} heads`, `${scorer.nLayers} x ${scorer.nHeads}`));
-  }
-
-  // Build every sample first, so bad input fails before any decoding.
-  const cells: Array<{ li: number; di: number; samples: Array<{ s: NiahSample; seed: number }> }> = [];
-  lengths.forEach((len, li) =>
-    depths.forEach((d, di) => {
-      const samples = Array.from({ length: perCell }, (_, k) => {
+/** Every sample of the grid, built and checked before any decoding (bad input fails early). */
+function buildCells(model: ModelView, opts: NiahGridOptions, plan: Plan): Cell[] {
+  const cells: Cell[] = [];
+  opts.lengths.forEach((len, li) =>
+    opts.depths.forEach((d, di) => {
+      const samples = Array.from({ length: plan.perCell }, (_, k) => {
         const seed = deriveSeed(opts.seed, li, di, k);
-        const s = makers ? makers[k](len, d) : opts.makeSample!(len, d, seed);
-        checkSample(model, s, `sample (length ${len}, depth ${d}, #${k})`, maxNewTokens);
-        return { s, seed };
+        const s = plan.makers ? plan.makers[k](len, d) : opts.makeSample!(len, d, seed);
+        const where = `sample (length ${len}, depth ${d}, #${k})`;
+        checkSample(model, s, where, plan.maxNewTokens);
+        const span = sampleSpan(s, plan.spanOf);
+        if (plan.scorer && !span) throw new ValueError(`${where}: ${plan.spanOf} span`, `no window of the prompt covers > 90% of the ${plan.spanOf}'s tokens`);
+        return { s, seed, span };
       });
       cells.push({ li, di, samples });
     }),
   );
+  return cells;
+}
 
-  const total = cells.length * perCell;
+/** Decode one cell (rows of equal length together) and score its samples; `tick` reports progress. */
+async function decodeCell(model: ModelView, cell: Cell, plan: Plan, at: { length: number; depth: number }, fwdHooks: HookSpec[] | undefined, tick: (n: number) => void): Promise<NiahSampleResult[]> {
+  const out: NiahSampleResult[] = new Array(plan.perCell);
+  const { scorer } = plan;
+  for (const part of cellBatches(cell, plan.batchSize)) {
+    const res = await decodeWithKeys(model, part.map((k) => cell.samples[k].s.tokens), { maxNewTokens: plan.maxNewTokens, stopTokens: plan.stopTokens, fwdHooks, recordKeys: !!scorer });
+    part.forEach((k, row) => {
+      const { s, seed, span } = cell.samples[k];
+      const r = sampleResult(s, res.tokens[row], plan.text, { ...at, seed });
+      if (scorer) {
+        scorer.beginSample(s.tokens, span);
+        res.keys![row].forEach((keys, step) => scorer.step(keys, r.generated[step]));
+        scorer.endSample({ rouge: r.rouge, meta: { ...at, seed, ...s.meta } });
+      }
+      out[k] = r;
+    });
+    tick(part.length);
+  }
+  return out;
+}
+
+/**
+ * The (length x depth) needle-in-a-haystack grid: every sample decoded greedily with the KV cache
+ * (the authors' protocol, see the file comment), scored by ROUGE-1 recall and exact match; with
+ * `scorer`, retrieval scores accumulate from the same decodes.
+ */
+export async function niahGrid(model: ModelView, opts: NiahGridOptions): Promise<NiahGrid> {
+  const plan = planOf(model, opts);
+  const { lengths, depths } = opts;
+  const cells = buildCells(model, opts, plan);
+  const total = cells.length * plan.perCell;
   const cb = typeof opts.onProgress === 'function' ? opts.onProgress : null;
-  const bar =
-    opts.onProgress === false || cb
-      ? null
-      : makeProgress(total, { label: typeof opts.onProgress === 'string' ? opts.onProgress : 'NIAH' });
-  const decodeText = opts.decode ?? (model.tokenizer ? (ids: number[]) => model.toString(ids) : null);
+  const bar = opts.onProgress === false || cb ? null : makeProgress(total, { label: typeof opts.onProgress === 'string' ? opts.onProgress : 'NIAH' });
   const results: NiahSampleResult[][][] = lengths.map(() => depths.map(() => []));
   let done = 0;
+  const tick = (n: number) => {
+    done += n;
+    bar?.tick(n);
+    cb?.(done, total);
+  };
   try {
-    for (const cell of cells) {
-      const len = lengths[cell.li];
-      const depth = depths[cell.di];
-      // rows of equal prompt length decode together
-      const groups = new Map<number, number[]>();
-      cell.samples.forEach(({ s }, k) => groups.set(s.tokens.length, [...(groups.get(s.tokens.length) ?? []), k]));
-      const cellOut: NiahSampleResult[] = new Array(perCell);
-      for (const idxs of groups.values()) {
-        for (let i0 = 0; i0 < idxs.length; i0 += batchSize) {
-          const part = idxs.slice(i0, i0 + batchSize);
-          const res = decodeNeedles(
-            model,
-            part.map((k) => cell.samples[k].s.tokens),
-            { maxNewTokens, stopTokens: opts.stopTokens, fwdHooks: opts.fwdHooks, recordKeys: !!scorer },
-          );
-          part.forEach((k, row) => {
-            const { s, seed } = cell.samples[k];
-            const gen = res.tokens[row];
-            const useText = s.answerText !== undefined && decodeText !== null;
-            const response = decodeText ? decodeText(gen).trim() : null;
-            const rouge = useText ? rougeRecall1(s.answerText!, response!) : rougeRecall1(s.answer, gen);
-            const exact = exactMatch(s.answer, useText ? s.answerText : undefined, gen, response);
-            if (scorer) {
-              scorer.beginSample(s.tokens, sampleSpan(s, spanOf));
-              res.keys![row].forEach((kk, step) => scorer!.step(kk, gen[step]));
-              scorer.endSample({ rouge, meta: { length: len, depth, seed, ...s.meta } });
-            }
-            cellOut[k] = { length: len, depth, seed, promptLength: s.tokens.length, generated: gen, response, rouge, exact, meta: s.meta };
-          });
-          done += part.length;
-          bar?.tick(part.length);
-          cb?.(done, total);
-        }
-      }
-      results[cell.li][cell.di] = cellOut;
-    }
+    for (const cell of cells) results[cell.li][cell.di] = await decodeCell(model, cell, plan, { length: lengths[cell.li], depth: depths[cell.di] }, opts.fwdHooks, tick);
   } finally {
     bar?.done();
   }
-  const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const rouge = results.map((row) => row.map((c) => meanOf(c.map((r) => r.rouge))));
-  const exact = results.map((row) => row.map((c) => meanOf(c.map((r) => (r.exact ? 1 : 0)))));
-  const grid: NiahGrid = {
-    lengths: lengths.slice(),
-    depths: depths.slice(),
-    rouge,
-    exact,
-    mean: { rouge: meanOf(rouge.flat()), exact: meanOf(exact.flat()) },
-    samples: results,
-    params: { maxNewTokens, stopTokens: opts.stopTokens ?? [], samplesPerCell: perCell, seed: opts.seed, spanOf, masked: (opts.fwdHooks ?? []).length > 0 },
-  };
-  if (scorer) {
-    grid.scorer = scorer;
-    grid.scores = scorer.headScores({ model: model.name, data: { task: 'needle in a haystack', lengths, depths, samplesPerCell: perCell } });
-    grid.authorJson = toRetrievalHeadJson(scorer);
-  }
-  return grid;
+  const { maxNewTokens, stopTokens, spanOf, scorer } = plan;
+  const grid = gridOf(lengths, depths, results, { maxNewTokens, stopTokens, samplesPerCell: plan.perCell, seed: opts.seed, spanOf, masked: (opts.fwdHooks ?? []).length > 0 });
+  if (!scorer) return grid;
+  const scores = scorer.headScores({ model: model.name, params: { spanOf, stopTokens, maxNewTokens }, data: { task: 'needle in a haystack', lengths, depths, samplesPerCell: plan.perCell } });
+  return { ...grid, scorer, scores, authorJson: toRetrievalHeadJson(scorer) };
 }
 
-function checkSample(model: HookedTransformer, s: NiahSample, where: string, maxNewTokens: number): void {
+/** Rows of a cell decoded together: equal prompt lengths, at most batchSize. */
+function cellBatches(cell: Cell, batchSize: number): number[][] {
+  const groups = new Map<number, number[]>();
+  cell.samples.forEach(({ s }, k) => groups.set(s.tokens.length, [...(groups.get(s.tokens.length) ?? []), k]));
+  const parts: number[][] = [];
+  for (const idxs of groups.values()) for (let i = 0; i < idxs.length; i += batchSize) parts.push(idxs.slice(i, i + batchSize));
+  return parts;
+}
+
+function sampleResult(s: NiahSample, gen: number[], text: ((ids: number[]) => string) | null, at: { length: number; depth: number; seed: number }): NiahSampleResult {
+  const response = text ? text(gen) : null;
+  const onText = s.answerText !== undefined && response !== null;
+  const rouge = onText ? rougeRecall1(s.answerText!, response!) : rougeRecall1(s.answer, gen);
+  const exact = exactMatch(s.answer, onText ? s.answerText : undefined, gen, response);
+  return { ...at, promptLength: s.tokens.length, generated: gen, response, rouge, exact, meta: s.meta };
+}
+
+function gridOf(lengths: number[], depths: number[], samples: NiahSampleResult[][][], params: Record<string, unknown>): NiahGrid {
+  const meanOf = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const rouge = samples.map((row) => row.map((c) => meanOf(c.map((r) => r.rouge))));
+  const exact = samples.map((row) => row.map((c) => meanOf(c.map((r) => (r.exact ? 1 : 0)))));
+  return { lengths: lengths.slice(), depths: depths.slice(), rouge, exact, mean: { rouge: meanOf(rouge.flat()), exact: meanOf(exact.flat()) }, samples, params };
+}
+
+function checkSample(model: ModelView, s: NiahSample, where: string, maxNewTokens: number): void {
   if (!s || !Array.isArray(s.tokens) || s.tokens.length < 2) throw new ValueError(`${where}.tokens`, expectedFound('at least 2 token ids', s?.tokens?.length));
   if (!Array.isArray(s.answer) || s.answer.length === 0) throw new ValueError(`${where}.answer`, expectedFound('a non-empty token id list', s?.answer));
   const V = model.cfg.d_vocab;
@@ -488,10 +406,11 @@ function checkSample(model: HookedTransformer, s: NiahSample, where: string, max
   }
 }
 
-function sampleSpan(s: NiahSample, spanOf: 'needle' | 'answer'): { start: number; end: number } | null {
-  const tuple = spanOf === 'answer' ? s.valueSpan : s.needleSpan;
-  if (tuple) return { start: tuple[0], end: tuple[1] };
-  return needleSpan(s.tokens, spanOf === 'needle' && s.needle ? s.needle : s.answer);
+/** The scored span: the answer's (the authors' search, find_needle_idx(real_needle)) or the needle's. */
+function sampleSpan(s: NiahSample, spanOf: 'answer' | 'needle'): { start: number; end: number } | null {
+  if (spanOf === 'answer') return needleSpan(s.tokens, s.answer);
+  if (s.needleSpan) return { start: s.needleSpan[0], end: s.needleSpan[1] };
+  return s.needle ? needleSpan(s.tokens, s.needle) : null;
 }
 
 // ---------------------------------------------------------------------------------- masking
@@ -499,13 +418,11 @@ function sampleSpan(s: NiahSample, spanOf: 'needle' | 'answer'): { start: number
 export interface MaskingOptions {
   /** Heads masked in each condition. */
   K: number;
-  /** Random heads come from outside the top N (default 100 when the model has >= 100 + K heads, else K). */
+  /** Random heads come from outside the top N (default 100, the authors' rule; a model needs >= 100 + K heads for it). */
   N?: number;
   seed: number;
   /** The grid every condition runs on (same samples in all three). */
   grid: Omit<NiahGridOptions, 'scorer'>;
-  /** Mask only while decoding (default true, as the authors). */
-  onlyDecoding?: boolean;
 }
 
 export interface MaskingResult {
@@ -520,31 +437,34 @@ export interface MaskingResult {
 }
 
 /**
- * The causal test: needle accuracy with the top-K heads by `scores` masked, with K random heads
- * from outside the top N masked (seeded), and unmasked, on the same grid.
+ * The causal test (needle_in_haystack_with_mask.py): needle accuracy with the top-K heads by `scores`
+ * masked, with K random heads from outside the top N masked (seeded), and unmasked, on the same grid.
+ * Masks act while generating (headMaskHooks' default scope).
  */
-export function maskingExperiment(model: HookedTransformer, scores: HeadScores | number[][], opts: MaskingOptions): MaskingResult {
+export async function maskingExperiment(model: ModelView, scores: HeadScores | number[][], opts: MaskingOptions): Promise<MaskingResult> {
   const grid = Array.isArray(scores) ? scores : scores.scores;
   const hs = Array.isArray(scores) ? makeHeadScores('scores', scores) : scores;
-  if (grid.length !== model.cfg.n_layers || grid.some((r) => r.length !== model.cfg.n_heads)) {
-    throw new ShapeError('scores', expectedFound(`${model.cfg.n_layers} x ${model.cfg.n_heads}`, `${grid.length} x ${grid[0]?.length}`));
-  }
-  const total = model.cfg.n_layers * model.cfg.n_heads;
+  const { n_layers: L, n_heads: H } = model.cfg;
+  if (grid.length !== L || grid.some((r) => r.length !== H)) throw new ShapeError('scores', expectedFound(`${L} x ${H}`, `${grid.length} x ${grid[0]?.length}`));
+  const total = L * H;
   const { K } = opts;
   if (!Number.isInteger(K) || K < 1 || K > total) throw new ConfigError('K', expectedFound(`an integer in [1, ${total}]`, K));
-  const N = opts.N ?? (total - 100 >= K ? 100 : K);
-  if (!Number.isInteger(N) || N < K || total - N < K) throw new ConfigError('N', expectedFound(`an integer in [K, ${total - K}] (K random heads outside the top N)`, N));
+  const N = opts.N ?? 100;
+  if (!Number.isInteger(N) || N < K || total - N < K) {
+    const hint = opts.N === undefined ? `; the authors' rule draws them outside the top 100, which needs >= ${100 + K} heads (this model has ${total}): pass N` : '';
+    throw new ConfigError('N', expectedFound(`an integer in [K, ${total - K}] (K random heads outside the top N)${hint}`, N));
+  }
   const topHeads = rankHeads(hs)
     .slice(0, K)
     .map((r) => [r.layer, r.head] as [number, number])
     .sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   const randomHeads = randomControlHeads(grid, K, { exclude: N, seed: opts.seed });
-  const mask = (heads: Array<[number, number]>) => headMaskHooks(heads, { onlyDecoding: opts.onlyDecoding ?? true });
   const base = { ...opts.grid, scorer: undefined };
+  const extra = opts.grid.fwdHooks ?? [];
   const label = (s: string) => (opts.grid.onProgress === false || typeof opts.grid.onProgress === 'function' ? opts.grid.onProgress : `NIAH ${s}`);
-  const unmasked = niahGrid(model, { ...base, onProgress: label('unmasked') });
-  const topMasked = niahGrid(model, { ...base, fwdHooks: [...(opts.grid.fwdHooks ?? []), ...mask(topHeads)], onProgress: label(`top-${K} masked`) });
-  const randomMasked = niahGrid(model, { ...base, fwdHooks: [...(opts.grid.fwdHooks ?? []), ...mask(randomHeads)], onProgress: label(`random-${K} masked`) });
+  const unmasked = await niahGrid(model, { ...base, onProgress: label('unmasked') });
+  const topMasked = await niahGrid(model, { ...base, fwdHooks: [...extra, ...headMaskHooks(topHeads)], onProgress: label(`top-${K} masked`) });
+  const randomMasked = await niahGrid(model, { ...base, fwdHooks: [...extra, ...headMaskHooks(randomHeads)], onProgress: label(`random-${K} masked`) });
   return {
     topHeads,
     randomHeads,
@@ -552,188 +472,6 @@ export function maskingExperiment(model: HookedTransformer, scores: HeadScores |
     topMasked,
     randomMasked,
     summary: { unmasked: unmasked.mean, topMasked: topMasked.mean, randomMasked: randomMasked.mean },
-    params: { K, N, seed: opts.seed, onlyDecoding: opts.onlyDecoding ?? true, method: hs.method },
+    params: { K, N, seed: opts.seed, scope: 'generation', method: hs.method },
   };
-}
-
-// ---------------------------------------------------------------------------------- figure
-
-/** The NIAH heatmap: rows = context lengths, columns = depths (%), colour = accuracy in [0, 1]. */
-export function niahHeatmap(grid: NiahGrid, opts: { metric?: 'rouge' | 'exact'; title?: string; width?: number; height?: number } = {}): Figure {
-  const metric = opts.metric ?? 'rouge';
-  if (metric !== 'rouge' && metric !== 'exact') throw new ConfigError('metric', expectedFound("'rouge' or 'exact'", metric));
-  return patchingHeatmap(grid[metric], {
-    rowLabels: grid.lengths.map(String),
-    colLabels: grid.depths.map((d) => `${Math.round(d * 100)}%`),
-    xTitle: 'Depth',
-    yTitle: 'Length',
-    title: opts.title ?? `NIAH ${metric === 'rouge' ? 'ROUGE-1 recall' : 'exact match'} (mean ${grid.mean[metric].toFixed(2)})`,
-    diverging: false,
-    zmin: 0,
-    zmax: 1,
-    width: opts.width,
-    height: opts.height,
-  });
-}
-
-/**
- * Several NIAH heatmaps side by side in one figure (e.g. unmasked, top-K masked, random-K masked),
- * on one 0..1 colour scale; each panel titled.
- */
-export function niahHeatmaps(
-  panels: Array<{ grid: NiahGrid; title: string }>,
-  opts: { metric?: 'rouge' | 'exact'; title?: string; height?: number } = {},
-): Figure {
-  if (!Array.isArray(panels) || panels.length === 0) throw new ConfigError('panels', expectedFound('at least one {grid, title}', panels));
-  const metric = opts.metric ?? 'rouge';
-  const n = panels.length;
-  const gap = 0.06;
-  const w = (1 - gap * (n - 1)) / n;
-  const layout: Figure['layout'] = {
-    title: { text: opts.title ?? `NIAH ${metric === 'rouge' ? 'ROUGE-1 recall' : 'exact match'}` },
-    height: opts.height ?? Math.max(320, 200 + 28 * panels[0].grid.lengths.length),
-    annotations: [],
-  };
-  const data = panels.map((p, i) => {
-    const t = { ...niahHeatmap(p.grid, { metric }).data[0] };
-    const sfx = i === 0 ? '' : String(i + 1);
-    t.xaxis = `x${sfx}`;
-    t.yaxis = `y${sfx}`;
-    t.showscale = i === n - 1;
-    const x0 = i * (w + gap);
-    layout[`xaxis${sfx}`] = { title: { text: 'Depth' }, type: 'category', tickangle: -45, showgrid: false, automargin: true, domain: [x0, x0 + w], anchor: `y${sfx}` };
-    layout[`yaxis${sfx}`] = { title: { text: i === 0 ? 'Length' : '' }, type: 'category', autorange: 'reversed', showgrid: false, automargin: true, anchor: `x${sfx}` };
-    layout.annotations!.push({
-      x: x0 + w / 2,
-      y: 1.02,
-      xref: 'paper',
-      yref: 'paper',
-      xanchor: 'center',
-      yanchor: 'bottom',
-      showarrow: false,
-      text: `${p.title} (mean ${p.grid.mean[metric].toFixed(2)})`,
-    });
-    return t;
-  });
-  return { data, layout, config: niahHeatmap(panels[0].grid, { metric }).config };
-}
-
-// ---------------------------------------------------------------------------------- CLI
-
-type CliArgs = Record<string, string | boolean>;
-
-function listArg(args: CliArgs, name: string): number[] | undefined {
-  const v = args[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !v.trim()) throw new ValueError(`--${name}`, expectedFound('a comma-separated list of numbers', v));
-  return v.split(',').map((s) => {
-    const n = Number(s.trim());
-    if (!s.trim() || !Number.isFinite(n)) throw new ValueError(`--${name}`, expectedFound('a comma-separated list of numbers', v));
-    return n;
-  });
-}
-
-function numOf(args: CliArgs, name: string, fallback: number): number {
-  const v = args[name];
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (typeof v !== 'string' || !Number.isFinite(n)) throw new ValueError(`--${name}`, expectedFound('a number', v));
-  return n;
-}
-
-function strOf(args: CliArgs, name: string): string | undefined {
-  const v = args[name];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string') throw new ValueError(`--${name}`, 'needs a value');
-  return v;
-}
-
-/**
- * `tflens rank --method retrieval`: the grid from the arguments, decoded with retrieval scoring.
- * Samples: --needle-format <file.json> (makeNeedle options; synthetic samples, --samples per cell)
- * or --haystack <file.txt> with --needles <file.json> [{needle, question, answer}] or
- * --needle/--question/--answer. Grid: --lengths a,b,.. or --min-length/--max-length/--n-lengths
- * (20, as the authors); --depths f,.. (fractions) or --n-depths (10). Decoding: --max-new-tokens (50),
- * --stop-tokens ids. Scoring: --variant code|set, --min-rouge (0.5), --span needle|answer, --seed (0).
- */
-export async function rankRetrieval(
-  model: HookedTransformer,
-  args: CliArgs,
-): Promise<{ scores: HeadScores; authorJson: Record<string, number[]>; params: Record<string, unknown> }> {
-  const readJson = async (name: string): Promise<unknown> => {
-    const file = strOf(args, name);
-    if (file === undefined) return undefined;
-    const text = await readCliFile(file, name);
-    try {
-      return JSON.parse(text);
-    } catch (e) {
-      throw new FormatError(file, `invalid JSON: ${(e as Error).message}`);
-    }
-  };
-  const hayFile = strOf(args, 'haystack');
-  const files = {
-    needleFormat: await readJson('needle-format'),
-    needles: await readJson('needles'),
-    haystack: hayFile === undefined ? undefined : await readCliFile(hayFile, 'haystack'),
-  };
-  const opts = retrievalGridFromArgs(args, files);
-  const g = niahGrid(model, opts);
-  return { scores: g.scores!, authorJson: g.authorJson!, params: { ...g.scores!.params, ...g.params, lengths: g.lengths, depths: g.depths } };
-}
-
-async function readCliFile(file: string, name: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    throw new ResolveError(file, `--${name}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-}
-
-/** The grid options of `tflens rank --method retrieval` from its arguments and the files they name (see rankRetrieval). */
-export function retrievalGridFromArgs(
-  args: CliArgs,
-  files: { needleFormat?: unknown; haystack?: string; needles?: unknown },
-): NiahGridOptions {
-  let lengths = listArg(args, 'lengths');
-  if (!lengths) {
-    const lo = args['min-length'];
-    const hi = args['max-length'];
-    if (lo === undefined || hi === undefined) throw new ValueError('--lengths', 'give --lengths a,b,... or --min-length and --max-length');
-    lengths = linspace(numOf(args, 'min-length', 0), numOf(args, 'max-length', 0), numOf(args, 'n-lengths', 20)).map((x) => Math.round(x));
-  }
-  const depths = listArg(args, 'depths') ?? linspace(0, 1, numOf(args, 'n-depths', 10));
-  const variant = (strOf(args, 'variant') ?? 'code') as RetrievalVariant;
-  if (variant !== 'code' && variant !== 'set') throw new ValueError('--variant', expectedFound('code or set', variant));
-  const span = strOf(args, 'span') ?? 'needle';
-  if (span !== 'needle' && span !== 'answer') throw new ValueError('--span', expectedFound('needle or answer', span));
-  const base: NiahGridOptions = {
-    lengths,
-    depths,
-    seed: numOf(args, 'seed', 0),
-    maxNewTokens: numOf(args, 'max-new-tokens', 50),
-    stopTokens: listArg(args, 'stop-tokens'),
-    scorer: { variant, minRouge: numOf(args, 'min-rouge', 0.5) },
-    spanOf: span,
-    onProgress: 'retrieval',
-  };
-  if (files.needleFormat !== undefined) {
-    const f = files.needleFormat;
-    if (!f || typeof f !== 'object' || Array.isArray(f)) throw new ValueError('--needle-format', expectedFound('a JSON object of makeNeedle options', Array.isArray(f) ? 'an array' : typeof f));
-    return { ...base, makeSample: syntheticSamples(f as NeedleOptions), samplesPerCell: numOf(args, 'samples', 1) };
-  }
-  if (files.haystack !== undefined) {
-    let needles: Array<NiahNeedle<string>>;
-    if (files.needles !== undefined) {
-      if (!Array.isArray(files.needles)) throw new ValueError('--needles', expectedFound('a JSON list of {needle, question, answer}', typeof files.needles));
-      needles = files.needles as Array<NiahNeedle<string>>;
-    } else {
-      const needle = strOf(args, 'needle');
-      const question = strOf(args, 'question');
-      const answer = strOf(args, 'answer');
-      if (!needle || !question || !answer) throw new ValueError('--needle/--question/--answer', 'give all three, or --needles <file.json>');
-      needles = [{ needle, question, answer }];
-    }
-    return { ...base, source: { haystack: files.haystack, needles } };
-  }
-  throw new ValueError('--needle-format/--haystack', 'give --needle-format <file.json> (synthetic needles) or --haystack <file.txt> with the needles');
 }

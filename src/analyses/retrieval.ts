@@ -1,36 +1,42 @@
 /**
  * Retrieval-head scores (Wu et al., "Retrieval Head Mechanistically Explains Long-Context
- * Factuality", code nightdessert/Retrieval_Head, retrieval_head_detection.py). METHODS.md section 6.
+ * Factuality"), as the authors' code computes them: nightdessert/Retrieval_Head,
+ * retrieval_head_detection.py (line numbers of that file below; docs/methods/retrieval.md has the table).
  *
- * What the authors' code does, and what this module reproduces:
- *  - the prompt is prefilled without its last token; decoding then feeds the last prompt token, so
- *    at every decoding step the "current query" is the token just fed and the generated token is
- *    the argmax of that step's logits. Each step, for every (layer, head), the top-1 key of the
- *    query's attention row is taken (ties: the lowest position); when needleStart <= j < needleEnd
- *    and the generated token equals inputIds[j], the head's score for this sample grows by
- *    1 / (needleEnd - needleStart). A head scores at most once per step. Steps are counted (the
- *    sum can exceed 1 when the head copies the same needle token twice); decoding stops after a
- *    newline token, and that step is scored too.
- *  - a sample counts only when ROUGE-1 recall of the answer in the response is > 0.5
- *    (rouge_score with the Porter stemmer); only counted samples are appended to the per-head list.
- *  - the final score of a head is the mean of its list; the JSON file is {"layer-head": [...]}.
- * The paper's set form, |copied token set ∩ needle token set| / |needle token set| (<= 1), is the
- * 'set' variant.
+ *  - Span (find_needle_idx, lines 249-259, called on `real_needle` at line 287): the span of the ANSWER
+ *    in the prompt, the first window of len(answer) tokens whose token set covers more than 90% of the
+ *    answer's token set. `needleSpan` below; the whole needle is the named variant spanOf: 'needle'.
+ *  - One decoding step (retrieval_calculate, lines 221-228): for every (layer, head) the top-1 key of the
+ *    step's query row; when it lies in the span and the prompt token there equals the token generated
+ *    at this step, the head's score for the sample grows by 1 / (span length). `retrievalScoreStep`.
+ *    Ties: the lowest key position (torch.topk leaves the order of equal values unspecified).
+ *  - Decoding (decode, lines 235-247, started at lines 289-290): the prompt without its last token is
+ *    prefilled, decoding starts by feeding the last prompt token; greedy, at most 50 steps, and it stops
+ *    after the newline token (line 246), which is scored too. Here: `generate` (one full prefill, whose
+ *    last query row is the authors' first decoding step) with a hook that takes, on the device, the
+ *    argmax key of the last query row of every head; only [heads] ints per layer and step come back.
+ *  - ROUGE filter (lines 291-298): response = the decoded tokens without special tokens, stripped; a
+ *    sample counts when rouge_score's ROUGE-1 recall (Porter stemmer, line 63) of the answer in the
+ *    response, times 100, is > 50; only counted samples are appended to the per-head lists.
+ *  - Score of a head: the mean of its list (line 300); the file is {"layer-head": [...]} (line 511).
+ * The paper's set form, |copied token set ∩ span token set| / |span token set| (<= 1), is the 'set'
+ * variant; the code's step count (which can exceed 1) is the default 'code'.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, FormatError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
 import { rougeRecall1, type RougeOptions } from './rouge.js';
 import { mulberry32 } from '../util/random.js';
-import type { HookSpec } from '../hooks/registry.js';
-import { generate, type HookedTransformer } from '../model/index.js';
+import type { HookFn, HookSpec } from '../hooks/registry.js';
+import type { BlockHookName } from '../hooks/names.js';
+import { generate, type HookedTransformer, type ModelView } from '../model/index.js';
 
 /**
- * The needle span [start, end) in the prompt ids, searched as the authors' code does: for each
- * start i in order, the window ids[i : i + len(answer)] (shorter at the end of the prompt) is
- * taken; the first window whose token SET covers more than `minOverlap` (0.9) of the answer's
- * token set wins, and the span is [i, i + len(answer)) (not clipped, as in the code). null when
- * no window qualifies (the code returns -1, -1).
+ * The span [start, end) of `answerIds` in the prompt, searched as find_needle_idx (lines 249-259): for
+ * each start i in order, the window ids[i : i + len(answer)] (shorter at the end of the prompt); the
+ * first window whose token SET covers more than `minOverlap` (0.9) of the answer's token set wins, and
+ * the span is [i, i + len(answer)) (not clipped, as in the code). null when none qualifies (the code
+ * returns -1, -1).
  */
 export function needleSpan(contextIds: number[], answerIds: number[], minOverlap = 0.9): { start: number; end: number } | null {
   if (!Array.isArray(contextIds)) throw new ConfigError('contextIds', expectedFound('number[]', typeof contextIds));
@@ -49,8 +55,8 @@ export function needleSpan(contextIds: number[], answerIds: number[], minOverlap
 }
 
 /**
- * One decoding step of the code's rule: which heads copied from the needle. `topKeys[l][h]` is the
- * argmax key of (layer l, head h) for the current query. Returns hits[l][h].
+ * One decoding step of the code's rule (retrieval_calculate): which heads copied from the span.
+ * `topKeys[l][h]` is the argmax key of (layer l, head h) for the step's query. Returns hits[l][h].
  */
 export function retrievalScoreStep(
   topKeys: number[][],
@@ -65,27 +71,106 @@ export function retrievalScoreStep(
 }
 
 /**
- * Argmax keys [layer][head] of the last query row from per-layer patterns [batch, head, q, k]
- * (or [head, q, k]); batch element `batchIndex`. Reads back only the argmax indices.
+ * On the device: the argmax key of the last query row of a pattern [batch, head, q, k] -> int32
+ * [batch, head], the lowest position on ties (tf.argMax leaves the tie order to the backend). Reads
+ * nothing back; the caller disposes the result.
  */
-export function lastRowArgmax(patterns: tf.Tensor[], batchIndex = 0): number[][] {
-  return patterns.map((p, l) => {
-    const idx = tf.tidy(() => {
-      let x = p;
-      if (x.rank === 3) x = x.expandDims(0);
-      if (x.rank !== 4) throw new ShapeError(`patterns[${l}]`, expectedFound('[batch, head, q, k]', `[${p.shape}]`));
-      const [b, h, q, k] = x.shape;
-      if (batchIndex >= b) throw new ShapeError(`patterns[${l}]`, expectedFound(`batch > ${batchIndex}`, b));
-      const row = x.slice([batchIndex, 0, q - 1, 0], [1, h, 1, k]).reshape([h, k]);
-      // tf.argMax's tie order is backend-defined; take the lowest maximal index explicitly
-      const mx = row.max(1, true);
-      const pos = tf.range(0, k, 1, 'float32').reshape([1, k]);
-      return tf.where(tf.equal(row, mx), tf.broadcastTo(pos, [h, k]), tf.fill([h, k], k)).min(1);
-    });
-    const out = Array.from(idx.dataSync());
-    idx.dispose();
-    return out;
+export function lastRowArgmax(pattern: tf.Tensor): tf.Tensor2D {
+  if (pattern.rank !== 4) throw new ShapeError('hook_pattern', expectedFound('[batch, head, q, k]', `[${pattern.shape}]`));
+  const [B, H, Q, K] = pattern.shape;
+  return tf.tidy(() => {
+    const row = tf.reshape(tf.slice(pattern, [0, 0, Q - 1, 0], [B, H, 1, K]), [B * H, K]);
+    const isMax = tf.equal(row, tf.max(row, 1, true));
+    const pos = tf.broadcastTo(tf.range(0, K, 1, 'int32').reshape([1, K]), [B * H, K]);
+    return tf.reshape(tf.min(tf.where(isMax, pos, tf.fill([B * H, K], K, 'int32')), 1), [B, H]) as tf.Tensor2D;
   });
+}
+
+/**
+ * The model's newline token(s), where the authors stop decoding (line 246: the SentencePiece byte
+ * '<0x0A>', or id 144): the vocabulary entries '<0x0A>', 'Ċ' (byte-level BPE) and '\n'. A vocabulary
+ * without a newline token gives its EOS token instead (stated in docs/methods/retrieval.md), none
+ * without one either.
+ */
+export function newlineTokens(model: Pick<ModelView, 'tokenizer' | 'cfg'>): number[] {
+  const tk = model.tokenizer;
+  const found = new Set<number>();
+  for (const piece of ['<0x0A>', '\u010a', '\n']) {
+    const id = tk?.tokenToId(piece);
+    if (id !== undefined) found.add(id);
+  }
+  if (found.size) return [...found].sort((a, b) => a - b);
+  return model.cfg.eos_token_id === undefined || model.cfg.eos_token_id === null ? [] : [model.cfg.eos_token_id];
+}
+
+export interface KeyDecodeOptions {
+  maxNewTokens: number;
+  /** Tokens that end a row's decoding (kept in its output and scored). */
+  stopTokens?: number[];
+  /** Hooks active during the prefill and every decoding step (e.g. headMaskHooks). */
+  fwdHooks?: HookSpec[];
+  /** Record the argmax key of each (layer, head) at every step (default true). */
+  recordKeys?: boolean;
+}
+
+export interface KeyDecodeResult {
+  /** Generated ids per row (a row stops after its stop token). */
+  tokens: number[][];
+  /** keys[row][step][layer][head]: argmax key of the query row that produced the step's token; null unless recorded. */
+  keys: number[][][][] | null;
+}
+
+const PATTERN = /^blocks\.(\d+)\.attn\.hook_pattern$/;
+
+/**
+ * Greedy decoding of equal-length prompts with `generate`, recording per step the argmax key of the
+ * query row that produced each token (the prefill's last row for the first token, as the authors'
+ * first decoding step; then each decoding step's row). The argmax is taken on the device inside a
+ * hook_pattern hook; the [layer, batch, head] ints of all steps are read back once, at the end.
+ */
+export async function decodeWithKeys(model: ModelView, prompts: number[][], opts: KeyDecodeOptions): Promise<KeyDecodeResult> {
+  if (!Array.isArray(prompts) || prompts.length === 0) throw new ValueError('prompts', expectedFound('a non-empty list of token id lists', prompts));
+  const T = prompts[0].length;
+  prompts.forEach((p, i) => {
+    if (!Array.isArray(p) || p.length !== T) throw new ShapeError(`prompts[${i}]`, expectedFound(`${T} tokens (equal lengths)`, p?.length));
+  });
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new ValueError('maxNewTokens', expectedFound('a positive integer', opts.maxNewTokens));
+  const L = model.cfg.n_layers;
+  const record = opts.recordKeys !== false;
+  let layerKeys: Array<tf.Tensor | null> = new Array(L).fill(null);
+  const steps: tf.Tensor[] = [];
+  const reader: HookFn = (act, ctx) => {
+    if (ctx.layer === null) return;
+    layerKeys[ctx.layer]?.dispose();
+    layerKeys[ctx.layer] = tf.keep(lastRowArgmax(act));
+  };
+  try {
+    const res = await generate(model as HookedTransformer, prompts, {
+      maxNewTokens: opts.maxNewTokens,
+      stopTokens: opts.stopTokens,
+      fwdHooks: [...(opts.fwdHooks ?? []), ...(record ? [[(n: string) => PATTERN.test(n), reader] as HookSpec] : [])],
+      onStep: () => {
+        if (!record) return;
+        if (layerKeys.some((k) => k === null)) throw new ValueError('decodeWithKeys', 'a layer pattern was not seen in this step');
+        steps.push(tf.stack(layerKeys as tf.Tensor[]));
+        tf.dispose(layerKeys as tf.Tensor[]);
+        layerKeys = new Array(L).fill(null);
+      },
+    });
+    if (!record) return { tokens: res.tokens, keys: null };
+    const all = tf.stack(steps); // [step, layer, batch, head]
+    const flat = await all.data();
+    all.dispose();
+    const [S, , B, H] = all.shape;
+    const at = (s: number, l: number, b: number, h: number) => flat[((s * L + l) * B + b) * H + h];
+    const keys = res.tokens.map((gen, b) =>
+      Array.from({ length: Math.min(gen.length, S) }, (_, s) => Array.from({ length: L }, (_, l) => Array.from({ length: H }, (_, h) => at(s, l, b, h)))),
+    );
+    return { tokens: res.tokens, keys };
+  } finally {
+    tf.dispose(steps);
+    tf.dispose(layerKeys.filter((k): k is tf.Tensor => k !== null));
+  }
 }
 
 export type RetrievalVariant = 'code' | 'set';
@@ -93,9 +178,9 @@ export type RetrievalVariant = 'code' | 'set';
 export interface RetrievalScorerOptions {
   nLayers: number;
   nHeads: number;
-  /** 'code' (default): step counts / span length; 'set': |copied set ∩ needle set| / |needle set|. */
+  /** 'code' (default): step counts / span length; 'set': |copied set ∩ span set| / |span set|. */
   variant?: RetrievalVariant;
-  /** Count a sample when ROUGE-1 recall > minRouge. Default 0.5. */
+  /** Count a sample when ROUGE-1 recall > minRouge. Default 0.5 (the code's recall x 100 > 50). */
   minRouge?: number;
   rouge?: RougeOptions;
 }
@@ -111,10 +196,10 @@ export interface RetrievalSample {
 }
 
 /**
- * Accumulates retrieval scores over samples and decoding steps.
+ * Accumulates retrieval scores over samples and decoding steps (host numbers only).
  *   scorer.beginSample(promptIds, span)
- *   for each decoding step: scorer.step(topKeys or patterns, generatedToken)
- *   scorer.endSample({ answer, response })   // ROUGE filter
+ *   for each decoding step: scorer.step(topKeys [layer][head], generatedToken)
+ *   scorer.endSample({ answer, response } or { rouge })   // the ROUGE filter
  *   scorer.headScores()  /  toRetrievalHeadJson(scorer)
  */
 export class RetrievalScorer {
@@ -139,7 +224,7 @@ export class RetrievalScorer {
   }
 
   beginSample(promptIds: number[], span: { start: number; end: number } | null): void {
-    if (!span) throw new ValueError('span', 'no needle span (needleSpan found no window covering the answer)');
+    if (!span) throw new ValueError('span', 'no answer span in the prompt (needleSpan found no window covering > 90% of the answer)');
     if (!(Number.isInteger(span.start) && Number.isInteger(span.end) && span.end > span.start && span.start >= 0)) {
       throw new ValueError('span', expectedFound('integers 0 <= start < end', span));
     }
@@ -152,24 +237,22 @@ export class RetrievalScorer {
     };
   }
 
-  /** One decoding step: `top` is argmax keys [layer][head] or the per-layer patterns of the step. */
-  step(top: number[][] | tf.Tensor[], generatedToken: number): boolean[][] {
+  /** One decoding step: the argmax keys [layer][head] of the step's query row and the token it produced. */
+  step(keys: number[][], generatedToken: number): boolean[][] {
     const cur = this.cur;
     if (!cur) throw new ValueError('RetrievalScorer.step', 'call beginSample first');
-    const keys = top.length && top[0] instanceof tf.Tensor ? lastRowArgmax(top as tf.Tensor[]) : (top as number[][]);
-    if (keys.length !== this.nLayers || keys.some((r) => r.length !== this.nHeads)) {
-      throw new ShapeError('step(top)', expectedFound(`${this.nLayers} x ${this.nHeads}`, `${keys.length} x ${keys[0]?.length}`));
+    if (!Array.isArray(keys) || keys.length !== this.nLayers || keys.some((r) => !Array.isArray(r) || r.length !== this.nHeads)) {
+      throw new ShapeError('step(keys)', expectedFound(`${this.nLayers} x ${this.nHeads} argmax keys`, `${keys?.length} x ${keys?.[0]?.length}`));
     }
     const hits = retrievalScoreStep(keys, generatedToken, cur.ids, cur.span);
     const inc = 1 / (cur.span.end - cur.span.start);
-    for (let l = 0; l < this.nLayers; l++) {
-      for (let h = 0; h < this.nHeads; h++) {
-        if (hits[l][h]) {
-          cur.acc[l][h] += inc;
-          cur.copied[l][h].add(generatedToken);
-        }
-      }
-    }
+    hits.forEach((row, l) =>
+      row.forEach((hit, h) => {
+        if (!hit) return;
+        cur.acc[l][h] += inc;
+        cur.copied[l][h].add(generatedToken);
+      }),
+    );
     cur.steps++;
     return hits;
   }
@@ -183,24 +266,11 @@ export class RetrievalScorer {
     if (!cur) throw new ValueError('RetrievalScorer.endSample', 'call beginSample first');
     let rouge = opts.rouge;
     if (rouge === undefined) {
-      if (opts.answer === undefined || opts.response === undefined) {
-        throw new ConfigError('endSample', 'give rouge, or answer and response');
-      }
+      if (opts.answer === undefined || opts.response === undefined) throw new ConfigError('endSample', 'give rouge, or answer and response');
       rouge = rougeRecall1(opts.answer, opts.response, this.rougeOpts);
     }
     if (!Number.isFinite(rouge)) throw new ValueError('rouge', expectedFound('a finite number', rouge));
-    let scores: number[][];
-    if (this.variant === 'code') scores = cur.acc;
-    else {
-      const needle = new Set(cur.ids.slice(cur.span.start, cur.span.end));
-      scores = cur.copied.map((row) =>
-        row.map((s) => {
-          let c = 0;
-          for (const t of s) if (needle.has(t)) c++;
-          return needle.size ? c / needle.size : 0;
-        }),
-      );
-    }
+    const scores = this.variant === 'code' ? cur.acc : setScores(cur.copied, new Set(cur.ids.slice(cur.span.start, cur.span.end)));
     const sample: RetrievalSample = { scores, rouge, counted: rouge > this.minRouge, steps: cur.steps, span: cur.span, meta: opts.meta };
     this.samples.push(sample);
     this.cur = null;
@@ -214,39 +284,52 @@ export class RetrievalScorer {
   }
 
   /** Mean over counted samples (0 where none counted; see data.counted). */
-  headScores(extra: { model?: string; data?: Record<string, unknown> } = {}): HeadScores {
+  headScores(extra: { model?: string; data?: Record<string, unknown>; params?: Record<string, unknown> } = {}): HeadScores {
     return retrievalHeadScores(this.perSample(), {
       variant: this.variant,
       minRouge: this.minRouge,
       model: extra.model,
+      params: extra.params,
       data: { samples: this.samples.length, ...extra.data },
     });
   }
 }
 
+function setScores(copied: Set<number>[][], span: Set<number>): number[][] {
+  return copied.map((row) =>
+    row.map((s) => {
+      let c = 0;
+      for (const t of s) if (span.has(t)) c++;
+      return span.size ? c / span.size : 0;
+    }),
+  );
+}
+
 /** HeadScores (mean over samples) from per-sample lists [layer][head][sample]. */
 export function retrievalHeadScores(
   perSample: number[][][],
-  opts: { variant?: RetrievalVariant; minRouge?: number; model?: string; data?: Record<string, unknown> } = {},
+  opts: { variant?: RetrievalVariant; minRouge?: number; model?: string; data?: Record<string, unknown>; params?: Record<string, unknown> } = {},
 ): HeadScores {
   const counted = perSample[0]?.[0]?.length ?? 0;
   const scores = perSample.map((row) => row.map((xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0)));
   return makeHeadScores(
     'retrieval',
     scores,
-    { variant: opts.variant ?? 'code', minRouge: opts.minRouge ?? 0.5, aggregate: 'mean over counted samples' },
+    { variant: opts.variant ?? 'code', minRouge: opts.minRouge ?? 0.5, aggregate: 'mean over counted samples', ...opts.params },
     { model: opts.model, data: { counted, ...opts.data } },
   );
 }
 
-/** Heads with score > threshold (default 0.1), best first: [layer, head, score]. */
+/** Heads with score > threshold (default 0.1, the paper's), best first: [layer, head, score]. */
 export function retrievalHeads(scores: HeadScores | number[][], opts: { threshold?: number } = {}): Array<[number, number, number]> {
   const grid = Array.isArray(scores) ? scores : scores.scores;
   const thr = opts.threshold ?? 0.1;
   const out: Array<[number, number, number]> = [];
-  grid.forEach((row, l) => row.forEach((s, h) => {
-    if (s > thr) out.push([l, h, s]);
-  }));
+  grid.forEach((row, l) =>
+    row.forEach((s, h) => {
+      if (s > thr) out.push([l, h, s]);
+    }),
+  );
   out.sort((a, b) => b[2] - a[2] || a[0] - b[0] || a[1] - b[1]);
   return out;
 }
@@ -255,9 +338,11 @@ export function retrievalHeads(scores: HeadScores | number[][], opts: { threshol
 export function toRetrievalHeadJson(src: RetrievalScorer | number[][][]): Record<string, number[]> {
   const per = src instanceof RetrievalScorer ? src.perSample() : src;
   const out: Record<string, number[]> = {};
-  per.forEach((row, l) => row.forEach((xs, h) => {
-    out[`${l}-${h}`] = xs.slice();
-  }));
+  per.forEach((row, l) =>
+    row.forEach((xs, h) => {
+      out[`${l}-${h}`] = xs.slice();
+    }),
+  );
   return out;
 }
 
@@ -297,7 +382,7 @@ export function fromRetrievalHeadJson(
   return { perSample: per, scores: retrievalHeadScores(per) };
 }
 
-/** Append the lists of b to those of a (the authors merge a new run into an existing file this way). */
+/** Append the lists of b to those of a (the authors merge a new run into an existing file this way, lines 505-509). */
 export function mergeRetrievalHeadJson(a: Record<string, number[]>, b: Record<string, number[]>): Record<string, number[]> {
   const out: Record<string, number[]> = {};
   for (const [k, v] of Object.entries(a)) out[k] = v.slice();
@@ -306,61 +391,54 @@ export function mergeRetrievalHeadJson(a: Record<string, number[]>, b: Record<st
 }
 
 export interface RetrievalSampleOptions {
-  /** Needle span; default needleSpan(promptIds, answerIds). */
+  /** The scored span; default needleSpan(promptIds, answerIds), the answer's span (the code's real_needle). */
   span?: { start: number; end: number };
   /** Default 50 (the authors' decode length). */
   maxNewTokens?: number;
-  /** Tokens that end decoding after being scored (the authors stop at a newline token). */
+  /** Tokens that end decoding after being scored; default newlineTokens(model) (the authors'); [] for none. */
   stopTokens?: number[];
-  /** Extra hooks during the run (e.g. head masking); they run before the argmax is read. */
+  /** Extra hooks during the run (e.g. head masking); they run before the argmax is taken. */
   fwdHooks?: HookSpec[];
   /** The answer as text for ROUGE (else the token ids are compared as unigrams). */
   answerText?: string;
-  /** Turn generated ids into the response text (default: the model tokenizer, when present). */
+  /** Generated ids -> response text (default: the model's tokenizer without special tokens, when it has one). */
   decode?: (ids: number[]) => string;
   meta?: Record<string, unknown>;
 }
 
+/** The response text as the authors make it (decode without special tokens, strip); null without a tokenizer. */
+export function responseText(model: Pick<ModelView, 'tokenizer'>, decode?: (ids: number[]) => string): ((ids: number[]) => string) | null {
+  if (decode) return (ids) => decode(ids).trim();
+  const tk = model.tokenizer;
+  return tk ? (ids) => tk.decode(ids, true).trim() : null;
+}
+
 /**
- * Score one needle-in-a-haystack sample on a model: greedy generation from `promptIds` with a
- * hook reading the argmax key of the last query row of every layer's hook_pattern; each generated
- * token is paired with the patterns of the forward that produced it (the prefill's last row for the
- * first token, as in the authors' code, which feeds the last prompt token as the first decoding
- * step). The sample is closed with ROUGE-1 recall of the answer in the response.
+ * Score one needle-in-a-haystack sample (the authors' evaluate_and_log for one prompt): greedy
+ * decoding from `promptIds` (decodeWithKeys), each generated token paired with the argmax keys of the
+ * query row that produced it, then the ROUGE-1 filter on the response.
  */
-export function scoreRetrievalSample(
-  model: HookedTransformer,
+export async function scoreRetrievalSample(
+  model: ModelView,
   scorer: RetrievalScorer,
   promptIds: number[],
   answerIds: number[],
   opts: RetrievalSampleOptions = {},
-): { sample: RetrievalSample; tokens: number[]; response: string | null } {
+): Promise<{ sample: RetrievalSample; tokens: number[]; response: string | null }> {
   if (model.cfg.n_layers !== scorer.nLayers || model.cfg.n_heads !== scorer.nHeads) {
     throw new ConfigError('scorer', expectedFound(`${model.cfg.n_layers} layers x ${model.cfg.n_heads} heads`, `${scorer.nLayers} x ${scorer.nHeads}`));
   }
   const span = opts.span ?? needleSpan(promptIds, answerIds);
   scorer.beginSample(promptIds, span);
-  const L = model.cfg.n_layers;
-  let buf: Array<number[] | null> = new Array(L).fill(null);
-  const reader: HookSpec = [
-    (name: string) => /^blocks\.\d+\.attn\.hook_pattern$/.test(name),
-    (act, ctx) => {
-      if (ctx.layer !== null) buf[ctx.layer] = lastRowArgmax([act])[0];
-    },
-  ];
-  const res = generate(model, [promptIds], {
+  const res = await decodeWithKeys(model, [promptIds], {
     maxNewTokens: opts.maxNewTokens ?? 50,
-    stopTokens: opts.stopTokens,
-    fwdHooks: [...(opts.fwdHooks ?? []), reader],
-    onStep: ({ tokens }) => {
-      if (buf.some((r) => r === null)) throw new ValueError('scoreRetrievalSample', 'a layer pattern was not seen in this step');
-      scorer.step(buf as number[][], tokens[0]);
-      buf = new Array(L).fill(null);
-    },
+    stopTokens: opts.stopTokens ?? newlineTokens(model),
+    fwdHooks: opts.fwdHooks,
   });
   const tokens = res.tokens[0];
-  const decode = opts.decode ?? (model.tokenizer ? (ids: number[]) => model.toString(ids) : null);
-  const response = decode ? decode(tokens).trim() : null;
+  res.keys![0].forEach((keys, step) => scorer.step(keys, tokens[step]));
+  const text = responseText(model, opts.decode);
+  const response = text ? text(tokens) : null;
   const sample =
     opts.answerText !== undefined && response !== null
       ? scorer.endSample({ answer: opts.answerText, response, meta: opts.meta })
@@ -368,43 +446,56 @@ export function scoreRetrievalSample(
   return { sample, tokens, response };
 }
 
+/** Which forwards headMaskHooks act on. */
+export type MaskScope = 'generation' | 'decoding' | 'all';
+
 /**
- * Head-masking hooks for the causal test: on blocks.L.attn.hook_attn_scores set the given query
- * heads' pre-softmax scores to 0 (uniform attention over the visible keys; the core re-applies
- * the causal mask), by default only while decoding with a KV cache (as in the authors' code).
+ * Head-masking hooks for the causal test: the given heads' pre-softmax scores are set to 0 on
+ * blocks.L.attn.hook_attn_scores (uniform attention over the visible keys; masked keys stay masked),
+ * as the authors' modeling code does with block_list (faiss_attn/source/modeling_llama.py line 689).
+ * Scope 'generation' (default, the authors: needle_in_haystack_with_mask.py lines 346-347 mask only the
+ * decoding forwards, whose first query is the last prompt token): every decoding step and the last
+ * query row of a prefill. 'decoding': forwards with a KV cache only. 'all': every query row.
  */
-export function headMaskHooks(heads: Array<[number, number]>, opts: { onlyDecoding?: boolean } = {}): HookSpec[] {
-  const onlyDecoding = opts.onlyDecoding ?? true;
+export function headMaskHooks(heads: Array<[number, number]>, opts: { scope?: MaskScope } = {}): HookSpec[] {
+  const scope = opts.scope ?? 'generation';
+  if (scope !== 'generation' && scope !== 'decoding' && scope !== 'all') throw new ConfigError('scope', expectedFound("'generation', 'decoding' or 'all'", scope));
   const byLayer = new Map<number, number[]>();
   heads.forEach(([l, h], i) => {
     if (!Number.isInteger(l) || !Number.isInteger(h) || l < 0 || h < 0) throw new ConfigError(`heads[${i}]`, expectedFound('[layer, head] non-negative integers', [l, h]));
     byLayer.set(l, [...(byLayer.get(l) ?? []), h]);
   });
   return [...byLayer.entries()].map(([l, hs]): HookSpec => [
-    `blocks.${l}.attn.hook_attn_scores` as `blocks.${number}.attn.hook_attn_scores`,
+    `blocks.${l}.attn.hook_attn_scores` as BlockHookName,
     (act, ctx) => {
-      if (onlyDecoding && !ctx.decoding) return;
-      const H = act.shape[1] as number;
+      if (scope === 'decoding' && !ctx.decoding) return;
+      const [, H, Q] = act.shape as number[];
       for (const h of hs) if (h >= H) throw new ValueError(`headMaskHooks: blocks.${l}`, expectedFound(`head < ${H}`, h));
+      const firstRow = scope === 'generation' && !ctx.decoding ? Q - 1 : 0;
       return tf.tidy(() => {
-        const keep = tf.tensor1d(Array.from({ length: H }, (_, h) => (hs.includes(h) ? 0 : 1))).reshape([1, H, 1, 1]);
-        return tf.mul(act, keep);
+        const keep = tf.buffer([1, H, Q, 1], 'bool');
+        for (let h = 0; h < H; h++) for (let q = 0; q < Q; q++) keep.set(!(hs.includes(h) && q >= firstRow), 0, h, q, 0);
+        return tf.where(tf.broadcastTo(keep.toTensor(), act.shape), act, tf.zerosLike(act));
       });
     },
   ]);
 }
 
 /**
- * K heads drawn (seeded) from those not among the top `exclude` by score: the control set of the
- * masking experiment (K random heads outside the top 100).
+ * K heads drawn (seeded, uniformly) from those not among the top `exclude` by score: the control set
+ * of the masking experiment. Default exclude = 100, the authors' rule (needle_in_haystack_with_mask.py
+ * line 222 keeps the top 100 as block_list, construct_random_head at lines 300-310 draws outside it).
  */
 export function randomControlHeads(scores: HeadScores | number[][], k: number, opts: { exclude?: number; seed: number }): Array<[number, number]> {
   const grid = Array.isArray(scores) ? scores : scores.scores;
   const all: Array<[number, number, number]> = [];
   grid.forEach((row, l) => row.forEach((s, h) => all.push([l, h, s])));
   all.sort((a, b) => b[2] - a[2] || a[0] - b[0] || a[1] - b[1]);
-  const pool = all.slice(opts.exclude ?? 100).map(([l, h]) => [l, h] as [number, number]);
-  if (!Number.isInteger(k) || k < 0 || k > pool.length) throw new ConfigError('k', expectedFound(`an integer in [0, ${pool.length}]`, k));
+  const exclude = opts.exclude ?? 100;
+  const pool = all.slice(exclude).map(([l, h]) => [l, h] as [number, number]);
+  if (!Number.isInteger(k) || k < 0 || k > pool.length) {
+    throw new ConfigError('k', expectedFound(`an integer in [0, ${pool.length}] (heads outside the top ${exclude} of ${all.length})`, k));
+  }
   // seeded partial Fisher-Yates
   const rnd = mulberry32(opts.seed);
   for (let i = 0; i < k; i++) {

@@ -17,7 +17,7 @@ import { headPatchingScores } from '../circuits/patching.js';
 import { attributionScores, pathPatchingScores } from '../circuits/path.js';
 import { rng } from '../util/random.js';
 import { saeCircuitScores } from '../sae/discrete.js';
-import { rankRetrieval } from '../analyses/niah.js';
+import { rankRetrieval } from './retrieval-args.js';
 import { razorScoresForModel } from '../analyses/razor.js';
 
 export type Args = Record<string, string | boolean>;
@@ -107,7 +107,9 @@ const razor = (kind: 'echo' | 'induction', help: string): RankMethod => ({
     const repeats = numArg(args, 'repeats', 4);
     const R = numArg(args, 'R', Math.min(64, Math.floor((model.cfg.n_ctx - 1) / repeats)));
     const hi = args.hi === undefined ? undefined : numArg(args, 'hi', 0);
-    const r = razorScoresForModel(model, { R, repeats, seed: numArg(args, 'seed', 0), lo: numArg(args, 'lo', 0), hi });
+    const rule = (args.rule ?? 'mod-r') as 'mod-r' | 'same-token';
+    const aggregate = (args.aggregate ?? 'mean') as 'mean' | 'row-mean';
+    const r = await razorScoresForModel(model, { R, repeats, seed: numArg(args, 'seed', 0), lo: numArg(args, 'lo', 0), hi, rule, aggregate });
     return fromScores(r[kind]);
   },
 });
@@ -185,14 +187,14 @@ export const RANK_METHODS: Record<string, RankMethod> = {
   'composition-v': composition('V'),
   retrieval: {
     needsTokens: false,
-    help: 'retrieval score (Wu et al.) from NIAH decoding: --needle-format <json> | --haystack <txt> --needles <json>; --lengths --depths --max-new-tokens; --format retrieval-head',
+    help: "retrieval score (Wu et al.) from NIAH decoding, on the answer span (--span needle), stopping at the newline token; samples from the model's task.json, or --needle-format <json> | --haystack <txt> --needles <json>; --lengths --depths --max-new-tokens --stop-tokens; --format retrieval-head",
     async run(model, _batch, args) {
       const r = await rankRetrieval(model, args);
       return { scores: r.scores, authorJson: r.authorJson, method: 'retrieval', params: r.params };
     },
   },
-  echo: razor('echo', 'RazorAttention echo score: mean(A * echo mask) on BOS + --R random ids x --repeats (4); --seed --lo --hi'),
-  'razor-induction': razor('induction', 'RazorAttention induction score: mean(A * induction mask) on the same probe; --R --repeats --seed --lo --hi'),
+  echo: razor('echo', 'RazorAttention echo score: mean(A * echo mask) on BOS + --R random ids x --repeats (4); --seed --lo --hi --rule mod-r|same-token --aggregate mean|row-mean'),
+  'razor-induction': razor('induction', 'RazorAttention induction score: mean(A * induction mask) on the same probe; --R --repeats --seed --lo --hi --rule --aggregate'),
 };
 
 /** Register a method (used by modules that add rankings, e.g. circuits and retrieval). */

@@ -31,5 +31,6 @@ export type {
   TokenStripOptions,
   PatchingHeatmapOptions,
 } from './figures.js';
+export { niahHeatmap, niahHeatmaps, type NiahMetric } from './niah.js';
 export { show, loadPlotly, saveHtml, figuresPage, figureHtml, describeFigure, plotlyScriptTag } from './html.js';
 export { progress, type Progress, type ProgressOptions } from '../progress.js';
