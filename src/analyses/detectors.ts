@@ -1,24 +1,24 @@
 /**
- * Head detectors with TransformerLens's definitions (transformer_lens/head_detector.py), batched over
- * left-padded prompts.
+ * Head detectors with TransformerLens's definitions (TransformerLensOrg/TransformerLens,
+ * transformer_lens/head_detector.py; line numbers below at commit 4cd36aa), batched over left-padded prompts.
  *
  * For one head on one prompt (A = its attention pattern on the prompt's real tokens, P a detection
  * pattern of the same shape, n real tokens):
  *   "mul" (default): excludeBos -> A[:, 0] = 0; excludeCurrentToken -> A[i, i] = 0;
- *                    score = sum(A * P) / sum(A)   (compute_head_attention_similarity_score, "mul")
+ *                    score = sum(A * P) / sum(A)   (compute_head_attention_similarity_score, lines 250-256)
  *   "abs":           D = |A - P|, the same exclusions on D, score = 1 - round(sum(D) / n, 3)
- *                    (the same function, "abs": 1 - round(mean(D) * size, 3))
+ *                    (the same function, lines 260-269: 1 - round(mean(D) * size, 3))
  * The head's score is the mean of the per-prompt scores (detect_head on a list of prompts stacks the
- * per-prompt scores and takes the mean). Two departures, both only where TransformerLens gives no
+ * per-prompt scores and takes the mean, lines 115-117). Two departures, both only where TransformerLens gives no
  * number or drops an argument: a prompt on which the head has no attention left after the exclusions
  * (0/0, NaN in TransformerLens) scores 0, and the exclude options and error measure apply to every
  * prompt of a list (detect_head's list branch calls itself without them, so there they are ignored).
  *
  * Detection patterns on tokens t (relative positions, BOS = 0; head_detector.py):
- *   prev-token       P[i][j] = 1 iff j = i - 1                      (get_previous_token_head_detection_pattern)
- *   duplicate-token  P[i][j] = 1 iff j < i and t[j] = t[i]          (get_duplicate_token_head_detection_pattern)
+ *   prev-token       P[i][j] = 1 iff j = i - 1                      (get_previous_token_head_detection_pattern, lines 166-177)
+ *   duplicate-token  P[i][j] = 1 iff j < i and t[j] = t[i]          (get_duplicate_token_head_detection_pattern, lines 181-197)
  *   induction        P[i][j] = 1 iff 1 <= j <= i and t[j-1] = t[i], j - 1 < i
- *                    (get_induction_head_detection_pattern: the duplicate pattern shifted one column right)
+ *                    (get_induction_head_detection_pattern, lines 201-219: the duplicate pattern shifted one column right)
  *   sink             P[i][0] = 1                                    (tflens addition)
  */
 import * as tf from '@tensorflow/tfjs';

@@ -207,10 +207,10 @@ export interface DormantDomain extends Batch {
 
 export interface DormantTestOptions {
   /**
-   * 'zero': the head's output is zeroed (ZeroOutAttentionHeadHook, LLM/src/hook.py lines 70-84, sets
+   * 'zero': the head's output is zeroed (ZeroOutAttentionHeadHook, LLM/src/hook.py lines 66-84, sets
    * the head's attention weights to 0; tflens zeroes its hook_z, which is the same z = A v = 0);
    * 'bos': all of the head's attention moves to the first real token (MoveAttentionToBOSHook,
-   * hook.py lines 87-106).
+   * hook.py lines 87-106: weights set to 0, then column 0 to 1).
    */
   intervention?: 'zero' | 'bos';
   /** |delta loss| <= tolerance -> dormant (default 0.01 nats; the authors compare loss curves, no threshold in their code). */
@@ -252,7 +252,7 @@ interface DomainTensors {
 }
 
 /**
- * Mean next-token cross-entropy over the counted targets (LLM/src/loss_ppl.py, ce_loss: the mean over
+ * Mean next-token cross-entropy over the counted targets (LLM/src/loss_ppl.py lines 5-15, ce_loss: the mean over
  * every shifted position; pads and the first real token are never targets).
  */
 async function meanLoss(logits: tf.Tensor, d: DomainTensors): Promise<number> {
@@ -329,7 +329,7 @@ function checkDormantArgs(model: ModelView, domains: DormantDomain[], opts: Dorm
 
 /**
  * Per-head intervention test on input domains (the authors' LLM/intervene_each_head.py: one forward
- * pass per head and domain): the clean mean next-token loss and the loss with one head intervened on;
+ * pass per head and domain, lines 76-90): the clean mean next-token loss and the loss with one head intervened on;
  * dormant if |delta| <= tolerance, active if the loss rises by more.
  */
 export async function dormantTest(model: ModelView, domains: DormantDomain[], opts: DormantTestOptions = {}): Promise<DormantTestResult> {
@@ -425,8 +425,8 @@ function entropyResult(per: number[][][][], taus: { tauRow: number; tauCol: numb
 }
 
 /**
- * Entropy detector (LLM/src/entropy.py with the condition of ZeroOutAttentionSinkHeadWithEntropyDetectionHook,
- * LLM/src/hook.py lines 109-128), applied per prompt on its real tokens:
+ * Entropy detector (LLM/src/entropy.py lines 4-52 with the condition of
+ * ZeroOutAttentionSinkHeadWithEntropyDetectionHook, LLM/src/hook.py line 125), applied per prompt on its real tokens:
  *  - row i (relative r): p = A[i, :] over the r + 1 visible keys, H_row(i) = entropy(p) / log(r + 1);
  *    the first row (log 1 = 0) counts as 0. Head row entropy = mean over all real rows.
  *  - column j: q = A[j.., j] / sum over the N - j queries that see j, H_col(j) = entropy(q) / log(N - j);

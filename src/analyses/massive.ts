@@ -1,8 +1,9 @@
 /**
  * Massive activations (Sun et al., "Massive Activations in Large Language Models", code
  * locuslab/massive-activations) and VAR sink dimensions / sink tokens (Kang et al., "See What You Are
- * Told", code MICV-yonsei/VisAttnSink; read through its public forks, e.g. benmagnifico/VisAttnSink,
- * src/logic/logic.py). Detection only: the redistribution lives with the calibration analyses.
+ * Told", code MICV-yonsei/VisAttnSink; read through its public forks: benmagnifico/VisAttnSink
+ * src/logic/logic.py and bxqm803/VisAttnSink src/model/llava.py). Detection only: the redistribution lives
+ * with the calibration analyses.
  *
  * ratio_d(x) = |x_d| / rms(x),  rms(x) = sqrt(mean(x^2) + 1e-6), x a residual vector of one token.
  */
@@ -36,7 +37,7 @@ export interface MassiveDimsOptions {
   top?: number;
 }
 
-/** [batch, pos, d] -> |x_d| / sqrt(mean(x^2) + 1e-6) (DimProspector.rmsnorm, logic.py), pads zeroed by maskT [B, N]. */
+/** [batch, pos, d] -> |x_d| / sqrt(mean(x^2) + 1e-6) (DimProspector.rmsnorm, logic.py lines 100-103), pads zeroed by maskT [B, N]. */
 function ratios(x: tf.Tensor, maskT: tf.Tensor): tf.Tensor3D {
   return tf.tidy(() => {
     const f = x.toFloat();
@@ -161,7 +162,7 @@ export async function activationMagnitudes(model: ModelView, batch: Batch, opts:
 // ---------------------------------------------------------------------------------------------
 
 export interface VarSinkOptions {
-  /** Threshold on phi (default 20: LogicEngine.activate, logic.py). */
+  /** Threshold on phi (default 20: LogicEngine.activate, logic.py line 34). */
   tau?: number;
   /** Attention mask [batch, pos]; pad tokens get phi = 0 and are never sinks. */
   attentionMask?: MaskInput;
@@ -182,7 +183,7 @@ function checkDims(dims: number[], d: number): void {
 }
 
 /**
- * VAR sink tokens of one layer (DimProspector.run_logic, logic.py): resid = residual input to the
+ * VAR sink tokens of one layer (DimProspector.run_logic, logic.py lines 106-110): resid = residual input to the
  * layer [batch, pos, d_model]; phi(x) = max_{d in dims} |x_d / sqrt(mean(x^2) + 1e-6)|; sink if
  * phi > tau (strict).
  */
@@ -199,13 +200,14 @@ export async function varSinkTokens(resid: tf.Tensor, dims: number[], opts: VarS
 
 export interface VarSinksOptions extends RunOptions {
   tau?: number;
-  /** First layer checked (default 2: sink_select_layers = layers[2:], LogicEngine.set_sink_select_layers). */
+  /** First layer checked (default 2: sink_select_layers = layers[2:], LogicEngine.set_sink_select_layers, logic.py line 52). */
   minLayer?: number;
 }
 
 /**
  * VAR sink tokens at every layer >= minLayer of a model (x = blocks.l.hook_resid_pre, the hidden state
- * entering decoder layer l, read during prefill as DimProspector does); phi/sink rows start at each
+ * entering decoder layer l, read during prefill only: llava.py TunedLlamaModel.forward calls DimProspector
+ * when get_output_token_count() < 0); phi/sink rows start at each
  * prompt's first real token.
  */
 export async function varSinks(model: ModelView, batch: Batch, dims: number[], opts: VarSinksOptions = {}): Promise<Array<{ layer: number } & VarSinkResult>> {
