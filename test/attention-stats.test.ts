@@ -1,10 +1,9 @@
 import { strict as assert } from 'node:assert';
 import * as tf from '@tensorflow/tfjs';
-import { readFileSync } from 'node:fs';
 import { columnMean, rowEntropies, columnEntropies, headEntropies, hostMask, runChunks } from '../src/analyses/attention-stats.js';
-import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/data/bigram-backcopy.js';
 import { loadModel } from '../src/model/index.js';
 import { runPort } from './helpers/port.js';
+import { bbData } from './helpers/attention.js';
 import { rng } from '../src/util/random.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 
@@ -189,8 +188,7 @@ describe('attention-stats: masks and the chunked runner', () => {
 describe("fidelity: column means and entropies against the authors' code on the bb model", function () {
   this.timeout(300000);
   it("columnMean = Gu et al.'s importance scores; rowEntropies / columnEntropies / headEntropies = Guo et al.'s entropy.py", async () => {
-    const spec = JSON.parse(readFileSync('fixtures/models/bb/task.json', 'utf8'));
-    const tokens = sampleBigramBackcopy(makeBigramBackcopy(spec.options), 3, 8).tokens;
+    const { tokens } = bbData(3, 8);
     const model = await loadModel('fixtures/models/bb');
     try {
       const { logits, cache } = await model.runWithCache(tokens, { namesFilter: ['blocks.1.attn.hook_pattern'] });

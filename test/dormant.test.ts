@@ -1,11 +1,10 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { bosStats, dormantTest, entropyDetector, entropyDormancy } from '../src/analyses/dormant.js';
-import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/data/bigram-backcopy.js';
 import { ValueError } from '../src/errors.js';
 import { runPort } from './helpers/port.js';
+import { bbData, cachedArrays as cached, paddedPrompts } from './helpers/attention.js';
 
 const GPT2_TINY = 'fixtures/reference/gpt2-tiny';
 const LLAMA = 'fixtures/reference/llama'; // GQA: 4 query heads, 2 KV heads, rotary
@@ -19,19 +18,6 @@ function leftPad(A: number[][], N: number): number[][] {
 const entropy = (ps: number[]) => -ps.filter((p) => p > 0).reduce((s, p) => s + p * Math.log(p), 0);
 const near = (a: number, b: number, what: string, tol = 1e-5) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${what}: ${a} vs ${b}`);
 const closeGrid = (a: number[][], b: number[][], what: string, tol = 1e-5) => a.forEach((row, i) => row.forEach((v, j) => near(v, b[i][j], `${what}[${i}][${j}]`, tol)));
-
-/** Cached activations of a run, read to host arrays. */
-async function cached(model: HookedTransformer, tokens: number[][], names: string[]): Promise<Record<string, any>> {
-  const { logits, cache } = await model.runWithCache(tokens, { namesFilter: names });
-  logits.dispose();
-  try {
-    const out: Record<string, any> = {};
-    for (const n of names) out[n] = await cache.get(n).array();
-    return out;
-  } finally {
-    cache.dispose();
-  }
-}
 
 /** Mean next-token NLL of counted targets, computed in plain JS from logits. */
 async function jsLoss(logits: tf.Tensor, tokens: number[][], counted: (b: number, j: number) => boolean): Promise<number> {
@@ -49,12 +35,6 @@ async function jsLoss(logits: tf.Tensor, tokens: number[][], counted: (b: number
     }
   });
   return s / c;
-}
-
-function bbData(n: number, seed: number): { tokens: number[][]; triggers: number[][] } {
-  const spec = JSON.parse(readFileSync('fixtures/models/bb/task.json', 'utf8'));
-  const tokens = sampleBigramBackcopy(makeBigramBackcopy(spec.options), n, seed).tokens;
-  return { tokens, triggers: tokens.map((row) => row.map((t) => (spec.triggers.includes(t) ? 1 : 0))) };
 }
 
 describe('dormant: entropy detector on hand-built patterns', () => {
@@ -90,15 +70,8 @@ describe('dormant: model-level (gpt2-tiny and llama fixtures)', function () {
   this.timeout(300000);
   let gpt2: HookedTransformer;
   let llama: HookedTransformer;
-  const prompts = [
-    [0, 11, 12, 13, 14, 11, 12, 13, 14, 20],
-    [0, 40, 41, 42, 43, 44],
-    [0, 7, 8, 9, 7, 8, 9],
-  ];
+  const { prompts, padded, mask, first } = paddedPrompts();
   const N = 10;
-  const padded = prompts.map((p) => [...new Array(N - p.length).fill(0), ...p]);
-  const mask = prompts.map((p) => [...new Array(N - p.length).fill(0), ...new Array(p.length).fill(1)]);
-  const first = prompts.map((p) => N - p.length);
 
   before(async () => {
     gpt2 = await loadModel(GPT2_TINY);

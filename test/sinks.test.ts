@@ -1,12 +1,11 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { sinkRates, sinkScores, hiddenSinks, hiddenSinksFromPatterns, hiddenSinkScores, residualNorms, keyValueNorms } from '../src/analyses/sinks.js';
 import { massiveDims, massiveDimsFromResiduals, activationMagnitudes, varSinkTokens, varSinks } from '../src/analyses/massive.js';
-import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/data/bigram-backcopy.js';
 import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { loadReference } from './helpers/reference.js';
 import { runPort } from './helpers/port.js';
+import { bbData, cachedArrays as cached, paddedPrompts } from './helpers/attention.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 
 // 3x3 patterns with hand-computed column means m = [m0, m1, m2]
@@ -32,26 +31,10 @@ function near(a: number, b: number, tol = 1e-6, what = ''): void {
 }
 const closeGrid = (a: number[][], b: number[][], tol: number, what: string) => a.forEach((row, i) => row.forEach((v, j) => near(v, b[i][j], tol, `${what}[${i}][${j}]`)));
 
-/** Cached activations of a run, read to host arrays. */
-async function cached(model: HookedTransformer, tokens: number[][], names: string[], attentionMask?: number[][]): Promise<Record<string, any>> {
-  const { logits, cache } = await model.runWithCache(tokens, { namesFilter: names, attentionMask });
-  logits.dispose();
-  try {
-    const out: Record<string, any> = {};
-    for (const n of names) out[n] = await cache.get(n).array();
-    return out;
-  } finally {
-    cache.dispose();
-  }
-}
-
 /** [layer][batch][head]... -> [batch][layer][head]... */
 const byPrompt = <T>(perLayer: T[][]): T[][] => perLayer[0].map((_, b) => perLayer.map((l) => l[b]));
 
-function bbBatch(n: number, seed: number): number[][] {
-  const spec = JSON.parse(readFileSync('fixtures/models/bb/task.json', 'utf8'));
-  return sampleBigramBackcopy(makeBigramBackcopy(spec.options), n, seed).tokens;
-}
+const bbBatch = (n: number, seed: number) => bbData(n, seed).tokens;
 
 describe('sinks: sinkRates on constructed patterns', () => {
   it('gives the hand-counted Sink_k curve and per-head alpha_1', async () => {
@@ -193,14 +176,7 @@ describe('massive activations and VAR sink tokens on constructed residuals', () 
 describe('sinks and massive activations on a model: padding and chunking (gpt2-tiny fixture)', function () {
   this.timeout(300000);
   let model: HookedTransformer;
-  const prompts = [
-    [0, 11, 12, 13, 14, 11, 12, 13, 14, 20],
-    [0, 40, 41, 42, 43, 44],
-    [0, 7, 8, 9, 7, 8, 9],
-  ];
-  const N = 10;
-  const padded = prompts.map((p) => [...new Array(N - p.length).fill(0), ...p]);
-  const mask = prompts.map((p) => [...new Array(N - p.length).fill(0), ...new Array(p.length).fill(1)]);
+  const { prompts, padded, mask } = paddedPrompts();
   const batch = { tokens: padded, attentionMask: mask };
   before(async () => {
     model = await loadModel('fixtures/reference/gpt2-tiny');

@@ -3,11 +3,10 @@ import { rng } from '../src/util/random.js';
 import { acrossSeeds, bootstrapCI, meanStd, withBootstrap } from '../src/analyses/stats.js';
 import { makeHeadScores } from '../src/results.js';
 import { ShapeError, ValueError } from '../src/errors.js';
-import { readFileSync } from 'node:fs';
 import { sinkScores } from '../src/analyses/sinks.js';
-import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/data/bigram-backcopy.js';
 import { loadModel } from '../src/model/index.js';
 import { runPort } from './helpers/port.js';
+import { bbData } from './helpers/attention.js';
 
 describe('stats', () => {
   it('bootstrap CI of a normal sample brackets the true mean, has the textbook width, and is reproducible by seed', () => {
@@ -122,8 +121,7 @@ describe('stats', () => {
 describe('fidelity: stats against an independent numpy port, on per-prompt scores of a shipped model', function () {
   this.timeout(300000);
   it('bootstrapCI (same PRNG draws, numpy linear quantiles), meanStd and acrossSeeds on the bb model\'s per-prompt sink scores', async () => {
-    const spec = JSON.parse(readFileSync('fixtures/models/bb/task.json', 'utf8'));
-    const tokens = sampleBigramBackcopy(makeBigramBackcopy(spec.options), 12, 3).tokens;
+    const { tokens } = bbData(12, 3);
     const model = await loadModel('fixtures/models/bb');
     try {
       // alpha_1 of every head on each prompt alone
