@@ -1,8 +1,8 @@
 /**
- * The token-group task of notebooks/06-calibration.ipynb (src/tasks/token-group.ts) and the tiny
- * model shipped for it (fixtures/models/var-group): layout and answers checked by brute-force
- * recount, seeding, config errors, the evaluation against a direct forward, and the model's
- * headline on fresh held-out prompts (seeds differ from the model card's).
+ * The token-group task of notebooks/06-calibration.ipynb (src/data/token-group.ts) and the tiny
+ * model shipped for it (fixtures/models/var-group, recipe and evaluation in src/zoo/var-group.ts):
+ * layout and answers checked by brute-force recount, seeding, config errors, the evaluation against a
+ * direct forward, and the model's headline on fresh held-out prompts (seeds differ from the model card's).
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -12,10 +12,8 @@ import { ConfigError, ValueError } from '../src/errors.js';
 import { loadModel, randomModel, type HookedTransformer } from '../src/model/index.js';
 import { varHook, actHook } from '../src/analyses/calibration.js';
 import type { HookSpec } from '../src/hooks/registry.js';
-import {
-  TOKEN_GROUP_COLORS, TOKEN_GROUP_IDS, TOKEN_GROUP_VOCAB, VAR_GROUP_TASK, tokenGroupBatch, tokenGroupConfig, tokenGroupEvaluate, tokenGroupExample,
-  tokenGroupLayout, tokenGroupTokenizer, trainTokenGroupModel,
-} from '../src/data/token-group.js';
+import { TOKEN_GROUP_COLORS, TOKEN_GROUP_IDS, TOKEN_GROUP_VOCAB, tokenGroupBatch, tokenGroupExample, tokenGroupLayout } from '../src/data/token-group.js';
+import { VAR_GROUP_TASK, tokenGroupConfig, tokenGroupEvaluate, tokenGroupTokenizer, trainTokenGroupModel } from '../src/zoo/var-group.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const FIXTURE = path.join(ROOT, 'fixtures/models/var-group');
@@ -116,13 +114,13 @@ describe('tokenGroupEvaluate', () => {
   });
   after(() => model?.dispose());
 
-  it('accuracy, loss and distractor rate equal a direct forward (chunked), no tensors left', () => {
+  it('accuracy, loss and distractor rate equal a direct forward (chunked), no tensors left', async () => {
     const b = tokenGroupBatch(10, 21);
     const before = tf.memory().numTensors;
-    const ev = tokenGroupEvaluate(model, b, { batchSize: 4 });
+    const ev = await tokenGroupEvaluate(model, b, { batchSize: 4 });
     assert.equal(tf.memory().numTensors, before);
-    const logits = model.forward(b.tokens) as tf.Tensor3D;
-    const last = logits.arraySync().map((r) => r[r.length - 1]);
+    const logits = await model.forward(b.tokens);
+    const last = ((await logits.array()) as number[][][]).map((r) => r[r.length - 1]);
     logits.dispose();
     let ok = 0;
     let fooled = 0;
@@ -141,15 +139,21 @@ describe('tokenGroupEvaluate', () => {
     assert.ok(Math.abs(ev.loss - nll / 10) < 1e-4, `loss ${ev.loss} vs ${nll / 10}`);
   });
 
-  it('passes fwdHooks through (VAR with p = 1 keeps every weight: same loss; p = 0 changes it)', () => {
+  it('passes fwdHooks through (VAR with p = 1 keeps every weight: same loss; p = 0 changes it)', async () => {
     const b = tokenGroupBatch(8, 22);
     const L = b.layout;
-    const base = tokenGroupEvaluate(model, b);
-    const same = tokenGroupEvaluate(model, b, { fwdHooks: varHook({ layers: [1, 2], group: L.group, sinkDims: [0, 1], tau: 0.5, p: 1, summ: 0, rho: 1 }) });
+    const before = tf.memory().numTensors;
+    const base = await tokenGroupEvaluate(model, b);
+    const keep = varHook({ layers: [1, 2], group: L.group, sinkDims: [0, 1], tau: 0.5, p: 1, summ: 0, rho: 1 });
+    const same = await tokenGroupEvaluate(model, b, { fwdHooks: keep });
+    keep.dispose();
     assert.ok(Math.abs(same.loss - base.loss) < 1e-5);
-    const moved = tokenGroupEvaluate(model, b, { fwdHooks: varHook({ layers: [1, 2], group: L.group, sinkDims: [0, 1], tau: 0.5, p: 0, summ: 0, rho: 1 }) });
+    const move = varHook({ layers: [1, 2], group: L.group, sinkDims: [0, 1], tau: 0.5, p: 0, summ: 0, rho: 1 });
+    const moved = await tokenGroupEvaluate(model, b, { fwdHooks: move });
+    move.dispose();
     assert.ok(Math.abs(moved.loss - base.loss) > 1e-4, 'p = 0 moves attention');
-    assert.throws(() => tokenGroupEvaluate(model, { tokens: b.tokens, answers: [1] }), ValueError);
+    assert.equal(tf.memory().numTensors, before);
+    await assert.rejects(() => tokenGroupEvaluate(model, { tokens: b.tokens, answers: [1] }), ValueError);
   });
 });
 
@@ -165,7 +169,9 @@ describe('trainTokenGroupModel', function () {
     assert.ok(a.result.evals[0].values.accuracy >= 0 && a.result.evals[0].values.accuracy <= 1);
     for (const t of Object.values(a.model.params)) assert.ok(!(t instanceof tf.Variable), 'plain tensors after training');
     const b = await run();
-    const d = tf.tidy(() => tf.max(tf.abs(tf.sub(a.model.params['blocks.0.attn.W_Q'], b.model.params['blocks.0.attn.W_Q']))).dataSync()[0]);
+    const dT = tf.tidy(() => tf.max(tf.abs(tf.sub(a.model.params['blocks.0.attn.W_Q'], b.model.params['blocks.0.attn.W_Q']))));
+    const d = (await dT.data())[0];
+    dT.dispose();
     assert.equal(d, 0);
     // the recipe's loss: the answer NLL has weight 1, the rest lmWeight; step 1 at init is close to ln(vocab) + lmWeight ln(vocab)
     const V = TOKEN_GROUP_VOCAB.length;
@@ -196,22 +202,22 @@ describe('fixtures/models/var-group', function () {
     assert.deepEqual(task.vocab, TOKEN_GROUP_VOCAB);
   });
 
-  it('answers the majority colour on fresh prompts far above chance and beats the distractor', () => {
+  it('answers the majority colour on fresh prompts far above chance and beats the distractor', async () => {
     const b = tokenGroupBatch(256, 31337);
-    const ev = tokenGroupEvaluate(model, b);
+    const ev = await tokenGroupEvaluate(model, b);
     assert.ok(ev.accuracy >= 0.9, `accuracy ${ev.accuracy}`);
     assert.ok(ev.distractorRate <= 0.05, `distractor rate ${ev.distractorRate}`);
     // the card's held-out numbers are reproducible from their seed
     const task = JSON.parse(readFileSync(path.join(FIXTURE, 'task.json'), 'utf8'));
-    const card = tokenGroupEvaluate(model, tokenGroupBatch(task.heldout.n, task.heldout.seed));
+    const card = await tokenGroupEvaluate(model, tokenGroupBatch(task.heldout.n, task.heldout.seed));
     assert.ok(Math.abs(card.accuracy - task.heldout.accuracy) < 1e-9);
     assert.ok(Math.abs(card.loss - task.heldout.loss) < 1e-3);
   });
 
-  it('needs the group: zeroing the attention of the last position to the group breaks it', () => {
+  it('needs the group: zeroing the attention of the last position to the group breaks it', async () => {
     const b = tokenGroupBatch(64, 4040);
     const L = b.layout;
-    const base = tokenGroupEvaluate(model, b);
+    const base = await tokenGroupEvaluate(model, b);
     const hooks = Array.from({ length: model.cfg.n_layers }, (_, l) => [
       `blocks.${l}.attn.hook_pattern`,
       (p: tf.Tensor) =>
@@ -224,10 +230,12 @@ describe('fixtures/models/var-group', function () {
           return tf.mul(p, m);
         }),
     ]) as HookSpec[];
-    const cut = tokenGroupEvaluate(model, b, { fwdHooks: hooks });
+    const cut = await tokenGroupEvaluate(model, b, { fwdHooks: hooks });
     assert.ok(cut.accuracy < base.accuracy - 0.5, `without the group ${cut.accuracy} vs ${base.accuracy}`);
     // ACT with beta = 1 is the identity (sanity of the hook path used in the notebook)
-    const ident = tokenGroupEvaluate(model, b, { fwdHooks: actHook({ heads: [[1, 0], [2, 3]], beta: 1, keepFirstRow: false }) });
+    const act = actHook({ heads: [[1, 0], [2, 3]], beta: 1, keepFirstRow: false });
+    const ident = await tokenGroupEvaluate(model, b, { fwdHooks: act });
+    act.dispose();
     assert.ok(Math.abs(ident.loss - base.loss) < 1e-5);
   });
 });

@@ -1,70 +1,78 @@
 /**
  * Attention calibration at inference time: ACT (Yu et al., "Unveiling and Harnessing Hidden
- * Attention Sinks", code GATECH-EIC/ACT) and VAR (Kang et al., "See What You Are Told", visual
- * attention redistribution, code MICV-yonsei/VisAttnSink). METHODS.md sections 3 and 4.
+ * Attention Sinks", ICML 2024, code GATECH-EIC/ACT) and VAR (Kang et al., "See What You Are Told",
+ * ICLR 2025, code MICV-yonsei/VisAttnSink). docs/methods/calibration.md gives each default with the
+ * file and line of the authors' code it follows, and names every variant.
  *
- * Each method comes in three forms:
- *  - a pure function on one attention matrix (number[][], rows = queries, columns = keys), the
- *    readable reference (`calibrateACT`, `redistributeVAR`);
- *  - a batched tensor function on a [batch, head, q, k] pattern with left padding
- *    (`calibrateACTBatched`, `redistributeVARBatched`), written in tf ops (no read-back);
- *  - a hook factory returning plain fwdHooks entries (`actHook`, `varHook`) that compose with any
- *    other hook in runWithHooks / withHooks / generate.
+ * One implementation of each method, in tf ops on attention patterns (no read-back):
+ *  - `calibrateACT`, `actHiddenSinks`, `actColumnMeans`; `redistributeVAR`, `imageCentricMask`,
+ *    `sinkTokenMask` take a [q, k] matrix or a [batch, head, q, k] pattern (left padding allowed)
+ *    and return tensors;
+ *  - `actHook` / `varHook` return fwdHooks (`CalibHooks`: a HookSpec[] with `dispose()`) that apply
+ *    them inside any run (runWithHooks, generate, an evaluation function);
+ *  - `selectACTHeads`, `evaluateACT`, `imageCentricHeads`, `sinkDimensions` read numbers and are async.
  *
  * Conventions. A pattern with q rows and k keys, q <= k, holds the queries at absolute positions
  * k-q .. k-1 (q = k in prefill, q = 1 in KV-cache decoding). Left padding: key columns before the
- * first real token are padding; positions in options (groups, sinks) are counted from the first
- * real token. When no attention mask is given, padding is inferred from the pattern: the leading
- * key columns that receive exactly zero attention from the last query row (a real token under left
- * padding) in every head are padding. Masks are assumed to be left padding (zeros first).
+ * first real token are padding; positions in options (groups) are counted from the first real token.
+ * When no attention mask is given, padding is inferred from the pattern: the leading key columns that
+ * receive exactly zero attention from the last query row in every head are padding.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, HookError, ShapeError, ValueError, expectedFound } from '../errors.js';
-import type { HookName } from '../hooks/names.js';
-import type { HookFn, HookSpec } from '../hooks/registry.js';
-import { massiveDims } from './massive.js';
+import { actName } from '../hooks/names.js';
+import type { HookContext, HookFn, HookSpec } from '../hooks/registry.js';
+import type { ModelView } from '../model/view.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
+import { parseHead } from '../util/grid.js';
+import { massiveDimsFromResiduals } from './massive.js';
 
 // ---------------------------------------------------------------------------------------------
 // Shared types and helpers
 // ---------------------------------------------------------------------------------------------
 
-/** The hook function contract of the model core (HookedTransformer.runWithHooks / generate). */
-export type CalibHookFn = HookFn;
-/** One fwdHooks entry: [hook name or name predicate, hook function]. */
-export type CalibFwdHook = HookSpec;
+/**
+ * fwdHooks of a calibration method. Use it as any HookSpec[]; call `dispose()` when done with it:
+ * hook sets that remember prefill results for decoding steps (VAR's sink tokens, ACT's
+ * `decodeSinks: 'prefill'`) keep one tensor per layer on the device until then (each prefill
+ * replaces the previous one). Disposing a stateless set is a no-op.
+ */
+export type CalibHooks = HookSpec[] & { dispose(): void };
 
-/** Default calibrated layers of both papers: 2 .. L-2 inclusive (2..30 of 32). */
+/** A 0/1 mask over keys or rows: [k] (every batch row) or [batch, k]; a tensor or host arrays. */
+export type KeyMask = tf.Tensor | number[][] | number[];
+
+/** A (layer, head) reference: [layer, head], "L.H" or "L9H6". */
+export type HeadRef = [number, number] | string;
+
+/** ACT's calibrated layers, 2..L-2 (GATECH-EIC/ACT scripts/calibration.sh and the `range(2, 31)` of models/llama_modelling_aug.py for L = 32). */
 export function defaultCalibLayers(nLayers: number): number[] {
-  const out: number[] = [];
-  for (let l = 2; l <= nLayers - 2; l++) out.push(l);
-  return out;
+  return range(2, nLayers - 1);
 }
 
-function toMatrix(where: string, pattern: tf.Tensor | number[][]): number[][] {
-  let m: number[][];
-  if (pattern instanceof tf.Tensor) {
-    if (pattern.rank !== 2) throw new ShapeError(where, expectedFound('a rank-2 [q, k] matrix', `rank ${pattern.rank}`));
-    m = pattern.arraySync() as number[][];
-  } else {
-    if (!Array.isArray(pattern) || pattern.length === 0 || !Array.isArray(pattern[0])) {
-      throw new ShapeError(where, expectedFound('a non-empty number[][] (q x k)', typeof pattern));
-    }
-    m = pattern.map((r) => r.slice());
-  }
-  const q = m.length;
-  const k = m[0].length;
-  if (q > k) throw new ShapeError(where, expectedFound(`q <= k (queries are the last q positions)`, `q=${q}, k=${k}`));
-  for (let i = 0; i < q; i++) {
-    if (m[i].length !== k) throw new ShapeError(`${where}[${i}]`, expectedFound(`${k} columns`, m[i].length));
-    for (let j = 0; j < k; j++) {
-      const v = m[i][j];
-      if (typeof v !== 'number' || !Number.isFinite(v) || v < -1e-6) {
-        throw new ValueError(`${where}[${i}][${j}]`, expectedFound('a finite attention weight >= 0', v));
-      }
-    }
-  }
-  return m;
+/** VAR layer rules (see varLayers). */
+export type VARLayerRule = 'authors-code' | 'except-last';
+
+/**
+ * VAR's layers. 'authors-code' (default): 2..L-1. The authors' sink search runs on layers [2:]
+ * (MICV-yonsei/VisAttnSink src/logic/logic.py line 52), so layers 0 and 1 never have sinks and are left
+ * untouched, and the last layer is redistributed too: the `except_last_layer` flag that the config
+ * sets (A_exps/lv1.5_7b.yml) is stored on LogicEngine (logic.py line 46) but VARProcessor's own class
+ * attribute `except_last_layer = False` (line 148) shadows it, so the check at line 169 never fires.
+ * 'except-last': 2..L-2, what the flag asks for (tflens's earlier default; the fork
+ * Bostoncake/VisAttnSink var_logic.py honours it).
+ */
+export function varLayers(nLayers: number, rule: VARLayerRule = 'authors-code'): number[] {
+  if (!Number.isInteger(nLayers) || nLayers < 1) throw new ConfigError('nLayers', expectedFound('a positive integer', nLayers));
+  if (rule === 'authors-code') return range(2, nLayers);
+  if (rule === 'except-last') return range(2, nLayers - 1);
+  throw new ConfigError('layers', expectedFound("a list of layers, 'authors-code' or 'except-last'", rule));
+}
+
+function range(from: number, to: number): number[] {
+  const out: number[] = [];
+  for (let l = from; l < to; l++) out.push(l);
+  return out;
 }
 
 function checkUnit(where: string, v: number, lo = 0, hi = 1): void {
@@ -73,30 +81,45 @@ function checkUnit(where: string, v: number, lo = 0, hi = 1): void {
   }
 }
 
+/** A pattern as [batch, head, q, k] (a [q, k] matrix becomes [1, 1, q, k]); checks q <= k. */
 function toPattern4(where: string, pattern: tf.Tensor): tf.Tensor4D {
-  if (pattern.rank !== 4) throw new ShapeError(where, expectedFound('a [batch, head, q, k] tensor', `shape [${pattern.shape}]`));
-  const [, , q, k] = pattern.shape;
-  if (q > k) throw new ShapeError(where, expectedFound('q <= k', `q=${q}, k=${k}`));
-  return pattern as tf.Tensor4D;
+  if (!(pattern instanceof tf.Tensor) || (pattern.rank !== 2 && pattern.rank !== 4)) {
+    throw new ShapeError(where, expectedFound('a [q, k] or [batch, head, q, k] tensor (read host arrays with tf.tensor)', pattern instanceof tf.Tensor ? `shape [${pattern.shape}]` : typeof pattern));
+  }
+  const [q, k] = pattern.shape.slice(-2);
+  if (q > k) throw new ShapeError(where, expectedFound('q <= k (queries are the last q positions)', `q=${q}, k=${k}`));
+  return (pattern.rank === 2 ? pattern.reshape([1, 1, q, k]) : pattern).toFloat() as tf.Tensor4D;
+}
+
+/** A tensor computed on a [b, h, q, ...] pattern, shaped back for a rank-2 input (drops b and h). */
+function asInput(t: tf.Tensor, pattern: tf.Tensor): tf.Tensor {
+  return pattern.rank === 2 ? t.reshape(t.shape.slice(2)) : t;
+}
+
+/** A 0/1 mask [k] or [batch, k] as a float [batch | 1, n] tensor (inside the caller's tidy). */
+function maskRows(where: string, m: KeyMask, b: number, n: number): tf.Tensor2D {
+  const t = (m instanceof tf.Tensor ? m : tf.tensor(m as number[] | number[][])).toFloat();
+  if (t.rank === 1 && t.shape[0] === n) return t.reshape([1, n]);
+  if (t.rank === 2 && (t.shape[0] === b || t.shape[0] === 1) && t.shape[1] === n) return t as tf.Tensor2D;
+  throw new ShapeError(where, expectedFound(`[${b}, ${n}] or [${n}]`, `[${t.shape}]`));
 }
 
 /**
- * Real-key mask [batch, k] (1 = real token, 0 = left padding) from an attention mask whose width
- * may be shorter than k (columns beyond it are generated tokens, hence real), or inferred from the
- * pattern (see the module comment). Returned inside the caller's tidy.
+ * Real-key mask [batch, k] (1 = real token, 0 = left padding) from an attention mask of any width
+ * (columns past it are generated tokens, hence real; a wider one is cut to k), or inferred from the
+ * pattern (see the module comment). Inside the caller's tidy; no read-back.
  */
-function realKeyMask(pattern: tf.Tensor4D, attentionMask?: tf.Tensor | number[][]): tf.Tensor2D {
-  const [b, , q, k] = pattern.shape;
-  if (attentionMask !== undefined) {
-    const m = (attentionMask instanceof tf.Tensor ? attentionMask : tf.tensor2d(attentionMask)).toFloat() as tf.Tensor2D;
-    if (m.rank !== 2 || m.shape[0] !== b) {
-      throw new ShapeError('attentionMask', expectedFound(`[${b}, <=${k}]`, `[${m.shape}]`));
-    }
-    if (m.shape[1] > k) throw new ShapeError('attentionMask', expectedFound(`at most ${k} columns`, m.shape[1]));
-    if (m.shape[1] === k) return m;
-    return tf.concat([m, tf.ones([b, k - m.shape[1]])], 1) as tf.Tensor2D;
+function realKeyMask(A: tf.Tensor4D, attentionMask?: KeyMask): tf.Tensor2D {
+  const [b, , q, k] = A.shape;
+  if (attentionMask !== undefined && attentionMask !== null) {
+    let m = (attentionMask instanceof tf.Tensor ? attentionMask : tf.tensor(attentionMask as number[] | number[][])).toFloat();
+    if (m.rank === 1) m = m.reshape([1, m.shape[0]]);
+    if (m.rank !== 2 || m.shape[0] !== b) throw new ShapeError('attentionMask', expectedFound(`[${b}, width]`, `[${m.shape}]`));
+    const w = m.shape[1] as number;
+    if (w >= k) return m.slice([0, 0], [b, k]) as tf.Tensor2D;
+    return tf.concat([m, tf.ones([b, k - w])], 1) as tf.Tensor2D;
   }
-  const last = pattern.slice([0, 0, q - 1, 0], [b, -1, 1, k]).sum([1, 2]) as tf.Tensor2D; // [b, k]
+  const last = A.slice([0, 0, q - 1, 0], [b, -1, 1, k]).sum([1, 2]) as tf.Tensor2D; // [b, k]
   return tf.cumsum(tf.greater(last, 0).toFloat(), 1).greater(0).toFloat() as tf.Tensor2D;
 }
 
@@ -107,8 +130,6 @@ interface PosInfo {
   realQ: tf.Tensor4D;
   /** [b, k] real keys. */
   realK: tf.Tensor2D;
-  /** [b, 1] absolute index of the first real token. */
-  firstReal: tf.Tensor2D;
   /** [b, 1, 1, k] key position relative to the first real token (negative for padding). */
   relK: tf.Tensor4D;
   /** [b, 1, q, 1] query position relative to the first real token. */
@@ -117,19 +138,19 @@ interface PosInfo {
   causal: tf.Tensor4D;
 }
 
-function positions(pattern: tf.Tensor4D, attentionMask?: tf.Tensor | number[][]): PosInfo {
-  const [b, , q, k] = pattern.shape;
+function positions(A: tf.Tensor4D, attentionMask?: KeyMask): PosInfo {
+  const [b, , q, k] = A.shape;
   const off = k - q;
-  const realK = realKeyMask(pattern, attentionMask);
+  const realK = realKeyMask(A, attentionMask);
   const realQ = realK.slice([0, off], [b, q]).reshape([b, 1, q, 1]) as tf.Tensor4D;
   const kpos = tf.range(0, k, 1, 'float32');
   const qpos = tf.range(off, k, 1, 'float32');
   const causal = tf.lessEqual(kpos.reshape([1, k]), qpos.reshape([q, 1])).toFloat().reshape([1, 1, q, k]) as tf.Tensor4D;
   const valid = tf.mul(tf.mul(realQ, realK.reshape([b, 1, 1, k])), causal) as tf.Tensor4D;
-  const nPad = tf.sub(k, realK.sum(1, true)) as tf.Tensor2D; // [b,1] (left padding)
-  const relK = tf.sub(kpos.reshape([1, 1, 1, k]), nPad.reshape([b, 1, 1, 1])) as tf.Tensor4D;
-  const relQ = tf.sub(qpos.reshape([1, 1, q, 1]), nPad.reshape([b, 1, 1, 1])) as tf.Tensor4D;
-  return { valid, realQ, realK, firstReal: nPad, relK, relQ, causal };
+  const nPad = tf.sub(k, realK.sum(1, true)).reshape([b, 1, 1, 1]); // left padding
+  const relK = tf.sub(kpos.reshape([1, 1, 1, k]), nPad) as tf.Tensor4D;
+  const relQ = tf.sub(qpos.reshape([1, 1, q, 1]), nPad) as tf.Tensor4D;
+  return { valid, realQ, realK, relK, relQ, causal };
 }
 
 /** a / b where b > 0, else 0 (no NaN). */
@@ -138,279 +159,230 @@ function safeDiv(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   return tf.where(pos, tf.div(a, tf.where(pos, b, tf.onesLike(b))), tf.zerosLike(a));
 }
 
+/** Whether a hook call is a KV-cache decoding step (queries fewer than keys, or the run says so). */
+function isDecoding(ctx: HookContext | undefined, q: number, k: number): boolean {
+  return !!ctx?.decoding || q !== k;
+}
+
+/**
+ * Tensors a hook set keeps across runs, one per layer: kept (tf.keep) so that the forward's tidy does
+ * not free them, replaced (the old one freed) when a layer's value is set again, freed by dispose().
+ */
+class LayerState {
+  private readonly kept = new Map<number, tf.Tensor>();
+  get(layer: number): tf.Tensor | undefined {
+    return this.kept.get(layer);
+  }
+  set(layer: number, t: tf.Tensor): void {
+    const old = this.kept.get(layer);
+    this.kept.set(layer, tf.keep(t));
+    if (old && old !== t) old.dispose();
+  }
+  dispose(): void {
+    for (const t of this.kept.values()) t.dispose();
+    this.kept.clear();
+  }
+}
+
+function hookSet(entries: HookSpec[], state?: LayerState): CalibHooks {
+  return Object.assign(entries, { dispose: () => state?.dispose() });
+}
+
 // ---------------------------------------------------------------------------------------------
 // ACT
 // ---------------------------------------------------------------------------------------------
 
 export interface ACTOptions {
-  /** Column-mean threshold for a sink (authors' THRES). Default 0.1. */
+  /** Column-mean threshold for a sink (the authors' THRES, scripts/calibration.sh). Default 0.1. */
   threshold?: number;
-  /** Fraction of a hidden sink's attention that is kept (authors' BETA). Default 0.4. */
+  /** Fraction of a hidden sink's attention that is kept (the authors' BETA). Default 0.4. */
   beta?: number;
-  /** Set A[0,0] = 1 (the authors do; a no-op on a valid causal prefill matrix). Default true. */
+  /** Set the first query row to attend only to the first token, A[0,0] = 1, as the authors do. Default true. */
   keepFirstRow?: boolean;
 }
 
-/**
- * Column means m_j = sum_{i >= j} A[i,j] / (number of rows i >= j), over the rows present
- * (queries at positions k-q..k-1). For a full prefill matrix this is METHODS.md section 1,
- * sum_{i>=j} A[i,j] / (N - j); for one decoding row it is the row itself (the authors' code).
- */
-export function actColumnMeans(pattern: tf.Tensor2D | number[][]): number[] {
-  const A = toMatrix('pattern', pattern);
-  return colMeans(A);
+export interface ACTTensorOptions extends ACTOptions {
+  /** [batch, <=k] (or [<=k] for a matrix) 1 = real token; columns past its width count as real (generated tokens). */
+  attentionMask?: KeyMask;
+  /** Use these hidden sinks instead of computing them: 0/1 [batch, head, <=k] ([<=k] for a matrix), e.g. remembered from prefill. */
+  hiddenSinks?: tf.Tensor | number[][][] | number[];
 }
 
-function colMeans(A: number[][]): number[] {
-  const q = A.length;
-  const k = A[0].length;
-  const off = k - q;
-  const m = new Array<number>(k).fill(0);
-  for (let j = 0; j < k; j++) {
-    let s = 0;
-    let c = 0;
-    for (let i = 0; i < q; i++) {
-      if (off + i >= j) {
-        s += A[i][j];
-        c++;
-      }
-    }
-    m[j] = c > 0 ? s / c : 0;
-  }
-  return m;
+interface ACTCore {
+  out: tf.Tensor4D;
+  /** Hidden sinks S' [b, h, k]. */
+  sPrime: tf.Tensor3D;
+  /** Column means m [b, h, k]. */
+  means: tf.Tensor3D;
 }
 
-/** The hidden sinks S' of one matrix: {j : m_j > threshold} without its lowest index. */
-export function actHiddenSinks(pattern: tf.Tensor2D | number[][], threshold = 0.1): number[] {
-  const A = toMatrix('pattern', pattern);
-  checkUnit('threshold', threshold);
-  const m = colMeans(A);
-  const S: number[] = [];
-  m.forEach((v, j) => {
-    if (v > threshold) S.push(j);
-  });
-  return S.slice(1);
+/** Column means over the rows present: m_j = sum_{i >= j} A[i,j] / #{real rows i >= j}. */
+function columnMeans(Am: tf.Tensor4D, P: PosInfo): tf.Tensor3D {
+  const count = tf.mul(P.realQ, P.causal).sum(2); // [b, 1, k]
+  return safeDiv(Am.sum(2), count) as tf.Tensor3D;
 }
 
-function actOnMatrix(A: number[][], sPrime: Set<number>, beta: number, keepFirstRow: boolean): number[][] {
-  const q = A.length;
-  const k = A[0].length;
-  const off = k - q;
-  const out = A.map((r) => r.slice());
-  for (let i = 0; i < q; i++) {
-    const vis = off + i; // keys 0..vis are visible
-    let sink = 0;
-    let non = 0;
-    for (let j = 0; j <= vis; j++) {
-      if (sPrime.has(j)) sink += A[i][j];
-      else non += A[i][j];
-    }
-    if (non <= 0) continue; // all visible mass on hidden sinks (or none): leave the row unchanged
-    const r = (1 - beta) * sink;
-    for (let j = 0; j <= vis; j++) {
-      if (sPrime.has(j)) out[i][j] = beta * A[i][j];
-      else out[i][j] = A[i][j] + (r * A[i][j]) / non;
-    }
-  }
-  if (keepFirstRow && off === 0) {
-    for (let j = 0; j < k; j++) out[0][j] = j === 0 ? 1 : 0;
-  }
-  return out;
+/** S = {j : m_j > threshold} over real keys, S' = S without its lowest index. */
+function hiddenSinkMask(means: tf.Tensor3D, P: PosInfo, threshold: number): tf.Tensor3D {
+  const [b, , k] = means.shape;
+  const S = tf.mul(tf.greater(means, threshold).toFloat(), P.realK.reshape([b, 1, k]));
+  const kpos = tf.range(0, k, 1, 'float32').reshape([1, 1, k]);
+  const first = tf.sub(k, tf.mul(S, tf.sub(k, kpos)).max(2, true)); // lowest index of S (k when empty)
+  return tf.mul(S, tf.greater(kpos, first).toFloat()) as tf.Tensor3D;
+}
+
+function givenSinks(s: NonNullable<ACTTensorOptions['hiddenSinks']>, b: number, h: number, k: number, realK: tf.Tensor2D): tf.Tensor3D {
+  let t = (s instanceof tf.Tensor ? s : tf.tensor(s as number[])).toFloat();
+  if (t.rank === 1) t = t.reshape([1, 1, t.shape[0]]);
+  const sk = t.shape[2] as number;
+  if (t.rank !== 3 || t.shape[0] !== b || t.shape[1] !== h || sk > k) throw new ShapeError('hiddenSinks', expectedFound(`[${b}, ${h}, <=${k}]`, `[${t.shape}]`));
+  const full = sk === k ? t : tf.concat([t, tf.zeros([b, h, k - sk])], 2);
+  return tf.mul(full, realK.reshape([b, 1, k])) as tf.Tensor3D;
 }
 
 /**
- * ACT on one attention matrix (q x k, causal, rows sum to 1; q = k in prefill). Returns a new
- * matrix; the input is not modified.
- * 1. S = {j : m_j > threshold}, S' = S minus its lowest index;
- * 2. r_i = (1 - beta) sum_{j in S'} A[i,j];  3. A[i,j] *= beta on S';
- * 4. A[i,j] += r_i A[i,j] / sum_{k not in S', k <= i} A[i,k] on the visible non-sinks;
- * a row whose visible mass is all on S' is left unchanged; 5. A[0,0] = 1 (keepFirstRow, when
- * row 0 is present).
+ * ACT on [b, h, q, k], following atten_process_eval (GATECH-EIC/ACT models/llama_modelling_aug.py):
+ * S' = hidden sinks; r_i = (1 - beta) sum_{j in S'} A[i,j]; A[i,j] *= beta on S'; the visible
+ * non-sinks gain r_i in proportion to their attention; A[0,0] = 1. Padded rows and entries outside
+ * the real, causal region are returned unchanged, as is a row whose visible mass is all on S' (where
+ * the authors' code divides 0 by 0).
  */
-export function calibrateACT(pattern: tf.Tensor2D | number[][], opts: ACTOptions = {}): number[][] {
+function actCore(pattern: tf.Tensor, opts: ACTTensorOptions): ACTCore {
   const { threshold = 0.1, beta = 0.4, keepFirstRow = true } = opts;
   checkUnit('threshold', threshold);
   checkUnit('beta', beta);
-  const A = toMatrix('pattern', pattern);
-  const m = colMeans(A);
-  const S: number[] = [];
-  m.forEach((v, j) => {
-    if (v > threshold) S.push(j);
-  });
-  return actOnMatrix(A, new Set(S.slice(1)), beta, keepFirstRow);
-}
-
-export interface ACTBatchedOptions extends ACTOptions {
-  /** [batch, <=k] 1 = real token; columns past its width count as real (generated tokens). */
-  attentionMask?: tf.Tensor | number[][];
-  /** Use these hidden sinks instead of computing them: [batch, head, k] 0/1 (e.g. cached from prefill). */
-  hiddenSinks?: tf.Tensor | number[][][];
-}
-
-/**
- * ACT over a [batch, head, q, k] pattern with left padding. Column means, the sink set and the
- * "lowest index" are taken over real tokens only; padded rows are returned unchanged. Equals
- * `calibrateACT` on each (batch, head) matrix with its padding removed.
- */
-export function calibrateACTBatched(pattern: tf.Tensor, opts: ACTBatchedOptions = {}): tf.Tensor4D {
-  return tf.tidy(() => actBatchedCore(pattern, opts).out);
-}
-
-/** The hidden-sink mask [batch, head, k] (0/1) ACT would use on this pattern. */
-export function actHiddenSinksBatched(pattern: tf.Tensor, opts: { threshold?: number; attentionMask?: tf.Tensor | number[][] } = {}): tf.Tensor3D {
-  return tf.tidy(() => actBatchedCore(pattern, { ...opts }).sPrime);
-}
-
-function actBatchedCore(pattern: tf.Tensor, opts: ACTBatchedOptions): { out: tf.Tensor4D; sPrime: tf.Tensor3D } {
-  const { threshold = 0.1, beta = 0.4, keepFirstRow = true } = opts;
-  checkUnit('threshold', threshold);
-  checkUnit('beta', beta);
-  const A = toPattern4('pattern', pattern).toFloat();
+  const A = toPattern4('pattern', pattern);
   const [b, h, q, k] = A.shape;
   const P = positions(A, opts.attentionMask);
-  const Am = tf.mul(A, P.valid); // [b,h,q,k]
-  let sPrime: tf.Tensor3D;
-  if (opts.hiddenSinks !== undefined) {
-    const s = opts.hiddenSinks instanceof tf.Tensor ? opts.hiddenSinks.toFloat() : tf.tensor3d(opts.hiddenSinks);
-    const sk = s.shape[2] as number;
-    if (s.rank !== 3 || s.shape[0] !== b || s.shape[1] !== h || sk > k) {
-      throw new ShapeError('hiddenSinks', expectedFound(`[${b}, ${h}, <=${k}]`, `[${s.shape}]`));
-    }
-    sPrime = (sk === k ? s : tf.concat([s, tf.zeros([b, h, k - sk])], 2)) as tf.Tensor3D;
-    sPrime = tf.mul(sPrime, P.realK.reshape([b, 1, k])) as tf.Tensor3D;
-  } else {
-    const colSum = Am.sum(2); // [b,h,k]
-    const count = tf.mul(P.realQ, P.causal).sum(2); // [b,1,k] rows i >= j that are real
-    const m = safeDiv(colSum, count);
-    const S = tf.mul(tf.greater(m, threshold).toFloat(), P.realK.reshape([b, 1, k])); // [b,h,k]
-    const kpos = tf.range(0, k, 1, 'float32').reshape([1, 1, k]);
-    // lowest index of S: k - max(S * (k - j)); k when S is empty
-    const first = tf.sub(k, tf.mul(S, tf.sub(k, kpos)).max(2, true)); // [b,h,1]
-    sPrime = tf.mul(S, tf.greater(kpos, first).toFloat()) as tf.Tensor3D;
-  }
+  const Am = tf.mul(A, P.valid) as tf.Tensor4D;
+  const means = columnMeans(Am, P);
+  const sPrime = opts.hiddenSinks !== undefined ? givenSinks(opts.hiddenSinks, b, h, k, P.realK) : hiddenSinkMask(means, P, threshold);
   const sp = sPrime.reshape([b, h, 1, k]);
   const notSp = tf.sub(1, sp);
-  const sinkMass = tf.mul(Am, sp).sum(3, true); // [b,h,q,1]
+  const sinkMass = tf.mul(Am, sp).sum(3, true); // [b, h, q, 1]
   const nonMass = tf.mul(Am, notSp).sum(3, true);
-  const r = tf.mul(1 - beta, sinkMass);
-  const factor = safeDiv(r, nonMass);
-  const calibrated = tf.add(tf.mul(tf.mul(Am, sp), beta), tf.mul(tf.mul(Am, notSp), tf.add(1, factor)));
-  // keep entries outside the valid region as they were
+  const gain = safeDiv(tf.mul(1 - beta, sinkMass), nonMass);
+  const calibrated = tf.add(tf.mul(tf.mul(Am, sp), beta), tf.mul(tf.mul(Am, notSp), tf.add(1, gain)));
   const newA = tf.add(calibrated, tf.mul(A, tf.sub(1, P.valid)));
-  const apply = tf.logicalAnd(tf.greater(nonMass, 0), tf.greater(P.realQ, 0)); // [b,h|1,q,1]
+  const apply = tf.logicalAnd(tf.greater(nonMass, 0), tf.greater(P.realQ, 0));
   let out = tf.where(tf.broadcastTo(apply, [b, h, q, 1]), newA, A) as tf.Tensor4D;
   if (keepFirstRow) {
-    // the first real query row attends only to the first real key
-    const firstRow = tf.equal(P.relQ, 0); // [b,1,q,1]
-    const onehot = tf.equal(P.relK, 0).toFloat(); // [b,1,1,k]
-    out = tf.where(tf.broadcastTo(firstRow, [b, h, q, k]), tf.broadcastTo(onehot, [b, h, q, k]), out) as tf.Tensor4D;
+    const firstRow = tf.broadcastTo(tf.equal(P.relQ, 0), [b, h, q, k]);
+    out = tf.where(firstRow, tf.broadcastTo(tf.equal(P.relK, 0).toFloat(), [b, h, q, k]), out) as tf.Tensor4D;
   }
-  return { out, sPrime };
+  return { out, sPrime, means };
+}
+
+/**
+ * ACT column means m_j = sum_{i >= j} A[i,j] / (number of real rows i >= j): [batch, head, k] for a
+ * [batch, head, q, k] pattern, [k] for a [q, k] matrix. For a prefill matrix this is the authors'
+ * `sum(dim=0) / arange(N, 0, -1)`; for one decoding row it is the row itself.
+ */
+export function actColumnMeans(pattern: tf.Tensor, opts: { attentionMask?: KeyMask } = {}): tf.Tensor {
+  return tf.tidy(() => asInput(actCore(pattern, opts).means, pattern));
+}
+
+/** The hidden sinks S' ACT uses (0/1): {j : m_j > threshold} without its lowest index; [batch, head, k] or [k]. */
+export function actHiddenSinks(pattern: tf.Tensor, opts: { threshold?: number; attentionMask?: KeyMask } = {}): tf.Tensor {
+  return tf.tidy(() => asInput(actCore(pattern, opts).sPrime, pattern));
+}
+
+/**
+ * ACT on an attention pattern ([q, k] or [batch, head, q, k], causal, rows summing to 1; q = k in
+ * prefill). Returns a new tensor of the same shape; see actCore for the rule and its source.
+ */
+export function calibrateACT(pattern: tf.Tensor, opts: ACTTensorOptions = {}): tf.Tensor {
+  return tf.tidy(() => asInput(actCore(pattern, opts).out, pattern).cast(pattern.dtype));
 }
 
 export interface ACTHookOptions extends ACTOptions {
-  /** [layer, head] pairs to calibrate. */
-  heads: Array<[number, number]>;
+  /** Heads to calibrate: [layer, head] pairs or "L.H" strings. */
+  heads: HeadRef[];
   /**
-   * Sinks during KV-cache decoding (pattern [batch, head, 1, k]). 'row' (default, the authors'
-   * code): the column means are computed from the rows present, so for one decoding row m_j is the
-   * row itself and S is recomputed each step. (The authors' code then also zeroes nothing in its
-   * ratio map for that row and sets its [0, 0] entry to 1 — artefacts of prefill-only code that
-   * break the row sum; tflens keeps the rule of section 3 and leaves A[0,0] alone in decoding.) 'prefill': S' found on the prefill pattern is cached
-   * per (layer, batch, head) in this hook set's closure and reused for every later step (new
-   * tokens are never sinks); falls back to 'row' when no prefill was seen or when the KV cache was
-   * evicted below the prefill length (StreamingLLM).
+   * Hidden sinks of a KV-cache decoding step (pattern [batch, head, 1, k]). 'row' (default, the
+   * authors' code: atten_process_eval computes the column means of the rows present, so for one
+   * decoding row m_j is the row itself): S is recomputed each step. 'prefill': S' of the prefill is
+   * remembered per layer (until dispose()) and reused at every step (new tokens are never sinks);
+   * 'row' is used when no prefill was seen or the KV cache was cut below the prefill length.
+   * (The authors' decoding step would also leave sink columns in its ratio map and set A[0,0] = 1 of
+   * the decoding row; their evaluations decode one token from the prefill, and tflens keeps the
+   * prefill rule in decoding.)
    */
   decodeSinks?: 'row' | 'prefill';
   /** Attention mask of the prompt batch (else padding is inferred from the pattern). */
-  attentionMask?: tf.Tensor | number[][];
+  attentionMask?: KeyMask;
+}
+
+/** Heads by layer, each list sorted, from head references (validated). */
+function headsByLayer(heads: HeadRef[]): Map<number, number[]> {
+  if (!Array.isArray(heads)) throw new ConfigError('heads', expectedFound('an array of [layer, head] pairs or "L.H" strings', typeof heads));
+  const byLayer = new Map<number, number[]>();
+  heads.forEach((ref, i) => {
+    const [l, h] = parseHead(ref, undefined, `heads[${i}]`);
+    const list = byLayer.get(l) ?? [];
+    if (!list.includes(h)) list.push(h);
+    byLayer.set(l, list.sort((a, b) => a - b));
+  });
+  return byLayer;
 }
 
 /**
- * fwdHooks entries on blocks.L.attn.hook_pattern applying ACT to the given heads only. Works in
- * prefill ([batch, head, q, q]) and decoding ([batch, head, 1, k]).
+ * fwdHooks on blocks.L.attn.hook_pattern applying ACT to the given heads only (the other heads pass
+ * through). Works in prefill ([batch, head, q, q]) and decoding ([batch, head, 1, k]).
  */
-export function actHook(opts: ACTHookOptions): CalibFwdHook[] {
-  const { heads, decodeSinks = 'row' } = opts;
-  if (!Array.isArray(heads)) throw new ConfigError('heads', expectedFound('an array of [layer, head] pairs', typeof heads));
-  const byLayer = new Map<number, number[]>();
-  heads.forEach((lh, idx) => {
-    if (!Array.isArray(lh) || lh.length !== 2 || !lh.every((x) => Number.isInteger(x) && x >= 0)) {
-      throw new ConfigError(`heads[${idx}]`, expectedFound('[layer, head] with non-negative integers', lh));
-    }
-    const list = byLayer.get(lh[0]) ?? [];
-    if (!list.includes(lh[1])) list.push(lh[1]);
-    byLayer.set(lh[0], list);
-  });
+export function actHook(opts: ACTHookOptions): CalibHooks {
+  const { decodeSinks = 'row' } = opts;
+  if (decodeSinks !== 'row' && decodeSinks !== 'prefill') throw new ConfigError('decodeSinks', expectedFound("'row' or 'prefill'", decodeSinks));
   checkUnit('threshold', opts.threshold ?? 0.1);
   checkUnit('beta', opts.beta ?? 0.4);
-  const cached = new Map<number, number[][][]>(); // layer -> [batch][selected head][k]
-  const entries: CalibFwdHook[] = [];
-  for (const [layer, hs] of [...byLayer.entries()].sort((a, b) => a[0] - b[0])) {
-    const sel = hs.slice().sort((a, b) => a - b);
-    const fn: CalibHookFn = (act) => {
-      const A = toPattern4(`blocks.${layer}.attn.hook_pattern`, act);
+  const state = new LayerState(); // layer -> S' of the prefill [b, selected heads, T]
+  const entries: HookSpec[] = [...headsByLayer(opts.heads).entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([layer, sel]): HookSpec => [actName('pattern', layer), actLayerHook(layer, sel, opts, decodeSinks, state)]);
+  return hookSet(entries, state);
+}
+
+function actLayerHook(layer: number, sel: number[], opts: ACTHookOptions, decodeSinks: 'row' | 'prefill', state: LayerState): HookFn {
+  return (act, ctx) =>
+    tf.tidy(() => {
+      const A = toPattern4(actName('pattern', layer), act);
       const [b, nh, q, k] = A.shape;
-      for (const hh of sel) {
-        if (hh >= nh) throw new HookError(`actHook: blocks.${layer}.attn.hook_pattern`, expectedFound(`head < ${nh}`, hh));
-      }
-      const isPrefill = q === k;
-      const mask = opts.attentionMask !== undefined ? widthLimited(opts.attentionMask, k) : undefined;
-      let hidden: number[][][] | undefined;
-      if (!isPrefill && decodeSinks === 'prefill' && cached.has(layer)) {
-        const c = cached.get(layer) as number[][][];
-        // a cache evicted below the prefill length (StreamingLLM) no longer lines up: use 'row'
-        if (c.length === b && c[0][0].length <= k) hidden = c;
-      }
-      const [out, sp] = tf.tidy((): tf.Tensor[] => {
-        const idx = tf.tensor1d(sel, 'int32');
-        const sub = tf.gather(A, idx, 1);
-        const core = actBatchedCore(sub, {
-          threshold: opts.threshold,
-          beta: opts.beta,
-          keepFirstRow: opts.keepFirstRow,
-          // padding inferred from all heads (more robust than the calibrated heads alone)
-          attentionMask: mask ?? realKeyMask(A),
-          hiddenSinks: hidden && hidden.length === b ? hidden : undefined,
-        });
-        const parts: tf.Tensor[] = [];
-        for (let hh = 0; hh < nh; hh++) {
-          const s = sel.indexOf(hh);
-          parts.push(s >= 0 ? core.out.slice([0, s, 0, 0], [b, 1, q, k]) : A.slice([0, hh, 0, 0], [b, 1, q, k]));
-        }
-        return [tf.concat(parts, 1).cast(A.dtype), core.sPrime];
+      for (const hh of sel) if (hh >= nh) throw new HookError(`actHook: ${actName('pattern', layer)}`, expectedFound(`head < ${nh}`, hh));
+      const decoding = isDecoding(ctx, q, k);
+      const prev = state.get(layer);
+      // a cache cut below the prefill length (StreamingLLM) no longer lines up: use 'row'
+      const reuse = decoding && decodeSinks === 'prefill' && prev && prev.shape[0] === b && (prev.shape[2] as number) <= k;
+      const core = actCore(tf.gather(A, tf.tensor1d(sel, 'int32'), 1), {
+        threshold: opts.threshold,
+        beta: opts.beta,
+        keepFirstRow: opts.keepFirstRow,
+        attentionMask: opts.attentionMask ?? realKeyMask(A), // padding inferred from all heads
+        hiddenSinks: reuse ? prev : undefined,
       });
-      if (isPrefill && decodeSinks === 'prefill') cached.set(layer, sp.arraySync() as number[][][]);
-      sp.dispose();
-      return out;
-    };
-    entries.push([`blocks.${layer}.attn.hook_pattern` as HookName, fn]);
-  }
-  return entries;
+      if (!decoding && decodeSinks === 'prefill') state.set(layer, core.sPrime);
+      const parts = range(0, nh).map((hh) => {
+        const s = sel.indexOf(hh);
+        return s >= 0 ? core.out.slice([0, s, 0, 0], [b, 1, q, k]) : A.slice([0, hh, 0, 0], [b, 1, q, k]);
+      });
+      return tf.concat(parts, 1).cast(act.dtype);
+    });
 }
 
-function widthLimited(mask: tf.Tensor | number[][], k: number): number[][] {
-  const m = mask instanceof tf.Tensor ? (mask.arraySync() as number[][]) : mask;
-  return m.map((r) => r.slice(0, k));
-}
-
-/** Minimal model view used by head selection (HookedTransformer satisfies it). */
-export interface CalibModelLike {
-  cfg: { n_layers: number; n_heads: number };
-}
+/** Task metric with the given fwdHooks active (an empty list = the baseline), e.g. accuracy. */
+export type CalibEvaluate<D> = (hooks: HookSpec[], data: D) => Promise<number> | number;
 
 export interface SelectACTOptions extends ACTOptions {
-  /** Layers to try; default 2..L-2. */
+  /** Layers to try; default 2..L-2 (defaultCalibLayers). */
   layers?: number[];
   /** Heads to try per layer; default all. */
   heads?: number[];
   /**
-   * 'greedy' (default): walk the candidates in (layer, head) order; add a head when the accuracy
-   * with all kept heads plus it beats the best accuracy so far by more than minGain.
-   * 'independent' (the authors' calibration script): try each head alone against the baseline and
-   * keep those that beat it by more than minGain; the final accuracy is measured with all kept.
+   * 'independent' (default, the authors' scripts/calibration.sh): calibrate each head alone, keep
+   * those whose metric beats the uncalibrated baseline by more than minGain; `final` is measured with
+   * all kept heads. 'greedy' (a tflens variant): walk the candidates in (layer, head) order, keep a
+   * head when the metric with all kept heads plus it beats the best so far by more than minGain.
    */
-  mode?: 'greedy' | 'independent';
+  mode?: 'independent' | 'greedy';
   /** Required improvement. Default 0 (strictly better). */
   minGain?: number;
   /** Called after each candidate. */
@@ -428,83 +400,77 @@ export interface ACTSelectionStep {
 export interface ACTSelection {
   kept: Array<[number, number]>;
   baseline: number;
-  /** Accuracy with all kept heads calibrated. */
+  /** Metric with all kept heads calibrated. */
   final: number;
   trace: ACTSelectionStep[];
   params: Record<string, unknown>;
 }
 
-/**
- * Head selection for ACT: evaluate(hooks, calibSet) returns task accuracy on the calibration set
- * with the given fwdHooks active (an empty list = baseline).
- */
-export async function selectACTHeads<D>(
-  model: CalibModelLike,
-  calibSet: D,
-  evaluate: (hooks: CalibFwdHook[], data: D) => Promise<number> | number,
-  opts: SelectACTOptions = {},
-): Promise<ACTSelection> {
-  const L = model?.cfg?.n_layers;
-  const H = model?.cfg?.n_heads;
-  if (!Number.isInteger(L) || !Number.isInteger(H)) {
-    throw new ConfigError('model.cfg', expectedFound('n_layers and n_heads integers', { n_layers: L, n_heads: H }));
+/** Run `evaluate` with ACT on `heads` (none: the baseline), freeing the hook set afterwards. */
+async function scoreHeads<D>(heads: Array<[number, number]>, data: D, evaluate: CalibEvaluate<D>, opts: ACTOptions & { hookOptions?: SelectACTOptions['hookOptions'] }): Promise<number> {
+  const hooks = heads.length ? actHook({ ...opts.hookOptions, threshold: opts.threshold, beta: opts.beta, keepFirstRow: opts.keepFirstRow, heads }) : hookSet([]);
+  try {
+    const v = await evaluate(hooks, data);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ValueError('evaluate()', expectedFound('a finite number', v));
+    return v;
+  } finally {
+    hooks.dispose();
   }
+}
+
+/**
+ * ACT head selection on a calibration set: `evaluate(hooks, calibSet)` returns the task metric
+ * (higher is better) with the given fwdHooks active. Default: the authors' independent search.
+ */
+export async function selectACTHeads<D>(model: ModelView, calibSet: D, evaluate: CalibEvaluate<D>, opts: SelectACTOptions = {}): Promise<ACTSelection> {
+  const { n_layers: L, n_heads: H } = model.cfg;
   const layers = opts.layers ?? defaultCalibLayers(L);
-  const headList = opts.heads ?? Array.from({ length: H }, (_, i) => i);
+  const headList = opts.heads ?? range(0, H);
   for (const l of layers) if (!Number.isInteger(l) || l < 0 || l >= L) throw new ConfigError('layers', expectedFound(`layers in [0, ${L})`, l));
   for (const h of headList) if (!Number.isInteger(h) || h < 0 || h >= H) throw new ConfigError('heads', expectedFound(`heads in [0, ${H})`, h));
-  const mode = opts.mode ?? 'greedy';
+  const mode = opts.mode ?? 'independent';
+  if (mode !== 'independent' && mode !== 'greedy') throw new ConfigError('mode', expectedFound("'independent' or 'greedy'", mode));
   const minGain = opts.minGain ?? 0;
-  const act = { threshold: opts.threshold, beta: opts.beta, keepFirstRow: opts.keepFirstRow };
-  const hooksFor = (hs: Array<[number, number]>) => (hs.length ? actHook({ ...opts.hookOptions, ...act, heads: hs }) : []);
-  const score = async (hs: Array<[number, number]>) => {
-    const v = await evaluate(hooksFor(hs), calibSet);
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ValueError('evaluate()', expectedFound('a finite accuracy', v));
-    return v;
-  };
+  const score = (hs: Array<[number, number]>) => scoreHeads(hs, calibSet, evaluate, opts);
   const baseline = await score([]);
   const kept: Array<[number, number]> = [];
   const trace: ACTSelectionStep[] = [];
   let best = baseline;
   for (const l of layers) {
     for (const h of headList) {
-      const cand: Array<[number, number]> = mode === 'greedy' ? [...kept, [l, h]] : [[l, h]];
-      const acc = await score(cand);
-      const ref = mode === 'greedy' ? best : baseline;
-      const keep = acc > ref + minGain;
+      const accuracy = await score(mode === 'greedy' ? [...kept, [l, h]] : [[l, h]]);
+      const keep = accuracy > (mode === 'greedy' ? best : baseline) + minGain;
       if (keep) {
         kept.push([l, h]);
-        if (mode === 'greedy') best = acc;
+        if (mode === 'greedy') best = accuracy;
       }
-      const step = { layer: l, head: h, accuracy: acc, kept: keep };
+      const step = { layer: l, head: h, accuracy, kept: keep };
       trace.push(step);
       opts.onStep?.(step);
     }
   }
   const final = mode === 'greedy' ? best : kept.length ? await score(kept) : baseline;
-  return { kept, baseline, final, trace, params: { mode, minGain, layers, threshold: act.threshold ?? 0.1, beta: act.beta ?? 0.4 } };
+  return { kept, baseline, final, trace, params: { mode, minGain, layers, threshold: opts.threshold ?? 0.1, beta: opts.beta ?? 0.4 } };
 }
 
-/** Accuracy before and after ACT on held-out data with the given heads. */
+/** The metric before and after ACT on held-out data with the given heads. */
 export async function evaluateACT<D>(
-  heads: Array<[number, number]>,
+  heads: HeadRef[],
   heldOut: D,
-  evaluate: (hooks: CalibFwdHook[], data: D) => Promise<number> | number,
+  evaluate: CalibEvaluate<D>,
   opts: ACTOptions & { hookOptions?: SelectACTOptions['hookOptions'] } = {},
 ): Promise<{ before: number; after: number; delta: number; heads: Array<[number, number]> }> {
-  const before = await evaluate([], heldOut);
-  const after = await evaluate(
-    heads.length ? actHook({ ...opts.hookOptions, threshold: opts.threshold, beta: opts.beta, keepFirstRow: opts.keepFirstRow, heads }) : [],
-    heldOut,
-  );
-  return { before, after, delta: after - before, heads };
+  const parsed = heads.map((r, i) => parseHead(r, undefined, `heads[${i}]`));
+  const before = await scoreHeads([], heldOut, evaluate, opts);
+  const after = await scoreHeads(parsed, heldOut, evaluate, opts);
+  return { before, after, delta: after - before, heads: parsed };
 }
 
 // ---------------------------------------------------------------------------------------------
 // VAR
 // ---------------------------------------------------------------------------------------------
 
-/** A token group: explicit positions, or a half-open span [start, end). */
+/** A token group (the image span, a document, a system prompt...): positions, or a half-open span [start, end). */
 export type TokenGroup = number[] | { start: number; end: number };
 
 function groupPositions(where: string, group: TokenGroup, k?: number): number[] {
@@ -512,8 +478,7 @@ function groupPositions(where: string, group: TokenGroup, k?: number): number[] 
   if (Array.isArray(group)) pos = group.slice();
   else if (group && typeof group === 'object' && Number.isInteger(group.start) && Number.isInteger(group.end)) {
     if (group.end < group.start) throw new ConfigError(where, expectedFound('start <= end', group));
-    pos = [];
-    for (let j = group.start; j < group.end; j++) pos.push(j);
+    pos = range(group.start, group.end);
   } else throw new ConfigError(where, expectedFound('number[] or {start, end}', group));
   for (const j of pos) {
     if (!Number.isInteger(j) || j < 0 || (k !== undefined && j >= k)) {
@@ -523,323 +488,263 @@ function groupPositions(where: string, group: TokenGroup, k?: number): number[] 
   return [...new Set(pos)].sort((a, b) => a - b);
 }
 
-export interface VAROptions {
-  /** Sink key positions S (visual and text). */
-  sinks: number[];
-  /** The token group I (image span, document, system prompt...). */
-  group: TokenGroup;
-  /** Fraction of sink attention kept. Default 0.6. */
-  p?: number;
-  /** Only these query rows are redistributed (default: all rows). */
-  rows?: number[];
-}
-
-/**
- * VAR redistribution on one matrix (q x k): a_ij <- p a_ij for every sink j (in or out of the
- * group); Omega_i = (1-p) sum_{j in S} a_ij (original values); a_ij += Omega_i a_ij /
- * sum_{k in I\S} a_ik for j in I\S. Rows with no non-sink group mass are left unchanged.
- */
-export function redistributeVAR(pattern: tf.Tensor2D | number[][], opts: VAROptions): number[][] {
-  const A = toMatrix('pattern', pattern);
-  const k = A[0].length;
-  const p = opts.p ?? 0.6;
-  checkUnit('p', p);
-  const S = new Set(groupPositions('sinks', opts.sinks, k));
-  const I = groupPositions('group', opts.group, k);
-  const IminusS = I.filter((j) => !S.has(j));
-  const rows = opts.rows ?? A.map((_, i) => i);
-  const out = A.map((r) => r.slice());
-  for (const i of rows) {
-    if (!Number.isInteger(i) || i < 0 || i >= A.length) throw new ConfigError('rows', expectedFound(`rows in [0, ${A.length})`, i));
-    let den = 0;
-    for (const j of IminusS) den += A[i][j];
-    if (den <= 0) continue;
-    let sinkMass = 0;
-    for (const j of S) sinkMass += A[i][j];
-    const omega = (1 - p) * sinkMass;
-    for (const j of S) out[i][j] = p * A[i][j];
-    for (const j of IminusS) out[i][j] = A[i][j] + (omega * A[i][j]) / den;
-  }
-  return out;
+/** A token group as a 0/1 mask over k positions. */
+export function tokenGroupMask(group: TokenGroup, k: number): number[] {
+  const m = new Array<number>(k).fill(0);
+  for (const j of groupPositions('group', group, k)) m[j] = 1;
+  return m;
 }
 
 export interface ImageCentricOptions {
-  /** Token group I. */
-  group: TokenGroup;
-  /** Sink positions S. */
-  sinks: number[];
-  /** Minimum attention on the group. Default 0.2. */
+  /** Sink keys S (0/1 over absolute key positions; visual and text sinks). */
+  sinkMask: KeyMask;
+  /** Group keys I (0/1 over absolute key positions: the image span). */
+  groupMask: KeyMask;
+  /** 0/1 query rows allowed to be image-centric ([q] or [batch, q]; e.g. the queries after the group in prefill). */
+  rowMask?: KeyMask;
+  /** Minimum attention on the group. Default 0.2 (the authors' summ). */
   summ?: number;
-  /** Maximum share of the group attention that goes to its sinks. Default 0.5. */
+  /** Maximum share of the group attention on its sinks. Default 0.5 (the authors' rho). */
   rho?: number;
-  /** 'prefill': only queries after the group qualify; 'decode': all queries. Default 'prefill'. */
-  phase?: 'prefill' | 'decode';
+  /**
+   * A batch row none of whose sinks lies inside the group: 'skip' (default, the authors' HeadFork,
+   * MICV-yonsei/VisAttnSink src/logic/logic.py lines 123-141: no head is forked, the layer is left
+   * untouched) or 'redistribute' (tflens's earlier rule: such rows pass the test with share 0, so
+   * text-sink mass moves into the group).
+   */
+  noVisualSink?: 'skip' | 'redistribute';
+}
+
+/** Image-centric flags [b, h, q] (0/1) of a [b, h, q, k] pattern: HeadFork's test (logic.py lines 127-138). */
+function imageCentric4(A: tf.Tensor4D, opts: ImageCentricOptions): tf.Tensor3D {
+  const [b, h, q, k] = A.shape;
+  const noVis = opts.noVisualSink ?? 'skip';
+  if (noVis !== 'skip' && noVis !== 'redistribute') throw new ConfigError('noVisualSink', expectedFound("'skip' or 'redistribute'", noVis));
+  const S = maskRows('sinkMask', opts.sinkMask, b, k);
+  const G = maskRows('groupMask', opts.groupMask, b, k);
+  const G4 = G.reshape([G.shape[0], 1, 1, k]);
+  const g = tf.mul(A, G4).sum(3); // [b, h, q]
+  const gs = tf.mul(tf.mul(A, G4), S.reshape([S.shape[0], 1, 1, k])).sum(3);
+  // the authors add 1e-6 to every group entry before summing: sum(image_attn + 1e-6)
+  const share = tf.div(gs, tf.add(g, tf.mul(G.sum(1).reshape([G.shape[0], 1, 1]), 1e-6)));
+  let ok = tf.logicalAnd(tf.greaterEqual(g, opts.summ ?? 0.2), tf.lessEqual(share, opts.rho ?? 0.5)).toFloat();
+  if (opts.rowMask !== undefined) {
+    const R = maskRows('rowMask', opts.rowMask, b, q);
+    ok = tf.mul(ok, R.reshape([R.shape[0], 1, q]));
+  }
+  if (noVis === 'skip') ok = tf.mul(ok, tf.mul(S, G).max(1).reshape([-1, 1, 1]));
+  return tf.broadcastTo(ok, [b, h, q]) as tf.Tensor3D;
 }
 
 /**
- * Image-centric test on one matrix: row i qualifies when sum_{j in I} a_ij >= summ and
- * sum_{j in I and S} a_ij / sum_{j in I} (a_ij + 1e-6) <= rho (the 1e-6 is added per group token,
- * as written). In prefill only queries at positions >= max(I)+1 qualify.
+ * Image-centric mask ([batch, head, q], or [q] for a matrix; 0/1): query rows with
+ * sum_{j in I} a_ij >= summ and sum_{j in I and S} a_ij / sum_{j in I} (a_ij + 1e-6) <= rho.
  */
-export function imageCentricRows(pattern: tf.Tensor2D | number[][], opts: ImageCentricOptions): boolean[] {
-  const A = toMatrix('pattern', pattern);
-  const q = A.length;
-  const k = A[0].length;
-  const off = k - q;
-  const I = groupPositions('group', opts.group, k);
-  const S = new Set(groupPositions('sinks', opts.sinks, k));
-  const summ = opts.summ ?? 0.2;
-  const rho = opts.rho ?? 0.5;
-  const after = I.length ? Math.max(...I) + 1 : 0;
-  return A.map((row, i) => {
-    if ((opts.phase ?? 'prefill') === 'prefill' && off + i < after) return false;
-    let g = 0;
-    let gs = 0;
-    for (const j of I) {
-      g += row[j];
-      if (S.has(j)) gs += row[j];
-    }
-    return g >= summ && gs / (g + I.length * 1e-6) <= rho;
-  });
+export function imageCentricMask(pattern: tf.Tensor, opts: ImageCentricOptions): tf.Tensor {
+  return tf.tidy(() => asInput(imageCentric4(toPattern4('pattern', pattern), opts), pattern));
 }
 
-export interface VARBatchedOptions {
-  /** [batch, k] or [k] 0/1 sink keys (absolute key positions). */
-  sinkMask: tf.Tensor | number[][] | number[];
-  /** [batch, k] or [k] 0/1 group keys (absolute key positions). */
-  groupMask: tf.Tensor | number[][] | number[];
+export interface VAROptions extends ImageCentricOptions {
+  /** Fraction of sink attention kept. Default 0.6 (the authors' p). */
   p?: number;
-  summ?: number;
-  rho?: number;
-  /** [batch, q] or [q] 0/1 rows allowed to be image-centric (e.g. queries after the group). */
-  rowMask?: tf.Tensor | number[][] | number[];
-  /** Skip the image-centric test and redistribute every (allowed) row. Default false. */
+  /** Skip the image-centric test: redistribute every row allowed by rowMask (all when absent). Default false. */
   allRows?: boolean;
 }
 
-function keyMask(where: string, m: tf.Tensor | number[][] | number[], b: number, n: number): tf.Tensor {
-  const t = m instanceof tf.Tensor ? m.toFloat() : tf.tensor(m as number[] | number[][]).toFloat();
-  if (t.rank === 1 && t.shape[0] === n) return t.reshape([1, n]);
-  if (t.rank === 2 && (t.shape[0] === b || t.shape[0] === 1) && t.shape[1] === n) return t;
-  throw new ShapeError(where, expectedFound(`[${b}, ${n}] or [${n}]`, `[${t.shape}]`));
-}
-
-/** The image-centric mask [batch, head, q] (0/1) of a [batch, head, q, k] pattern. */
-export function imageCentricMask(pattern: tf.Tensor, opts: Omit<VARBatchedOptions, 'p' | 'allRows'>): tf.Tensor3D {
-  return tf.tidy(() => {
-    const A = toPattern4('pattern', pattern).toFloat();
-    const [b, , q, k] = A.shape;
-    const S = keyMask('sinkMask', opts.sinkMask, b, k);
-    const G = keyMask('groupMask', opts.groupMask, b, k);
-    const S4 = S.reshape([S.shape[0], 1, 1, k]);
-    const G4 = G.reshape([G.shape[0], 1, 1, k]);
-    const g = tf.mul(A, G4).sum(3); // [b,h,q]
-    const gs = tf.mul(tf.mul(A, G4), S4).sum(3);
-    const nG = G.sum(1).reshape([G.shape[0], 1, 1]);
-    const ratio = tf.div(gs, tf.add(g, tf.mul(nG, 1e-6)));
-    let ok = tf.logicalAnd(tf.greaterEqual(g, opts.summ ?? 0.2), tf.lessEqual(ratio, opts.rho ?? 0.5)).toFloat();
-    if (opts.rowMask !== undefined) {
-      const R = keyMask('rowMask', opts.rowMask, b, q);
-      ok = tf.mul(ok, R.reshape([R.shape[0], 1, q]));
-    }
-    return ok as tf.Tensor3D;
-  });
-}
-
-/** VAR over a [batch, head, q, k] pattern: redistribution on image-centric rows only. */
-export function redistributeVARBatched(pattern: tf.Tensor, opts: VARBatchedOptions): tf.Tensor4D {
+/**
+ * VAR redistribution (VARProcessor.attn_redist, MICV-yonsei/VisAttnSink src/logic/logic.py lines
+ * 163-212) on the image-centric rows of a [q, k] or [batch, head, q, k] pattern: every sink (in or out
+ * of the group) keeps p of its attention; Omega_i = (1 - p) sum_{j in S} a_ij moves to the group's
+ * non-sinks I\S in proportion to their attention. A row with no attention on I\S is left unchanged
+ * (the authors' code would divide by 0; with rho < 1 such a row is never image-centric).
+ */
+export function redistributeVAR(pattern: tf.Tensor, opts: VAROptions): tf.Tensor {
   const p = opts.p ?? 0.6;
   checkUnit('p', p);
   return tf.tidy(() => {
-    const A = toPattern4('pattern', pattern).toFloat();
+    const A = toPattern4('pattern', pattern);
     const [b, h, q, k] = A.shape;
-    const S = keyMask('sinkMask', opts.sinkMask, b, k);
-    const G = keyMask('groupMask', opts.groupMask, b, k);
-    const S4 = S.reshape([S.shape[0], 1, 1, k]);
-    const GnS = tf.mul(G, tf.sub(1, S)).reshape([G.shape[0], 1, 1, k]);
+    const S4 = maskRows('sinkMask', opts.sinkMask, b, k).reshape([-1, 1, 1, k]);
+    const G = maskRows('groupMask', opts.groupMask, b, k);
+    const GnS = tf.mul(G.reshape([-1, 1, 1, k]), tf.sub(1, S4));
     const sinkMass = tf.mul(A, S4).sum(3, true);
     const den = tf.mul(A, GnS).sum(3, true);
-    const omega = tf.mul(1 - p, sinkMass);
-    const factor = safeDiv(omega, den);
+    const gain = safeDiv(tf.mul(1 - p, sinkMass), den);
     const other = tf.sub(1, tf.maximum(S4, GnS));
-    const newA = tf.add(tf.add(tf.mul(tf.mul(A, S4), p), tf.mul(tf.mul(A, GnS), tf.add(1, factor))), tf.mul(A, other));
+    const newA = tf.addN([tf.mul(tf.mul(A, S4), p), tf.mul(tf.mul(A, GnS), tf.add(1, gain)), tf.mul(A, other)]);
     let rows: tf.Tensor;
-    if (opts.allRows) {
-      rows = tf.ones([1, 1, q, 1]);
-      if (opts.rowMask !== undefined) {
-        const R = keyMask('rowMask', opts.rowMask, b, q);
-        rows = R.reshape([R.shape[0], 1, q, 1]);
-      }
-    } else {
-      rows = imageCentricMask(A, opts).reshape([b, h, q, 1]);
-    }
+    if (opts.allRows) rows = opts.rowMask !== undefined ? maskRows('rowMask', opts.rowMask, b, q).reshape([-1, 1, q, 1]) : tf.ones([1, 1, q, 1]);
+    else rows = imageCentric4(A, opts).reshape([b, h, q, 1]);
     const apply = tf.logicalAnd(tf.greater(rows, 0), tf.greater(den, 0));
-    return tf.where(tf.broadcastTo(apply, [b, h, q, k]), newA, A).cast(pattern.dtype) as tf.Tensor4D;
+    return asInput(tf.where(tf.broadcastTo(apply, [b, h, q, k]), newA, A), pattern).cast(pattern.dtype);
   });
 }
 
+export interface ImageCentricHeadsOptions extends Omit<ImageCentricOptions, 'sinkMask' | 'groupMask' | 'rowMask'> {
+  /** Token group I (absolute positions). */
+  group: TokenGroup;
+  /** Sink keys: one mask for every layer, or one per pattern (sinks differ by layer). */
+  sinkMask: KeyMask | KeyMask[];
+  /** 'prefill' (default): only queries after the group qualify (logic.py line 179); 'decode': every query. */
+  phase?: 'prefill' | 'decode';
+  /** Layer index of each pattern (default 0, 1, ...). */
+  layers?: number[];
+}
+
 /**
- * Per (layer, batch, head, query) image-centric flags for cached patterns (one [batch, head, q, k]
- * tensor per layer) plus the fraction of qualifying queries that pass, per (layer, head).
+ * Image-centric flags per (layer, batch, head, query) of cached patterns (one [batch, head, q, k]
+ * tensor per layer) and, per (layer, head), the fraction of qualifying queries that pass.
  */
-export function imageCentricHeads(
+export async function imageCentricHeads(
   patterns: tf.Tensor[],
-  opts: ImageCentricOptions & { layers?: number[] },
-): { flags: number[][][][]; fraction: number[][]; layers: number[]; scores: HeadScores } {
+  opts: ImageCentricHeadsOptions,
+): Promise<{ flags: number[][][][]; fraction: number[][]; layers: number[]; scores: HeadScores }> {
   const layers = opts.layers ?? patterns.map((_, i) => i);
   if (layers.length !== patterns.length) throw new ShapeError('layers', expectedFound(`${patterns.length} layer indices`, layers.length));
+  const perLayer = Array.isArray(opts.sinkMask) && opts.sinkMask.length === patterns.length && opts.sinkMask.every((m) => m instanceof tf.Tensor || Array.isArray(m));
   const flags: number[][][][] = [];
   const fraction: number[][] = [];
-  patterns.forEach((pat, li) => {
-    const A = toPattern4(`patterns[${li}]`, pat);
-    const [b, h, q, k] = A.shape;
+  for (const [li, pat] of patterns.entries()) {
+    if (!(pat instanceof tf.Tensor) || pat.rank !== 4) throw new ShapeError(`patterns[${li}]`, expectedFound('a [batch, head, q, k] tensor', pat instanceof tf.Tensor ? `[${pat.shape}]` : typeof pat));
+    const [b, h, q, k] = pat.shape;
     const I = groupPositions('group', opts.group, k);
-    const S = groupPositions('sinks', opts.sinks, k);
-    const gm = new Array(k).fill(0);
-    I.forEach((j) => (gm[j] = 1));
-    const sm = new Array(k).fill(0);
-    S.forEach((j) => (sm[j] = 1));
-    const after = I.length ? Math.max(...I) + 1 : 0;
-    const off = k - q;
-    const rm = Array.from({ length: q }, (_, i) => ((opts.phase ?? 'prefill') === 'decode' || off + i >= after ? 1 : 0));
-    const mask = imageCentricMask(A, { groupMask: gm, sinkMask: sm, rowMask: rm, summ: opts.summ, rho: opts.rho });
-    const arr = mask.arraySync() as number[][][];
-    mask.dispose();
+    const after = I.length ? I[I.length - 1] + 1 : 0;
+    const rowMask = range(0, q).map((i): number => ((opts.phase ?? 'prefill') === 'decode' || k - q + i >= after ? 1 : 0));
+    const sinkMask = (perLayer ? (opts.sinkMask as KeyMask[])[li] : opts.sinkMask) as KeyMask;
+    const m = imageCentricMask(pat, { ...opts, sinkMask, groupMask: tokenGroupMask(I, k), rowMask });
+    const arr = (await m.array().finally(() => m.dispose())) as number[][][];
     flags.push(arr);
-    const nq = rm.reduce((a: number, v: number) => a + v, 0) * b;
-    const fr: number[] = [];
-    for (let hh = 0; hh < h; hh++) {
-      let c = 0;
-      for (let bb = 0; bb < b; bb++) for (let i = 0; i < q; i++) c += arr[bb][hh][i];
-      fr.push(nq ? c / nq : 0);
-    }
-    fraction.push(fr);
-  });
-  const scores = makeHeadScores('var-image-centric', fraction, { summ: opts.summ ?? 0.2, rho: opts.rho ?? 0.5, phase: opts.phase ?? 'prefill', group: opts.group, sinks: opts.sinks }, {
+    const sum = (xs: number[]) => xs.reduce((x, y) => x + y, 0);
+    const nq = sum(rowMask) * b;
+    fraction.push(range(0, h).map((hh) => (nq ? sum(arr.map((row) => sum(row[hh]))) / nq : 0)));
+  }
+  const scores = makeHeadScores('var-image-centric', fraction, { summ: opts.summ ?? 0.2, rho: opts.rho ?? 0.5, phase: opts.phase ?? 'prefill', group: opts.group, noVisualSink: opts.noVisualSink ?? 'skip' }, {
     data: { layers, description: 'fraction of qualifying queries that are image-centric (rows = the given layers)' },
   });
   return { flags, fraction, layers, scores };
 }
 
 /**
- * Sink dimensions: rank residual dimensions by max over tokens (and over the given layers) of
- * |x_d / sqrt(mean(x^2) + 1e-6)|. `resids` are [batch, pos, d_model] residual tensors, e.g.
- * blocks.l.hook_resid_pre for l >= 2; an optional mask [batch, pos] excludes padding. A thin
- * wrapper over `massiveDims` (src/analyses/massive.ts) returning just the dimensions and scores.
+ * Sink dimensions: residual dimensions ranked by max over tokens (and the given layers) of
+ * |x_d / sqrt(mean(x^2) + 1e-6)| (`massiveDimsFromResiduals`); `resids` are [batch, pos, d_model] residual inputs,
+ * e.g. blocks.l.hook_resid_pre for l >= 2. The authors fix these per model (src/logic/constants.py:
+ * LLaMA-2-7B [2533, 1415]).
  */
-export function sinkDimensions(
-  resids: tf.Tensor[],
-  opts: { topK?: number; attentionMask?: tf.Tensor | number[][] } = {},
-): { dims: number[]; scores: number[] } {
+export async function sinkDimensions(resids: tf.Tensor[], opts: { topK?: number; attentionMask?: tf.Tensor | number[][] } = {}): Promise<{ dims: number[]; scores: number[] }> {
   if (!Array.isArray(resids) || resids.length === 0) throw new ConfigError('resids', expectedFound('a non-empty tensor list', resids));
-  const r = massiveDims(resids, { top: opts.topK ?? 2, mask: opts.attentionMask });
+  const r = await massiveDimsFromResiduals(resids, { top: opts.topK ?? 2, attentionMask: opts.attentionMask });
   return { dims: r.top.map((t) => t.dim), scores: r.top.map((t) => t.score) };
 }
 
 /**
- * Sink-token mask [batch, pos] (0/1) from a residual input [batch, pos, d_model]:
- * phi(x) = max_{d in D} |x_d / sqrt(mean(x^2) + 1e-6)| > tau.
+ * Sink-token mask [batch, pos] (0/1) of a residual input [batch, pos, d_model]: DimProspector
+ * (logic.py lines 98-110), phi(x) = max_{d in D} |x_d / sqrt(mean(x^2) + 1e-6)| > tau.
  */
 export function sinkTokenMask(resid: tf.Tensor, sinkDims: number[], tau = 20): tf.Tensor2D {
-  if (resid.rank !== 3) throw new ShapeError('resid', expectedFound('[batch, pos, d_model]', `[${resid.shape}]`));
+  if (!(resid instanceof tf.Tensor) || resid.rank !== 3) throw new ShapeError('resid', expectedFound('[batch, pos, d_model]', resid instanceof tf.Tensor ? `[${resid.shape}]` : typeof resid));
   const dm = resid.shape[2] as number;
-  if (!sinkDims.length) throw new ConfigError('sinkDims', expectedFound('at least one dimension', sinkDims));
+  if (!Array.isArray(sinkDims) || !sinkDims.length) throw new ConfigError('sinkDims', expectedFound('at least one dimension', sinkDims));
   for (const x of sinkDims) if (!Number.isInteger(x) || x < 0 || x >= dm) throw new ConfigError('sinkDims', expectedFound(`dims in [0, ${dm})`, x));
   return tf.tidy(() => {
     const x = resid.toFloat();
     const rms = tf.sqrt(tf.add(tf.mean(tf.square(x), -1, true), 1e-6));
-    const sel = tf.gather(x, tf.tensor1d(sinkDims, 'int32'), 2);
-    const phi = tf.abs(tf.div(sel, rms)).max(-1);
+    const phi = tf.abs(tf.div(tf.gather(x, tf.tensor1d(sinkDims, 'int32'), 2), rms)).max(-1);
     return tf.greater(phi, tau).toFloat() as tf.Tensor2D;
   });
 }
 
 export interface VARHookOptions {
-  /** Layers to calibrate; default 2..nLayers-2 (needs nLayers). */
-  layers?: number[];
+  /** Layers to calibrate, or a rule (see varLayers); default 'authors-code' (2..L-1, needs nLayers). */
+  layers?: number[] | VARLayerRule;
   nLayers?: number;
-  /** Token group I, positions counted from the first real token. */
+  /** Token group I (the image span), positions counted from the first real token. */
   group: TokenGroup;
   /** Sink dimensions D (e.g. from sinkDimensions; LLaMA-2-7B: [2533, 1415]). */
   sinkDims: number[];
+  /** Sink threshold on phi. Default 20. */
   tau?: number;
   p?: number;
   summ?: number;
   rho?: number;
+  noVisualSink?: ImageCentricOptions['noVisualSink'];
+  /**
+   * Sink tokens during decoding: 'prefill' (default, the authors: DimProspector runs only while
+   * output_token_count < 0, src/model/llava.py line 314, so the prefill's sinks serve every step and
+   * generated tokens are never sinks) or 'every-step' (tflens's earlier rule: each new token is tested too).
+   */
+  decodeSinks?: 'prefill' | 'every-step';
   /** Attention mask of the prompt batch (else padding is inferred from the pattern). */
-  attentionMask?: tf.Tensor | number[][];
+  attentionMask?: KeyMask;
+}
+
+function resolveVARLayers(opts: VARHookOptions): number[] {
+  if (Array.isArray(opts.layers)) {
+    for (const l of opts.layers) if (!Number.isInteger(l) || l < 0) throw new ConfigError('layers', expectedFound('non-negative integer layers', l));
+    return opts.layers;
+  }
+  if (!Number.isInteger(opts.nLayers)) throw new ConfigError('varHook', expectedFound('layers (a list) or nLayers', { layers: opts.layers, nLayers: opts.nLayers }));
+  return varLayers(opts.nLayers as number, opts.layers ?? 'authors-code');
 }
 
 /**
- * fwdHooks for VAR: at each layer l, blocks.l.hook_resid_pre marks sink tokens
- * (phi > tau on the sink dimensions; remembered across decoding steps in this hook set's closure)
- * and blocks.l.attn.hook_pattern redistributes on image-centric (head, query) rows. Prefill
- * (q = k): only queries after the group qualify; decoding: every query does. Sink flags of past
- * tokens are kept per layer in the closure, so one hook set serves one generation at a time; it
- * does not follow StreamingLLM eviction (a HookError names the mismatch).
+ * fwdHooks for VAR. At each layer, blocks.l.hook_resid_pre marks the sink tokens (on the device;
+ * remembered for decoding steps until dispose()) and blocks.l.attn.hook_pattern redistributes on the
+ * image-centric (head, query) rows: in prefill only queries after the group qualify, in decoding every
+ * query does (logic.py line 179). One hook set serves one prompt batch at a time (a new prefill
+ * replaces the remembered sinks); it does not follow StreamingLLM eviction (a HookError says so).
  */
-export function varHook(opts: VARHookOptions): CalibFwdHook[] {
-  let layers = opts.layers;
-  if (!layers) {
-    if (!Number.isInteger(opts.nLayers)) throw new ConfigError('varHook', 'give layers or nLayers');
-    layers = defaultCalibLayers(opts.nLayers as number);
-  }
-  const tau = opts.tau ?? 20;
-  const p = opts.p ?? 0.6;
-  checkUnit('p', p);
-  const I = groupPositions('group', opts.group);
-  if (!opts.sinkDims?.length) throw new ConfigError('sinkDims', expectedFound('at least one dimension', opts.sinkDims));
-  const groupEnd = I.length ? Math.max(...I) + 1 : 0;
-  const pending = new Map<number, number[][]>(); // layer -> [batch][new positions]
-  const history = new Map<number, number[][]>(); // layer -> [batch][all positions so far]
-  const entries: CalibFwdHook[] = [];
-  for (const layer of layers) {
-    entries.push([
-      `blocks.${layer}.hook_resid_pre` as HookName,
-      (act) => {
-        const m = sinkTokenMask(act, opts.sinkDims, tau);
-        pending.set(layer, m.arraySync() as number[][]);
-        m.dispose();
-      },
-    ]);
-    entries.push([
-      `blocks.${layer}.attn.hook_pattern` as HookName,
-      (act) => {
-        const A = toPattern4(`blocks.${layer}.attn.hook_pattern`, act);
-        const [b, , q, k] = A.shape;
-        const fresh = pending.get(layer);
-        if (!fresh) throw new HookError(`varHook: blocks.${layer}.attn.hook_pattern`, 'no sink tokens: blocks.' + layer + '.hook_resid_pre did not run before the pattern');
-        pending.delete(layer);
-        let all: number[][];
-        if (q === k) all = fresh;
-        else {
-          const prev = history.get(layer);
-          if (!prev || prev.length !== b) {
-            throw new HookError(`varHook: blocks.${layer}.attn.hook_pattern`, expectedFound('a prefill through this hook set before decoding', 'decoding without prefill'));
-          }
-          all = prev.map((r, bb) => r.concat(fresh[bb]));
-        }
-        if (all[0].length !== k) {
-          throw new HookError(`varHook: blocks.${layer}.attn.hook_pattern`, expectedFound(`${k} sink flags`, all[0].length));
-        }
-        history.set(layer, all);
-        const mask = opts.attentionMask !== undefined ? widthLimited(opts.attentionMask, k) : undefined;
-        return tf.tidy(() => {
-          const P = positions(A, mask);
-          // group / row masks relative to the first real token
-          const rel = P.relK.reshape([b, k]);
-          // G[b, j] = 1 when key j's position relative to the first real token is in the group
-          const lut = new Array<number>(k + 1).fill(0); // lut[k] = 0 for padding (rel < 0)
-          for (const j of I) if (j < k) lut[j] = 1;
-          const idx = tf.where(tf.less(rel, 0), tf.fill([b, k], k), rel).toInt();
-          const G = tf.gather(tf.tensor1d(lut), idx);
-          const relQ = P.relQ.reshape([b, q]);
-          const rowMask = q === k ? tf.mul(tf.greaterEqual(relQ, groupEnd).toFloat(), P.realQ.reshape([b, q])) : P.realQ.reshape([b, q]);
-          const S = tf.mul(tf.tensor2d(all), P.realK);
-          return redistributeVARBatched(A, { sinkMask: S, groupMask: G, rowMask, p, summ: opts.summ, rho: opts.rho });
-        });
-      },
-    ]);
-  }
-  return entries;
+export function varHook(opts: VARHookOptions): CalibHooks {
+  const layers = resolveVARLayers(opts);
+  const v = { tau: opts.tau ?? 20, p: opts.p ?? 0.6, decodeSinks: opts.decodeSinks ?? 'prefill', group: groupPositions('group', opts.group) };
+  checkUnit('p', v.p);
+  if (v.decodeSinks !== 'prefill' && v.decodeSinks !== 'every-step') throw new ConfigError('decodeSinks', expectedFound("'prefill' or 'every-step'", v.decodeSinks));
+  if (!Array.isArray(opts.sinkDims) || !opts.sinkDims.length) throw new ConfigError('sinkDims', expectedFound('at least one dimension', opts.sinkDims));
+  const state = new LayerState(); // layer -> sink flags [b, positions seen]
+  const entries = layers.flatMap((layer): HookSpec[] => [
+    [actName('resid_pre', layer), varSinkHook(layer, opts, v, state)],
+    [actName('pattern', layer), varPatternHook(layer, opts, v, state)],
+  ]);
+  return hookSet(entries, state);
+}
+
+type VARSettings = { tau: number; p: number; decodeSinks: 'prefill' | 'every-step'; group: number[] };
+
+function varSinkHook(layer: number, opts: VARHookOptions, v: VARSettings, state: LayerState): HookFn {
+  return (act, ctx) => {
+    const decoding = !!ctx?.decoding;
+    if (decoding && v.decodeSinks === 'prefill') return;
+    tf.tidy(() => {
+      const fresh = sinkTokenMask(act, opts.sinkDims, v.tau);
+      const prev = state.get(layer);
+      if (decoding && !prev) throw new HookError(`varHook: ${actName('resid_pre', layer)}`, expectedFound('a prefill through this hook set before decoding', 'decoding without prefill'));
+      state.set(layer, decoding ? tf.concat([prev!, fresh], 1) : fresh);
+    });
+  };
+}
+
+function varPatternHook(layer: number, opts: VARHookOptions, v: VARSettings, state: LayerState): HookFn {
+  const where = `varHook: ${actName('pattern', layer)}`;
+  return (act, ctx) => {
+    const [b, , q, k] = act.shape;
+    const sinks = state.get(layer);
+    if (!sinks) throw new HookError(where, `no sink tokens: ${actName('resid_pre', layer)} did not run before the pattern`);
+    const seen = sinks.shape[1] as number;
+    if (sinks.shape[0] !== b || seen > k || (v.decodeSinks === 'every-step' && seen !== k)) {
+      throw new HookError(where, expectedFound(`sink flags for [${b}, ${k}] keys`, `[${sinks.shape}] (a KV cache that evicts positions is not supported)`));
+    }
+    const decoding = isDecoding(ctx, q, k);
+    return tf.tidy(() => {
+      const A = toPattern4(actName('pattern', layer), act);
+      const P = positions(A, opts.attentionMask);
+      const rel = P.relK.reshape([b, k]);
+      // the group, by position relative to the first real token (padding maps past the table)
+      const lut = tf.tensor1d([...tokenGroupMask(v.group.filter((j) => j < k), k), 0]);
+      const G = tf.gather(lut, tf.where(tf.less(rel, 0), tf.fill([b, k], k), rel).toInt());
+      const groupEnd = v.group.length ? v.group[v.group.length - 1] + 1 : 0;
+      const realQ = P.realQ.reshape([b, q]);
+      const rowMask = decoding ? realQ : tf.mul(tf.greaterEqual(P.relQ.reshape([b, q]), groupEnd).toFloat(), realQ);
+      const S = tf.mul(seen === k ? sinks : tf.concat([sinks, tf.zeros([b, k - seen])], 1), P.realK);
+      return redistributeVAR(A, { sinkMask: S, groupMask: G, rowMask, p: v.p, summ: opts.summ, rho: opts.rho, noVisualSink: opts.noVisualSink }).cast(act.dtype);
+    });
+  };
 }

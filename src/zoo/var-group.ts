@@ -33,11 +33,11 @@ export interface TokenGroupEval {
  * Accuracy, answer loss and distractor rate of a model at the "?" position, with optional fwdHooks
  * (an ACT or VAR hook set). Runs in chunks of `batchSize` prompts (default 64); no tensors left.
  */
-export function tokenGroupEvaluate(
+export async function tokenGroupEvaluate(
   model: HookedTransformer,
   batch: Pick<TokenGroupBatch, 'tokens' | 'answers'> & { examples?: TokenGroupExample[] },
   opts: { fwdHooks?: HookSpec[]; batchSize?: number } = {},
-): TokenGroupEval {
+): Promise<TokenGroupEval> {
   const n = batch.tokens.length;
   if (n === 0 || batch.answers.length !== n) {
     throw new ValueError('tokenGroupEvaluate batch', expectedFound(`as many answers as prompts (${n} > 0)`, batch.answers.length));
@@ -50,16 +50,18 @@ export function tokenGroupEvaluate(
     const rows = batch.tokens.slice(s, s + bs);
     const ans = batch.answers.slice(s, s + bs);
     const T = rows[0].length;
-    const [pred, lp] = tf.tidy(() => {
-      const logits = model.forward(rows, { fwdHooks: opts.fwdHooks, logitPositions: rows.map(() => T - 1) }) as tf.Tensor3D;
-      const last = tf.squeeze(logits, [1]) as tf.Tensor2D;
-      const logp = tf.logSoftmax(last, -1);
-      const a = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor1d(ans, 'int32'), last.shape[1])), -1);
-      return [tf.argMax(last, -1), a];
-    });
-    const p = pred.dataSync();
-    const l = lp.dataSync();
-    tf.dispose([pred, lp]);
+    const logits = await model.forward(rows, { fwdHooks: opts.fwdHooks, logitPositions: rows.map(() => T - 1) });
+    let pred: tf.Tensor, lp: tf.Tensor;
+    try {
+      [pred, lp] = tf.tidy(() => {
+        const last = tf.squeeze(logits, [1]) as tf.Tensor2D;
+        const a = tf.sum(tf.mul(tf.logSoftmax(last, -1), tf.oneHot(tf.tensor1d(ans, 'int32'), last.shape[1])), -1);
+        return [tf.argMax(last, -1), a];
+      });
+    } finally {
+      logits.dispose();
+    }
+    const [p, l] = await Promise.all([pred.data(), lp.data()]).finally(() => tf.dispose([pred, lp]));
     for (let i = 0; i < ans.length; i++) {
       predictions.push(p[i]);
       if (!Number.isFinite(l[i])) throw new ValueError('tokenGroupEvaluate', expectedFound('a finite answer log-probability', l[i]));
@@ -184,15 +186,15 @@ export async function trainTokenGroupModel(o: TokenGroupTrainOptions = {}): Prom
       },
       lossFn: (b) => {
         model.params = { ...fixed, ...vars };
-        const logits = model.forward(b.x) as tf.Tensor3D;
+        const { logits } = model.run(b.x, {}, null); // the synchronous, differentiable forward (inside variableGrads)
         const logp = tf.logSoftmax(logits);
         const nll = tf.neg(tf.sum(tf.mul(logp, tf.oneHot(b.y, logits.shape[2])), -1));
         return tf.div(tf.sum(tf.mul(nll, b.w)), b.x.shape[0]) as tf.Scalar;
       },
       evalEvery: o.evalEvery ?? R.evalEvery,
-      evalFn: (step) => {
+      evalFn: async (step) => {
         model.params = { ...fixed, ...vars };
-        const e = tokenGroupEvaluate(model, tokenGroupBatch(128, 4242));
+        const e = await tokenGroupEvaluate(model, tokenGroupBatch(128, 4242));
         const v = { accuracy: e.accuracy, loss: e.loss };
         o.onEval?.(step, v);
         return v;
