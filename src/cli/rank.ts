@@ -73,7 +73,7 @@ const composition = (mode: CompositionMode): RankMethod => ({
   needsTokens: false,
   help: `${mode}-composition score between every earlier and later head (weights only)`,
   async run(model) {
-    const r = compositionScores(model, mode);
+    const r = await compositionScores(model, mode);
     const rows = r.rows.map((x) => ({ layer: x.layer, head: x.head, srcLayer: x.srcLayer, srcHead: x.srcHead, score: x.score }));
     return { rows, method: `composition-${mode.toLowerCase()}`, params: r.params };
   },
@@ -172,10 +172,14 @@ export const RANK_METHODS: Record<string, RankMethod> = {
   },
   copying: {
     needsTokens: false,
-    help: 'OV copying score (share of eigenvalue mass with positive real part; weights only)',
-    async run(model) {
-      return fromScores(copyingScores(model, { model: model.name }));
+    help: 'OV copying score Re(sum lambda) / sum |lambda| of W_E W_V W_O W_U (TransformerLens; --measure positive-share for the share of eigenvalue mass with positive real part; weights only)',
+    async run(model, _batch, args) {
+      const measure = (args.measure ?? 'elhage') as 'elhage' | 'positive-share';
+      if (measure !== 'elhage' && measure !== 'positive-share') throw new ValueError('--measure', expectedFound('elhage or positive-share', measure));
+      return fromScores(await copyingScores(model, { model: model.name, measure }));
     },
+  },
+
   },
   'head-patching': patching('normalised effect of patching each head output (all positions), --task ioi|induction --n --seed', (m, p) => headPatchingScores(m, p)),
   attribution: patching('attribution patching estimate of head-patching (one forward + one backward), --task ioi|induction', (m, p) => attributionScores(m, p)),
