@@ -179,8 +179,6 @@ export const RANK_METHODS: Record<string, RankMethod> = {
       return fromScores(await copyingScores(model, { model: model.name, measure }));
     },
   },
-
-  },
   'head-patching': patching('normalised effect of patching each head output (all positions), --task ioi|induction --n --seed', (m, p) => headPatchingScores(m, p)),
   attribution: patching('attribution patching estimate of head-patching (one forward + one backward), --task ioi|induction', (m, p) => attributionScores(m, p)),
   path: patching('path patching from each head to the logits: (clean - patched) / (clean - corrupted), --task ioi|induction', (m, p) => pathPatchingScores(m, p)),
