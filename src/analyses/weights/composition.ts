@@ -1,9 +1,9 @@
 /**
  * Composition scores between attention heads (Elhage et al. 2021), as TransformerLens computes them:
- * `HookedTransformer.all_composition_scores` (transformer_lens/HookedTransformer.py, left = model.OV,
+ * `HookedTransformer.all_composition_scores` (transformer_lens/HookedTransformer.py lines 2672-2705: left = model.OV,
  * right = model.QK / model.QK.T / model.OV, zero unless the right head's layer is later) and
- * `composition_scores` (transformer_lens/utilities/matrix.py: ||collapse_l(L) collapse_r(R)||_F /
- * (||collapse_l(L)||_F ||collapse_r(R)||_F)). Weights are read asynchronously (every backend).
+ * `composition_scores` (transformer_lens/utilities/matrix.py lines 16-41: ||collapse_l(L) collapse_r(R)||_F /
+ * (||collapse_l(L)||_F ||collapse_r(R)||_F)); docs/methods/weights.md. Weights are read asynchronously (every backend).
  *
  * For an earlier head (srcLayer, srcHead) writing into the residual stream through its OV circuit
  * W_OV = W_V W_O and a later head (layer, head) reading it:

@@ -1,5 +1,7 @@
 /**
- * FactoredMatrix: a low-rank matrix M = A B kept as its two factors (TransformerLens semantics),
+ * FactoredMatrix: a low-rank matrix M = A B kept as its two factors (the semantics of TransformerLens's
+ * transformer_lens/FactoredMatrix.py: svd, norm, eigenvalues of B A, collapse_l/collapse_r; see
+ * docs/methods/weights.md),
  * over ml-matrix `Matrix`. A is [ldim x mdim], B is [mdim x rdim]; mdim is usually d_head, so
  * SVD, eigenvalues and norms cost O(d_head^2 * d_model) and the ldim x rdim product is never
  * formed unless `.AB` is asked for.
