@@ -13,6 +13,8 @@ import { headScoresToCsv, headScoresToJson } from '../src/io/export.js';
 import { taskProblem } from '../src/cli/rank.js';
 import { saeCircuitScores } from '../src/sae/discrete.js';
 import { headPatchingScores } from '../src/circuits/patching.js';
+import { copyingScores } from '../src/analyses/weights/copying.js';
+import { compositionScores } from '../src/analyses/weights/composition.js';
 import { REF_DIR, loadReference, maskedRelErr } from './helpers/reference.js';
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -77,7 +79,7 @@ describe('tflens CLI', () => {
     const modelDir = path.join('fixtures', 'models', 'induction-handmade');
     const m = await loadModel(modelDir);
     const p = taskProblem(m, { task: 'induction', n: '8', seed: '3' });
-    const lib = await saeCircuitScores(m, { positive: { tokens: p.clean, attentionMask: p.mask }, negative: { tokens: p.corrupted, attentionMask: p.mask }, epochs: 40, seed: 3, model: modelDir });
+    const lib = await saeCircuitScores(m, { tokens: p.clean, attentionMask: p.attentionMask }, { tokens: p.corrupted, attentionMask: p.attentionMask }, { epochs: 40, seed: 3, model: modelDir });
     const r = await cli(['rank', modelDir, '--method', 'sae-node', '--task', 'induction', '--n', '8', '--seed', '3', '--epochs', '40', '--format', 'json']);
     assert.equal(r.code, 0, r.err);
     const doc = JSON.parse(r.out);
@@ -90,6 +92,26 @@ describe('tflens CLI', () => {
     const top = JSON.parse(hp.out).rows[0];
     assert.deepEqual([top.layer, top.head], [1, 0]);
     m.dispose();
+  });
+
+  it('rank --method copying|composition-k (weights only) equal the library; --measure picks the copying variant', async () => {
+    const modelDir = path.join('fixtures', 'models', 'induction-handmade');
+    const m = await loadModel(modelDir);
+    const [cop, share, comp] = [await copyingScores(m, { model: m.name }), await copyingScores(m, { model: m.name, measure: 'positive-share' }), await compositionScores(m, 'K')];
+    m.dispose();
+    for (const [args, lib] of [[[], cop], [['--measure', 'positive-share'], share]] as const) {
+      const r = await cli(['rank', modelDir, '--method', 'copying', '--format', 'json', ...args]);
+      assert.equal(r.code, 0, r.err);
+      assert.deepEqual(JSON.parse(r.out).rows, JSON.parse(headScoresToJson({ ...lib, model: lib.model ?? modelDir })).rows);
+    }
+    const k = await cli(['rank', modelDir, '--method', 'composition-k', '--format', 'json']);
+    assert.equal(k.code, 0, k.err);
+    const rows = JSON.parse(k.out).rows as Array<Record<string, number>>;
+    assert.equal(rows.length, comp.rows.length);
+    rows.forEach((row, i) => assert.deepEqual(row, { layer: comp.rows[i].layer, head: comp.rows[i].head, srcLayer: comp.rows[i].srcLayer, srcHead: comp.rows[i].srcHead, score: comp.rows[i].score }));
+    const bad = await cli(['rank', modelDir, '--method', 'copying', '--measure', 'bogus']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.err, /--measure/);
   });
 
   it('bad input: one-line typed messages and a non-zero exit, nothing written', async () => {
