@@ -17,6 +17,8 @@ import { bosStats, dormantTest, entropyDormancy } from '../src/analyses/dormant.
 import { RetrievalScorer, headMaskHooks, scoreRetrievalSample } from '../src/analyses/retrieval.js';
 import { needleFromTokens, niahGrid } from '../src/analyses/niah.js';
 import { razorScoresForModel } from '../src/analyses/razor.js';
+import { actHook, selectACTHeads, varHook } from '../src/analyses/calibration.js';
+import { allCompositionScores, copyingScores, pca } from '../src/analyses/weights/index.js';
 
 interface Snap {
   numTensors: number;
@@ -224,6 +226,39 @@ describe('reliability: no leaks', function () {
     assertHeapStable(warm, snap(), 'attention statistics');
     assert.equal(model.hooks.size, 0);
     counts['attention-statistics passes'] = 2;
+  });
+
+  it('calibration (ACT and VAR hook sets in runs and generation, head selection) and weight analyses: memory and wasm heap unchanged', async function () {
+    this.timeout(300000);
+    const toks = [[0, 5, 9, 13, 2, 7, 5, 9], [0, 3, 8, 4, 3, 8, 1, 2]];
+    const runAll = async () => {
+      for (let i = 0; i < 10; i++) {
+        const hooks = [actHook({ heads: [[1, 0], [2, 3]], decodeSinks: i % 2 ? 'prefill' : 'row' }), varHook({ nLayers: model.cfg.n_layers, group: { start: 2, end: 6 }, sinkDims: [0, 1], tau: 1, decodeSinks: i % 2 ? 'every-step' : 'prefill' })];
+        tf.dispose(await model.runWithHooks(toks, { fwdHooks: hooks.flat() }));
+        await generate(model, toks, { maxNewTokens: 3, fwdHooks: hooks.flat() });
+        hooks.forEach((h) => h.dispose());
+      }
+      await selectACTHeads(model, toks, async (hooks, t) => {
+        const lg = await model.runWithHooks(t, { fwdHooks: hooks });
+        const mean = tf.tidy(() => lg.mean());
+        lg.dispose();
+        const v = await mean.data().finally(() => mean.dispose());
+        return v[0];
+      }, { layers: [1] });
+      await allCompositionScores(model, { engine: 'tf' });
+      await copyingScores(model);
+      const { logits, cache } = await model.runWithCache(toks, { namesFilter: ['blocks.1.hook_resid_post'] });
+      await pca(cache.get('blocks.1.hook_resid_post'), { k: 3 });
+      tf.dispose(logits);
+      cache.dispose();
+    };
+    await runAll();
+    const warm = snap();
+    await runAll();
+    assertSame(warm, snap(), 'calibration and weights');
+    assertHeapStable(warm, snap(), 'calibration and weights');
+    assert.equal(model.hooks.size, 0);
+    counts['calibrated runs'] = 2 * 10 * 2;
   });
 
   it('an error in the middle of a forward, a cached run, a generation or a sweep leaves no tensors and no hooks', () => {
