@@ -9,6 +9,7 @@ import { loadModel, generate, type HookedTransformer } from '../src/model/index.
 import { attributionPatch, inductionProblem, patchSweep, pathPatch, headPatchingScores, knockout, templateMeans, type PatchingProblem } from '../src/circuits/index.js';
 import { reluSAE, topKSAE } from '../src/sae/models.js';
 import { trainSAE } from '../src/sae/train.js';
+import { saeCircuitScores } from '../src/sae/discrete.js';
 import { mulberry32 } from '../src/util/random.js';
 import { REF_DIR } from './helpers/reference.js';
 import { sinkScores, hiddenSinkScores, residualNorms } from '../src/analyses/sinks.js';
@@ -336,6 +337,14 @@ describe('reliability: no leaks', function () {
     x.dispose();
     assertSame(before, snap(), 'SAE create/train/dispose');
     counts['SAE training steps'] = 120;
+    // the discrete-SAE pipeline (collection, shared and per-head SAEs, codes), twice each
+    const positive = { tokens: [[1, 2, 3, 1, 2, 3], [4, 5, 6, 4, 5, 6]] };
+    const negative = { tokens: [[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]] };
+    const start = snap();
+    for (const setup of ['authors-code', 'paper-text', 'authors-code', 'paper-text'] as const) {
+      await saeCircuitScores(model, positive, negative, { setup, nFeatures: 8, epochs: 5, nTrain: 3, progress: false });
+    }
+    assertSame(start, snap(), 'discrete-SAE circuit scores');
   });
 
   it('loading and disposing a model 20 times returns memory to where it was', async () => {

@@ -14,7 +14,6 @@ import {
   bar,
   histogram,
   rocCurve,
-  rocPoints,
   formatValue,
   dedupeLabels,
   tokenLabel,
@@ -28,8 +27,8 @@ import {
 import type { Figure } from '../src/plot/index.js';
 import { scriptSafe } from '../src/plot/html.js';
 import { makeHeadScores } from '../src/results.js';
+import { rocCurve as rocOf } from '../src/sae/metrics.js';
 import { ShapeError, ValueError } from '../src/errors.js';
-import { rng } from '../src/util/random.js';
 
 const zw = /\u200b/g;
 
@@ -228,39 +227,20 @@ describe('plot: figure builders', () => {
     });
   });
 
-  describe('rocPoints / rocCurve', () => {
-    it('hand case: points and AUC 0.75', () => {
-      const r = rocPoints([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]);
-      assert.deepEqual(r.fpr, [0, 0, 0.5, 0.5, 1]);
-      assert.deepEqual(r.tpr, [0, 0.5, 0.5, 1, 1]);
-      assert.deepEqual(r.thresholds, [Infinity, 0.9, 0.8, 0.7, 0.6]);
-      assert.equal(r.auc, 0.75);
+  describe('rocCurve (draws the points of tfl.sae.rocCurve)', () => {
+    it('draws the given points with the chance diagonal and the AUC in the legend', () => {
+      const r = rocOf([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]);
+      const fig = rocCurve(r, { name: 'probe' });
+      assert.deepEqual(fig.data[0].x, [0, 0, 0.5, 0.5, 1]);
+      assert.deepEqual(fig.data[0].y, [0, 0.5, 0.5, 1, 1]);
+      assert.equal(fig.data[0].name, `probe (AUC = ${formatValue(0.75, 3)})`);
+      assert.deepEqual(fig.data[1].x, [0, 1]);
     });
 
-    it('AUC equals the brute-force pair count (ties one half) on seeded data with ties', () => {
-      const g = rng(7);
-      const n = 200;
-      const scores = Array.from({ length: n }, () => Math.round(g.next() * 20) / 20);
-      const labels = scores.map((s) => g.next() < 0.3 + 0.4 * s);
-      let wins = 0;
-      let pairs = 0;
-      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
-        if (labels[i] && !labels[j]) {
-          pairs++;
-          wins += scores[i] > scores[j] ? 1 : scores[i] === scores[j] ? 0.5 : 0;
-        }
-      }
-      const r = rocPoints(scores, labels);
-      assert.ok(Math.abs(r.auc - wins / pairs) < 1e-12, `${r.auc} vs ${wins / pairs}`);
-      assert.ok(r.auc > 0.55);
-      const fig = rocCurve(scores, labels, { name: 'probe' });
-      assert.equal(fig.data[0].name, `probe (AUC = ${formatValue(wins / pairs, 3)})`);
-    });
-
-    it('needs both classes and one label per score', () => {
-      assert.throws(() => rocPoints([1, 2], [1, 1]), ValueError);
-      assert.throws(() => rocPoints([1, 2], [1]), ShapeError);
-      assert.throws(() => rocPoints([1, 2], [1, 2]), ValueError);
+    it('bad points: typed errors', () => {
+      assert.throws(() => rocCurve({ fpr: [0, 1], tpr: [0], auc: 0.5 }), ShapeError);
+      assert.throws(() => rocCurve({ fpr: [0, 1], tpr: [0, NaN], auc: 0.5 }), ValueError);
+      assert.throws(() => rocCurve({ fpr: [0, 1], tpr: [0, 1], auc: NaN }), ValueError);
     });
   });
 

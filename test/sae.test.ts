@@ -3,23 +3,39 @@ import * as tf from '@tensorflow/tfjs';
 import { SparseAutoencoder, mm, paperSAE, reluSAE, topKSAE } from '../src/sae/models.js';
 import { trainSAE } from '../src/sae/train.js';
 import { saeMetrics } from '../src/sae/metrics.js';
-import { collectActivations, collectHeadOutputs, collectHeadOutputsMulti, type ActivationModel } from '../src/sae/collect.js';
+import { collectActivations, collectHeadOutputs } from '../src/sae/collect.js';
+import { saeCodes } from '../src/sae/discrete.js';
 import { ConfigError, ShapeError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
-import { readFileSync } from 'node:fs';
-import { randomModel } from '../src/model/index.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { loadModel, randomModel } from '../src/model/index.js';
 import type { HookName } from '../src/hooks/names.js';
+import { generateIOI } from '../src/data/ioi.js';
+import { ioiTokenizerOf, leftPad } from '../src/circuits/problem.js';
+import { runPort } from './helpers/port.js';
 
 const close = (a: number, b: number, tol = 1e-5, msg = '') => assert.ok(Math.abs(a - b) <= tol, `${msg} ${a} vs ${b}`);
 
-function take(t: tf.Tensor): number[] {
-  const a = Array.from(t.dataSync());
+/** A tensor's values (read asynchronously), disposing it. */
+async function take(t: tf.Tensor): Promise<number[]> {
+  const a = Array.from(await t.data());
   t.dispose();
   return a;
 }
 
-function arr2(t: tf.Tensor): number[][] {
-  return t.arraySync() as number[][];
+async function arr2(t: tf.Tensor): Promise<number[][]> {
+  return (await t.array()) as number[][];
+}
+
+/** A rank-2 tensor's rows, disposing it. */
+async function rows(t: tf.Tensor): Promise<number[][]> {
+  const a = (await t.array()) as number[][];
+  t.dispose();
+  return a;
+}
+
+async function scalar(t: tf.Tensor): Promise<number> {
+  return (await t.data())[0];
 }
 
 /** Tiny weights: d_in 2, d_sae 3. */
@@ -40,7 +56,7 @@ function tinyWeights() {
 }
 
 describe('sae/models', () => {
-  it('paper SAE: f = ReLU(W_e (x - b) + b_e), x_hat = W_d f + b, loss = MSE + lambda mean ||f||_1 (hand-computed)', () => {
+  it('paper SAE: f = ReLU(W_e (x - b) + b_e), x_hat = W_d f + b, loss = MSE + lambda mean ||f||_1 (hand-computed)', async () => {
     const before = tf.memory().numTensors;
     const sae = new SparseAutoencoder({ architecture: 'paper', dIn: 2, dSae: 3, lambda: 0.02 }, tinyWeights());
     const x = tf.tensor2d([
@@ -59,33 +75,33 @@ describe('sae/models', () => {
       [0.6, -0.5],
     ];
     const { features, recon: r } = sae.forward(x);
-    arr2(features).forEach((row, i) => row.forEach((v, j) => close(v, f[i][j], 1e-6)));
-    arr2(r).forEach((row, i) => row.forEach((v, j) => close(v, recon[i][j], 1e-6)));
+    (await arr2(features)).forEach((row, i) => row.forEach((v, j) => close(v, f[i][j], 1e-6)));
+    (await arr2(r)).forEach((row, i) => row.forEach((v, j) => close(v, recon[i][j], 1e-6)));
     const diffs = [2.44 - 1.5, 1.42 - 0.5, 0.6 - 0.5, -0.5 + 1.5];
     const mse = diffs.reduce((s, v) => s + v * v, 0) / 4;
     const l1 = (1.1 + 0.8 + 1.4 + 0.1) / 2;
     const l = sae.loss(x);
-    close(l.mse.dataSync()[0], mse, 1e-6);
-    close(l.l1.dataSync()[0], l1, 1e-6);
-    close(l.loss.dataSync()[0], mse + 0.02 * l1, 1e-6);
+    close(await scalar(l.mse), mse, 1e-6);
+    close(await scalar(l.l1), l1, 1e-6);
+    close(await scalar(l.loss), mse + 0.02 * l1, 1e-6);
     tf.dispose([features, r, l.loss, l.mse, l.l1, x]);
     sae.dispose();
     assert.equal(tf.memory().numTensors, before);
   });
 
-  it('standard SAE does not subtract b_dec from the input', () => {
+  it('standard SAE does not subtract b_dec from the input', async () => {
     const sae = new SparseAutoencoder({ architecture: 'standard', dIn: 2, dSae: 3 }, tinyWeights());
     assert.equal(sae.applyBDecToInput, false);
     assert.equal(sae.lambda, 0.01);
     const x = tf.tensor2d([[1.5, 0.5]]);
     const f = sae.encode(x);
     // pre = [1.5+0.1, 0.5-0.2, 0.9+0.4] = [1.6, 0.3, 1.3]
-    arr2(f)[0].forEach((v, j) => close(v, [1.6, 0.3, 1.3][j], 1e-6));
+    (await arr2(f))[0].forEach((v, j) => close(v, [1.6, 0.3, 1.3][j], 1e-6));
     tf.dispose([x, f]);
     sae.dispose();
   });
 
-  it('TopK keeps exactly the k largest pre-activations (fewer only when some of them are <= 0)', () => {
+  it('TopK keeps exactly the k largest pre-activations (fewer only when some of them are <= 0)', async () => {
     const w = {
       W_enc: tf.eye(4),
       b_enc: tf.zeros([4]),
@@ -99,7 +115,7 @@ describe('sae/models', () => {
       [4, 3, 2, 1],
       [-1, 0.5, -2, -3],
     ]);
-    const f = arr2(sae.encode(x));
+    const f = await arr2(sae.encode(x));
     assert.deepEqual(f[0].map((v) => v > 0), [false, true, true, false]);
     close(f[0][1], 2);
     close(f[0][2], 1);
@@ -109,11 +125,11 @@ describe('sae/models', () => {
     const big = topKSAE(8, 16, 3, { seed: 4 });
     big.params.b_enc.assign(tf.fill([16], 10));
     const xr = tf.randomNormal([20, 8], 0, 1, 'float32', 7) as tf.Tensor2D;
-    const fr = arr2(big.encode(xr));
+    const fr = await arr2(big.encode(xr));
     for (const row of fr) assert.equal(row.filter((v) => v > 0).length, 3);
     // gradients flow only through the selected features
     const { grads, value } = tf.variableGrads(() => sae.loss(x).loss, sae.variables());
-    const gb = grads[sae.params.b_enc.name].dataSync();
+    const gb = await grads[sae.params.b_enc.name].data();
     // feature 3 is never selected: no gradient on its encoder bias
     assert.equal(gb[3], 0);
     assert.ok(Math.abs(gb[1]) > 0);
@@ -122,15 +138,14 @@ describe('sae/models', () => {
     big.dispose();
   });
 
-  it('initialisation is seeded and unit norm; bad options raise typed errors', () => {
+  it('initialisation is seeded and unit norm; bad options raise typed errors', async () => {
     const a = paperSAE(6, 10, { seed: 1 });
     const b = paperSAE(6, 10, { seed: 1 });
     const c = paperSAE(6, 10, { seed: 2 });
-    assert.deepEqual(Array.from(a.params.W_enc.dataSync()), Array.from(b.params.W_enc.dataSync()));
-    assert.notDeepEqual(Array.from(a.params.W_enc.dataSync()), Array.from(c.params.W_enc.dataSync()));
-    const encNorms = tf.norm(a.params.W_enc, 'euclidean', 0);
-    for (const v of encNorms.dataSync()) close(v, 1, 1e-5);
-    encNorms.dispose();
+    const [wa, wb, wc] = await Promise.all([a, b, c].map((s) => s.toArrays()));
+    assert.deepEqual(wa.W_enc, wb.W_enc);
+    assert.notDeepEqual(wa.W_enc, wc.W_enc);
+    for (const v of await take(tf.norm(a.params.W_enc, 'euclidean', 0))) close(v, 1, 1e-5);
     [a, b, c].forEach((s) => s.dispose());
     assert.throws(() => topKSAE(4, 4, 5), ConfigError);
     assert.throws(() => reluSAE(4, 0), ConfigError);
@@ -146,7 +161,7 @@ describe('sae/models', () => {
     assert.throws(() => new SparseAutoencoder({ architecture: 'standard', dIn: 2, dSae: 3 }, { ...tinyWeights(), W_dec: [[1, 0]] }), ShapeError);
   });
 
-  it('mm has the gradient of tf.matMul (computed without transpose flags)', () => {
+  it('mm has the gradient of tf.matMul (computed without transpose flags)', async () => {
     const before = tf.memory().numTensors;
     const a = tf.tidy(() => tf.variable(tf.randomNormal([3, 5], 0, 1, 'float32', 1)));
     const b = tf.tidy(() => tf.variable(tf.randomNormal([5, 4], 0, 1, 'float32', 2)));
@@ -155,10 +170,10 @@ describe('sae/models', () => {
     const f2 = () => tf.sum(tf.mul(mm(a as tf.Tensor2D, b as tf.Tensor2D), w)) as tf.Scalar;
     const g1 = tf.variableGrads(f1, [a, b]);
     const g2 = tf.variableGrads(f2, [a, b]);
-    close(g1.value.dataSync()[0], g2.value.dataSync()[0], 1e-5);
+    close(await scalar(g1.value), await scalar(g2.value), 1e-5);
     for (const v of [a, b]) {
-      const x1 = g1.grads[v.name].dataSync();
-      const x2 = g2.grads[v.name].dataSync();
+      const x1 = await g1.grads[v.name].data();
+      const x2 = await g2.grads[v.name].data();
       assert.equal(x1.length, x2.length);
       for (let i = 0; i < x1.length; i++) close(x1[i], x2[i], 1e-5);
     }
@@ -166,14 +181,14 @@ describe('sae/models', () => {
     assert.equal(tf.memory().numTensors, before);
   });
 
-  it('projectGradients removes the component parallel to each feature vector', () => {
+  it('projectGradients removes the component parallel to each feature vector', async () => {
     const sae = paperSAE(5, 7, { seed: 3 });
     const x = tf.randomNormal([9, 5], 0, 1, 'float32', 1) as tf.Tensor2D;
     const { grads, value } = tf.variableGrads(() => sae.loss(x).loss, sae.variables());
     const named = { W_enc: grads[sae.params.W_enc.name], W_dec: grads[sae.params.W_dec.name] };
     const proj = sae.projectGradients(named);
-    const dotEnc = tf.sum(tf.mul(proj.W_enc, sae.params.W_enc), 0).dataSync();
-    const dotDec = tf.sum(tf.mul(proj.W_dec, sae.params.W_dec), 1).dataSync();
+    const dotEnc = await take(tf.sum(tf.mul(proj.W_enc, sae.params.W_enc), 0));
+    const dotDec = await take(tf.sum(tf.mul(proj.W_dec, sae.params.W_dec), 1));
     for (const v of [...dotEnc, ...dotDec]) close(v, 0, 1e-5);
     tf.dispose([x, value, ...Object.values(grads), proj.W_enc, proj.W_dec]);
     sae.dispose();
@@ -186,7 +201,7 @@ describe('sae/train', () => {
     const run = async (arch: 'paper' | 'standard' | 'topk', steps: number, seed: number) => {
       const sae = new SparseAutoencoder({ architecture: arch, dIn: 6, dSae: 12, k: arch === 'topk' ? 3 : undefined, seed: 2 });
       const before = tf.memory().numTensors;
-      const normsSeen: number[] = [];
+      const normTensors: tf.Tensor[] = [];
       const res = await trainSAE(sae, x, {
         steps,
         batchSize: 16,
@@ -194,10 +209,11 @@ describe('sae/train', () => {
         seed,
         logEvery: 1,
         onProgress: () => {
-          normsSeen.push(...take(tf.norm(sae.params.W_dec, 'euclidean', 1)));
-          if (arch === 'paper') normsSeen.push(...take(tf.norm(sae.params.W_enc, 'euclidean', 0)));
+          normTensors.push(tf.norm(sae.params.W_dec, 'euclidean', 1));
+          if (arch === 'paper') normTensors.push(tf.norm(sae.params.W_enc, 'euclidean', 0));
         },
       });
+      const normsSeen = (await Promise.all(normTensors.map(take))).flat();
       assert.equal(tf.memory().numTensors, before, `${arch}: tensors leaked over ${steps} steps`);
       return { sae, res, normsSeen };
     };
@@ -207,9 +223,9 @@ describe('sae/train', () => {
       assert.ok(a.normsSeen.length > 0);
       for (const v of a.normsSeen) close(v, 1, 1e-5, `${arch} norm`);
       const b = await run(arch, 12, 5);
-      assert.deepEqual(Array.from(a.sae.params.W_enc.dataSync()), Array.from(b.sae.params.W_enc.dataSync()));
+      assert.deepEqual((await a.sae.toArrays()).W_enc, (await b.sae.toArrays()).W_enc);
       const c = await run(arch, 12, 6); // other shuffle seed
-      assert.notDeepEqual(Array.from(a.sae.params.W_enc.dataSync()), Array.from(c.sae.params.W_enc.dataSync()));
+      assert.notDeepEqual((await a.sae.toArrays()).W_enc, (await c.sae.toArrays()).W_enc);
       [a, b, c].forEach((r) => r.sae.dispose());
     }
     // a batch function: disposed after use, no leaks
@@ -227,12 +243,12 @@ describe('sae/train', () => {
   it("decoderNorm 'input' (the authors' code) keeps each input dimension's decoder weights unit norm", async () => {
     const x = tf.randomNormal([20, 5], 0, 1, 'float32', 4) as tf.Tensor2D;
     const sae = paperSAE(5, 8, { seed: 1, decoderNorm: 'input' });
-    for (const v of take(tf.norm(sae.params.W_dec, 'euclidean', 0))) close(v, 1, 1e-5, 'init');
+    for (const v of await take(tf.norm(sae.params.W_dec, 'euclidean', 0))) close(v, 1, 1e-5, 'init');
     await trainSAE(sae, x, { steps: 10, batchSize: 20, lr: 0.05, progress: false });
-    for (const v of take(tf.norm(sae.params.W_dec, 'euclidean', 0))) close(v, 1, 1e-5, 'trained');
-    for (const v of take(tf.norm(sae.params.W_enc, 'euclidean', 0))) close(v, 1, 1e-5, 'encoder');
+    for (const v of await take(tf.norm(sae.params.W_dec, 'euclidean', 0))) close(v, 1, 1e-5, 'trained');
+    for (const v of await take(tf.norm(sae.params.W_enc, 'euclidean', 0))) close(v, 1, 1e-5, 'encoder');
     // feature rows are not normalised in this variant (8 features over 5 dims: row norms average sqrt(5/8))
-    const rows = take(tf.norm(sae.params.W_dec, 'euclidean', 1));
+    const rows = await take(tf.norm(sae.params.W_dec, 'euclidean', 1));
     assert.ok(rows.some((v) => Math.abs(v - 1) > 0.05));
     assert.throws(() => new SparseAutoencoder({ architecture: 'standard', dIn: 2, dSae: 2, decoderNorm: 'input' }), ConfigError);
     sae.dispose();
@@ -299,7 +315,7 @@ describe('sae/train', () => {
     for (const arch of ['paper', 'standard'] as const) {
       const sae = new SparseAutoencoder({ architecture: arch, dIn: d, dSae: 64, lambda: 0.03, seed: 3 });
       const res = await trainSAE(sae, x, { steps: 1000, batchSize: 128, lr: 5e-3, seed: 5, progress: false });
-      const W = sae.params.W_dec.arraySync() as number[][];
+      const W = (await sae.params.W_dec.array()) as number[][];
       let total = 0;
       for (const v of dict) {
         let best = -1;
@@ -316,7 +332,7 @@ describe('sae/train', () => {
 });
 
 describe('sae/metrics', () => {
-  it('MSE, explained variance, L0 and dead features by hand', () => {
+  it('MSE, explained variance, L0 and dead features by hand', async () => {
     // identity-like SAE on 2-d data with 3 features; feature 2 never fires
     const sae = new SparseAutoencoder(
       { architecture: 'standard', dIn: 2, dSae: 3 },
@@ -328,7 +344,7 @@ describe('sae/metrics', () => {
       [0, 4],
     ]);
     // f = relu(x W_enc + b): [1,2,0], [3,0,0], [0,4,0]; recon = [1,1], [3,0], [0,2]; residual = [0,1], [0,0], [0,2]
-    const m = saeMetrics(sae, x, { batchSize: 2 });
+    const m = await saeMetrics(sae, x, { batchSize: 2 });
     close(m.mse, (1 + 4) / 6, 1e-6);
     // var(x): dim0 values 1,3,0 mean 4/3 -> var = (1+9+0)/3 - 16/9 = 14/9; dim1 values 2,0,4 mean 2 -> var = 20/3 - 4 = 8/3
     // var(r): dim0 0; dim1 values 1,0,2 mean 1 -> var = 5/3 - 1 = 2/3
@@ -338,115 +354,74 @@ describe('sae/metrics', () => {
     assert.deepEqual(m.featureFrequency.map((v) => Math.round(v * 3)), [2, 2, 0]);
     assert.equal(m.n, 3);
     const c = tf.ones([2, 2]) as tf.Tensor2D;
-    assert.equal(saeMetrics(sae, c).explainedVariance, null);
+    assert.equal((await saeMetrics(sae, c)).explainedVariance, null);
     tf.dispose([x, c]);
     sae.dispose();
   });
 });
 
-/** A fake model whose hook_z is a known function of (batch, pos, head, k) and the token id. */
-function fakeModel(): ActivationModel & { calls: string[][] } {
-  const L = 2;
-  const H = 2;
-  const dh = 2;
-  const D = 3;
-  const params: Record<string, tf.Tensor> = {};
-  for (let l = 0; l < L; l++) {
-    // W_O[h][k][m] = (l + 1) * (h + 1) * (k + 1) + m
-    const w: number[][][] = [];
-    for (let h = 0; h < H; h++) w.push(Array.from({ length: dh }, (_, k) => Array.from({ length: D }, (_, m) => (l + 1) * (h + 1) * (k + 1) + m)));
-    params[`blocks.${l}.attn.W_O`] = tf.tensor3d(w);
-  }
-  const calls: string[][] = [];
-  return {
-    cfg: { n_layers: L, n_heads: H, d_model: D, d_head: dh },
-    params,
-    calls,
-    runWithCache(tokens, opts) {
-      const ids = tokens instanceof tf.Tensor ? (tokens.arraySync() as number[][]) : tokens;
-      const names = (opts?.namesFilter ?? []) as string[];
-      calls.push(names);
-      const store = new Map<string, tf.Tensor>();
-      for (const name of names) {
-        const l = Number(/^blocks\.(\d+)\./.exec(name)![1]);
-        if (name.endsWith('hook_z')) {
-          const z = ids.map((row) => row.map((t, p) => Array.from({ length: H }, (_, h) => Array.from({ length: dh }, (_, k) => t + 10 * l + h - k + 0.5 * p))));
-          store.set(name, tf.tensor4d(z));
-        } else {
-          const a = ids.map((row) => row.map((t, p) => Array.from({ length: D }, (_, m) => t * (m + 1) + p + l)));
-          store.set(name, tf.tensor3d(a));
-        }
-      }
-      return {
-        logits: tf.zeros([ids.length, ids[0].length, 5]),
-        cache: {
-          get: (n: string) => {
-            const t = store.get(n);
-            if (!t) throw new Error(`not cached: ${n}`);
-            return t;
-          },
-          dispose: () => store.forEach((t) => t.dispose()),
-        },
-      };
-    },
-  };
-}
 
-function zOf(t: number, l: number, h: number, k: number, p: number): number {
-  return t + 10 * l + h - k + 0.5 * p;
-}
-function woOf(l: number, h: number, k: number, m: number): number {
-  return (l + 1) * (h + 1) * (k + 1) + m;
+// ------------------------------------------------------------------ collection
+
+const IOI = 'fixtures/models/ioi';
+
+/** Left-padded IOI prompts of the shipped ioi model. */
+function ioiBatch(model: Awaited<ReturnType<typeof loadModel>>, n: number, seed: number): { tokens: number[][]; attentionMask: number[][] } {
+  const p = leftPad(generateIOI(ioiTokenizerOf(model), { n, seed }).tokens, 0);
+  return { tokens: p.ids, attentionMask: p.attentionMask };
 }
 
 describe('sae/collect', () => {
-  it('head output z_h W_O^h averaged over real positions, or at the last real one (hand-computed)', () => {
-    const model = fakeModel();
-    const tokens = [
-      [0, 4, 7],
-      [2, 3, 5],
-    ];
-    const mask = [
-      [0, 1, 1],
-      [1, 1, 1],
-    ];
-    const before = tf.memory().numTensors;
-    const expectHead = (b: number, l: number, h: number, mode: 'mean' | 'last') => {
-      const pos = mask[b].map((v, p) => (v ? p : -1)).filter((p) => p >= 0);
-      const use = mode === 'mean' ? pos : [pos[pos.length - 1]];
-      return [0, 1, 2].map((m) => {
+  it('ioi model: head outputs equal a plain-JS port of the authors\' collection (hook_z W_O^h per position, mean over real positions, or the last)', async function () {
+    this.timeout(60000);
+    if (!existsSync(`${IOI}/model.safetensors`)) this.skip();
+    const model = await loadModel(IOI);
+    const batch = ioiBatch(model, 6, 3);
+    const { n_layers: L, n_heads: H, d_model: D, d_head: dh } = model.cfg;
+    const names = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_z` as HookName);
+    const { logits, cache } = await model.runWithCache(batch.tokens, { attentionMask: batch.attentionMask, namesFilter: names });
+    const z = await Promise.all(names.map(async (n) => (await cache.values(n)).values)); // [b, p, H, dh] flat per layer
+    const wo = await Promise.all(Array.from({ length: L }, (_, l) => model.params[`blocks.${l}.attn.W_O`].data())); // [H, dh, D]
+    logits.dispose();
+    cache.dispose();
+    const T = batch.tokens[0].length;
+    /** TransformerLens's head result at (b, p): z[b, p, h] @ W_O[h], then the mean over the chosen positions. */
+    const port = (b: number, l: number, h: number, positions: number[]) =>
+      Array.from({ length: D }, (_, m) => {
         let s = 0;
-        for (const p of use) for (let k = 0; k < 2; k++) s += zOf(tokens[b][p], l, h, k, p) * woOf(l, h, k, m);
-        return s / use.length;
+        for (const p of positions) for (let k = 0; k < dh; k++) s += z[l][((b * T + p) * H + h) * dh + k] * wo[l][(h * dh + k) * D + m];
+        return s / positions.length;
       });
-    };
-    for (const mode of ['mean', 'last'] as const) {
-      const out = collectHeadOutputs(model, tokens, { layer: 1, head: 0, position: mode, attentionMask: mask, batchSize: 1 });
-      assert.deepEqual(out.shape, [2, 3]);
-      arr2(out).forEach((row, b) => row.forEach((v, m) => close(v, expectHead(b, 1, 0, mode)[m], 1e-4)));
+    const before = tf.memory().numTensors;
+    for (const position of ['mean', 'last'] as const) {
+      const out = await collectHeadOutputs(model, batch, { position, batchSize: 4 });
+      assert.deepEqual(out.shape, [6, L * H, D]);
+      const o = (await out.array()) as number[][][];
       out.dispose();
+      batch.attentionMask.forEach((row, b) => {
+        const real = row.map((v, p) => (v ? p : -1)).filter((p) => p >= 0);
+        const positions = position === 'mean' ? real : [real[real.length - 1]];
+        for (let l = 0; l < L; l++) for (let h = 0; h < H; h++) port(b, l, h, positions).forEach((v, m) => close(o[b][l * H + h][m], v, 1e-4, `${position} b${b} ${l}.${h}[${m}]`));
+      });
     }
-    const tokT = tf.tensor2d(tokens, undefined, 'int32');
-    const multi = collectHeadOutputsMulti(model, tokT, { heads: ['1.1', [0, 1], '0.0'], attentionMask: mask });
-    tokT.dispose();
-    assert.deepEqual(multi.shape, [2, 3, 3]);
-    const mv = multi.arraySync() as number[][][];
-    const order: Array<[number, number]> = [
-      [0, 0],
-      [0, 1],
-      [1, 1],
-    ];
-    mv.forEach((row, b) => row.forEach((vec, i) => vec.forEach((v, m) => close(v, expectHead(b, order[i][0], order[i][1], 'mean')[m], 1e-4))));
-    multi.dispose();
+    // a subset of heads comes back layer-major, whatever order it was asked in
+    const sub = await collectHeadOutputs(model, batch, { heads: ['2.1', [0, 3], 'L1H0'] });
+    const s = (await sub.array()) as number[][][];
+    sub.dispose();
+    const real0 = batch.attentionMask[0].map((v, p) => (v ? p : -1)).filter((p) => p >= 0);
+    [[0, 3], [1, 0], [2, 1]].forEach(([l, h], i) => port(0, l, h, real0).forEach((v, m) => close(s[0][i][m], v, 1e-4)));
     assert.equal(tf.memory().numTensors, before);
-    assert.throws(() => collectHeadOutputs(model, tokens, { layer: 2, head: 0 }), ValueError);
-    assert.throws(() => collectHeadOutputs(model, tokens, { layer: 0, head: 0, attentionMask: [[1, 1, 1]] }), ShapeError);
-    assert.throws(() => collectHeadOutputs(model, tokens, { layer: 0, head: 0, attentionMask: [[0, 0, 0], [1, 1, 1]] }), ValueError);
-    Object.values(model.params).forEach((t) => t.dispose());
+    await assert.rejects(collectHeadOutputs(model, batch, { heads: ['3.0'] }), ValueError);
+    await assert.rejects(collectHeadOutputs(model, batch, { heads: [] }), ValueError);
+    await assert.rejects(collectHeadOutputs(model, { tokens: batch.tokens, attentionMask: [[1]] }), ShapeError);
+    await assert.rejects(collectHeadOutputs(model, { tokens: [[1, 2]], attentionMask: [[0, 0]] }), ValueError);
+    await assert.rejects(collectHeadOutputs(model, batch, { position: 'first' as never }), ValueError);
+    model.dispose();
   });
 
-  it('collectActivations returns one row per real position, or per-prompt mean/last', () => {
-    const model = fakeModel();
+  it('collectActivations: one row per real position, or the per-prompt mean / last, of the cached hook (rank 4 flattened)', async () => {
+    const cfg = JSON.parse(readFileSync('fixtures/reference/gpt2/config.json', 'utf8'));
+    const model = randomModel(cfg, { seed: 2, std: 0.3 });
     const tokens = [
       [0, 4, 7],
       [2, 3, 5],
@@ -455,31 +430,32 @@ describe('sae/collect', () => {
       [0, 1, 1],
       [1, 1, 1],
     ];
+    const hook = 'blocks.1.hook_resid_pre' as HookName;
+    const { logits, cache } = await model.runWithCache(tokens, { attentionMask: mask, namesFilter: [hook, 'blocks.0.attn.hook_z'] });
+    const a = (await cache.get(hook).array()) as number[][][];
+    const zz = (await cache.get('blocks.0.attn.hook_z').array()) as number[][][][];
+    logits.dispose();
+    cache.dispose();
     const before = tf.memory().numTensors;
-    const all = collectActivations(model, tokens, 'blocks.1.hook_resid_pre', { attentionMask: mask });
-    assert.deepEqual(all.shape, [5, 3]);
-    const a = arr2(all);
-    const act = (t: number, p: number, m: number) => t * (m + 1) + p + 1;
-    assert.deepEqual(a[0], [act(4, 1, 0), act(4, 1, 1), act(4, 1, 2)]);
-    assert.deepEqual(a[4], [act(5, 2, 0), act(5, 2, 1), act(5, 2, 2)]);
-    const mean = collectActivations(model, tokens, 'blocks.1.hook_resid_pre', { attentionMask: mask, position: 'mean' });
-    close(arr2(mean)[0][0], (act(4, 1, 0) + act(7, 2, 0)) / 2, 1e-5);
-    const zflat = collectActivations(model, tokens, 'blocks.0.attn.hook_z', { position: 'last' });
-    assert.deepEqual(zflat.shape, [2, 4]);
-    close(arr2(zflat)[1][3], zOf(5, 0, 1, 1, 2), 1e-5);
-    tf.dispose([all, mean, zflat]);
+    const all = await rows(await collectActivations(model, { tokens, attentionMask: mask }, hook, { batchSize: 1 }));
+    const want = [a[0][1], a[0][2], a[1][0], a[1][1], a[1][2]];
+    assert.equal(all.length, 5);
+    all.forEach((row, i) => row.forEach((v, j) => close(v, want[i][j], 1e-5)));
+    const mean = await rows(await collectActivations(model, { tokens, attentionMask: mask }, hook, { position: 'mean' }));
+    mean[0].forEach((v, j) => close(v, (a[0][1][j] + a[0][2][j]) / 2, 1e-5));
+    const last = await rows(await collectActivations(model, { tokens, attentionMask: mask }, 'blocks.0.attn.hook_z', { position: 'last' }));
+    assert.equal(last[1].length, model.cfg.n_heads * model.cfg.d_head);
+    last[1].forEach((v, j) => close(v, zz[1][2][Math.floor(j / model.cfg.d_head)][j % model.cfg.d_head], 1e-5));
     assert.equal(tf.memory().numTensors, before);
-    Object.values(model.params).forEach((t) => t.dispose());
+    model.dispose();
   });
 });
 
-describe('sae/collect on the real HookedTransformer', () => {
+describe('sae/collect on random models', () => {
   for (const fam of ['gpt2', 'llama'] as const) {
-    it(`${fam}: head outputs equal hook_result averaged over real positions (left padding), or at the last one`, () => {
+    it(`${fam}: a left-padded prompt gives the head outputs of the prompt alone; chunking changes nothing`, async () => {
       const cfg = JSON.parse(readFileSync(`fixtures/reference/${fam}/config.json`, 'utf8'));
       const model = randomModel(cfg, { seed: 3, std: 0.3 });
-      const m: ActivationModel = model; // the structural interface accepts the real model
-      const { n_layers: L, n_heads: H, d_model: D } = model.cfg;
       const tokens = [
         [0, 0, 5, 6, 7],
         [1, 2, 3, 4, 5],
@@ -489,34 +465,84 @@ describe('sae/collect on the real HookedTransformer', () => {
         [1, 1, 1, 1, 1],
       ];
       const before = tf.memory().numTensors;
-      const names = Array.from({ length: L }, (_, l) => `blocks.${l}.attn.hook_result` as HookName);
-      const { logits, cache } = model.runWithCache(tokens, { attentionMask: mask, namesFilter: names });
-      const res = names.map((n) => cache.get(n).arraySync() as number[][][][]); // [b, p, H, D]
-      logits.dispose();
-      cache.dispose();
-      for (const mode of ['mean', 'last'] as const) {
-        const out = collectHeadOutputsMulti(m, tokens, { attentionMask: mask, position: mode, batchSize: 1 });
-        assert.deepEqual(out.shape, [2, L * H, D]);
-        const o = out.arraySync() as number[][][];
-        out.dispose();
-        for (let b = 0; b < 2; b++) {
-          const pos = mode === 'mean' ? mask[b].map((v, p) => (v ? p : -1)).filter((p) => p >= 0) : [4];
-          for (let l = 0; l < L; l++) {
-            for (let h = 0; h < H; h++) {
-              for (let d = 0; d < D; d++) {
-                const want = pos.reduce((s, p) => s + res[l][b][p][h][d], 0) / pos.length;
-                close(o[b][l * H + h][d], want, 1e-4, `${mode} b${b} ${l}.${h}[${d}]`);
-              }
-            }
-          }
-        }
-      }
-      // a padded prompt gives the same head outputs as the prompt alone
-      const alone = collectHeadOutputs(m, [[5, 6, 7]], { layer: L - 1, head: H - 1 });
-      const padded = collectHeadOutputs(m, tokens, { layer: L - 1, head: H - 1, attentionMask: mask });
-      arr2(alone)[0].forEach((v, d) => close(v, arr2(padded)[0][d], 1e-4, 'padding'));
-      tf.dispose([alone, padded]);
+      const head = [`${model.cfg.n_layers - 1}.${model.cfg.n_heads - 1}`];
+      const one = await collectHeadOutputs(model, { tokens: [[5, 6, 7]] }, { heads: head });
+      const alone = await rows(tf.squeeze(one, [1]));
+      one.dispose();
+      const padded = await collectHeadOutputs(model, { tokens, attentionMask: mask }, { batchSize: 1 });
+      const tokT = tf.tensor2d(tokens, undefined, 'int32');
+      const whole = await collectHeadOutputs(model, { tokens: tokT, attentionMask: mask });
+      tokT.dispose();
+      const [p, w] = (await Promise.all([padded.array(), whole.array()])) as number[][][][];
+      tf.dispose([padded, whole]);
+      const last = p[0].length - 1;
+      alone[0].forEach((v, d) => close(v, p[0][last][d], 1e-4, 'padding'));
+      p.forEach((r, b) => r.forEach((vec, i) => vec.forEach((v, d) => close(v, w[b][i][d], 1e-6, 'chunking'))));
       assert.equal(tf.memory().numTensors, before);
+      model.dispose();
+    });
+  }
+});
+
+// ------------------------------------------------------------------ the authors' SAE and training loop, ported
+
+interface PortSae {
+  losses: number[][];
+  weights: { enc_w: number[][]; enc_b: number[]; dec_w: number[][]; bias: number[] };
+  codes: number[];
+  final: number[];
+}
+
+const transpose = (m: number[][]) => m[0].map((_, j) => m.map((r) => r[j]));
+
+describe("sae: the authors' SAE and loop against a numpy port (head outputs of the shipped ioi model)", () => {
+  for (const decoderNorm of ['input', 'feature'] as const) {
+    it(`decoderNorm '${decoderNorm}': loss at every step, trained weights and codes equal the port's`, async function () {
+      this.timeout(60000);
+      if (!existsSync(`${IOI}/model.safetensors`)) this.skip();
+      const model = await loadModel(IOI);
+      const acts = await collectHeadOutputs(model, ioiBatch(model, 8, 5));
+      const D = model.cfg.d_model;
+      const x = tf.reshape(acts, [-1, D]) as tf.Tensor2D; // [8 * 12, 64]: one row per prompt and head, as the shared SAE sees them
+      acts.dispose();
+      const sae = paperSAE(D, 48, { seed: 7, lambda: 0.02, decoderNorm });
+      const w0 = await sae.toArrays();
+      const toRows = (a: Float32Array, r: number, c: number) => Array.from({ length: r }, (_, i) => Array.from(a.subarray(i * c, (i + 1) * c)));
+      const steps = 40;
+      const port = runPort<PortSae>('sae_circuits', {
+        op: 'sae',
+        x: await x.array(),
+        weights: { enc_w: transpose(toRows(w0.W_enc, D, 48)), enc_b: Array.from(w0.b_enc), dec_w: transpose(toRows(w0.W_dec, 48, D)), bias: Array.from(w0.b_dec) },
+        lambda: 0.02,
+        lr: 1e-3,
+        steps,
+        decoderNorm,
+      });
+      const before = tf.memory().numTensors;
+      const res = await trainSAE(sae, x, { steps, batchSize: x.shape[0], lr: 1e-3, logEvery: 1, progress: false, finalMetrics: false });
+      assert.equal(tf.memory().numTensors, before);
+      // float32 against float64: relative differences grow to about 1e-5 over the 40 Adam steps
+      res.history.loss.forEach((v, i) => close(v, port.losses[i][0], 3e-5 * port.losses[i][0], `loss at step ${i}`));
+      res.history.mse.forEach((v, i) => close(v, port.losses[i][1], 3e-5 * port.losses[i][1], `mse at step ${i}`));
+      close(res.history.loss[0], port.losses[0][0], 1e-6 * port.losses[0][0], 'loss before training');
+      assert.ok(port.losses[steps - 1][0] < 0.9 * port.losses[0][0], 'the loss falls');
+      const w = await sae.toArrays();
+      // float32 against float64: most weights agree to ~1e-7; but pre-activations come within 2e-7 of 0
+      // (seen in the port), where rounding gates a row differently, and Adam carries the difference
+      // (up to 2e-4 on one feature's weights, 1.4e-5 on the shared bias, with decoderNorm 'input')
+      const diffs = (a: Float32Array, b: number[][] | number[]) => Array.from(a, (v, i) => Math.abs(v - (b.flat() as number[])[i])).sort((p, q) => p - q);
+      for (const [name, a, b] of [
+        ['W_enc', w.W_enc, transpose(port.weights.enc_w)],
+        ['W_dec', w.W_dec, transpose(port.weights.dec_w)],
+        ['b_enc', w.b_enc, port.weights.enc_b],
+        ['b_dec', w.b_dec, port.weights.bias],
+      ] as Array<[string, Float32Array, number[][] | number[]]>) {
+        const d = diffs(a, b);
+        assert.ok(d[Math.floor(d.length / 2)] < 1e-5 && d[d.length - 1] < 1e-3, `${name}: median ${d[Math.floor(d.length / 2)]}, max ${d[d.length - 1]}`);
+      }
+      assert.deepEqual(await saeCodes(sae, x), port.codes);
+      x.dispose();
+      sae.dispose();
       model.dispose();
     });
   }

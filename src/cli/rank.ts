@@ -16,7 +16,7 @@ import { inductionProblem, ioiTask, type PatchingProblem } from '../circuits/pro
 import { headPatchingScores } from '../circuits/patching.js';
 import { attributionScores, pathPatchingScores } from '../circuits/path.js';
 import { rng } from '../util/random.js';
-import { saeCircuitScores } from '../sae/discrete.js';
+import { saeCircuitScores, type SAESetup } from '../sae/discrete.js';
 import { rankRetrieval } from './retrieval-args.js';
 import { razorScoresForModel } from '../analyses/razor.js';
 
@@ -118,19 +118,21 @@ const razor = (kind: 'echo' | 'induction', help: string): RankMethod => ({
 function saeMethod(kind: 'node' | 'edge'): RankMethod {
   return {
     needsTokens: false,
-    help: `discrete-SAE ${kind} score (O'Neill & Bui), --task ioi|induction --n --seed --epochs (500) --features (200) --lambda (0.02) --n-train (10)`,
+    help: `discrete-SAE ${kind} score (O'Neill & Bui), --task ioi|induction --n --seed --setup authors-code|paper-text --epochs (500) --features (200) --lambda (0.02) --n-train (10)`,
     async run(model, _batch, args) {
       const p = taskProblem(model, args);
-      const sharing = (args.sharing ?? 'per-head') as 'per-head' | 'shared';
-      if (sharing !== 'per-head' && sharing !== 'shared') throw new ValueError('--sharing', expectedFound('per-head or shared', sharing));
-      const r = await saeCircuitScores(model, {
-        positive: { tokens: p.clean, attentionMask: p.mask },
-        negative: { tokens: p.corrupted, attentionMask: p.mask },
+      const setup = (args.setup ?? 'authors-code') as SAESetup;
+      if (setup !== 'authors-code' && setup !== 'paper-text') throw new ValueError('--setup', expectedFound('authors-code or paper-text', setup));
+      const sharing = args.sharing as 'per-head' | 'shared' | undefined;
+      if (sharing !== undefined && sharing !== 'per-head' && sharing !== 'shared') throw new ValueError('--sharing', expectedFound('per-head or shared', sharing));
+      const mask = p.attentionMask;
+      const r = await saeCircuitScores(model, { tokens: p.clean, attentionMask: mask }, { tokens: p.corrupted, attentionMask: mask }, {
         epochs: numArg(args, 'epochs', 500),
         nFeatures: numArg(args, 'features', 200),
         lambda: numArg(args, 'lambda', 0.02),
         nTrain: numArg(args, 'n-train', 10),
         seed: numArg(args, 'seed', 0),
+        setup,
         sharing,
         model: model.name,
       });

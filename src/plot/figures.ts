@@ -491,51 +491,14 @@ export function histogram(values: number[], opts: HistogramOptions = {}): Figure
 
 // ---------------------------------------------------------------- ROC
 
-export interface RocPoints {
-  /** False-positive and true-positive rates from (0,0) to (1,1), one point per distinct threshold. */
+/**
+ * ROC points to draw: false- and true-positive rates from (0, 0) to (1, 1) and the area under them, as
+ * tfl.sae.rocCurve computes them (the one ROC computation of tflens; plots take its points as data).
+ */
+export interface RocData {
   fpr: number[];
   tpr: number[];
-  /** thresholds[i]: predict positive when score >= thresholds[i] (Infinity for the first point). */
-  thresholds: number[];
-  /** Area under the curve (trapezoids; ties count one half). */
   auc: number;
-}
-
-/** ROC curve of scores against binary labels (true / 1 = positive). */
-export function rocPoints(scores: number[], labels: Array<boolean | number>): RocPoints {
-  const s = toVector(scores, 'rocPoints: scores');
-  if (!Array.isArray(labels) || labels.length !== s.length) {
-    throw new ShapeError('rocPoints: labels', expectedFound(`${s.length} labels (one per score)`, Array.isArray(labels) ? `${labels.length}` : typeof labels));
-  }
-  const y = labels.map((l, i) => {
-    if (l === true || l === 1) return 1;
-    if (l === false || l === 0) return 0;
-    throw new ValueError(`rocPoints: labels[${i}]`, expectedFound('true/false or 1/0', String(l)));
-  });
-  const pos = y.reduce<number>((a, b) => a + b, 0);
-  const neg = y.length - pos;
-  if (pos === 0 || neg === 0) {
-    throw new ValueError('rocPoints: labels', expectedFound('at least one positive and one negative', `${pos} positive, ${neg} negative`));
-  }
-  const order = s.map((_, i) => i).sort((a, b) => s[b] - s[a]);
-  const fpr = [0];
-  const tpr = [0];
-  const thresholds = [Infinity];
-  let tp = 0;
-  let fp = 0;
-  for (let i = 0; i < order.length; i++) {
-    if (y[order[i]]) tp++;
-    else fp++;
-    const last = i === order.length - 1 || s[order[i + 1]] !== s[order[i]];
-    if (last) {
-      fpr.push(fp / neg);
-      tpr.push(tp / pos);
-      thresholds.push(s[order[i]]);
-    }
-  }
-  let auc = 0;
-  for (let i = 1; i < fpr.length; i++) auc += ((fpr[i] - fpr[i - 1]) * (tpr[i] + tpr[i - 1])) / 2;
-  return { fpr, tpr, thresholds, auc };
 }
 
 export interface RocOptions {
@@ -546,9 +509,13 @@ export interface RocOptions {
   height?: number;
 }
 
-/** ROC curve with the chance diagonal; the AUC is in the legend. */
-export function rocCurve(scores: number[], labels: Array<boolean | number>, opts: RocOptions = {}): Figure {
-  const r = rocPoints(scores, labels);
+/** ROC curve with the chance diagonal; the AUC is in the legend. `roc` is tfl.sae.rocCurve(scores, labels). */
+export function rocCurve(roc: RocData, opts: RocOptions = {}): Figure {
+  const fpr = toVector(roc?.fpr, 'rocCurve: fpr');
+  const tpr = toVector(roc?.tpr, 'rocCurve: tpr');
+  if (fpr.length !== tpr.length || fpr.length < 2) throw new ShapeError('rocCurve: tpr', expectedFound(`${fpr.length} points (one per fpr, at least 2)`, tpr.length));
+  if (typeof roc.auc !== 'number' || !Number.isFinite(roc.auc)) throw new ValueError('rocCurve: auc', expectedFound('a finite number', String(roc.auc)));
+  const r = { fpr, tpr, auc: roc.auc };
   return {
     data: [
       {

@@ -1,34 +1,34 @@
 /**
- * Discrete-SAE circuit identification (O'Neill & Bui; code charlieoneill11/sae-circuits).
+ * Discrete-SAE circuit identification (O'Neill & Bui; code: charlieoneill11/sae-circuits).
  *
- * Each head's output on a prompt is encoded by an SAE and reduced to one integer code: the
- * argmax feature. Heads whose codes separate positive prompts (the task) from negative prompts
- * (a corrupted task) are circuit candidates:
- * - node score of head h: |P_h \ N_h|, codes seen on positives and never on negatives
- *   (optionally divided by |P_h ∪ N_h|), softmax over heads -> HeadScores "sae-node";
- * - edge score: for every ordered head pair (h1, h2), h1 != h2 (as the authors' code), the number
- *   of code pairs (c1, c2) seen on positives and never on negatives (optionally divided by
- *   #distinct positive pairs + #distinct negative pairs); pairs sorted by that count; the heads of
- *   the sorted pairs are listed (h1, h2, h1', h2', ...) and the first k entries (default
- *   floor(n_heads^2 / 2), n_heads = heads per layer, as the authors' code) counted per head;
- *   softmax over heads -> HeadScores "sae-edge".
+ * Each head's output on a prompt is encoded by an SAE and reduced to one integer code, its argmax
+ * feature (src/main.py line 153). Heads whose codes separate positive prompts (the task) from negative
+ * prompts (a corrupted task) are circuit candidates:
+ * - node score of head h (src/node.py lines 49-86, softmax at line 44): |P_h \ N_h|, codes seen on
+ *   positives and never on negatives (optionally divided by |P_h ∪ N_h|), softmax over heads;
+ * - edge score (src/edge.py lines 19-83 and 108-144): for every ordered head pair (h1, h2), h1 != h2,
+ *   the number of code pairs seen on positives and never on negatives (optionally divided by the number
+ *   of distinct positive plus distinct negative pairs); all H x H entries (the diagonal stays 0) ranked
+ *   by `np.argsort(flat)[::-1]` (numpy's introsort, reproduced exactly in argsort.ts, ties included); the
+ *   heads of the ranked pairs listed (h1, h2, h1', h2', ...), the first k entries counted per head
+ *   (k = H^2 // 2 with H = all heads scored, src/main.py line 182), softmax over heads.
+ *
+ * Set-up (src/main.py lines 129-136, experiments/main_results.py lines 40-47): by default one SAE shared
+ * by all heads, trained on the [examples, heads, d_model] outputs of 10 random prompts (full batch, 500
+ * epochs, Adam 1e-3, 200 features, lambda 0.02), its decoder normalised per input dimension (the torch
+ * decoder weight [d_model, features] normalised along its last axis, src/sae.py line 185). The paper's
+ * text describes one SAE per head with unit-norm feature vectors: setup 'paper-text'.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import { makeHeadScores, type HeadScores } from '../results.js';
 import { deriveSeed, rng as makeRng } from '../util/random.js';
-import { paperSAE, SparseAutoencoder } from './models.js';
-import { trainSAE } from './train.js';
 import { progress as progressBar } from '../progress.js';
-import {
-  collectHeadOutputsMulti,
-  normaliseHeads,
-  type ActivationModel,
-  type HeadRef,
-  type MaskInput,
-  type PositionMode,
-  type TokensInput,
-} from './collect.js';
+import type { Batch, ModelView } from '../model/view.js';
+import { paperSAE, type SparseAutoencoder } from './models.js';
+import { trainSAE } from './train.js';
+import { numpyArgsort } from './argsort.js';
+import { collectHeadOutputs, normaliseHeads, type CollectHeadsOptions, type HeadRef } from './collect.js';
 
 /** codes[example][column]: one integer code per example and head column. */
 export type CodeTable = number[][];
@@ -41,26 +41,51 @@ export interface HeadLayout {
   heads?: ReadonlyArray<HeadRef>;
 }
 
-/** Index of the first maximum of each row (numpy argmax semantics: an all-zero row gives 0). */
-export function argmaxCodes(features: tf.Tensor2D | number[][]): number[] {
-  if (features instanceof tf.Tensor) {
-    if (features.rank !== 2) throw new ShapeError('features', expectedFound('[n, d_sae]', features.shape));
-    const [n, f] = features.shape;
-    const data = features.dataSync();
-    const out = new Array<number>(n);
-    for (let i = 0; i < n; i++) {
-      let best = 0;
-      for (let j = 1; j < f; j++) if (data[i * f + j] > data[i * f + best]) best = j;
-      out[i] = best;
-    }
-    return out;
-  }
+/** Index of the first maximum of each row (numpy's argmax: an all-zero row gives 0). */
+export function argmaxCodes(features: number[][]): number[] {
   return features.map((row, i) => {
     if (!Array.isArray(row) || row.length === 0) throw new ShapeError(`features[${i}]`, expectedFound('a non-empty row', row));
     let best = 0;
     for (let j = 1; j < row.length; j++) if (row[j] > row[best]) best = j;
     return best;
   });
+}
+
+/** First argmax of each row, on the device (ties resolved to the lowest index on every backend). */
+function firstArgmax(f: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => {
+    const F = f.shape[1];
+    const isMax = tf.cast(tf.equal(f, tf.max(f, 1, true)), 'float32');
+    const iota = tf.range(0, F, 1, 'float32');
+    // index where the row is maximal, F elsewhere; the smallest is the first maximum
+    return tf.cast(tf.min(tf.add(tf.mul(isMax, tf.sub(iota, F)), F), 1), 'int32') as tf.Tensor1D;
+  });
+}
+
+/** Rows encoded per pass when coding (bounds the [rows, features] activations held at once). */
+const CODE_ROWS = 16384;
+
+/** Codes on the device: the first argmax feature of the SAE's activations for each row of x. */
+function codesOnDevice(sae: SparseAutoencoder, x: tf.Tensor2D): tf.Tensor1D {
+  const n = x.shape[0];
+  const parts: tf.Tensor1D[] = [];
+  for (let s = 0; s < n; s += CODE_ROWS) {
+    parts.push(tf.tidy(() => firstArgmax(sae.encode(tf.slice(x, [s, 0], [Math.min(CODE_ROWS, n - s), x.shape[1]])))));
+  }
+  if (parts.length === 1) return parts[0];
+  const out = tf.concat(parts) as tf.Tensor1D;
+  tf.dispose(parts);
+  return out;
+}
+
+/** The integer code of each row of x [n, d_in]: the SAE's first argmax feature (one readback). */
+export async function saeCodes(sae: SparseAutoencoder, x: tf.Tensor2D): Promise<number[]> {
+  const c = codesOnDevice(sae, x);
+  try {
+    return Array.from(await c.data());
+  } finally {
+    c.dispose();
+  }
 }
 
 function checkTables(pos: CodeTable, neg: CodeTable, nCols: number): void {
@@ -80,6 +105,7 @@ function checkTables(pos: CodeTable, neg: CodeTable, nCols: number): void {
   }
 }
 
+/** Softmax (max subtracted; the authors' edge softmax, src/edge.py line 87, omits that and overflows past exp(709)). */
 function softmax(x: number[]): number[] {
   const m = Math.max(...x);
   const e = x.map((v) => Math.exp(v - m));
@@ -90,7 +116,7 @@ function softmax(x: number[]): number[] {
 function layoutHeads(layout: HeadLayout): Array<[number, number]> {
   const { nLayers, nHeads } = layout;
   if (!(Number.isInteger(nLayers) && nLayers > 0 && Number.isInteger(nHeads) && nHeads > 0)) {
-    throw new ConfigError('layout', expectedFound('positive integers nLayers and nHeads', { nLayers, nHeads }));
+    throw new ConfigError('layout', expectedFound('positive integers nLayers and nHeads', JSON.stringify({ nLayers, nHeads })));
   }
   return normaliseHeads(layout.heads, nLayers, nHeads);
 }
@@ -130,7 +156,7 @@ export function uniqueCodeCounts(pos: CodeTable, neg: CodeTable): UniqueCodeCoun
 }
 
 export interface NodeScoreOptions {
-  /** Divide |P_h \ N_h| by |P_h ∪ N_h| (authors' `normalise`, default false). */
+  /** Divide |P_h \ N_h| by |P_h ∪ N_h| (authors' `normalise`, default false as their main results). */
   normalise?: boolean;
   model?: string;
   data?: Record<string, unknown>;
@@ -142,10 +168,9 @@ export function nodeScores(pos: CodeTable, neg: CodeTable, layout: HeadLayout, o
   checkTables(pos, neg, heads.length);
   const u = uniqueCodeCounts(pos, neg);
   const raw = u.uniquePositive.map((v, i) => (opts.normalise ? v / u.union[i] : v));
-  const sm = softmax(raw);
   return makeHeadScores(
     'sae-node',
-    toGrid(layout, heads, sm),
+    toGrid(layout, heads, softmax(raw)),
     { normalise: !!opts.normalise, softmax: 'over listed heads' },
     {
       model: opts.model,
@@ -162,9 +187,9 @@ export function nodeScores(pos: CodeTable, neg: CodeTable, layout: HeadLayout, o
 }
 
 /**
- * counts[h1][h2] for columns h1 != h2: code pairs (c1, c2) seen together on a positive example
- * and never on a negative one (diagonal 0). With normalise, divided by the number of distinct
- * positive pairs plus distinct negative pairs of (h1, h2) (the authors' edge normalisation).
+ * counts[h1][h2] for columns h1 != h2: code pairs (c1, c2) seen together on a positive example and
+ * never on a negative one (diagonal 0). With normalise, divided by the number of distinct positive
+ * pairs plus distinct negative pairs of (h1, h2) (the authors' edge normalisation).
  */
 export function uniquePairCounts(pos: CodeTable, neg: CodeTable, opts: { normalise?: boolean } = {}): number[][] {
   const H = pos[0]?.length ?? 0;
@@ -187,17 +212,31 @@ export function uniquePairCounts(pos: CodeTable, neg: CodeTable, opts: { normali
   return out;
 }
 
+/**
+ * Order of pairs with equal counts in the edge ranking:
+ * - 'numpy' (default): `np.argsort(flat)[::-1]` with numpy's default (introsort) argsort, as the
+ *   authors' code; see argsort.ts for which numpy builds sort this way;
+ * - 'last-first': a stable sort reversed (`np.argsort(flat, kind='stable')[::-1]`), a later flat index
+ *   h1 * H + h2 first;
+ * - 'first-first': descending with an earlier flat index first.
+ */
+export type EdgeTieOrder = 'numpy' | 'last-first' | 'first-first';
+
 export interface EdgeScoreOptions {
   normalise?: boolean;
-  /** Head entries taken from the sorted pair list (default floor(nHeads^2 / 2), nHeads = heads per layer). */
+  /** Head entries taken from the ranked pair list (default floor(H^2 / 2), H = the number of heads scored). */
   k?: number;
-  /**
-   * Order of pairs with equal counts. 'last-first' (default) mirrors the authors' reversed
-   * ascending argsort (a later flat index h1 * H + h2 first); 'first-first' the opposite.
-   */
-  tieOrder?: 'last-first' | 'first-first';
+  tieOrder?: EdgeTieOrder;
   model?: string;
   data?: Record<string, unknown>;
+}
+
+/** Flat indices a * H + b of the H x H counts, highest first, ties ordered by `tie`. */
+function rankPairs(counts: number[][], tie: EdgeTieOrder): number[] {
+  const flat = counts.flat();
+  if (tie === 'numpy') return Array.from(numpyArgsort(flat)).reverse();
+  const idx = flat.map((_, i) => i);
+  return idx.sort((i, j) => flat[j] - flat[i] || (tie === 'last-first' ? j - i : i - j));
 }
 
 /** Edge scores -> HeadScores "sae-edge" (appearances in the top pairs, softmax over the listed heads). */
@@ -205,35 +244,22 @@ export function edgeScores(pos: CodeTable, neg: CodeTable, layout: HeadLayout, o
   const heads = layoutHeads(layout);
   checkTables(pos, neg, heads.length);
   const H = heads.length;
-  const k = opts.k ?? Math.floor((layout.nHeads * layout.nHeads) / 2);
+  const k = opts.k ?? Math.floor((H * H) / 2);
   if (!(Number.isInteger(k) && k >= 0)) throw new ConfigError('k', expectedFound('a non-negative integer', k));
+  const tie = opts.tieOrder ?? 'numpy';
+  if (!['numpy', 'last-first', 'first-first'].includes(tie)) throw new ConfigError('tieOrder', expectedFound("'numpy', 'last-first' or 'first-first'", tie));
   const counts = uniquePairCounts(pos, neg, { normalise: opts.normalise });
-  const flat: number[] = [];
-  for (let a = 0; a < H; a++) for (let b = 0; b < H; b++) flat.push(a * H + b);
-  const lastFirst = (opts.tieOrder ?? 'last-first') === 'last-first';
-  const val = (i: number) => counts[Math.floor(i / H)][i % H];
-  flat.sort((i, j) => val(j) - val(i) || (lastFirst ? j - i : i - j));
+  const entries = rankPairs(counts, tie).flatMap((i) => [Math.floor(i / H), i % H]);
   const appearances = new Array<number>(H).fill(0);
-  let taken = 0;
-  for (const i of flat) {
-    for (const col of [Math.floor(i / H), i % H]) {
-      if (taken >= k) break;
-      appearances[col]++;
-      taken++;
-    }
-    if (taken >= k) break;
-  }
-  const sm = softmax(appearances);
-  let maxPair = 0;
-  for (let a = 0; a < H; a++) for (let b = 0; b < H; b++) maxPair = Math.max(maxPair, counts[a][b]);
+  for (const col of entries.slice(0, k)) appearances[col]++;
   const bestPartner = counts.map((row) => Math.max(...row));
   return makeHeadScores(
     'sae-edge',
-    toGrid(layout, heads, sm),
-    { normalise: !!opts.normalise, k, tieOrder: lastFirst ? 'last-first' : 'first-first', pairs: 'ordered, h1 != h2' },
+    toGrid(layout, heads, softmax(appearances)),
+    { normalise: !!opts.normalise, k, tieOrder: tie, pairs: 'ordered, h1 != h2' },
     {
       model: opts.model,
-      data: { nPositive: pos.length, nNegative: neg.length, maxPairCount: maxPair, ...opts.data },
+      data: { nPositive: pos.length, nNegative: neg.length, maxPairCount: Math.max(...bestPartner), ...opts.data },
       extra: {
         appearances: toGrid(layout, heads, appearances),
         bestPairCount: toGrid(layout, heads, bestPartner),
@@ -243,181 +269,75 @@ export function edgeScores(pos: CodeTable, neg: CodeTable, layout: HeadLayout, o
   );
 }
 
-// ------------------------------------------------------------ per-head SAEs
+// ------------------------------------------------------------ SAEs on head outputs
 
-export interface HeadSAETrainOptions {
-  epochs?: number;
-  lr?: number;
-  /** Remove the gradient part parallel to the unit-norm vectors (authors' hook), default true. */
-  projectGradients?: boolean;
-  /** Called after each head's SAE is trained. */
-  onProgress?: (p: { head: number; nHeads: number; loss: number }) => void;
-  /** Progress display: true (default), false, or a label. */
-  progress?: boolean | string;
-  /** Stop when aborted: train() returns the losses of the heads finished so far. */
-  signal?: AbortSignal;
+/** Head outputs of the positive and negative prompts, [n, heads, d_model] each, heads layer-major. */
+export interface CircuitActivations {
+  positive: tf.Tensor3D;
+  negative: tf.Tensor3D;
+  heads: Array<[number, number]>;
+  nLayers: number;
+  nHeads: number;
 }
 
 /**
- * One paper SAE per head (head h initialised as paperSAE(d, F, {seed: deriveSeed(seed, h)})),
- * each trained full batch on its own vectors. The heads are trained one after another: on wasm,
- * many small tensors are much faster than one batched [H, ...] tensor, and only one head's Adam
- * state is alive at a time.
+ * Collect the head outputs of positive and negative prompts once (mean over real positions by
+ * default, as the authors), to score them under many seeds. Dispose the two tensors when done.
  */
-export class HeadSAEs {
-  readonly saes: SparseAutoencoder[];
-
-  constructor(nHeadSAEs: number, dIn: number, dSae: number, opts: { seed?: number; lambda?: number; decoderNorm?: 'feature' | 'input' } = {}) {
-    if (!(Number.isInteger(nHeadSAEs) && nHeadSAEs > 0)) throw new ConfigError('nHeadSAEs', expectedFound('a positive integer', nHeadSAEs));
-    const seed = opts.seed ?? 0;
-    this.saes = [];
-    try {
-      for (let h = 0; h < nHeadSAEs; h++) this.saes.push(paperSAE(dIn, dSae, { seed: HeadSAEs.headSeed(seed, h), lambda: opts.lambda ?? 0.02, decoderNorm: opts.decoderNorm }));
-    } catch (e) {
-      this.saes.forEach((s) => s.dispose());
-      throw e;
-    }
-  }
-
-  /** Seed of head h's SAE. */
-  static headSeed(seed: number, h: number): number {
-    return deriveSeed(seed, h);
-  }
-
-  get nHeadSAEs(): number {
-    return this.saes.length;
-  }
-
-  private check(x: tf.Tensor): void {
-    const d = this.saes[0].dIn;
-    if (x.rank !== 3 || x.shape[0] !== this.saes.length || x.shape[2] !== d) {
-      throw new ShapeError('x', expectedFound(`[${this.saes.length}, n, ${d}]`, x.shape));
-    }
-  }
-
-  private head(x: tf.Tensor3D, h: number): tf.Tensor2D {
-    const [, n, d] = x.shape;
-    return tf.tidy(() => tf.reshape(tf.slice(x, [h, 0, 0], [1, n, d]), [n, d]) as tf.Tensor2D);
-  }
-
-  /** Train head h's SAE on x[h] ([H, n, d]); returns each head's final loss. */
-  async train(x: tf.Tensor3D, opts: HeadSAETrainOptions = {}): Promise<number[]> {
-    this.check(x);
-    const epochs = opts.epochs ?? 500;
-    const bar = opts.progress === false ? null : progressBar(this.saes.length, { label: typeof opts.progress === 'string' ? opts.progress : `train ${this.saes.length} head SAEs` });
-    const losses: number[] = [];
-    try {
-      for (let h = 0; h < this.saes.length; h++) {
-        const l = await trainHeadSAE(this.saes[h], this.head(x, h), { epochs, lr: opts.lr, projectGradients: opts.projectGradients, signal: opts.signal }, h);
-        if (l === null) break;
-        losses.push(l);
-        opts.onProgress?.({ head: h, nHeads: this.saes.length, loss: losses[h] });
-        bar?.tick(1, { loss: losses[h] });
-      }
-    } finally {
-      bar?.done();
-    }
-    return losses;
-  }
-
-  /** Integer codes (first argmax feature) [H][n]. */
-  codes(x: tf.Tensor3D): number[][] {
-    this.check(x);
-    return this.saes.map((sae, h) => {
-      const xh = this.head(x, h);
-      const f = sae.encode(xh);
-      xh.dispose();
-      const c = argmaxCodes(f);
-      f.dispose();
-      return c;
-    });
-  }
-
-  /** Head h's SAE (owned by this object; disposed with it). */
-  sae(h: number): SparseAutoencoder {
-    const s = this.saes[h];
-    if (!s) throw new ValueError('h', expectedFound(`a head index in [0, ${this.saes.length})`, h));
-    return s;
-  }
-
-  dispose(): void {
-    this.saes.forEach((s) => s.dispose());
-  }
-}
-
-/** Full-batch training of one head's SAE (disposes xh); returns the final loss on xh. */
-async function trainHeadSAE(
-  sae: SparseAutoencoder,
-  xh: tf.Tensor2D,
-  opts: { epochs: number; lr?: number; projectGradients?: boolean; signal?: AbortSignal },
-  h: number,
-): Promise<number | null> {
+export async function collectCircuitActivations(model: ModelView, positive: Batch, negative: Batch, opts: CollectHeadsOptions = {}): Promise<CircuitActivations> {
+  const { n_layers: nLayers, n_heads: nHeads } = model.cfg;
+  const heads = normaliseHeads(opts.heads, nLayers, nHeads);
+  const pos = await collectHeadOutputs(model, positive, { ...opts, heads });
   try {
-    const r = await trainSAE(sae, xh, {
-      signal: opts.signal,
-      epochs: opts.epochs,
-      batchSize: xh.shape[0],
-      lr: opts.lr,
-      projectGradients: opts.projectGradients,
-      progress: false,
-      finalMetrics: false,
-      logEvery: opts.epochs,
-    });
-    if (r.aborted) return null;
-    const l = sae.loss(xh);
-    const v = l.loss.dataSync()[0];
-    tf.dispose([l.loss, l.mse, l.l1]);
-    if (!Number.isFinite(v)) throw new ValueError(`head SAE ${h}`, `loss became ${v}; check the activations for NaN/Inf`);
-    return v;
-  } finally {
-    xh.dispose();
+    const neg = await collectHeadOutputs(model, negative, { ...opts, heads });
+    return { positive: pos, negative: neg, heads, nLayers, nHeads };
+  } catch (e) {
+    pos.dispose();
+    throw e;
   }
 }
 
-// ------------------------------------------------------------ pipeline
-
-export type PromptSet = TokensInput | { tokens: TokensInput; attentionMask?: MaskInput };
+/**
+ * 'authors-code' (default): one SAE shared by all heads, decoder normalised per input dimension.
+ * 'paper-text': one SAE per head (head h seeded deriveSeed(seed, h)), unit-norm feature vectors.
+ */
+export type SAESetup = 'authors-code' | 'paper-text';
 
 export interface SAECircuitOptions {
-  positive: PromptSet;
-  negative: PromptSet;
-  /** Heads to score (default all). */
-  heads?: ReadonlyArray<HeadRef>;
+  setup?: SAESetup;
+  /** Overrides the set-up's sharing: one SAE for all heads ('shared') or one per head. */
+  sharing?: 'shared' | 'per-head';
+  /** Overrides the set-up's decoder norm: per input dimension ('input') or per feature ('feature'). */
+  decoderNorm?: 'input' | 'feature';
+  /** SAE features (default 200). */
   nFeatures?: number;
+  /** Sparsity coefficient (default 0.02). */
   lambda?: number;
+  /** Full-batch epochs (default 500). */
   epochs?: number;
   /** Examples (drawn at random from positives ∪ negatives) the SAEs train on; default 10. */
   nTrain?: number;
+  /** Adam learning rate (default 1e-3). */
   lr?: number;
   seed?: number;
-  position?: PositionMode;
   /** Node and edge normalisation (default false, as the authors' main results). */
   normalise?: boolean;
-  /**
-   * 'per-head' (default): one SAE per head. 'shared': one SAE on all heads' vectors, as the
-   * authors' code does (its input is [examples, heads, d_model]).
-   */
-  sharing?: 'per-head' | 'shared';
-  /**
-   * Unit norm of the decoder: 'feature' (default, each feature's decoder vector) or 'input' (the
-   * authors' code: each input dimension's weights across features). sharing 'shared' with
-   * decoderNorm 'input' is the authors' code.
-   */
-  decoderNorm?: 'feature' | 'input';
-  /** Edge: head entries taken from the sorted pair list (default floor(n_heads^2 / 2)). */
+  /** Edge: head entries taken from the ranked pair list (default floor(H^2 / 2), H = heads scored). */
   k?: number;
-  /** Prompts per forward pass while collecting (default 16). */
-  batchSize?: number;
+  tieOrder?: EdgeTieOrder;
   model?: string;
   /** Progress display while training: true (default), false, or a label. */
   progress?: boolean | string;
   /**
-   * Stop early: per-head, the heads finished so far are scored (result.aborted = true, the
-   * others are left out of the grids' softmax and marked extra.included = 0); shared, the SAE
-   * trained so far codes every head.
+   * Stop early: per head, the heads finished so far are scored (result.aborted = true, the others are
+   * left out of the grids' softmax and marked extra.included = 0); shared, the SAE trained so far codes
+   * every head.
    */
   signal?: AbortSignal;
-  /** stage 'train': per-head, step = heads finished - 1 of totalSteps heads (loss = that head's final loss); shared, the training step. */
+  /**
+   * stage 'train': per head, step = heads finished - 1 of totalSteps heads (loss = that head's final
+   * loss); shared, the training's log steps (which then reads the losses back at each of them).
+   */
   onProgress?: (p: { stage: 'collect' | 'train' | 'score'; step: number; totalSteps: number; loss?: number }) => void;
 }
 
@@ -435,149 +355,199 @@ export interface SAECircuitResult {
   aborted: boolean;
 }
 
-function splitPromptSet(s: PromptSet): { tokens: TokensInput; attentionMask?: MaskInput } {
-  if (s instanceof tf.Tensor || Array.isArray(s)) return { tokens: s };
-  if (s && typeof s === 'object' && 'tokens' in s) return s;
-  throw new ValueError('prompts', expectedFound('tokens (tensor or number[][]) or {tokens, attentionMask}', typeof s));
+interface Resolved {
+  setup: SAESetup;
+  sharing: 'shared' | 'per-head';
+  decoderNorm: 'input' | 'feature';
+  nFeatures: number;
+  lambda: number;
+  epochs: number;
+  nTrain: number;
+  lr: number;
+  seed: number;
+}
+
+function resolve(opts: SAECircuitOptions): Resolved {
+  const setup = opts.setup ?? 'authors-code';
+  if (setup !== 'authors-code' && setup !== 'paper-text') throw new ConfigError('setup', expectedFound("'authors-code' or 'paper-text'", setup));
+  const sharing = opts.sharing ?? (setup === 'authors-code' ? 'shared' : 'per-head');
+  if (sharing !== 'shared' && sharing !== 'per-head') throw new ConfigError('sharing', expectedFound("'shared' or 'per-head'", sharing));
+  const decoderNorm = opts.decoderNorm ?? (setup === 'authors-code' ? 'input' : 'feature');
+  if (decoderNorm !== 'input' && decoderNorm !== 'feature') throw new ConfigError('decoderNorm', expectedFound("'input' or 'feature'", decoderNorm));
+  const r = { setup, sharing, decoderNorm, nFeatures: opts.nFeatures ?? 200, lambda: opts.lambda ?? 0.02, epochs: opts.epochs ?? 500, nTrain: opts.nTrain ?? 10, lr: opts.lr ?? 1e-3, seed: opts.seed ?? 0 };
+  for (const key of ['nFeatures', 'epochs', 'nTrain'] as const) {
+    if (!(Number.isInteger(r[key]) && r[key] > 0)) throw new ConfigError(key, expectedFound('a positive integer', r[key]));
+  }
+  if (!(Number.isFinite(r.lambda) && r.lambda >= 0)) throw new ConfigError('lambda', expectedFound('a finite number >= 0', r.lambda));
+  if (!(Number.isFinite(r.lr) && r.lr > 0)) throw new ConfigError('lr', expectedFound('a positive number', r.lr));
+  return r;
+}
+
+function checkActivations(acts: CircuitActivations): number {
+  const { positive: p, negative: n, heads } = acts;
+  for (const [name, t] of [
+    ['positive', p],
+    ['negative', n],
+  ] as const) {
+    if (!(t instanceof tf.Tensor) || t.rank !== 3 || t.shape[1] !== heads.length || t.shape[2] !== p.shape[2]) {
+      throw new ShapeError(`activations.${name}`, expectedFound(`[n, ${heads.length}, d_model]`, t instanceof tf.Tensor ? t.shape : typeof t));
+    }
+  }
+  return p.shape[2];
+}
+
+/** One head's rows [n, D] of a [n, H, D] tensor. */
+function headRows(x: tf.Tensor3D, h: number): tf.Tensor2D {
+  const [n, , D] = x.shape;
+  return tf.tidy(() => tf.reshape(tf.slice(x, [0, h, 0], [n, 1, D]), [n, D]) as tf.Tensor2D);
+}
+
+interface CodesRun {
+  /** Codes [nAll * heads done], example-major (row e, column h at e * H + h), on the device. */
+  codes: tf.Tensor1D;
+  headsDone: number;
+  finalLoss: number[];
+  aborted: boolean;
+}
+
+const lastLoss = (h: { loss: number[] }) => h.loss[h.loss.length - 1];
+
+/** The authors' set-up: one SAE on the training examples' outputs of every head; codes of all heads. */
+async function sharedCodes(all: tf.Tensor3D, trainIdx: tf.Tensor1D, r: Resolved, opts: SAECircuitOptions): Promise<CodesRun> {
+  const [nAll, H, D] = all.shape;
+  const xTrain = tf.tidy(() => tf.reshape(tf.gather(all, trainIdx, 0), [r.nTrain * H, D]) as tf.Tensor2D);
+  const sae = paperSAE(D, r.nFeatures, { seed: r.seed, lambda: r.lambda, decoderNorm: r.decoderNorm });
+  try {
+    const res = await trainSAE(sae, xTrain, {
+      epochs: r.epochs,
+      batchSize: r.nTrain * H,
+      lr: r.lr,
+      seed: r.seed,
+      finalMetrics: false,
+      signal: opts.signal,
+      progress: opts.progress === undefined ? 'SAE circuit: shared SAE' : opts.progress,
+      logEvery: opts.onProgress ? undefined : r.epochs,
+      onProgress: opts.onProgress && ((p) => opts.onProgress!({ stage: 'train', step: p.step, totalSteps: p.totalSteps, loss: p.loss })),
+    });
+    const codes = tf.tidy(() => codesOnDevice(sae, tf.reshape(all, [nAll * H, D]) as tf.Tensor2D));
+    return { codes, headsDone: H, finalLoss: res.history.loss.length ? [lastLoss(res.history)] : [], aborted: res.aborted };
+  } finally {
+    sae.dispose();
+    xTrain.dispose();
+  }
+}
+
+/** The paper's text: one SAE per head, trained on that head's outputs of the training examples. */
+async function perHeadCodes(all: tf.Tensor3D, trainIdx: tf.Tensor1D, r: Resolved, heads: Array<[number, number]>, opts: SAECircuitOptions): Promise<CodesRun> {
+  const [, H, D] = all.shape;
+  const perHead: tf.Tensor1D[] = [];
+  const finalLoss: number[] = [];
+  let aborted = false;
+  const bar = opts.progress === false ? null : progressBar(H, { label: typeof opts.progress === 'string' ? opts.progress : `SAE circuit: ${H} head SAEs` });
+  try {
+    for (let h = 0; h < H; h++) {
+      if (opts.signal?.aborted) {
+        aborted = true;
+        break;
+      }
+      const xAll = headRows(all, h);
+      const xTrain = tf.tidy(() => tf.gather(xAll, trainIdx) as tf.Tensor2D);
+      const sae = paperSAE(D, r.nFeatures, { seed: deriveSeed(r.seed, h), lambda: r.lambda, decoderNorm: r.decoderNorm });
+      try {
+        const res = await trainSAE(sae, xTrain, { epochs: r.epochs, batchSize: r.nTrain, lr: r.lr, seed: r.seed, finalMetrics: false, signal: opts.signal, progress: false, logEvery: r.epochs });
+        if (res.aborted) {
+          aborted = true;
+          break;
+        }
+        finalLoss.push(lastLoss(res.history));
+        perHead.push(codesOnDevice(sae, xAll));
+      } finally {
+        sae.dispose();
+        tf.dispose([xAll, xTrain]);
+      }
+      opts.onProgress?.({ stage: 'train', step: h, totalSteps: H, loss: finalLoss[h] });
+      bar?.tick(1, { head: `${heads[h][0]}.${heads[h][1]}`, loss: finalLoss[h] });
+    }
+    const codes = tf.tidy(() => (perHead.length ? tf.reshape(tf.stack(perHead, 1), [-1]) : tf.zeros([0], 'int32')) as tf.Tensor1D);
+    return { codes, headsDone: perHead.length, finalLoss, aborted };
+  } finally {
+    bar?.done();
+    tf.dispose(perHead);
+  }
 }
 
 /**
- * The discrete-SAE circuit pipeline: collect each head's output (mean over positions by default)
- * on positive and negative prompts, train SAEs (paper variant, 200 features, lambda 0.02, Adam
- * 1e-3, 500 full-batch epochs on 10 random examples), code every example by its argmax feature,
- * and score heads by node and edge uniqueness.
+ * The SAE part of the method on collected head outputs: train the SAE(s) on nTrain random examples,
+ * code every example and head, and score the heads (node and edge). The activations stay the
+ * caller's. The training loop stays on the device; codes are read back once.
  */
-export async function saeCircuitScores(model: ActivationModel, opts: SAECircuitOptions): Promise<SAECircuitResult> {
-  const { n_layers: L, n_heads: H, d_model: D } = model.cfg;
-  const heads = normaliseHeads(opts.heads, L, H);
-  const nFeatures = opts.nFeatures ?? 200;
-  const lambda = opts.lambda ?? 0.02;
-  const epochs = opts.epochs ?? 500;
-  const nTrain = opts.nTrain ?? 10;
-  const seed = opts.seed ?? 0;
-  const sharing = opts.sharing ?? 'per-head';
-  if (sharing !== 'per-head' && sharing !== 'shared') throw new ConfigError('sharing', expectedFound("'per-head' or 'shared'", sharing));
-  if (!(Number.isInteger(nFeatures) && nFeatures > 0)) throw new ConfigError('nFeatures', expectedFound('a positive integer', nFeatures));
-  if (!(Number.isInteger(epochs) && epochs > 0)) throw new ConfigError('epochs', expectedFound('a positive integer', epochs));
-  if (!(Number.isInteger(nTrain) && nTrain > 0)) throw new ConfigError('nTrain', expectedFound('a positive integer', nTrain));
-  if (!(typeof lambda === 'number' && Number.isFinite(lambda) && lambda >= 0)) throw new ConfigError('lambda', expectedFound('a finite number >= 0', lambda));
-  const lr = opts.lr ?? 1e-3;
-  if (!(typeof lr === 'number' && Number.isFinite(lr) && lr > 0)) throw new ConfigError('lr', expectedFound('a positive number', lr));
-  const pos = splitPromptSet(opts.positive);
-  const neg = splitPromptSet(opts.negative);
-  const collectOpts = { heads, position: opts.position ?? 'mean', batchSize: opts.batchSize };
-  opts.onProgress?.({ stage: 'collect', step: 0, totalSteps: 2 });
-  const xp = collectHeadOutputsMulti(model, pos.tokens, { ...collectOpts, attentionMask: pos.attentionMask });
-  let xn: tf.Tensor3D | null = null;
-  let all: tf.Tensor3D | null = null;
+export async function scoreCircuitActivations(acts: CircuitActivations, opts: SAECircuitOptions = {}): Promise<SAECircuitResult> {
+  const r = resolve(opts);
+  checkActivations(acts);
+  const nPos = acts.positive.shape[0];
+  const nAll = nPos + acts.negative.shape[0];
+  if (r.nTrain > nAll) throw new ConfigError('nTrain', expectedFound(`an integer in [1, ${nAll}] (positives + negatives)`, r.nTrain));
+  const trainIndices = makeRng(r.seed).sample(
+    Array.from({ length: nAll }, (_, i) => i),
+    r.nTrain,
+  );
+  const all = tf.concat([acts.positive, acts.negative], 0) as tf.Tensor3D;
+  const trainIdx = tf.tensor1d(trainIndices, 'int32');
+  let run: CodesRun;
   try {
-    opts.onProgress?.({ stage: 'collect', step: 1, totalSteps: 2 });
-    xn = collectHeadOutputsMulti(model, neg.tokens, { ...collectOpts, attentionMask: neg.attentionMask });
-    opts.onProgress?.({ stage: 'collect', step: 2, totalSteps: 2 });
-    const nPos = xp.shape[0];
-    const nNeg = xn.shape[0];
-    const nAll = nPos + nNeg;
-    if (!(Number.isInteger(nTrain) && nTrain > 0 && nTrain <= nAll)) {
-      throw new ConfigError('nTrain', expectedFound(`an integer in [1, ${nAll}] (positives + negatives)`, nTrain));
-    }
-    const trainIndices = makeRng(seed).sample(
-      Array.from({ length: nAll }, (_, i) => i),
-      nTrain,
-    );
-    all = tf.concat([xp, xn], 0) as tf.Tensor3D; // [nAll, Hs, D]
-    const Hs = heads.length;
-    let codesByHead: number[][]; // [Hs][nAll]
-    let finalLoss: number[];
-    let aborted = false;
-    const progress = (p: { step: number; totalSteps: number; loss: number }) =>
-      opts.onProgress?.({ stage: 'train', step: p.step, totalSteps: p.totalSteps, loss: p.loss });
-    if (sharing === 'per-head') {
-      // head by head: train on the nTrain examples, code every example, dispose
-      const idx = tf.tensor1d(trainIndices, 'int32');
-      const bar = opts.progress === false ? null : progressBar(Hs, { label: typeof opts.progress === 'string' ? opts.progress : `SAE circuit: ${Hs} head SAEs` });
-      codesByHead = [];
-      finalLoss = [];
-      try {
-        for (let h = 0; h < Hs; h++) {
-          const xAllH = tf.tidy(() => tf.reshape(tf.slice(all!, [0, h, 0], [nAll, 1, D]), [nAll, D]) as tf.Tensor2D);
-          const sae = paperSAE(D, nFeatures, { seed: HeadSAEs.headSeed(seed, h), lambda, decoderNorm: opts.decoderNorm });
-          try {
-            const xTrain = tf.tidy(() => tf.gather(xAllH, idx) as tf.Tensor2D);
-            let l: number | null = null;
-            if (opts.signal?.aborted) xTrain.dispose();
-            else l = await trainHeadSAE(sae, xTrain, { epochs, lr: opts.lr, signal: opts.signal }, h);
-            if (l === null) {
-              aborted = true;
-              break;
-            }
-            finalLoss.push(l);
-            const f = sae.encode(xAllH);
-            codesByHead.push(argmaxCodes(f));
-            f.dispose();
-          } finally {
-            sae.dispose();
-            xAllH.dispose();
-          }
-          progress({ step: h, totalSteps: Hs, loss: finalLoss[h] });
-          bar?.tick(1, { head: `${heads[h][0]}.${heads[h][1]}`, loss: finalLoss[h] });
-        }
-      } finally {
-        bar?.done();
-        idx.dispose();
-      }
-    } else {
-      const xTrain = tf.tidy(() => tf.reshape(tf.gather(all!, tf.tensor1d(trainIndices, 'int32'), 0), [nTrain * Hs, D]) as tf.Tensor2D);
-      const sae = new SparseAutoencoder({ architecture: 'paper', dIn: D, dSae: nFeatures, lambda, seed, decoderNorm: opts.decoderNorm });
-      try {
-        const r = await trainSAE(sae, xTrain, {
-          epochs,
-          batchSize: nTrain * Hs,
-          lr: opts.lr,
-          seed,
-          finalMetrics: false,
-          signal: opts.signal,
-          progress: opts.progress ?? 'SAE circuit: shared SAE',
-          onProgress: (p) => progress({ step: p.step, totalSteps: p.totalSteps, loss: p.loss }),
-        });
-        aborted = r.aborted;
-        finalLoss = r.history.loss.length ? [r.history.loss[r.history.loss.length - 1]] : [];
-        codesByHead = [];
-        for (let h = 0; h < Hs; h++) {
-          const f = tf.tidy(() => sae.encode(tf.reshape(tf.slice(all!, [0, h, 0], [nAll, 1, D]), [nAll, D]) as tf.Tensor2D));
-          codesByHead.push(argmaxCodes(f));
-          f.dispose();
-        }
-      } finally {
-        sae.dispose();
-        xTrain.dispose();
-      }
-    }
-    opts.onProgress?.({ stage: 'score', step: 0, totalSteps: 1 });
-    if (codesByHead.length === 0) throw new ValueError('saeCircuitScores', 'aborted (opts.signal) before any head SAE was trained');
-    const doneHeads = heads.slice(0, codesByHead.length);
-    const table: CodeTable = Array.from({ length: nAll }, (_, e) => codesByHead.map((c) => c[e]));
-    const positive = table.slice(0, nPos);
-    const negative = table.slice(nPos);
-    const layout: HeadLayout = { nLayers: L, nHeads: H, heads: doneHeads };
-    const data = {
-      nPositive: nPos,
-      nNegative: nNeg,
-      nTrain,
-      trainIndices,
-      position: collectOpts.position,
-      input: 'head output z_h W_O^h',
-      ...(aborted ? { aborted: true, headsScored: doneHeads.length, headsRequested: heads.length } : {}),
-    };
-    const common = { nFeatures, lambda, epochs, lr, seed, sharing, decoderNorm: opts.decoderNorm ?? 'feature', sae: 'paper' };
-    const node = nodeScores(positive, negative, layout, { normalise: opts.normalise, model: opts.model, data });
-    node.params = { ...common, ...node.params };
-    const edge = edgeScores(positive, negative, layout, { normalise: opts.normalise, k: opts.k, model: opts.model, data });
-    edge.params = { ...common, ...edge.params };
-    opts.onProgress?.({ stage: 'score', step: 1, totalSteps: 1 });
-    return { node, edge, codes: { positive, negative }, heads: doneHeads, trainIndices, finalLoss, aborted };
+    run = r.sharing === 'shared' ? await sharedCodes(all, trainIdx, r, opts) : await perHeadCodes(all, trainIdx, r, acts.heads, opts);
   } finally {
-    xp.dispose();
-    xn?.dispose();
-    all?.dispose();
+    tf.dispose([all, trainIdx]);
+  }
+  const flat = await run.codes.data();
+  run.codes.dispose();
+  opts.onProgress?.({ stage: 'score', step: 0, totalSteps: 1 });
+  if (run.headsDone === 0) throw new ValueError('saeCircuitScores', 'aborted (opts.signal) before any head SAE was trained');
+  const doneHeads = acts.heads.slice(0, run.headsDone);
+  const table: CodeTable = Array.from({ length: nAll }, (_, e) => Array.from(flat.subarray(e * run.headsDone, (e + 1) * run.headsDone)));
+  const positive = table.slice(0, nPos);
+  const negative = table.slice(nPos);
+  const layout: HeadLayout = { nLayers: acts.nLayers, nHeads: acts.nHeads, heads: doneHeads };
+  const data = {
+    nPositive: nPos,
+    nNegative: nAll - nPos,
+    nTrain: r.nTrain,
+    trainIndices,
+    input: 'head output z_h W_O^h',
+    ...(run.aborted ? { aborted: true, headsScored: doneHeads.length, headsRequested: acts.heads.length } : {}),
+  };
+  const common = { ...r, sae: 'paper' };
+  const node = nodeScores(positive, negative, layout, { normalise: opts.normalise, model: opts.model, data });
+  node.params = { ...common, ...node.params };
+  const edge = edgeScores(positive, negative, layout, { normalise: opts.normalise, k: opts.k, tieOrder: opts.tieOrder, model: opts.model, data });
+  edge.params = { ...common, ...edge.params };
+  opts.onProgress?.({ stage: 'score', step: 1, totalSteps: 1 });
+  return { node, edge, codes: { positive, negative }, heads: doneHeads, trainIndices, finalLoss: run.finalLoss, aborted: run.aborted };
+}
+
+/**
+ * The discrete-SAE circuit pipeline: collect each head's output (mean over real positions by default)
+ * on positive and negative prompts, then scoreCircuitActivations (the authors' set-up by default:
+ * one shared SAE, 200 features, lambda 0.02, Adam 1e-3, 500 full-batch epochs on 10 random examples).
+ * To run many seeds, collect once with collectCircuitActivations and call scoreCircuitActivations.
+ */
+export async function saeCircuitScores(
+  model: ModelView,
+  positive: Batch,
+  negative: Batch,
+  opts: SAECircuitOptions & CollectHeadsOptions = {},
+): Promise<SAECircuitResult> {
+  resolve(opts); // bad options fail before the model runs
+  opts.onProgress?.({ stage: 'collect', step: 0, totalSteps: 1 });
+  const acts = await collectCircuitActivations(model, positive, negative, opts);
+  opts.onProgress?.({ stage: 'collect', step: 1, totalSteps: 1 });
+  try {
+    const res = await scoreCircuitActivations(acts, { ...opts, model: opts.model ?? model.name });
+    const position = opts.position ?? 'mean';
+    res.node.data = { ...res.node.data, position };
+    res.edge.data = { ...res.edge.data, position };
+    return res;
+  } finally {
+    tf.dispose([acts.positive, acts.negative]);
   }
 }

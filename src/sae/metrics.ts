@@ -1,11 +1,14 @@
 /**
- * SAE quality metrics (MSE, explained variance, L0, dead features) and the evaluation metrics of
- * the discrete-SAE circuit method: exact ROC AUC (ties by average ranks), ROC curve points, and
- * the authors' "F1" = 2*TPR*TNR/(TPR+TNR) (named tprTnrF1; it is not precision/recall F1).
+ * SAE quality metrics (MSE, explained variance, L0, dead features) and the evaluation of the
+ * discrete-SAE circuit method as the authors run it (sae-circuits src/common_utils.py lines 97-107:
+ * scikit-learn's roc_curve, its trapezoid auc, and "F1" = 2*TPR*TNR/(TPR+TNR) at each curve point, named
+ * tprTnrF1 here because it is not precision/recall F1). This file holds the one ROC computation of
+ * tflens; plots take its points as data.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError, ValueError, expectedFound } from '../errors.js';
 import type { HeadScores } from '../results.js';
+import { parseHead } from '../util/grid.js';
 import type { SparseAutoencoder } from './models.js';
 
 export interface SAEMetrics {
@@ -23,8 +26,8 @@ export interface SAEMetrics {
   n: number;
 }
 
-/** Metrics of an SAE on data [n, d_in], computed in batches (default 1024 rows). */
-export function saeMetrics(sae: SparseAutoencoder, x: tf.Tensor2D, opts: { batchSize?: number } = {}): SAEMetrics {
+/** Metrics of an SAE on data [n, d_in], computed in batches (default 1024 rows), each batch's sums read with one await. */
+export async function saeMetrics(sae: SparseAutoencoder, x: tf.Tensor2D, opts: { batchSize?: number } = {}): Promise<SAEMetrics> {
   if (!(x instanceof tf.Tensor) || x.rank !== 2 || x.shape[1] !== sae.dIn) {
     throw new ShapeError('x', expectedFound(`a [n, ${sae.dIn}] tensor`, x instanceof tf.Tensor ? x.shape : typeof x));
   }
@@ -40,18 +43,17 @@ export function saeMetrics(sae: SparseAutoencoder, x: tf.Tensor2D, opts: { batch
   let l0 = 0;
   for (let start = 0; start < n; start += bs) {
     const size = Math.min(bs, n - start);
-    const [sx, sx2, sr, sr2, act] = tf.tidy(() => {
+    const sums = tf.tidy(() => {
       const xb = tf.slice(x, [start, 0], [size, d]);
       const { features, recon } = sae.forward(xb);
       const r = tf.sub(xb, recon);
       const on = tf.cast(tf.greater(features, 0), 'float32');
-      return [tf.sum(xb, 0), tf.sum(tf.square(xb), 0), tf.sum(r, 0), tf.sum(tf.square(r), 0), tf.sum(on, 0)];
+      return tf.concat([tf.sum(xb, 0), tf.sum(tf.square(xb), 0), tf.sum(r, 0), tf.sum(tf.square(r), 0), tf.sum(on, 0)]);
     });
-    const arrs = [sx, sx2, sr, sr2, act].map((t) => {
-      const a = t.dataSync();
-      t.dispose();
-      return a;
-    });
+    const v = await sums.data();
+    sums.dispose();
+    const arrs = [0, 1, 2, 3].map((k) => v.subarray(k * d, (k + 1) * d));
+    arrs.push(v.subarray(4 * d));
     for (let j = 0; j < d; j++) {
       sumX[j] += arrs[0][j];
       sumX2[j] += arrs[1][j];
@@ -103,31 +105,6 @@ function checkScoresLabels(scores: readonly number[], labels: readonly Label[], 
   return { s: scores.slice(), y };
 }
 
-/**
- * Exact ROC AUC = P(score of a random positive > score of a random negative) + 0.5 P(tie),
- * computed from average ranks (Mann-Whitney U). Needs both classes.
- */
-export function rocAuc(scores: readonly number[], labels: readonly Label[]): number {
-  const { s, y } = checkScoresLabels(scores, labels, 'rocAuc');
-  const nPos = y.filter(Boolean).length;
-  const nNeg = y.length - nPos;
-  if (nPos === 0 || nNeg === 0) {
-    throw new ValueError('rocAuc: labels', expectedFound('at least one positive and one negative', `${nPos} positive, ${nNeg} negative`));
-  }
-  const idx = s.map((_, i) => i).sort((a, b) => s[a] - s[b]);
-  const ranks = new Array<number>(s.length);
-  for (let i = 0; i < idx.length; ) {
-    let j = i;
-    while (j + 1 < idx.length && s[idx[j + 1]] === s[idx[i]]) j++;
-    const avg = (i + j) / 2 + 1; // ranks are 1-based
-    for (let k = i; k <= j; k++) ranks[idx[k]] = avg;
-    i = j + 1;
-  }
-  let rankSum = 0;
-  for (let i = 0; i < s.length; i++) if (y[i]) rankSum += ranks[i];
-  return (rankSum - (nPos * (nPos + 1)) / 2) / (nPos * nNeg);
-}
-
 export interface RocCurve {
   /** False-positive rates, from 0 to 1. */
   fpr: number[];
@@ -135,10 +112,25 @@ export interface RocCurve {
   tpr: number[];
   /** Threshold of each point (predict positive when score >= threshold); the first is +Infinity. */
   thresholds: number[];
+  /** Area under the curve (trapezoids; a tie between a positive and a negative counts one half). */
+  auc: number;
 }
 
-/** ROC curve points at every distinct score (no point dropped). */
-export function rocCurve(scores: readonly number[], labels: readonly Label[]): RocCurve {
+export interface RocOptions {
+  /**
+   * Drop the points lying inside a straight stretch of the curve (scikit-learn's drop_intermediate,
+   * default true as in its roc_curve, which the authors call). The area does not change; the best
+   * tprTnrF1 is taken over the points kept, as theirs.
+   */
+  dropIntermediate?: boolean;
+}
+
+/**
+ * The ROC curve of scores against 0/1 labels as scikit-learn's roc_curve builds it: one point per
+ * distinct score (highest first), collinear middle points dropped unless asked not to, and (0, 0) in
+ * front; `auc` is its trapezoid area (sklearn.metrics.auc).
+ */
+export function rocCurve(scores: readonly number[], labels: readonly Label[], opts: RocOptions = {}): RocCurve {
   const { s, y } = checkScoresLabels(scores, labels, 'rocCurve');
   const nPos = y.filter(Boolean).length;
   const nNeg = y.length - nPos;
@@ -146,23 +138,28 @@ export function rocCurve(scores: readonly number[], labels: readonly Label[]): R
     throw new ValueError('rocCurve: labels', expectedFound('at least one positive and one negative', `${nPos} positive, ${nNeg} negative`));
   }
   const idx = s.map((_, i) => i).sort((a, b) => s[b] - s[a]);
-  const fpr = [0];
-  const tpr = [0];
-  const thresholds = [Infinity];
-  let tp = 0;
-  let fp = 0;
-  for (let i = 0; i < idx.length; ) {
+  let tps: number[] = [];
+  let fps: number[] = [];
+  let thr: number[] = [];
+  for (let i = 0, tp = 0, fp = 0; i < idx.length; ) {
     const t = s[idx[i]];
-    while (i < idx.length && s[idx[i]] === t) {
-      if (y[idx[i]]) tp++;
-      else fp++;
-      i++;
-    }
-    fpr.push(fp / nNeg);
-    tpr.push(tp / nPos);
-    thresholds.push(t);
+    for (; i < idx.length && s[idx[i]] === t; i++) y[idx[i]] ? tp++ : fp++;
+    tps.push(tp);
+    fps.push(fp);
+    thr.push(t);
   }
-  return { fpr, tpr, thresholds };
+  if ((opts.dropIntermediate ?? true) && tps.length > 2) {
+    const keep = tps.map((_, i) => i === 0 || i === tps.length - 1 || fps[i + 1] - 2 * fps[i] + fps[i - 1] !== 0 || tps[i + 1] - 2 * tps[i] + tps[i - 1] !== 0);
+    [tps, fps, thr] = [tps, fps, thr].map((a) => a.filter((_, i) => keep[i]));
+  }
+  const fpr = [0, ...fps.map((v) => v / nNeg)];
+  const tpr = [0, ...tps.map((v) => v / nPos)];
+  return { fpr, tpr, thresholds: [Infinity, ...thr], auc: trapezoidAuc(fpr, tpr) };
+}
+
+/** ROC AUC (the trapezoid area of rocCurve): P(positive outscores negative) + half P(tie). Needs both classes. */
+export function rocAuc(scores: readonly number[], labels: readonly Label[]): number {
+  return rocCurve(scores, labels).auc;
 }
 
 /** Area under a curve by the trapezoid rule (x ascending). */
@@ -202,7 +199,11 @@ export function tprTnrF1(scores: readonly number[], labels: readonly Label[], th
   return { tpr, tnr, f1: tpr + tnr > 0 ? (2 * tpr * tnr) / (tpr + tnr) : 0, threshold };
 }
 
-/** The best tprTnrF1 over the ROC curve's thresholds (the number the authors report). */
+/**
+ * The best tprTnrF1 over the points of rocCurve (collinear points dropped, as scikit-learn's default),
+ * the first one on ties: the number and threshold the authors report (sae-circuits src/main.py lines
+ * 164-165). Where TPR + TNR = 0 the F1 is 0 here (numpy gives NaN there).
+ */
 export function bestTprTnrF1(scores: readonly number[], labels: readonly Label[]): TprTnr {
   const curve = rocCurve(scores, labels);
   let best: TprTnr | null = null;
@@ -215,24 +216,12 @@ export function bestTprTnrF1(scores: readonly number[], labels: readonly Label[]
   return best!;
 }
 
-/** Parse a ground-truth head list ("L.H" strings or [layer, head] pairs) into a 0/1 grid. */
+/** Parse a ground-truth head list ("L.H", "L9H6" or [layer, head]) into a 0/1 grid. */
 export function groundTruthGrid(nLayers: number, nHeads: number, heads: ReadonlyArray<string | readonly [number, number]>): number[][] {
   const grid = Array.from({ length: nLayers }, () => new Array<number>(nHeads).fill(0));
-  heads.forEach((h, i) => {
-    let l: number;
-    let hh: number;
-    if (typeof h === 'string') {
-      const m = /^L?(\d+)[.H](\d+)$/.exec(h.trim());
-      if (!m) throw new ValueError(`groundTruth[${i}]`, expectedFound('"L.H" (e.g. "9.6") or "L9H6"', h));
-      l = Number(m[1]);
-      hh = Number(m[2]);
-    } else {
-      [l, hh] = h;
-    }
-    if (!(Number.isInteger(l) && l >= 0 && l < nLayers && Number.isInteger(hh) && hh >= 0 && hh < nHeads)) {
-      throw new ValueError(`groundTruth[${i}]`, expectedFound(`a head inside ${nLayers} layers x ${nHeads} heads`, h));
-    }
-    grid[l][hh] = 1;
+  heads.forEach((ref, i) => {
+    const [l, h] = parseHead(ref, { n_layers: nLayers, n_heads: nHeads }, `groundTruth[${i}]`);
+    grid[l][h] = 1;
   });
   return grid;
 }

@@ -4,16 +4,22 @@
  * Row i of W_dec is feature i's decoder vector; column i of W_enc is its encoder vector.
  *
  * Three variants share one class:
- * - 'paper'    (O'Neill & Bui, charlieoneill11/sae-circuits): f = ReLU(W_e (x - b) + b_e),
- *              x_hat = W_d f + b, with b one shared pre-bias (stored as b_dec, init 0); each
- *              feature's encoder and decoder vector is kept unit norm; loss = MSE + lambda *
- *              mean_batch ||f||_1 (lambda 0.02). In SAELens terms: 'standard' with
- *              apply_b_dec_to_input = true.
+ * - 'paper'    the discrete-SAE authors' SAE (O'Neill & Bui, charlieoneill11/sae-circuits src/sae.py):
+ *              f = ReLU(W_e (x - b) + b_e), x_hat = W_d f + b, with b one tied bias subtracted before the
+ *              encoder and added after the decoder (lines 57-74, 361-370; initialised to 0, as their
+ *              main.py line 132 passes no geometric median); encoder vectors unit norm (torch weight rows,
+ *              lines 183-187), b_e ~ U(-1/sqrt(d_in), 1/sqrt(d_in)) (lines 191-194); the gradient
+ *              component along each unit-norm vector removed (backward hook, lines 196-248); loss = MSE
+ *              (mean over all elements) + lambda * mean over rows of ||f||_1 (src/train.py lines 7-29),
+ *              lambda 0.02. decoderNorm picks the decoder's unit-norm vectors: 'input' as their code (rows
+ *              of the torch decoder weight [d_in, d_sae], i.e. each input dimension's weights across
+ *              features) or 'feature' (each feature's decoder vector, the paper's text and SAELens; the
+ *              class default, kept for SAELens files). The discrete-SAE pipeline defaults to 'input'.
+ *              In SAELens terms: 'standard' with apply_b_dec_to_input = true.
  * - 'standard' ReLU SAE: f = ReLU(x W_enc + b_enc), x_hat = f W_dec + b_dec (b_dec not subtracted
  *              from the input unless applyBDecToInput), decoder vectors unit norm, L1 penalty.
  * - 'topk'     keeps the k largest pre-activations of each example (then ReLU), decoder vectors unit
  *              norm, loss = MSE (lambda 0 unless given).
- * MSE is the mean over all elements (torch F.mse_loss, as the authors' code).
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, ShapeError, ValueError, expectedFound } from '../errors.js';
@@ -322,14 +328,11 @@ export class SparseAutoencoder {
     return out;
   }
 
-  /** Weights as plain arrays (copies). */
-  toArrays(): { W_enc: Float32Array; b_enc: Float32Array; W_dec: Float32Array; b_dec: Float32Array } {
-    return {
-      W_enc: this.params.W_enc.dataSync() as Float32Array,
-      b_enc: this.params.b_enc.dataSync() as Float32Array,
-      W_dec: this.params.W_dec.dataSync() as Float32Array,
-      b_dec: this.params.b_dec.dataSync() as Float32Array,
-    };
+  /** Weights as plain arrays (copies, read asynchronously: works on every backend). */
+  async toArrays(): Promise<{ W_enc: Float32Array; b_enc: Float32Array; W_dec: Float32Array; b_dec: Float32Array }> {
+    const p = this.params;
+    const [W_enc, b_enc, W_dec, b_dec] = (await Promise.all([p.W_enc.data(), p.b_enc.data(), p.W_dec.data(), p.b_dec.data()])) as Float32Array[];
+    return { W_enc, b_enc, W_dec, b_dec };
   }
 
   get isDisposed(): boolean {
