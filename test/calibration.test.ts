@@ -481,38 +481,32 @@ describe('VAR on var-group, against the port (test/ports/var.py)', function () {
   });
   after(() => model?.dispose());
 
-  /** Run with varHook and recorders before/after each pattern and at each resid_pre; compare every prompt with the port. */
-  async function runAgainstPort(tokens: number[][], opts: { noVisualSink?: 'skip' | 'redistribute' } = {}) {
+  const settings = () => ({ dims, tau: TAU, rho: 0.5, summ: 0.2, p: 0.6, im: L.group.start, pa: L.group.end - L.group.start });
+
+  /** Run `go` with varHook between recorders (each layer's resid_pre, pattern before and after VAR); the recordings, read. */
+  async function recordVAR(go: (fwdHooks: HookSpec[]) => Promise<unknown>, opts: { noVisualSink?: 'skip' | 'redistribute' } = {}) {
     const n = model.cfg.n_layers;
-    const pre = range(n).map(() => recorder());
-    const post = range(n).map(() => recorder());
-    const resid = range(n).map(() => recorder());
+    const [pre, post, resid] = [range(n).map(() => recorder()), range(n).map(() => recorder()), range(n).map(() => recorder())];
     const hooks = varHook({ nLayers: n, group: L.group, sinkDims: dims, tau: TAU, ...opts });
-    const fwdHooks: HookSpec[] = [
+    await go([
       ...range(n).flatMap((l) => [[actName('resid_pre', l), resid[l].hook], [actName('pattern', l), pre[l].hook]] as HookSpec[]),
       ...hooks,
       ...range(n).map((l) => [actName('pattern', l), post[l].hook] as HookSpec),
-    ];
-    const logits = await model.runWithHooks(tokens, { fwdHooks });
-    logits.dispose();
+    ]);
     hooks.dispose();
-    const [P, Q, R] = [await Promise.all(pre.map((r) => r.values<M[][]>())), await Promise.all(post.map((r) => r.values<M[][]>())), await Promise.all(resid.map((r) => r.values<M[]>()))];
+    const read3 = <T>(rs: ReturnType<typeof recorder>[]) => Promise.all(rs.map((r) => r.values<T>()));
+    return { n, P: await read3<M[][]>(pre), Q: await read3<M[][]>(post), R: await read3<M[]>(resid) };
+  }
+
+  /** Prefill through varHook; compare every prompt with the port. */
+  async function runAgainstPort(tokens: number[][], opts: { noVisualSink?: 'skip' | 'redistribute' } = {}) {
+    const { n, P, Q, R } = await recordVAR(async (fwdHooks) => (await model.runWithHooks(tokens, { fwdHooks })).dispose(), opts);
     let changedRows = 0;
     let noVisualLayers = 0;
     let visualLayers = 0;
     let maxChange = 0;
     tokens.forEach((_, b) => {
-      const port = runPort<{ attn: M[][]; sinks: number[][]; selected: number[] }>('var', {
-        hidden: range(n).map((l) => R[l][0][b]),
-        attn: range(n).map((l) => P[l][0][b]),
-        dims,
-        tau: TAU,
-        rho: 0.5,
-        summ: 0.2,
-        p: 0.6,
-        im: L.group.start,
-        pa: L.group.end - L.group.start,
-      });
+      const port = runPort<{ attn: M[][]; sinks: number[][] }>('var', { hidden: range(n).map((l) => R[l][0][b]), attn: range(n).map((l) => P[l][0][b]), ...settings() });
       for (let l = 0; l < n; l++) {
         const inImage = port.sinks[l].filter((j) => j >= L.group.start && j < L.group.end).length;
         if (l >= 2 && port.sinks[l].length && !inImage) noVisualLayers++;
@@ -545,34 +539,15 @@ describe('VAR on var-group, against the port (test/ports/var.py)', function () {
 
   it('generate: the decoding step uses the prefill sinks, as the port does', async () => {
     const { tokens } = tokenGroupBatch(1, 603);
-    const n = model.cfg.n_layers;
-    const pre = range(n).map(() => recorder());
-    const post = range(n).map(() => recorder());
-    const resid = range(n).map(() => recorder());
-    const hooks = varHook({ nLayers: n, group: L.group, sinkDims: dims, tau: TAU });
+    await generate(model, tokens, { maxNewTokens: 2 }); // warm-up: generate's own tensors
     const start = tf.memory().numTensors;
-    await generate(model, tokens, {
-      maxNewTokens: 2,
-      fwdHooks: [
-        ...range(n).flatMap((l) => [[actName('resid_pre', l), resid[l].hook], [actName('pattern', l), pre[l].hook]] as HookSpec[]),
-        ...hooks,
-        ...range(n).map((l) => [actName('pattern', l), post[l].hook] as HookSpec),
-      ],
-    });
-    hooks.dispose();
-    const [P, Q, R] = [await Promise.all(pre.map((r) => r.values<M[][]>())), await Promise.all(post.map((r) => r.values<M[][]>())), await Promise.all(resid.map((r) => r.values<M[]>()))];
-    assert.ok(tf.memory().numTensors - start <= 2, 'hook state freed by dispose()');
+    const { n, P, Q, R } = await recordVAR((fwdHooks) => generate(model, tokens, { maxNewTokens: 2, fwdHooks }));
+    assert.equal(tf.memory().numTensors, start, 'hook state freed by dispose()');
     const port = runPort<{ attn: M[][]; decode: M[][] }>('var', {
       hidden: range(n).map((l) => R[l][0][0]),
       attn: range(n).map((l) => P[l][0][0]),
       decode: range(n).map((l) => P[l][1][0]),
-      dims,
-      tau: TAU,
-      rho: 0.5,
-      summ: 0.2,
-      p: 0.6,
-      im: L.group.start,
-      pa: L.group.end - L.group.start,
+      ...settings(),
     });
     let changed = 0;
     for (let l = 0; l < n; l++) {
