@@ -568,7 +568,8 @@ describe('VAR on var-group, against the port (test/ports/var.py)', function () {
     const start = tf.memory().numTensors;
     const sinkMask = [2, 3].map((l) => sinkTokenMask(cache.get(actName('resid_pre', l)), dims, TAU));
     const patterns = [2, 3].map((l) => cache.get(actName('pattern', l)));
-    const ic = await imageCentricHeads(patterns, { group: L.group, sinkMask, layers: [2, 3] });
+    const ic = await imageCentricHeads(patterns, { group: L.group, sinkMasks: sinkMask, layers: [2, 3] });
+    await assert.rejects(() => imageCentricHeads(patterns, { group: L.group, sinkMasks: [sinkMask[0]] }), ConfigError);
     const T = L.length;
     const rowMask = range(T).map((i): number => (i >= L.group.end ? 1 : 0));
     for (const [i, P] of patterns.entries()) {

@@ -583,8 +583,10 @@ export function redistributeVAR(pattern: tf.Tensor, opts: VAROptions): tf.Tensor
 export interface ImageCentricHeadsOptions extends Omit<ImageCentricOptions, 'sinkMask' | 'groupMask' | 'rowMask'> {
   /** Token group I (absolute positions). */
   group: TokenGroup;
-  /** Sink keys: one mask for every layer, or one per pattern (sinks differ by layer). */
-  sinkMask: KeyMask | KeyMask[];
+  /** Sink keys of every layer (or give sinkMasks). */
+  sinkMask?: KeyMask;
+  /** Sink keys per pattern (sinks differ by layer: sinkTokenMask of each layer's resid_pre). */
+  sinkMasks?: KeyMask[];
   /** 'prefill' (default): only queries after the group qualify (logic.py line 179); 'decode': every query. */
   phase?: 'prefill' | 'decode';
   /** Layer index of each pattern (default 0, 1, ...). */
@@ -601,7 +603,9 @@ export async function imageCentricHeads(
 ): Promise<{ flags: number[][][][]; fraction: number[][]; layers: number[]; scores: HeadScores }> {
   const layers = opts.layers ?? patterns.map((_, i) => i);
   if (layers.length !== patterns.length) throw new ShapeError('layers', expectedFound(`${patterns.length} layer indices`, layers.length));
-  const perLayer = Array.isArray(opts.sinkMask) && opts.sinkMask.length === patterns.length && opts.sinkMask.every((m) => m instanceof tf.Tensor || Array.isArray(m));
+  if (opts.sinkMasks ? opts.sinkMasks.length !== patterns.length : opts.sinkMask === undefined) {
+    throw new ConfigError('sinkMasks', expectedFound(`sinkMask, or sinkMasks with ${patterns.length} masks (one per pattern)`, opts.sinkMasks?.length ?? 'neither'));
+  }
   const flags: number[][][][] = [];
   const fraction: number[][] = [];
   for (const [li, pat] of patterns.entries()) {
@@ -610,7 +614,7 @@ export async function imageCentricHeads(
     const I = groupPositions('group', opts.group, k);
     const after = I.length ? I[I.length - 1] + 1 : 0;
     const rowMask = range(0, q).map((i): number => ((opts.phase ?? 'prefill') === 'decode' || k - q + i >= after ? 1 : 0));
-    const sinkMask = (perLayer ? (opts.sinkMask as KeyMask[])[li] : opts.sinkMask) as KeyMask;
+    const sinkMask = (opts.sinkMasks ? opts.sinkMasks[li] : opts.sinkMask) as KeyMask;
     const m = imageCentricMask(pat, { ...opts, sinkMask, groupMask: tokenGroupMask(I, k), rowMask });
     const arr = (await m.array().finally(() => m.dispose())) as number[][][];
     flags.push(arr);
