@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { encode as gpt2Encode, decode as gpt2Decode } from 'gpt-3-encoder';
 import {
@@ -16,10 +15,13 @@ import {
   logitDiff,
   normalisedMetric,
   singleTokenNames,
+  templateGroups,
+  type IOICorruptionRule,
   type IOIDataset,
   type IOITokenizer,
 } from '../src/data/ioi.js';
 import { ConfigError, ValueError } from '../src/errors.js';
+import { runPort } from './helpers/port.js';
 
 /** A simple tokenizer: words with their leading space, and punctuation, ids assigned on first sight. */
 function whitespaceTokenizer(): IOITokenizer & { vocab: string[] } {
@@ -73,11 +75,11 @@ function checkPositionsByWords(ds: IOIDataset, i: number, tok: IOITokenizer) {
 }
 
 describe('IOI dataset', () => {
-  it('has the templates, places, objects and names of the spec', () => {
+  it("has the templates, places, objects and names of the authors' dataset code", () => {
     assert.equal(BABA_TEMPLATES.length, 15);
     assert.equal(ABBA_TEMPLATES.length, 15);
     assert.equal(ABC_TEMPLATES.length, 4);
-    // The spec heading says 100, but its list (like the literature's NAMES list it copies) holds 99.
+    // The authors' NAMES list holds 99 names.
     assert.equal(NAMES.length, 99);
     assert.equal(new Set(NAMES).size, 99);
     assert.deepEqual([...PLACES], ['store', 'garden', 'restaurant', 'school', 'hospital', 'office', 'house', 'station']);
@@ -91,21 +93,8 @@ describe('IOI dataset', () => {
     for (let i = 0; i < 15; i++) {
       assert.equal(ABBA_TEMPLATES[i].replace('[A]', '#').replace('[B]', '[A]').replace('#', '[B]'), BABA_TEMPLATES[i]);
     }
-    // Against the spec file itself where it is present.
-    const spec = '/work/shared/specs/IOI.md';
-    if (existsSync(spec)) {
-      const text = readFileSync(spec, 'utf8');
-      const baba = [...text.matchAll(/^\s*\d+\. (.*)$/gm)].map((m) => m[1].trim());
-      assert.deepEqual(baba, [...BABA_TEMPLATES]);
-      const abc = [...text.matchAll(/^ ((?:Then,|Afterwards|When|Friends) \[A\], .*)$/gm)].map((m) => m[1].trim());
-      assert.deepEqual(abc, [...ABC_TEMPLATES]);
-      const namesBlock = text.slice(text.indexOf('NAMES (100'), text.indexOf('Generation:'));
-      const specNames = namesBlock
-        .slice(namesBlock.indexOf(':') + 1)
-        .split(/[,\s]+/)
-        .filter((x) => x.length > 0);
-      assert.deepEqual(specNames, [...NAMES]);
-    }
+    // the first, last and a middle name of the authors' NAMES list (easy_transformer/ioi_dataset.py lines 17-117)
+    assert.deepEqual([NAMES[0], NAMES[50], NAMES[98]], ['Michael', 'Michelle', 'Samuel']);
   });
 
   it('all the names are one GPT-2 token with the leading space', () => {
@@ -193,16 +182,15 @@ describe('IOI dataset', () => {
     assert.throws(() => generateIOI(gpt2, { n: 5, symmetric: true }), ValueError);
   });
 
-  it('ABC corrupted set: three distinct names at IO, S1, S2, same positions and lengths', () => {
+  it("ABC corrupted set, rule 'distinct': three distinct names at IO, S1, S2, same positions and lengths", () => {
     const ds = generateIOI(gpt2, { n: 100, seed: 4 });
-    const abc = ioiCorrupted(ds, gpt2, { seed: 9 });
+    const abc = ioiCorrupted(ds, gpt2, { seed: 9, rule: 'distinct' });
+    assert.equal(abc.corruptionRule, 'distinct');
+    assert.deepEqual(abc.flips, [['IO', 'RAND'], ['S', 'RAND'], ['S1', 'RAND']]);
     for (let i = 0; i < 100; i++) {
       const t = abc.tokens[i];
       const w = ds.wordIdx;
-      const io = t[w.IO[i]];
-      const s1 = t[w.S[i]];
-      const s2 = t[w.S2[i]];
-      assert.equal(new Set([io, s1, s2]).size, 3, abc.prompts[i]);
+      assert.equal(new Set([t[w.IO[i]], t[w.S[i]], t[w.S2[i]]]).size, 3, abc.prompts[i]);
       assert.notEqual(abc.ioNames[i], ds.ioNames[i]);
       assert.notEqual(abc.sNames[i], ds.sNames[i]);
       assert.equal(t.length, ds.tokens[i].length);
@@ -213,7 +201,67 @@ describe('IOI dataset', () => {
       }
       checkPositionsByWords(abc, i, gpt2);
     }
+    assert.deepEqual(ioiCorrupted(ds, gpt2, { seed: 9, rule: 'distinct' }).prompts, abc.prompts);
+    assert.deepEqual(templateGroups(abc), templateGroups(ds));
+  });
+
+  it("ABC corrupted set, the authors' rule (default 'redwood'): recorded on the dataset; only name slots change; seeded", () => {
+    const ds = generateIOI(gpt2, { n: 200, seed: 4 });
+    const abc = ioiCorrupted(ds, gpt2, { seed: 9 });
+    assert.equal(abc.corruptionRule, 'redwood');
     assert.deepEqual(ioiCorrupted(ds, gpt2, { seed: 9 }).prompts, abc.prompts);
+    for (let i = 0; i < 200; i++) {
+      const t = abc.tokens[i];
+      const w = ds.wordIdx;
+      assert.equal(t.length, ds.tokens[i].length);
+      for (let p = 0; p < t.length; p++) if (p !== w.IO[i] && p !== w.S[i] && p !== w.S2[i]) assert.equal(t[p], ds.tokens[i][p]);
+      // IO->RAND never keeps the IO nor takes the clean S (the authors' redraw loop)
+      assert.ok(abc.ioNames[i] !== ds.ioNames[i] && abc.ioNames[i] !== ds.sNames[i]);
+      assert.equal(abc.texts[i].split(' ').pop(), abc.ioNames[i]);
+    }
+    assert.throws(() => ioiCorrupted(ds, gpt2, { rule: 'other' as IOICorruptionRule }), ValueError);
+    assert.throws(() => ioiCorrupted(ds, gpt2, { flips: [['X' as 'IO', 'RAND']] }), /flips\[0\]/);
+  });
+
+  it("ABC name collisions: under the authors' rule at the rate of their code (numpy port, 1 in |names|), never under 'distinct'", function () {
+    this.timeout(120000);
+    const tok = whitespaceTokenizer();
+    const n = 6000;
+    const ds = generateIOI(tok, { n, seed: 21, prependBos: false });
+    /** Word indices of the IO, S1 and S2 slots of each clean sentence. */
+    const slots = ds.texts.map((t, i) => {
+      const w = t.split(' ');
+      return { io: w.indexOf(ds.ioNames[i]), s1: w.indexOf(ds.sNames[i]), s2: w.lastIndexOf(ds.sNames[i]) };
+    });
+    const stats = (texts: string[]) => {
+      const c = { ioS2: 0, s1S2: 0, ioS1: 0, sKept: 0 };
+      texts.forEach((t, i) => {
+        const w = t.split(' ');
+        const { io, s1, s2 } = slots[i];
+        c.ioS2 += +(w[io] === w[s2]);
+        c.s1S2 += +(w[s1] === w[s2]);
+        c.ioS1 += +(w[io] === w[s1]);
+        c.sKept += +(w[s2] === ds.sNames[i]);
+      });
+      return c;
+    };
+    const port = runPort<{ prompts: { text: string }[] }>('ioi_corruption', {
+      prompts: ds.texts.map((text, i) => ({ text, IO: ds.ioNames[i], S: ds.sNames[i] })),
+      names: ds.names,
+      seed: 5,
+    });
+    const theirs = stats(port.prompts.map((x) => x.text));
+    const ours = stats(ioiCorrupted(ds, tok, { seed: 5 }).texts);
+    const distinct = stats(ioiCorrupted(ds, tok, { seed: 5, rule: 'distinct' }).texts);
+    const p = 1 / ds.names.length; // each collision is one uniform draw hitting one given name
+    const sd = Math.sqrt(n * p * (1 - p));
+    for (const k of Object.keys(ours) as (keyof typeof ours)[]) {
+      assert.ok(Math.abs(theirs[k] - n * p) < 5 * sd, `port ${k}: ${theirs[k]} vs ${n * p}`);
+      assert.ok(Math.abs(ours[k] - n * p) < 5 * sd, `ours ${k}: ${ours[k]} vs ${n * p}`);
+      assert.ok(Math.abs(ours[k] - theirs[k]) < 5 * Math.SQRT2 * sd, `${k}: ours ${ours[k]}, port ${theirs[k]}`);
+      assert.equal(distinct[k], 0, `distinct ${k}`);
+      assert.ok(ours[k] > 0, `the authors' rule makes ${k} collisions`);
+    }
   });
 
   it('drops names that are not single tokens, with a warning', () => {
@@ -239,7 +287,7 @@ describe('IOI dataset', () => {
     assert.throws(() => generateIOI(gpt2, { n: 0 }), ValueError);
   });
 
-  it('logitDiff reads IO-S at the end position (left padding) and leaks nothing', () => {
+  it('logitDiff reads IO-S at the end position (left padding) and leaks nothing', async () => {
     const tok = whitespaceTokenizer();
     const ds = generateIOI(tok, { n: 4, seed: 6 });
     const V = tok.vocab.length + 5;
@@ -251,19 +299,21 @@ describe('IOI dataset', () => {
     const ends = batchPositions(ds, 'end', P, 'left');
     assert.deepEqual(ends, [P - 1, P - 1, P - 1, P - 1]);
     const expected = ds.ioTokens.map((io, i) => 0.01 * (i + 1) * (io - ds.sTokens[i]) + (P - 1));
-    const fromArr = logitDiff(arr, ds);
+    const fromArr = await logitDiff(arr, ds);
     fromArr.perPrompt.forEach((x, i) => assert.ok(Math.abs(x - expected[i]) < 1e-9));
     const t = tf.tensor3d(arr);
     const before = tf.memory().numTensors;
-    const fromT = logitDiff(t, ds);
+    const fromT = await logitDiff(t, ds);
     assert.equal(tf.memory().numTensors, before);
     fromT.perPrompt.forEach((x, i) => assert.ok(Math.abs(x - expected[i]) < 1e-3));
     assert.ok(Math.abs(fromT.mean - expected.reduce((a, b) => a + b) / 4) < 1e-3);
     // right padding reads at wordIdx.end
-    const right = logitDiff(t, ds, { padding: 'right' });
+    const right = await logitDiff(t, ds, { padding: 'right' });
     right.perPrompt.forEach((x, i) => assert.ok(Math.abs(x - (0.01 * (i + 1) * (ds.ioTokens[i] - ds.sTokens[i]) + ds.wordIdx.end[i])) < 1e-3));
     t.dispose();
-    assert.throws(() => logitDiff(tf.zeros([3, P, V]), ds), /logitDiff/);
+    const z = tf.zeros([3, P, V]);
+    await assert.rejects(logitDiff(z, ds), /logitDiff/);
+    z.dispose();
   });
 
   it('normalisedMetric', () => {

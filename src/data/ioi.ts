@@ -1,8 +1,10 @@
 /**
- * The Indirect Object Identification (IOI) dataset and its metrics, exactly as
- * /work/shared/specs/IOI.md (Wang et al. 2022; the templates, places, objects and names of the
- * dataset code the IOI literature shares). Works with any tokenizer given as
- * `{ encode(text): number[] }`; nothing here needs a model.
+ * The Indirect Object Identification (IOI) dataset and its metrics (Wang et al. 2022). Templates, places,
+ * objects and names are those of the authors' dataset code (redwoodresearch/Easy-Transformer,
+ * easy_transformer/ioi_dataset.py, lines 17-233; ACDC's acdc/ioi/ioi_dataset.py is a copy); the
+ * corruption follows its gen_flipped_prompts by default (see IOICorruptionRule) and docs/methods/ioi.md
+ * lists every departure. Works with any tokenizer given as `{ encode(text): number[] }`; nothing here
+ * needs a model.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, ShapeError, ValueError, expectedFound } from '../errors.js';
@@ -53,8 +55,8 @@ export const PLACES: readonly string[] = ['store', 'garden', 'restaurant', 'scho
 export const OBJECTS: readonly string[] = ['ring', 'kiss', 'bone', 'basketball', 'computer', 'necklace', 'drink', 'snack'];
 
 /**
- * The names, each one GPT-2 token with its leading space. The spec calls them "100", but its list,
- * like the NAMES list of the dataset code the IOI literature shares, holds 99; reproduced verbatim.
+ * The 99 names of the authors' NAMES list (easy_transformer/ioi_dataset.py lines 17-117), in its order;
+ * each is one GPT-2 token with its leading space.
  */
 export const NAMES: readonly string[] = [
   'Michael', 'Christopher', 'Jessica', 'Matthew', 'Ashley', 'Jennifer', 'Joshua', 'Amanda', 'Daniel', 'David',
@@ -112,6 +114,8 @@ export interface IOIDataset {
   promptType: IOIPromptType;
   /** Set on corrupted datasets: the flips applied. */
   flips?: Array<[string, string]>;
+  /** Set on corrupted datasets: how the new names were drawn (see IOICorruptionRule). */
+  corruptionRule?: IOICorruptionRule;
 }
 
 export interface IOIOptions {
@@ -144,13 +148,24 @@ export function singleTokenNames(tokenizer: IOITokenizer, candidates: readonly s
   return ok;
 }
 
-function fill(template: string, a: string, b: string, c: string, place: string, object: string): string {
-  return template
-    .replaceAll('[A]', a)
-    .replaceAll('[B]', b)
-    .replaceAll('[C]', c)
-    .replaceAll('[PLACE]', place)
-    .replaceAll('[OBJECT]', object);
+const SLOT = /\[(A|B|C)\]/g;
+
+/** The names filling a template's [A]/[B]/[C] slots, in text order (the final [A] is the answer). */
+function slotNames(template: string, io: string, s: string, s1: string, c: string): string[] {
+  let firstB = true;
+  return [...template.matchAll(SLOT)].map((m) => {
+    if (m[1] === 'A') return io;
+    if (m[1] === 'C') return c;
+    const name = firstB ? s1 : s;
+    firstB = false;
+    return name;
+  });
+}
+
+/** A template with its name slots filled in order by `names`, and its place and object. */
+function fillSlots(template: string, names: string[], place: string, object: string): string {
+  let k = 0;
+  return template.replace(SLOT, () => names[k++]).replaceAll('[PLACE]', place).replaceAll('[OBJECT]', object);
 }
 
 function templatesOf(kind: IOITemplateKind): readonly string[] {
@@ -172,11 +187,7 @@ interface RawPrompt {
 /** Build the full sentence for a template with the IO and S names (S1 may differ after corruption). */
 function buildText(kind: IOITemplateKind, templateId: number, io: string, s: string, s1: string, c: string, place: string, object: string): string {
   const t = templatesOf(kind)[templateId];
-  // Fill the first [B] (the S1 occurrence) separately so corruption can replace only S1.
-  const firstB = t.indexOf('[B]');
-  const head = t.slice(0, firstB) + s1;
-  const rest = t.slice(firstB + 3);
-  return fill(head, io, s, c, place, object) + fill(rest, io, s, c, place, object);
+  return fillSlots(t, slotNames(t, io, s, s1, c), place, object);
 }
 
 function promptOf(text: string, io: string): string {
@@ -191,6 +202,11 @@ function singleToken(tokenizer: IOITokenizer, text: string, where: string): numb
   return ids[0];
 }
 
+/** The per-prompt lists that finishing a dataset fills, empty. */
+function promptLists(): Pick<IOIDataset, 'prompts' | 'texts' | 'tokens' | 'ioTokens' | 'sTokens' | 'ioNames' | 'sNames' | 's1Names'> {
+  return { prompts: [], texts: [], tokens: [], ioTokens: [], sTokens: [], ioNames: [], sNames: [], s1Names: [] };
+}
+
 function finish(raw: RawPrompt[], tokenizer: IOITokenizer, opts: Required<Pick<IOIOptions, 'seed' | 'promptType' | 'prependBos'>>, names: string[]): IOIDataset {
   const bos = tokenizer.bosTokenId;
   if (opts.prependBos && (bos === undefined || !Number.isInteger(bos))) {
@@ -200,14 +216,7 @@ function finish(raw: RawPrompt[], tokenizer: IOITokenizer, opts: Required<Pick<I
   const commaId = tokenizer.encode(',');
   const wordIdx = Object.fromEntries(IOI_POSITIONS.map((k) => [k, [] as number[]])) as Record<IOIPosition, number[]>;
   const ds: IOIDataset = {
-    prompts: [],
-    texts: [],
-    tokens: [],
-    ioTokens: [],
-    sTokens: [],
-    ioNames: [],
-    sNames: [],
-    s1Names: [],
+    ...promptLists(),
     cNames: [],
     places: [],
     objects: [],
@@ -318,41 +327,86 @@ export const ABC_FLIPS: IOIFlip[] = [
 ];
 
 /**
- * The corrupted ("ABC") set: the same prompts with IO, then S (both occurrences), then S1 replaced
- * by random other names (each new name differs from every name in the prompt at that moment), so
- * the result has three distinct names at the IO, S1 and S2 positions. Token positions are the
- * clean ones (names are single tokens); this is checked.
+ * How a RAND flip draws its new name.
+ * - 'redwood' (default, the authors' code: redwoodresearch/Easy-Transformer easy_transformer/ioi_dataset.py
+ *   gen_flipped_prompts, lines 369-377 and 393-401, copied into ACDC's acdc/ioi/ioi_dataset.py): IO->RAND
+ *   redraws until the name differs from the current IO and S; S->RAND and S1->RAND draw from every name,
+ *   so a corrupted prompt may repeat a name (IO = S, S1 = S2, or an unchanged S, each about 1 in |names|).
+ * - 'distinct': every new name differs from every name in the prompt at that moment, so the corrupted
+ *   prompt always holds three distinct names at IO, S1 and S2 (the paper's description of the ABC set).
  */
-export function ioiCorrupted(ds: IOIDataset, tokenizer: IOITokenizer, options: { seed?: number; flips?: IOIFlip[] } = {}): IOIDataset {
+export type IOICorruptionRule = 'redwood' | 'distinct';
+
+/**
+ * One RAND flip on the name slots, as the authors' code does it on the words of the sentence: IO replaces
+ * the first two occurrences of the IO name (the IO slot and the answer); S the first and then the last
+ * occurrence of S (S1 and S2) and becomes the new S; S1 the first occurrence of S only.
+ */
+function flipSlots(w: string[], cur: { io: string; s: string }, what: IOIFlip[0], name: string, where: string): void {
+  const first = (x: string) => {
+    const i = w.indexOf(x);
+    if (i < 0) throw new ValueError(where, expectedFound(`the name "${x}" in the prompt`, w.join(', ')));
+    return i;
+  };
+  if (what === 'IO') {
+    const old = cur.io;
+    w[first(old)] = name;
+    w[first(old)] = name;
+    cur.io = name;
+  } else {
+    const old = cur.s;
+    w[first(old)] = name;
+    if (what === 'S') {
+      const last = w.lastIndexOf(old);
+      if (last < 0) throw new ValueError(where, expectedFound(`a second occurrence of "${old}" (S2)`, w.join(', ')));
+      w[last] = name;
+      cur.s = name;
+    }
+  }
+}
+
+/**
+ * The corrupted ("ABC") set: the same prompts with IO, then S (both occurrences), then S1 replaced by
+ * random names (the flips IO->RAND, S->RAND, S1->RAND, in this order by default). `rule` says how the
+ * names are drawn (see IOICorruptionRule; default 'redwood', the authors' code); the result records it
+ * in `corruptionRule`. Token positions are the clean ones (names are single tokens; this is checked), as
+ * the authors' code reuses the clean word indices.
+ */
+export function ioiCorrupted(ds: IOIDataset, tokenizer: IOITokenizer, options: { seed?: number; flips?: IOIFlip[]; rule?: IOICorruptionRule } = {}): IOIDataset {
   const seed = options.seed ?? ds.seed + 1;
   const flips = options.flips ?? ABC_FLIPS;
-  const r: Rng = rng(seed);
-  const raw: RawPrompt[] = ds.texts.map((_, i) => {
-    let io = ds.ioNames[i];
-    let s = ds.sNames[i];
-    let s1 = ds.s1Names[i];
-    const pick = () => {
-      const used = new Set([io, s, s1, ds.cNames[i]]);
-      const pool = ds.names.filter((x) => !used.has(x));
-      return r.choice(pool);
-    };
-    for (const [what, to] of flips) {
-      if (to !== 'RAND') throw new ValueError('ioiCorrupted flips', expectedFound('["IO"|"S"|"S1", "RAND"]', [what, to]));
-      if (what === 'IO') io = pick();
-      else if (what === 'S') {
-        const x = pick();
-        s = x;
-        s1 = x;
-      } else if (what === 'S1') s1 = pick();
-      else throw new ValueError('ioiCorrupted flips', expectedFound('IO, S or S1', what));
+  const rule = options.rule ?? 'redwood';
+  if (rule !== 'redwood' && rule !== 'distinct') throw new ValueError('ioiCorrupted rule', expectedFound('"redwood" or "distinct"', rule));
+  flips.forEach((f, k) => {
+    if (!Array.isArray(f) || f[1] !== 'RAND' || !['IO', 'S', 'S1'].includes(f[0])) {
+      throw new ValueError(`ioiCorrupted flips[${k}]`, expectedFound('["IO"|"S"|"S1", "RAND"]', f));
     }
+  });
+  const r: Rng = rng(seed);
+  const draw = (avoid: Set<string>) => {
+    if (rule === 'distinct') return r.choice(ds.names.filter((x) => !avoid.has(x)));
+    for (;;) {
+      const x = r.choice(ds.names); // rejection sampling, as the authors' redraw loop
+      if (!avoid.has(x)) return x;
+    }
+  };
+  const raw: RawPrompt[] = ds.texts.map((_, i) => {
     const kind = ds.templateKinds[i];
     const tid = ds.templateIds[i];
-    const text = buildText(kind, tid, io, s, s1, ds.cNames[i], ds.places[i], ds.objects[i]);
-    return { kind, templateId: tid, io, s, s1, c: ds.cNames[i], place: ds.places[i], object: ds.objects[i], text };
+    const template = templatesOf(kind)[tid];
+    const w = slotNames(template, ds.ioNames[i], ds.sNames[i], ds.s1Names[i], ds.cNames[i]);
+    const cur = { io: ds.ioNames[i], s: ds.sNames[i] };
+    for (const [what] of flips) {
+      const avoid = rule === 'distinct' ? new Set([...w, ds.cNames[i]]) : what === 'IO' ? new Set([cur.io, cur.s]) : new Set<string>();
+      flipSlots(w, cur, what, draw(avoid), `ioiCorrupted prompt ${i} (${what}->RAND)`);
+    }
+    const s1 = w[(template.slice(0, template.indexOf('[B]')).match(SLOT) ?? []).length];
+    const text = fillSlots(template, w, ds.places[i], ds.objects[i]);
+    return { kind, templateId: tid, io: cur.io, s: cur.s, s1, c: ds.cNames[i], place: ds.places[i], object: ds.objects[i], text };
   });
   const out = finishCorrupted(raw, tokenizer, ds);
   out.flips = flips.map((f) => [f[0], f[1]]);
+  out.corruptionRule = rule;
   out.seed = seed;
   return out;
 }
@@ -361,14 +415,7 @@ function finishCorrupted(raw: RawPrompt[], tokenizer: IOITokenizer, clean: IOIDa
   const bos = tokenizer.bosTokenId;
   const out: IOIDataset = {
     ...clean,
-    prompts: [],
-    texts: [],
-    tokens: [],
-    ioTokens: [],
-    sTokens: [],
-    ioNames: [],
-    sNames: [],
-    s1Names: [],
+    ...promptLists(),
     wordIdx: Object.fromEntries(IOI_POSITIONS.map((k) => [k, clean.wordIdx[k].slice()])) as Record<IOIPosition, number[]>,
   };
   raw.forEach((r, i) => {
@@ -406,6 +453,16 @@ export function batchPositions(ds: IOIDataset, key: IOIPosition, seqLen: number,
   });
 }
 
+/**
+ * The template group of each prompt: one id per template of the dataset's template list (BABA, ABBA and
+ * ABC templates are different groups), as the authors group prompts for per-template means
+ * (IOIDataset.groups, easy_transformer/ioi_dataset.py lines 758-762). Pass it to templateMeans.
+ */
+export function templateGroups(ds: IOIDataset): number[] {
+  const offset: Record<IOITemplateKind, number> = { BABA: 0, ABBA: 100, ABC: 200 };
+  return ds.templateIds.map((t, i) => offset[ds.templateKinds[i]] + t);
+}
+
 export interface LogitDiffResult {
   mean: number;
   perPrompt: number[];
@@ -414,18 +471,17 @@ export interface LogitDiffResult {
 type Logits3 = tf.Tensor | number[][][];
 
 /**
- * logit(IO) - logit(S) at each prompt's end position. `logits` is [batch, pos, vocab] (a tensor or
- * nested arrays) for the prompts of `ds` in order; `padding` says how the batch was padded
- * (default 'left', as model.toTokens pads). Leaves no tensors behind.
+ * logit(IO) - logit(S) at each prompt's end position, and its mean over prompts (the authors' logit_diff:
+ * easy_transformer/ioi_utils.py lines 375-412). `logits` is [batch, pos, vocab] (a tensor or nested
+ * arrays) for the prompts of `ds` in order; `padding` says how the batch was padded (default 'left', as
+ * model.toTokens pads). Tensors are read asynchronously; leaves no tensors behind.
  */
-export function logitDiff(logits: Logits3, ds: IOIDataset, options: { padding?: Padding; ioTokens?: number[]; sTokens?: number[] } = {}): LogitDiffResult {
+export async function logitDiff(logits: Logits3, ds: IOIDataset, options: { padding?: Padding; ioTokens?: number[]; sTokens?: number[] } = {}): Promise<LogitDiffResult> {
   const padding = options.padding ?? 'left';
   const io = options.ioTokens ?? ds.ioTokens;
   const s = options.sTokens ?? ds.sTokens;
   const n = ds.tokens.length;
-  let shape: number[];
-  if (logits instanceof tf.Tensor) shape = logits.shape;
-  else shape = [logits.length, logits[0]?.length ?? 0, logits[0]?.[0]?.length ?? 0];
+  const shape = logits instanceof tf.Tensor ? logits.shape : [logits.length, logits[0]?.length ?? 0, logits[0]?.[0]?.length ?? 0];
   if (shape.length !== 3 || shape[0] !== n) {
     throw new ShapeError('logitDiff logits', expectedFound(`[${n}, pos, vocab]`, shape));
   }
@@ -438,13 +494,10 @@ export function logitDiff(logits: Logits3, ds: IOIDataset, options: { padding?: 
   }
   let per: number[];
   if (logits instanceof tf.Tensor) {
-    const flat = tf.tidy(() => {
-      const l2 = tf.reshape(logits, [n * P * V]);
-      const idx: number[] = [];
-      for (let i = 0; i < n; i++) idx.push((i * P + ends[i]) * V + io[i], (i * P + ends[i]) * V + s[i]);
-      return tf.gather(l2, tf.tensor1d(idx, 'int32'));
-    });
-    const v = flat.dataSync();
+    const idx: number[] = [];
+    for (let i = 0; i < n; i++) idx.push((i * P + ends[i]) * V + io[i], (i * P + ends[i]) * V + s[i]);
+    const flat = tf.tidy(() => tf.gather(tf.reshape(logits, [n * P * V]), tf.tensor1d(idx, 'int32')));
+    const v = await flat.data();
     flat.dispose();
     per = Array.from({ length: n }, (_, i) => v[2 * i] - v[2 * i + 1]);
   } else {
