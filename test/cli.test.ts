@@ -13,6 +13,7 @@ import { headScoresToCsv, headScoresToJson } from '../src/io/export.js';
 import { taskProblem } from '../src/cli/rank.js';
 import { saeCircuitScores } from '../src/sae/discrete.js';
 import { headPatchingScores } from '../src/circuits/patching.js';
+import { attributionScores, pathPatchingScores } from '../src/circuits/path.js';
 import { copyingScores } from '../src/analyses/weights/copying.js';
 import { compositionScores } from '../src/analyses/weights/composition.js';
 import { REF_DIR, loadReference, maskedRelErr } from './helpers/reference.js';
@@ -86,7 +87,7 @@ describe('tflens CLI', () => {
     const want = JSON.parse(headScoresToJson(lib.node));
     assert.deepEqual(doc.rows, want.rows);
     const hp = await cli(['rank', modelDir, '--method', 'head-patching', '--task', 'induction', '--n', '8', '--seed', '3', '--format', 'json']);
-    const libHp = headPatchingScores(m, p);
+    const libHp = await headPatchingScores(m, p);
     assert.deepEqual(JSON.parse(hp.out).rows, JSON.parse(headScoresToJson(libHp)).rows);
     // ground truth: the constructed induction head ranks first under head patching
     const top = JSON.parse(hp.out).rows[0];
@@ -112,6 +113,25 @@ describe('tflens CLI', () => {
     const bad = await cli(['rank', modelDir, '--method', 'copying', '--measure', 'bogus']);
     assert.notEqual(bad.code, 0);
     assert.match(bad.err, /--measure/);
+  });
+
+  it('rank --method path|attribution --task ioi equal the library (paper % change by default, --score normalised), --corruption picks the ABC rule', async () => {
+    const modelDir = path.join('fixtures', 'models', 'ioi');
+    const m = await loadModel(modelDir);
+    const args = { task: 'ioi', n: '6', seed: '2' };
+    const p = taskProblem(m, args);
+    assert.notDeepEqual(taskProblem(m, { ...args, corruption: 'distinct' }).corrupted, p.corrupted);
+    const rows = async (argv: string[]) => {
+      const r = await cli(['rank', modelDir, ...argv, '--task', 'ioi', '--n', '6', '--seed', '2', '--format', 'json']);
+      assert.equal(r.code, 0, r.err);
+      return JSON.parse(r.out).rows;
+    };
+    assert.deepEqual(await rows(['--method', 'path']), JSON.parse(headScoresToJson(await pathPatchingScores(m, p))).rows);
+    assert.deepEqual(await rows(['--method', 'path', '--score', 'normalised']), JSON.parse(headScoresToJson(await pathPatchingScores(m, p, { score: 'normalised' }))).rows);
+    assert.deepEqual(await rows(['--method', 'attribution']), JSON.parse(headScoresToJson(await attributionScores(m, p))).rows);
+    const bad = await cli(['rank', modelDir, '--method', 'path', '--task', 'ioi', '--corruption', 'other']);
+    assert.match(bad.err, /ValueError: --corruption: expected redwood or distinct/);
+    m.dispose();
   });
 
   it('bad input: one-line typed messages and a non-zero exit, nothing written', async () => {

@@ -6,11 +6,10 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { HookError, TflensError } from '../src/errors.js';
 import { loadModel, generate, type HookedTransformer } from '../src/model/index.js';
-import { attributionPatch, inductionProblem, patchSweep, pathPatch, headPatchingScores, knockout, templateMeans, type PatchingProblem } from '../src/circuits/index.js';
+import { attributionPatch, evaluateCircuit, inductionProblem, patchLoop, patchSweep, pathPatch, headPatchingScores, knockout, templateMeans, type PatchingProblem } from '../src/circuits/index.js';
 import { reluSAE, topKSAE } from '../src/sae/models.js';
 import { trainSAE } from '../src/sae/train.js';
 import { saeCircuitScores } from '../src/sae/discrete.js';
-import { mulberry32 } from '../src/util/random.js';
 import { REF_DIR } from './helpers/reference.js';
 import { sinkScores, hiddenSinkScores, residualNorms } from '../src/analyses/sinks.js';
 import { detectHeads } from '../src/analyses/detectors.js';
@@ -55,7 +54,7 @@ describe('reliability: no leaks', function () {
   const counts: Record<string, number> = {};
   before(async () => {
     model = await loadModel(path.join(REF_DIR, 'gpt2-tiny'));
-    prob = inductionProblem(model, { n: 3, R: 5 }, mulberry32(3));
+    prob = inductionProblem(model, { n: 3, R: 5, seed: 3 });
   });
   after(() => {
     model.dispose();
@@ -142,31 +141,51 @@ describe('reliability: no leaks', function () {
     counts['cache helper rounds'] = 20;
   });
 
-  it('patching: patchSweep (every act), pathPatch (logits and receivers), attributionPatch, head scores and knockout leave memory unchanged', function () {
+  it('patching: patchSweep and patchLoop (every act), pathPatch (logits and receivers), attributionPatch, head scores, knockout and circuit evaluation leave memory unchanged; errors part way leave no tensors and no hooks', async function () {
     this.timeout(300000);
-    // warm-up
-    patchSweep(model, prob, 'z', 'head');
+    await patchSweep(model, prob, 'z', 'head'); // warm-up
     const before = snap();
     const runs: string[] = [];
     for (const [act, by] of [['resid_pre', 'pos'], ['resid_mid', 'pos'], ['attn_out', 'pos'], ['mlp_out', 'pos'], ['z', 'head'], ['q', 'head_pos'], ['k', 'head'], ['v', 'head'], ['pattern', 'head_pos']] as const) {
-      const r = patchSweep(model, prob, act, by, { maxBatch: 7 });
+      const r = await patchSweep(model, prob, act, by, { maxBatch: 7 });
       assert.ok(r.forwards > 4);
       runs.push(`${act}/${by}`);
     }
-    const pl = pathPatch(model, prob);
+    await patchLoop(model, prob, 'z', 'head', { layers: [1] });
+    const pl = await pathPatch(model, prob);
     assert.ok(pl.values.flat().some(Number.isFinite));
-    pathPatch(model, prob, { receivers: [[2, 1], [2, 3]], receiverInput: 'q' });
-    pathPatch(model, prob, { receivers: [[2, 0]], receiverInput: 'k' });
-    const at = attributionPatch(model, prob);
+    await pathPatch(model, prob, { receivers: [[2, 1], [2, 3]], receiverInput: 'q' });
+    await pathPatch(model, prob, { receivers: ['2.0'], receiverInput: 'k', positions: 'all' });
+    const at = await attributionPatch(model, prob);
     assert.ok(at.allPos.flat().some((x) => x !== 0));
-    headPatchingScores(model, prob);
+    await headPatchingScores(model, prob);
     const ids = prob.clean.map((_, i) => i % 2);
-    const means = templateMeans(model, { tokens: prob.corrupted, mask: prob.mask, templateIds: ids }, ids);
-    assert.ok(Number.isFinite(knockout(model, prob, means, ['1.0', '2.3'])));
+    const means = await templateMeans(model, { tokens: prob.corrupted, attentionMask: prob.attentionMask }, { referenceGroups: ids });
+    assert.ok(Number.isFinite(await knockout(model, prob, means, ['1.0', '2.3'])));
+    const last = prob.readPositions.map((t) => [t]);
+    await evaluateCircuit(model, prob, means, ['1.0', { head: '2.3', positions: last }], { completenessSets: [['1.0']], maxBatch: 4 });
     means.dispose();
-    assertSame(before, snap(), `patching (${runs.join(', ')}, pathPatch x3, attributionPatch, knockout)`);
+    assertSame(before, snap(), `patching (${runs.join(', ')}, patchLoop, pathPatch x3, attributionPatch, knockout, evaluateCircuit)`);
     assert.equal(model.hooks.size, 0);
-    counts['patching runs'] = runs.length + 6;
+    counts['patching runs'] = runs.length + 8;
+    // errors part way: rejected promises, no tensors, no hooks
+    const failing: Array<[string, () => Promise<unknown>]> = [
+      ['patchSweep, hook throws in the patched runs', () => model.withHooks([['blocks.2.hook_mlp_out', (a) => { if (a.shape[0] > 3) throw new Error('late'); }]], () => patchSweep(model, prob, 'z', 'head'))],
+      ['patchSweep, metric throws in a later layer', () => { let n = 0; return patchSweep(model, { ...prob, metric: (lg) => { if (++n === 5) throw new Error('metric'); return prob.metric(lg); } }, 'v', 'head'); }],
+      ['attributionPatch, metric throws', () => attributionPatch(model, { ...prob, metric: () => { throw new Error('metric'); } })],
+      ['pathPatch, receiver head out of range', () => pathPatch(model, prob, { receivers: [[1, 9]] })],
+      ['pathPatch, receiver layer out of range', () => pathPatch(model, prob, { receivers: [[7, 0]] })],
+      ['pathPatch, no receivers', () => pathPatch(model, prob, { receivers: [] })],
+      ['pathPatch to receivers, hook throws in the second run', () => model.withHooks([['blocks.2.attn.hook_q', (a) => { if (a.shape[0] > 3) throw new Error('late'); }]], () => pathPatch(model, prob, { receivers: ['2.1'] }))],
+    ];
+    for (const [name, fn] of failing) {
+      const b = snap();
+      await assert.rejects(fn(), (e) => e instanceof Error, name);
+      assert.equal(snap().numTensors, b.numTensors, `${name}: tensors left`);
+      assert.equal(model.hooks.size, 0, `${name}: hooks left`);
+    }
+    assertSame(before, snap(), 'patching errors');
+    counts['patching errors'] = failing.length;
   });
 
   it('generation with hooks, sampling and a StreamingLLM cache: memory unchanged, hooks removed', () => {
@@ -282,11 +301,6 @@ describe('reliability: no leaks', function () {
         return generate(model, toks, { maxNewTokens: 10, fwdHooks: [['blocks.1.hook_mlp_out', () => { if (++n === 6) throw new Error('step 5'); }]] });
       }],
       ['generate with streaming, onStep throws', () => generate(model, toks, { maxNewTokens: 10, streaming: { startSize: 1, recentSize: 3 }, onStep: ({ step }) => { if (step === 4) throw new Error('stop'); } })],
-      ['patchSweep, hook throws in the patched runs', () => model.withHooks([['blocks.2.hook_mlp_out', (a) => { if (a.shape[0] > 3) throw new Error('late'); }]], () => patchSweep(model, prob, 'z', 'head'))],
-      ['attributionPatch, metric throws', () => attributionPatch(model, { ...prob, metric: () => { throw new Error('metric'); } })],
-      ['pathPatch, receiver head out of range', () => pathPatch(model, prob, { receivers: [[1, 9]] })],
-      ['pathPatch, receiver layer out of range', () => pathPatch(model, prob, { receivers: [[7, 0]] })],
-      ['pathPatch, no receivers', () => pathPatch(model, prob, { receivers: [] })],
     ];
     const problems: string[] = [];
     for (const [name, fn] of cases) {

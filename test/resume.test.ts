@@ -12,20 +12,22 @@ import { ConfigError, ValueError } from '../src/errors.js';
 import { loadModel, saveModel, type HookedTransformer } from '../src/model/index.js';
 import { inductionProblem, patchSweep, type PatchAct, type PatchBy, type PatchingProblem } from '../src/circuits/index.js';
 import { resumablePatchSweep, sweepKey } from '../src/circuits/resumable.js';
-import { mulberry32 } from '../src/util/random.js';
 import { saveHeadScores, writeFileAtomic } from '../src/io/export.js';
 import { readSafetensors, writeSafetensors } from '../src/io/safetensors.js';
 import { makeHeadScores } from '../src/results.js';
 import { REF_DIR } from './helpers/reference.js';
 
-/** Count calls of model.run (every forward, cached or not, goes through it). */
+/** Count the model's runs (every forward, cached or not: forward and runWithCache). */
 function countRuns(model: HookedTransformer): { n: number; restore: () => void } {
-  const orig = model.run;
-  const c = { n: 0, restore: () => void ((model as any).run = orig) };
-  (model as any).run = function (this: HookedTransformer, ...a: Parameters<HookedTransformer['run']>) {
-    c.n++;
-    return orig.apply(this, a);
-  };
+  const m = model as unknown as Record<'forward' | 'runWithCache', (...a: unknown[]) => unknown>;
+  const orig = { forward: m.forward, runWithCache: m.runWithCache };
+  const c = { n: 0, restore: () => Object.assign(m, orig) };
+  for (const k of ['forward', 'runWithCache'] as const) {
+    m[k] = function (this: HookedTransformer, ...a: unknown[]) {
+      c.n++;
+      return orig[k].apply(this, a);
+    };
+  }
   return c;
 }
 
@@ -39,7 +41,7 @@ describe('reliability: resumable patching sweeps', function () {
   let dir: string;
   before(async () => {
     model = await loadModel(path.join(REF_DIR, 'gpt2-tiny'));
-    prob = inductionProblem(model, { n: 3, R: 5 }, mulberry32(11));
+    prob = inductionProblem(model, { n: 3, R: 5, seed: 11 });
     dir = mkdtempSync(path.join(os.tmpdir(), 'tflens-resume-'));
   });
   after(() => model.dispose());
@@ -49,7 +51,7 @@ describe('reliability: resumable patching sweeps', function () {
     it(`${act}/${by}: uninterrupted equals patchSweep exactly; interrupted after k layers and resumed equals it too, finished layers not recomputed`, async () => {
       const before = tf.memory().numTensors;
       const L = model.cfg.n_layers;
-      const plain = patchSweep(model, prob, act, by);
+      const plain = await patchSweep(model, prob, act, by);
       const full = await resumablePatchSweep(model, prob, act, by, { store: path.join(dir, `${act}-full.jsonl`) });
       assert.deepEqual(full.values, plain.values);
       assert.deepEqual(full.normalised, plain.normalised);
@@ -71,7 +73,7 @@ describe('reliability: resumable patching sweeps', function () {
         assert.equal(readFileSync(store, 'utf8').trim().split('\n').length, 1 + k);
         // forwards a run of the remaining layers alone needs
         const ref = countRuns(model);
-        for (let l = k; l < L; l++) patchSweep(model, prob, act, by, { layers: [l] });
+        for (let l = k; l < L; l++) await patchSweep(model, prob, act, by, { layers: [l] });
         const need = ref.n;
         ref.restore();
         const c = countRuns(model);
@@ -106,10 +108,9 @@ describe('reliability: resumable patching sweeps', function () {
       import { loadModel } from ${src('model/index.ts')};
       import { inductionProblem } from ${src('circuits/index.ts')};
       import { resumablePatchSweep } from ${src('circuits/resumable.ts')};
-      import { mulberry32 } from ${src('util/random.ts')};
       await initBackend();
       const model = await loadModel(${JSON.stringify(path.join(REF_DIR, 'gpt2-tiny'))});
-      const prob = inductionProblem(model, { n: 3, R: 5 }, mulberry32(11));
+      const prob = inductionProblem(model, { n: 3, R: 5, seed: 11 });
       await resumablePatchSweep(model, prob, 'z', 'head_pos', { store: ${JSON.stringify(store)}, onProgress: (p) => {
         console.log('done ' + p.done);
         if (p.done === 2) { const t = Date.now(); while (Date.now() - t < 60000); } // stuck before the last layer until killed
@@ -143,7 +144,7 @@ describe('reliability: resumable patching sweeps', function () {
     assert.deepEqual(r.cachedLayers, [0, 1]);
     assert.deepEqual(r.computedLayers, [2]);
     const ref = countRuns(model);
-    const plain = patchSweep(model, prob, 'z', 'head_pos');
+    const plain = await patchSweep(model, prob, 'z', 'head_pos');
     ref.restore();
     assert.ok(c.n < ref.n, `resume ran ${c.n} forwards, a full sweep ${ref.n}`);
     assert.deepEqual(r.values, plain.values);
@@ -171,7 +172,7 @@ describe('reliability: resumable patching sweeps', function () {
     const r = await resumablePatchSweep(model, prob, 'z', 'head', { store });
     c.restore();
     assert.deepEqual(r.computedLayers, [2]);
-    assert.deepEqual(r.values, patchSweep(model, prob, 'z', 'head').values);
+    assert.deepEqual(r.values, (await patchSweep(model, prob, 'z', 'head')).values);
     // an already-aborted signal computes nothing and stores nothing
     const ac2 = new AbortController();
     ac2.abort();
@@ -201,32 +202,32 @@ describe('reliability: resumable patching sweeps', function () {
     const r = await resumablePatchSweep(model, prob, 'z', 'head', { store, key: 'crash' });
     assert.deepEqual(r.cachedLayers, [0]);
     assert.deepEqual(r.computedLayers, [1, 2]);
-    assert.deepEqual(r.values, patchSweep(model, prob, 'z', 'head').values);
+    assert.deepEqual(r.values, (await patchSweep(model, prob, 'z', 'head')).values);
     assert.equal(tf.memory().numTensors, before);
   });
 
   it('the key covers the inputs: other tokens, metric, act, layers or weights never reuse stored rows', async () => {
-    const k0 = sweepKey(model, prob, 'z', 'head');
-    assert.equal(sweepKey(model, prob, 'z', 'head'), k0);
-    const other = inductionProblem(model, { n: 3, R: 5 }, mulberry32(12));
-    assert.notEqual(sweepKey(model, other, 'z', 'head'), k0);
-    assert.notEqual(sweepKey(model, { ...prob, readPositions: prob.readPositions.map((p) => p - 1) }, 'z', 'head'), k0);
-    assert.notEqual(sweepKey(model, { ...prob, metricName: 'other' }, 'z', 'head'), k0);
-    assert.notEqual(sweepKey(model, prob, 'q', 'head'), k0);
-    assert.notEqual(sweepKey(model, prob, 'z', 'head_pos'), k0);
-    assert.notEqual(sweepKey(model, prob, 'z', 'head', { layers: [0, 1] }), k0);
-    assert.notEqual(sweepKey(model, prob, 'z', 'head', { maxBatch: 4 }), k0);
+    const k0 = await sweepKey(model, prob, 'z', 'head');
+    assert.equal(await sweepKey(model, prob, 'z', 'head'), k0);
+    const other = inductionProblem(model, { n: 3, R: 5, seed: 12 });
+    assert.notEqual(await sweepKey(model, other, 'z', 'head'), k0);
+    assert.notEqual(await sweepKey(model, { ...prob, readPositions: prob.readPositions.map((p) => p - 1) }, 'z', 'head'), k0);
+    assert.notEqual(await sweepKey(model, { ...prob, metricName: 'other' }, 'z', 'head'), k0);
+    assert.notEqual(await sweepKey(model, prob, 'q', 'head'), k0);
+    assert.notEqual(await sweepKey(model, prob, 'z', 'head_pos'), k0);
+    assert.notEqual(await sweepKey(model, prob, 'z', 'head', { layers: [0, 1] }), k0);
+    assert.notEqual(await sweepKey(model, prob, 'z', 'head', { maxBatch: 4 }), k0);
     // one weight changed by a small amount changes the key
     const w = model.params['blocks.2.mlp.b_out'];
     const changed = tf.tidy(() => tf.add(w, tf.oneHot([5], w.shape[0]).reshape(w.shape).mul(1e-3)));
     model.params['blocks.2.mlp.b_out'] = changed;
     try {
-      assert.notEqual(sweepKey(model, prob, 'z', 'head'), k0);
+      assert.notEqual(await sweepKey(model, prob, 'z', 'head'), k0);
     } finally {
       model.params['blocks.2.mlp.b_out'] = w;
       changed.dispose();
     }
-    assert.equal(sweepKey(model, prob, 'z', 'head'), k0);
+    assert.equal(await sweepKey(model, prob, 'z', 'head'), k0);
     // a store written for one problem refuses another (ConfigError naming the store), or restarts when asked
     const store = path.join(dir, 'mismatch.jsonl');
     await resumablePatchSweep(model, prob, 'z', 'head', { store, layers: [0] });
@@ -235,7 +236,7 @@ describe('reliability: resumable patching sweeps', function () {
     const r = await resumablePatchSweep(model, other, 'z', 'head', { store, layers: [0], onMismatch: 'restart', warn: (m) => warnings.push(m) });
     assert.equal(warnings.length, 1);
     assert.deepEqual(r.computedLayers, [0]);
-    assert.deepEqual(r.values, patchSweep(model, other, 'z', 'head', { layers: [0] }).values);
+    assert.deepEqual(r.values, (await patchSweep(model, other, 'z', 'head', { layers: [0] })).values);
   });
 
   it('bad arguments are typed errors', async () => {
@@ -292,7 +293,7 @@ describe('reliability: exports are atomic', () => {
     assert.deepEqual(readFileSync(dest), old);
     assert.deepEqual(tmpFiles(dir), []);
     const back = await readSafetensors(dest);
-    assert.deepEqual(Array.from(back.a.dataSync()), [1, 2, 3]);
+    assert.deepEqual(Array.from(await back.a.data()), [1, 2, 3]);
     tf.dispose([a, big, back.a]);
     assert.equal(tf.memory().numTensors, before);
   });
@@ -309,8 +310,10 @@ describe('reliability: exports are atomic', () => {
     await saveModel(m, good);
     assert.deepEqual(tmpFiles(good), []);
     const m2 = await loadModel(good);
-    const d = tf.tidy(() => tf.max(tf.abs(tf.sub(m.forward([[1, 2, 3, 4]]), m2.forward([[1, 2, 3, 4]])))).dataSync()[0]);
-    assert.equal(d, 0);
+    const [a, b] = [await m.forward([[1, 2, 3, 4]]), await m2.forward([[1, 2, 3, 4]])];
+    const d = tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))));
+    assert.equal((await d.data())[0], 0);
+    tf.dispose([a, b, d]);
     m2.dispose();
     m.dispose();
     assert.ok(existsSync(path.join(good, 'model.safetensors')));

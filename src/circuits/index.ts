@@ -1,7 +1,5 @@
-/** Circuits: task datasets, patching problems and metrics, activation / path / attribution patching, circuit evaluation. */
-export * from '../data/ioi.js';
+/** Circuits: patching problems and metrics, activation / path / attribution patching, knockouts, circuit evaluation, resumable sweeps. */
 export * from './problem.js';
-export { runSync, runAsync, repeatRows, tileRows, type Steps, type Values } from '../backend/readback.js';
 export * from './patching.js';
 export * from './path.js';
 export * from './evaluate.js';

@@ -1,21 +1,22 @@
 /**
- * A patching problem: clean and corrupted token batches of equal shape (left-padded, one mask),
- * the position each prompt's metric reads, and a metric over the logits at those positions.
- * The metric is vectorised over patches: logits [patches, prompts, vocab] -> [patches].
+ * A patching problem: clean and corrupted token batches of equal shape (left-padded, one attention
+ * mask), the position each prompt's metric reads, and a metric over the logits at those positions.
+ * The metric is vectorised over patches: logits [patches, prompts, vocab] -> [patches], so a batched
+ * sweep computes every patch's metric in one kernel chain and reads them back together.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError, ValueError, expectedFound } from '../errors.js';
-import type { HookedTransformer } from '../model/hooked.js';
-import { runSync, type Steps } from '../backend/readback.js';
-import { batchPositions, generateIOI, ioiCorrupted, type IOIDataset, type IOITokenizer } from '../data/ioi.js';
+import type { ModelView } from '../model/view.js';
+import { rng } from '../util/random.js';
+import { batchPositions, generateIOI, ioiCorrupted, type IOICorruptionRule, type IOIDataset, type IOITokenizer } from '../data/ioi.js';
 
 export type VectorMetric = (logits: tf.Tensor3D) => tf.Tensor1D;
 
 export interface PatchingProblem {
   clean: number[][];
   corrupted: number[][];
-  /** Shared attention mask (1 = real token); all ones when absent. */
-  mask: number[][];
+  /** Attention mask shared by both batches (1 = real token, left padding). */
+  attentionMask: number[][];
   /** Per prompt, the position whose logits the metric reads. */
   readPositions: number[];
   metric: VectorMetric;
@@ -24,7 +25,11 @@ export interface PatchingProblem {
   task?: string;
 }
 
-/** Mean over prompts of logit(correct) - logit(wrong) at the read position. */
+/**
+ * Mean over prompts of logit(correct) - logit(wrong) at the read position (the IOI logit difference:
+ * the authors' logit_diff, easy_transformer/ioi_utils.py lines 375-412, and TransformerLens's
+ * get_logit_diff in demos/Activation_Patching_in_TL_Demo.ipynb).
+ */
 export function logitDiffMetric(correct: number[], wrong: number[], vocab: number): VectorMetric {
   if (correct.length !== wrong.length) throw new ShapeError('wrong', expectedFound(`${correct.length} tokens`, wrong.length));
   return (logits) =>
@@ -43,18 +48,18 @@ export function logProbMetric(correct: number[], vocab: number): VectorMetric {
     });
 }
 
-/** Left-pad rows to one length; returns the ids, mask and per-row offset. */
-export function leftPad(rows: number[][], pad: number): { ids: number[][]; mask: number[][]; offset: number[] } {
+/** Left-pad rows to one length; returns the ids, attention mask and per-row offset. */
+export function leftPad(rows: number[][], pad: number): { ids: number[][]; attentionMask: number[][]; offset: number[] } {
   const T = Math.max(...rows.map((r) => r.length));
   return {
     ids: rows.map((r) => [...new Array(T - r.length).fill(pad), ...r]),
-    mask: rows.map((r) => [...new Array(T - r.length).fill(0), ...new Array(r.length).fill(1)]),
+    attentionMask: rows.map((r) => [...new Array(T - r.length).fill(0), ...new Array(r.length).fill(1)]),
     offset: rows.map((r) => T - r.length),
   };
 }
 
-/** IOI patching problem: clean = the IOI prompts, corrupted = the ABC set; metric = logit(IO) - logit(S) at END. */
-export function ioiProblem(model: HookedTransformer, clean: IOIDataset, corrupted: IOIDataset): PatchingProblem {
+/** IOI patching problem: clean = the IOI prompts, corrupted = their ABC set; metric = logit(IO) - logit(S) at END. */
+export function ioiProblem(model: ModelView, clean: IOIDataset, corrupted: IOIDataset): PatchingProblem {
   if (clean.tokens.length !== corrupted.tokens.length) throw new ShapeError('corrupted', expectedFound(`${clean.tokens.length} prompts`, corrupted.tokens.length));
   clean.tokens.forEach((r, i) => {
     if (r.length !== corrupted.tokens[i].length) {
@@ -63,12 +68,11 @@ export function ioiProblem(model: HookedTransformer, clean: IOIDataset, corrupte
   });
   const pad = model.cfg.pad_token_id ?? model.bosTokenId() ?? 0;
   const c = leftPad(clean.tokens, pad);
-  const k = leftPad(corrupted.tokens, pad);
   const T = c.ids[0].length;
   return {
     clean: c.ids,
-    corrupted: k.ids,
-    mask: c.mask,
+    corrupted: leftPad(corrupted.tokens, pad).ids,
+    attentionMask: c.attentionMask,
     readPositions: batchPositions(clean, 'end', T, 'left'),
     metric: logitDiffMetric(clean.ioTokens, clean.sTokens, model.cfg.d_vocab),
     metricName: 'logit diff (IO - S) at END',
@@ -76,25 +80,36 @@ export function ioiProblem(model: HookedTransformer, clean: IOIDataset, corrupte
   };
 }
 
+export interface InductionProblemOptions {
+  /** Prompts (default 8). */
+  n?: number;
+  /** Length of the repeated block (default 8). */
+  R?: number;
+  /** Seed of the token draws (default 0). */
+  seed?: number;
+  /** Token ids are drawn from [low, high) (default the whole vocabulary; BOS is never drawn). */
+  low?: number;
+  high?: number;
+}
+
 /**
  * Induction patching problem on repeated random tokens: clean = BOS, A (R tokens), A[0..R-2];
  * corrupted = BOS, B, A[0..R-2] (the first half replaced); metric = logit(A[R-1]) - logit(B[R-1]) at the end.
  */
-export function inductionProblem(
-  model: HookedTransformer,
-  opts: { n?: number; R?: number; seed?: number; low?: number; high?: number } = {},
-  rand: () => number,
-): PatchingProblem {
+export function inductionProblem(model: ModelView, opts: InductionProblemOptions = {}): PatchingProblem {
   const n = opts.n ?? 8;
   const R = opts.R ?? 8;
   const lo = opts.low ?? 0;
   const hi = opts.high ?? model.cfg.d_vocab;
-  if (hi - lo < 2 * R) throw new ValueError('inductionProblem', `vocabulary range [${lo}, ${hi}) too small for R = ${R}`);
+  if (!Number.isInteger(n) || n < 1) throw new ValueError('inductionProblem n', expectedFound('a positive integer', n));
+  if (!Number.isInteger(R) || R < 2) throw new ValueError('inductionProblem R', expectedFound('an integer >= 2', R));
+  if (hi - lo < 2 * R + 1) throw new ValueError('inductionProblem', expectedFound(`a token range [low, high) with more than 2R = ${2 * R} ids`, `[${lo}, ${hi})`));
+  const r = rng(opts.seed ?? 0);
   const bos = model.bosTokenId();
   const draw = (k: number, avoid: Set<number>) => {
     const out: number[] = [];
     while (out.length < k) {
-      const t = lo + Math.floor(rand() * (hi - lo));
+      const t = lo + Math.floor(r.next() * (hi - lo));
       if (!avoid.has(t) && !out.includes(t) && t !== bos) out.push(t);
     }
     return out;
@@ -116,7 +131,7 @@ export function inductionProblem(
   return {
     clean,
     corrupted,
-    mask: clean.map((r) => r.map(() => 1)),
+    attentionMask: clean.map((row) => row.map(() => 1)),
     readPositions: new Array(n).fill(T - 1),
     metric: logitDiffMetric(correct, wrong, model.cfg.d_vocab),
     metricName: 'logit diff (repeated token - corrupted token) at the last position',
@@ -124,32 +139,45 @@ export function inductionProblem(
   };
 }
 
-/** Metric of a plain run on clean or corrupted tokens (one number), as readback steps. */
-export function* runMetricSteps(model: HookedTransformer, p: PatchingProblem, which: 'clean' | 'corrupted'): Steps<number> {
-  const out = tf.tidy(() => {
-    const lg = model.forward(which === 'clean' ? p.clean : p.corrupted, { attentionMask: p.mask, logitPositions: p.readPositions });
-    return p.metric(tf.reshape(lg, [1, lg.shape[0], lg.shape[2]]) as tf.Tensor3D);
-  });
-  return (yield out)[0];
+/** The metric (one number) of logits [N, 1, V] read at the problem's positions, as a [1] tensor. */
+export function metricOfReadLogits(p: PatchingProblem, logits: tf.Tensor3D): tf.Tensor1D {
+  return tf.tidy(() => p.metric(tf.reshape(logits, [1, logits.shape[0], logits.shape[2]]) as tf.Tensor3D));
 }
 
-/** Metric of a plain run on clean or corrupted tokens (one number). */
-export function runMetric(model: HookedTransformer, p: PatchingProblem, which: 'clean' | 'corrupted'): number {
-  return runSync(runMetricSteps(model, p, which));
+/** Metric of a plain run on the clean or corrupted tokens (one number). */
+export async function runMetric(model: ModelView, p: PatchingProblem, which: 'clean' | 'corrupted'): Promise<number> {
+  const lg = await model.forward(which === 'clean' ? p.clean : p.corrupted, { attentionMask: p.attentionMask, logitPositions: p.readPositions });
+  let m: tf.Tensor1D;
+  try {
+    m = metricOfReadLogits(p, lg);
+  } finally {
+    lg.dispose();
+  }
+  try {
+    return (await m.data())[0];
+  } finally {
+    m.dispose();
+  }
 }
 
 /** The model's tokenizer in the form the IOI generator needs. */
-export function ioiTokenizerOf(model: HookedTransformer): IOITokenizer {
+export function ioiTokenizerOf(model: ModelView): IOITokenizer {
   if (!model.tokenizer) throw new ValueError(`${model.name}: tokenizer`, 'IOI prompts need a tokenizer.json');
   const tk = model.tokenizer;
   const bos = model.bosTokenId();
   return { encode: (t) => tk.encode(t), decode: (ids) => tk.decode(ids), ...(bos === null ? {} : { bosTokenId: bos }) };
 }
 
-/** Generate IOI prompts and their ABC corruption for a model, as a patching problem (seeded). */
-export function ioiTask(model: HookedTransformer, opts: { n?: number; seed?: number } = {}): { problem: PatchingProblem; clean: IOIDataset; corrupted: IOIDataset } {
+/**
+ * Generate IOI prompts and their ABC corruption for a model, as a patching problem (seeded; the
+ * corruption draws with `corruption` = 'redwood' by default, the authors' rule: see IOICorruptionRule).
+ */
+export function ioiTask(
+  model: ModelView,
+  opts: { n?: number; seed?: number; corruption?: IOICorruptionRule } = {},
+): { problem: PatchingProblem; clean: IOIDataset; corrupted: IOIDataset } {
   const tk = ioiTokenizerOf(model);
   const clean = generateIOI(tk, { n: opts.n ?? 16, seed: opts.seed ?? 0, prependBos: model.bosTokenId() !== null });
-  const corrupted = ioiCorrupted(clean, tk, { seed: (opts.seed ?? 0) + 1 });
+  const corrupted = ioiCorrupted(clean, tk, { seed: (opts.seed ?? 0) + 1, rule: opts.corruption });
   return { problem: ioiProblem(model, clean, corrupted), clean, corrupted };
 }

@@ -7,16 +7,16 @@
  * with the same store path recomputes only the layers that were not finished, and returns exactly
  * what an uninterrupted run returns: stored numbers are kept bit for bit (NaN and -0 included).
  *
- * Cost: each computed layer repeats the clean and corrupted baseline runs that patchSweep needs
- * (2 metric forwards + 2 cached forwards per layer); for sweeps with many patch indices per layer
- * this is small next to the patched forwards.
+ * Cost: each computed layer repeats the clean and corrupted cached baseline runs that patchSweep
+ * needs (2 forwards per layer); for sweeps with many patch indices per layer this is small next to
+ * the patched forwards.
  */
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { ValueError, expectedFound } from '../errors.js';
 import { SweepStore, runResumable, type SweepStoreOptions, type SweepValue } from '../io/checkpoint.js';
-import type { HookedTransformer } from '../model/hooked.js';
-import { patchSweep, type PatchAct, type PatchBy, type PatchOptions, type PatchResult } from './patching.js';
+import type { ModelView } from '../model/view.js';
+import { normaliseValues, patchSweep, type PatchAct, type PatchBy, type PatchOptions, type PatchResult } from './patching.js';
 import type { PatchingProblem } from './problem.js';
 
 export interface ResumableProgress {
@@ -60,23 +60,23 @@ export interface ResumablePatchResult extends PatchResult {
 }
 
 /** Per-parameter sum and sum of squares, one readback for all parameters. */
-function weightFingerprint(model: HookedTransformer): string {
+async function weightFingerprint(model: ModelView): Promise<string> {
   const names = Object.keys(model.params).sort();
   if (!names.length) return '';
   const t = tf.tidy(() => tf.stack(names.flatMap((n) => {
     const x = tf.cast(model.params[n], 'float32');
     return [tf.sum(x), tf.sum(tf.square(x))];
   })));
-  const v = t.dataSync();
+  const v = await t.data();
   t.dispose();
   return names.map((n, i) => `${n}:${model.params[n].shape.join('x')}:${v[2 * i]}:${v[2 * i + 1]}`).join(';');
 }
 
 /** The default store key: a SHA-256 over everything that determines the sweep's numbers. */
-export function sweepKey(
-  model: HookedTransformer, p: PatchingProblem, act: PatchAct, by: PatchBy,
+export async function sweepKey(
+  model: ModelView, p: PatchingProblem, act: PatchAct, by: PatchBy,
   opts: { layers?: number[]; maxBatch?: number; fingerprintWeights?: boolean } = {},
-): string {
+): Promise<string> {
   const h = createHash('sha256');
   const cfg = { ...(model.cfg as unknown as Record<string, unknown>) };
   delete cfg.hf;
@@ -85,10 +85,10 @@ export function sweepKey(
     kind: 'patchSweep',
     model: model.name,
     cfg,
-    weights: opts.fingerprintWeights === false ? null : weightFingerprint(model),
+    weights: opts.fingerprintWeights === false ? null : await weightFingerprint(model),
     clean: p.clean,
     corrupted: p.corrupted,
-    mask: p.mask,
+    mask: p.attentionMask,
     readPositions: p.readPositions,
     metricName: p.metricName,
     metricSource: String(p.metric),
@@ -114,7 +114,7 @@ function throwIfAborted(signal: AbortSignal | undefined): void {
  * like; call again with the same `store` to resume. The result equals the uninterrupted sweep.
  */
 export async function resumablePatchSweep(
-  model: HookedTransformer, p: PatchingProblem, act: PatchAct, by: PatchBy, opts: ResumablePatchOptions,
+  model: ModelView, p: PatchingProblem, act: PatchAct, by: PatchBy, opts: ResumablePatchOptions,
 ): Promise<ResumablePatchResult> {
   if (!opts || typeof opts.store !== 'string' || opts.store.length === 0) {
     throw new ValueError('resumablePatchSweep: store', expectedFound('a file path for the sweep store', opts?.store));
@@ -125,7 +125,7 @@ export async function resumablePatchSweep(
     if (!Number.isInteger(l) || l < 0 || l >= L) throw new ValueError(`layers[${i}]`, expectedFound(`a layer in [0, ${L})`, l));
   });
   if (new Set(layers).size !== layers.length) throw new ValueError('layers', `a layer appears twice: ${JSON.stringify(layers)}`);
-  const key = opts.key ?? sweepKey(model, p, act, by, { layers: opts.layers, maxBatch: opts.maxBatch, fingerprintWeights: opts.fingerprintWeights });
+  const key = opts.key ?? await sweepKey(model, p, act, by, { layers: opts.layers, maxBatch: opts.maxBatch, fingerprintWeights: opts.fingerprintWeights });
   const store = await SweepStore.open(opts.store, { key, onMismatch: opts.onMismatch, warn: opts.warn });
   throwIfAborted(opts.signal);
 
@@ -139,10 +139,10 @@ export async function resumablePatchSweep(
   const rows = await runResumable<SweepValue>(
     store,
     ids,
-    (id) => {
+    async (id) => {
       throwIfAborted(opts.signal);
       const layer = Number(id.slice('layer:'.length));
-      const r = patchSweep(model, p, act, by, { maxBatch: opts.maxBatch, layers: [layer] });
+      const r = await patchSweep(model, p, act, by, { maxBatch: opts.maxBatch, layers: [layer] });
       forwards += r.forwards;
       computed.push(layer);
       return { values: r.values[0] as SweepValue, clean: r.clean, corrupted: r.corrupted, metricName: r.metricName };
@@ -164,7 +164,6 @@ export async function resumablePatchSweep(
     }
     return r.values;
   }) as number[][] | number[][][];
-  const norm = (x: number) => (x - corrupted) / (clean - corrupted);
-  const normalised = JSON.parse(JSON.stringify(values), (_k, v) => (typeof v === 'number' ? norm(v) : v));
+  const normalised = normaliseValues(values, clean, corrupted);
   return { act, by, values, normalised, clean, corrupted, metricName, forwards, computedLayers: computed, cachedLayers: cached, key, storePath: store.path };
 }

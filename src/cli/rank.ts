@@ -6,6 +6,7 @@
 import { ValueError, expectedFound } from '../errors.js';
 import type { HeadScores } from '../results.js';
 import type { HookedTransformer } from '../model/hooked.js';
+import type { ModelView } from '../model/view.js';
 import type { TokenBatch } from './inputs.js';
 import { sinkScores, hiddenSinkScores } from '../analyses/sinks.js';
 import { detectHead, type DetectorKind } from '../analyses/detectors.js';
@@ -13,9 +14,9 @@ import { dormantTest } from '../analyses/dormant.js';
 import { copyingScores } from '../analyses/weights/copying.js';
 import { compositionScores, type CompositionMode } from '../analyses/weights/composition.js';
 import { inductionProblem, ioiTask, type PatchingProblem } from '../circuits/problem.js';
+import type { IOICorruptionRule } from '../data/ioi.js';
 import { headPatchingScores } from '../circuits/patching.js';
 import { attributionScores, pathPatchingScores } from '../circuits/path.js';
-import { rng } from '../util/random.js';
 import { saeCircuitScores, type SAESetup } from '../sae/discrete.js';
 import { rankRetrieval } from './retrieval-args.js';
 import { razorScoresForModel } from '../analyses/razor.js';
@@ -79,24 +80,25 @@ const composition = (mode: CompositionMode): RankMethod => ({
   },
 });
 
-/** The patching problem of --task ioi|induction (--n prompts, --seed). */
-export function taskProblem(model: HookedTransformer, args: Args): PatchingProblem {
+/** The patching problem of --task ioi|induction (--n prompts, --seed; IOI: --corruption redwood|distinct). */
+export function taskProblem(model: ModelView, args: Args): PatchingProblem {
   const task = (args.task ?? 'ioi') as string;
   const n = numArg(args, 'n', 16);
   const seed = numArg(args, 'seed', 0);
-  if (task === 'ioi') return ioiTask(model, { n, seed }).problem;
-  if (task === 'induction') {
-    const r = rng(seed);
-    return inductionProblem(model, { n, R: numArg(args, 'R', 8) }, () => r.next());
+  if (task === 'ioi') {
+    const corruption = (args.corruption ?? 'redwood') as IOICorruptionRule;
+    if (corruption !== 'redwood' && corruption !== 'distinct') throw new ValueError('--corruption', expectedFound('redwood or distinct', corruption));
+    return ioiTask(model, { n, seed, corruption }).problem;
   }
+  if (task === 'induction') return inductionProblem(model, { n, R: numArg(args, 'R', 8), seed });
   throw new ValueError('--task', expectedFound('ioi or induction', task));
 }
 
-const patching = (help: string, f: (m: HookedTransformer, p: PatchingProblem) => HeadScores): RankMethod => ({
+const patching = (help: string, f: (m: ModelView, p: PatchingProblem, args: Args) => Promise<HeadScores>): RankMethod => ({
   needsTokens: false,
   help,
   async run(model, _batch, args) {
-    return fromScores(f(model, taskProblem(model, args)));
+    return fromScores(await f(model, taskProblem(model, args), args));
   },
 });
 
@@ -181,9 +183,13 @@ export const RANK_METHODS: Record<string, RankMethod> = {
       return fromScores(await copyingScores(model, { model: model.name, measure }));
     },
   },
-  'head-patching': patching('normalised effect of patching each head output (all positions), --task ioi|induction --n --seed', (m, p) => headPatchingScores(m, p)),
+  'head-patching': patching('normalised effect of patching each head output (all positions), --task ioi|induction --n --seed --corruption redwood|distinct', (m, p) => headPatchingScores(m, p)),
   attribution: patching('attribution patching estimate of head-patching (one forward + one backward), --task ioi|induction', (m, p) => attributionScores(m, p)),
-  path: patching('path patching from each head to the logits: (clean - patched) / (clean - corrupted), --task ioi|induction', (m, p) => pathPatchingScores(m, p)),
+  path: patching('path patching from each head to the logits, scored as Wang et al.: 100 * (patched - clean) / clean (negative = the path carries the behaviour); --score normalised for (patched - corrupted) / (clean - corrupted); --task ioi|induction', (m, p, args) => {
+    const score = (args.score ?? 'percentChange') as 'percentChange' | 'normalised';
+    if (score !== 'percentChange' && score !== 'normalised') throw new ValueError('--score', expectedFound('percentChange or normalised', score));
+    return pathPatchingScores(m, p, { score });
+  }),
   'sae-node': saeMethod('node'),
   'sae-edge': saeMethod('edge'),
   'composition-q': composition('Q'),
