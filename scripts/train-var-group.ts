@@ -10,10 +10,9 @@ import { promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { initBackend } from '../src/backend/index.js';
-import { saveModel } from '../src/model/index.js';
-import {
-  TOKEN_GROUP_VOCAB, VAR_GROUP_RECIPE, VAR_GROUP_TASK, tokenGroupBatch, tokenGroupEvaluate, tokenGroupLayout, trainTokenGroupModel,
-} from '../src/data/token-group.js';
+import { TOKEN_GROUP_VOCAB, tokenGroupBatch, tokenGroupLayout } from '../src/data/token-group.js';
+import { VAR_GROUP_RECIPE, VAR_GROUP_TASK, tokenGroupEvaluate, trainTokenGroupModel } from '../src/zoo/var-group.js';
+import { saveZooModel } from '../src/zoo/registry.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -39,7 +38,7 @@ async function main(): Promise<void> {
     onEval: (s, v) => console.log(`step ${s}: accuracy ${v.accuracy.toFixed(3)}, answer loss ${v.loss.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)} s)`),
   });
   const wallMs = Date.now() - t0;
-  const ev = tokenGroupEvaluate(model, tokenGroupBatch(HELDOUT.n, HELDOUT.seed));
+  const ev = await tokenGroupEvaluate(model, tokenGroupBatch(HELDOUT.n, HELDOUT.seed));
   const layout = tokenGroupLayout();
   console.log(`held-out (seed ${HELDOUT.seed}, n ${HELDOUT.n}): accuracy ${ev.accuracy.toFixed(4)}, loss ${ev.loss.toFixed(4)}, distractor rate ${ev.distractorRate.toFixed(4)}; ${(wallMs / 1000).toFixed(0)} s on ${tf.getBackend()}`);
   if (dry) {
@@ -47,16 +46,7 @@ async function main(): Promise<void> {
     return;
   }
   await fsp.mkdir(out, { recursive: true });
-  await saveModel(model, out);
-  const task = {
-    task: 'token-group',
-    description: 'majority colour of a span of image patches, with a distractor colour in the text (src/tasks/token-group.ts)',
-    options: VAR_GROUP_TASK,
-    layout,
-    vocab: TOKEN_GROUP_VOCAB,
-    heldout: { ...HELDOUT, accuracy: ev.accuracy, loss: ev.loss, distractorRate: ev.distractorRate },
-  };
-  await fsp.writeFile(path.join(out, 'task.json'), JSON.stringify(task, null, 1) + '\n');
+  await saveZooModel('var-group', model, out, { steps: result.completed }, { heldout: { ...HELDOUT, accuracy: ev.accuracy, loss: ev.loss, distractorRate: ev.distractorRate } });
   await fsp.writeFile(
     path.join(out, 'train_log.json'),
     JSON.stringify({ steps: result.steps, loss: result.loss, lr: result.lr, gradNorm: result.gradNorm, evals: result.evals, recipe }, null, 1) + '\n',
@@ -66,7 +56,7 @@ async function main(): Promise<void> {
   const card = `# var-group
 
 A tiny LLaMA-style model trained by tflens for the VAR (visual attention redistribution) part of
-notebooks/06-calibration.ipynb, on the token-group task of \`src/tasks/token-group.ts\`.
+notebooks/06-calibration.ipynb, on the token-group task of \`src/data/token-group.ts\`.
 
 ## Task
 
@@ -84,7 +74,7 @@ the answer is read at position ${layout.query} ("?"). Vocabulary: ${TOKEN_GROUP_
 
 ## Training
 
-AdamW (src/tasks/train.ts): ${recipe.steps} steps, batch ${recipe.batch}, lr ${VAR_GROUP_RECIPE.lr} (warmup ${VAR_GROUP_RECIPE.warmupSteps}, cosine), weight decay ${VAR_GROUP_RECIPE.weightDecay},
+AdamW (src/zoo/train.ts): ${recipe.steps} steps, batch ${recipe.batch}, lr ${VAR_GROUP_RECIPE.lr} (warmup ${VAR_GROUP_RECIPE.warmupSteps}, cosine), weight decay ${VAR_GROUP_RECIPE.weightDecay},
 betas ${VAR_GROUP_RECIPE.betas.join(', ')}, gradient clip ${VAR_GROUP_RECIPE.gradClip}, seed ${recipe.seed}; loss = answer NLL + ${recipe.lmWeight} x mean next-token NLL
 on the prompt. Every batch is fresh seeded data.
 

@@ -2,18 +2,28 @@
  * Train (or build) the shipped zoo models into fixtures/models/<name>:
  *   npx tsx scripts/train-zoo.ts <bb|recall|ioi|induction-handmade|all> [--steps N] [--out dir] [--seed S]
  * Each model folder gets config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
- * task.json, MODEL_CARD.md and train_log.json (bb also dynamics.json and checkpoints/step-N/).
+ * task.json (with the training step counts), MODEL_CARD.md and train_log.json (bb also dynamics.json
+ * and checkpoints/step-N/). var-group has its own script (scripts/train-var-group.ts).
+ *   npx tsx scripts/train-zoo.ts bb --remeasure [--out dir]
+ * recomputes the headline measures of a shipped bb folder from its weights (no training) and
+ * rewrites that section of its MODEL_CARD.md.
  */
 import * as tf from '@tensorflow/tfjs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { initBackend } from '../src/backend/index.js';
-import type { HookedTransformer } from '../src/model/index.js';
-import {
-  BB_RECIPE, ZOO, ZOO_NAMES, buildInductionHandmade, bbEvalBatch, bbMeasures, inductionEvalBatch, inductionEvaluate, ioiEvaluate,
-  recallAccuracyGrid, saveZooModel, trainBB, trainIOI, trainRecall, type BBMeasures, type TrainedZooModel, type ZooName,
-} from '../src/zoo/model-zoo.js';
+import { loadModel, type HookedTransformer } from '../src/model/index.js';
+import { deriveSeed } from '../src/util/random.js';
+import { ZOO, saveZooModel, type ZooName } from '../src/zoo/registry.js';
+import { BB_DYNAMICS_DEFINITIONS, BB_RECIPE, bbEvalBatch, bbMeasures, trainBB, type BBDynamicsPoint, type BBMeasures } from '../src/zoo/bb.js';
+import { recallAccuracyGrid, trainRecall } from '../src/zoo/recall.js';
+import { ioiEvaluate, trainIOI } from '../src/zoo/ioi.js';
+import { buildInductionHandmade, inductionEvalBatch, inductionEvaluate } from '../src/zoo/induction-handmade.js';
+import type { TrainedZooModel } from '../src/zoo/common.js';
+
+/** The models this script makes (var-group: scripts/train-var-group.ts). */
+const NAMES = ['bb', 'recall', 'ioi', 'induction-handmade'] as const;
 
 /** --set key=value (repeatable): numeric recipe overrides. */
 function overrides(): Record<string, number> | undefined {
@@ -77,50 +87,85 @@ async function writeCommon(name: ZooName, dir: string, t: TrainedZooModel, wallM
     path.join(dir, 'train_log.json'),
     JSON.stringify({ steps: t.result.steps, loss: t.result.loss, lr: t.result.lr, gradNorm: t.result.gradNorm, evals: t.result.evals, recipe: t.recipe, metrics: t.metrics }, null, 1) + '\n',
   );
-  const card = `# ${name}\n\n${ZOO[name].description}.\n\n${body}\n\n## Reproduce\n\n\`\`\`\n${command}\n\`\`\`\n\n${envLine(wallMs)}\n- trained on ${new Date().toISOString().slice(0, 10)} by tflens (src/tasks/model-zoo.ts); load with \`loadModel('${ZOO[name].dir}')\`; task metadata in task.json.\n`;
+  const card = `# ${name}\n\n${ZOO[name].description}.\n\n${body}\n\n## Reproduce\n\n\`\`\`\n${command}\n\`\`\`\n\n${envLine(wallMs)}\n- trained on ${new Date().toISOString().slice(0, 10)} by tflens (src/zoo/${name}.ts); load with \`loadModel('${ZOO[name].dir}')\`; task metadata in task.json.\n`;
   await fsp.writeFile(path.join(dir, 'MODEL_CARD.md'), card);
 }
 
 function measuresTable(m: BBMeasures): string {
   const rows = [
-    '| layer | attn->BOS, non-trigger q | attn->BOS, trigger q | attn->prev, trigger q | attn->prev, non-trigger q | value norm BOS | value norm others | resid norm BOS | resid norm others |',
+    '| layer | attn->BOS, non-trigger q | attn->BOS, trigger q | attn->prev, trigger q | attn->prev, non-trigger q | ||v|| BOS | ||v|| others | ||v W_O|| BOS | ||v W_O|| others |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   m.layers.forEach((l, i) =>
-    rows.push(`| ${i} | ${fmt(l.sinkNonTrigger)} | ${fmt(l.sinkTrigger)} | ${fmt(l.prevTrigger)} | ${fmt(l.prevNonTrigger)} | ${fmt(l.valueNormBos)} | ${fmt(l.valueNormOthers)} | ${fmt(l.residNormBos)} | ${fmt(l.residNormOthers)} |`),
+    rows.push(`| ${i} | ${fmt(l.sinkNonTrigger)} | ${fmt(l.sinkTrigger)} | ${fmt(l.prevTrigger)} | ${fmt(l.prevNonTrigger)} | ${fmt(l.valueNormBos)} | ${fmt(l.valueNormOthers)} | ${fmt(l.valueOutNormBos)} | ${fmt(l.valueOutNormOthers)} |`),
   );
-  return rows.join('\n');
+  const res = ['| residual state | norm at BOS | mean norm elsewhere |', '|---|---:|---:|', ...m.residual.names.map((n, s) => `| ${n} | ${fmt(m.residual.normBos[s])} | ${fmt(m.residual.normOthers[s])} |`)];
+  return `${rows.join('\n')}\n\n${res.join('\n')}`;
+}
+
+/** The card's headline section of a bb model (the authors' definitions; the earlier ones as the named variant columns). */
+async function bbHeadline(model: HookedTransformer, seed: number): Promise<string> {
+  const m = await bbMeasures(model, bbEvalBatch(deriveSeed(seed, 4242), 32));
+  const r = m.risk;
+  const ex = m.excess;
+  return `## Headline measures (fresh batch: bbEvalBatch(deriveSeed(${seed}, 4242), 32))
+
+Measured by bbMeasures (src/zoo/bb.ts) with the authors' definitions (docs/methods/bigram-backcopy.md): the model reads the 64 input positions; the sink averages attention to BOS over non-trigger queries including BOS itself; the value drain is the raw ||v|| at BOS; residual norms are taken on the L + 1 hidden states.
+
+Risks (cross entropy under the true next-token distribution, BBM/probe_utils.py get_risk): backcopy (trigger positions) ${fmt(r.trigger, 4)} nats, oracle ${fmt(r.oracleTrigger, 4)}, excess ${fmt(r.excessTrigger, 4)}; bigram (non-trigger positions) ${fmt(r.nonTrigger, 4)} nats, oracle ${fmt(r.oracleNonTrigger, 4)}, excess ${fmt(r.excessNonTrigger, 4)}.
+Sampled excess loss (variant: NLL of the drawn next token minus the oracle's): trigger ${fmt(ex.trigger ?? NaN, 4)}, non-trigger ${fmt(ex.nonTrigger ?? NaN, 4)} nats.
+Backcopy layer (largest attention to the previous token from trigger queries): ${m.backcopyLayer}.
+
+${measuresTable(m)}
+
+||v|| is the value-state drain when small at BOS (||v W_O||, the head's output, is the named variant); the residual peak is a large norm at BOS.`;
+}
+
+/** Recompute the headline section of a shipped bb folder's MODEL_CARD.md from its weights (no training). */
+async function remeasureBB(out: string): Promise<void> {
+  const dir = path.join(out, 'bb');
+  const model = await loadModel(dir);
+  const seed = BB_RECIPE.seed;
+  const section = await bbHeadline(model, seed);
+  model.dispose();
+  const file = path.join(dir, 'MODEL_CARD.md');
+  const card = await fsp.readFile(file, 'utf8');
+  const start = card.indexOf('## Headline measures');
+  const end = card.indexOf('\n## ', start + 1);
+  if (start < 0 || end < 0) throw new Error(`${file}: no "## Headline measures" section followed by another section`);
+  await fsp.writeFile(file, card.slice(0, start) + section + '\n' + card.slice(end));
+  console.log(section);
 }
 
 async function doBB(out: string, steps: number | undefined, seed: number | undefined): Promise<void> {
   const dir = path.join(out, 'bb');
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
-  const dynamics: Array<{ step: number; layers: BBMeasures['layers']; excessTrigger: number | null; excessNonTrigger: number | null }> = [];
-  const ckptSteps = (steps ?? BB_RECIPE.steps) === BB_RECIPE.steps ? BB_RECIPE.checkpoints : [];
+  const dynamics: BBDynamicsPoint[] = [];
+  const total = steps ?? BB_RECIPE.steps;
+  const ckptSteps = total === BB_RECIPE.steps ? BB_RECIPE.checkpoints : [];
   const t0 = Date.now();
-  const t = await trainBB({ signal: abort.signal,
+  const t = await trainBB({
+    signal: abort.signal,
     steps,
     seed,
     progressLabel: 'bb',
     onEval: (s, v) => console.log(`\nbb step ${s}: ${JSON.stringify(v)}`),
     checkpointSteps: ckptSteps,
-    onMeasures: (step, m) => dynamics.push({ step, layers: m.layers, excessTrigger: m.excess.trigger, excessNonTrigger: m.excess.nonTrigger }),
+    onMeasures: (step, m) => dynamics.push({ step, layers: m.layers, residual: m.residual, risk: m.risk, excess: { trigger: m.excess.trigger, nonTrigger: m.excess.nonTrigger } }),
     onCheckpoint: async (step, model) => {
-      await saveZooModel('bb', model, path.join(dir, 'checkpoints', `step-${step}`), { step });
+      await saveZooModel('bb', model, path.join(dir, 'checkpoints', `step-${step}`), { step, steps: total });
     },
   });
   const wall = Date.now() - t0;
-  await saveZooModel('bb', t.model, dir, { step: t.result.completed });
+  await saveZooModel('bb', t.model, dir, { steps: t.result.completed });
   await fsp.writeFile(
     path.join(dir, 'dynamics.json'),
-    JSON.stringify({ description: 'per-layer BB measures on a fixed seeded eval batch (16 sequences) during training; see bbMeasures in src/tasks/model-zoo.ts', evalBatchSeed: 'deriveSeed(seed, 999)', points: dynamics }, null, 1) + '\n',
+    JSON.stringify({ description: 'per-layer BB measures on a fixed seeded eval batch (16 sequences) during training; see bbMeasures in src/zoo/bb.ts', evalBatchSeed: 'deriveSeed(seed, 999)', definitions: BB_DYNAMICS_DEFINITIONS, points: dynamics }, null, 1) + '\n',
   );
-  const m = (t.metrics as { measures: BBMeasures }).measures;
-  const ex = m.excess;
   const body = `## Task
 
-Bigram-Backcopy (METHODS.md section 5): ${JSON.stringify(t.recipe.task)}. Triggers (the 3 most frequent characters): see task.json.
+Bigram-Backcopy (Guo et al.): ${JSON.stringify(t.recipe.task)}. Triggers (the 3 most frequent characters): see task.json.
 Sequences are 65 tokens (BOS + 64 characters) instead of the paper's 257, to fit the training budget on 2 shared CPU cores.
 
 ## Architecture
@@ -138,14 +183,7 @@ Eval during training (backcopy layer, fixed 16-sequence batch):
 
 ${evalTable(t.result)}
 
-## Headline measures (fresh batch: bbEvalBatch(deriveSeed(${t.recipe.seed}, 4242), 32))
-
-Excess loss vs the oracle: trigger ${fmt(ex.trigger ?? NaN, 4)} nats (model ${fmt(ex.modelTrigger ?? NaN, 4)}, oracle ${fmt(ex.oracleTrigger ?? NaN, 4)}), non-trigger ${fmt(ex.nonTrigger ?? NaN, 4)} nats (model ${fmt(ex.modelNonTrigger ?? NaN, 4)}, oracle ${fmt(ex.oracleNonTrigger ?? NaN, 4)}).
-Backcopy layer (largest attention to the previous token from trigger queries): ${m.backcopyLayer}.
-
-${measuresTable(m)}
-
-Value norm = ||v_j W_O|| (value-state drain when small at BOS); resid norm = ||resid_post|| (residual peak when large at BOS).
+${await bbHeadline(t.model, t.recipe.seed as number)}
 dynamics.json holds these measures every ${t.recipe.evalEvery} steps; checkpoints/step-N/ hold intermediate checkpoints (${ckptSteps.join(', ') || 'none'}).`;
   const cmd = `npx tsx scripts/train-zoo.ts bb${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}`;
   await writeCommon('bb', dir, t, wall, body, cmd);
@@ -160,12 +198,12 @@ async function doRecall(out: string, steps: number | undefined, seed: number | u
   const t0 = Date.now();
   const t = await trainRecall({ signal: abort.signal, steps, seed, progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
-  await saveZooModel('recall', t.model, dir);
-  const g = (t.metrics as { grid: ReturnType<typeof recallAccuracyGrid> }).grid;
+  await saveZooModel('recall', t.model, dir, { steps: t.result.completed });
+  const g = (t.metrics as { grid: Awaited<ReturnType<typeof recallAccuracyGrid>> }).grid;
   const table = [`| length \\ depth | ${g.depths.join(' | ')} |`, `|---:|${g.depths.map(() => '---:|').join('')}`, ...g.lengths.map((L, i) => `| ${L} | ${g.accuracy[i].map((a) => fmt(a, 2)).join(' | ')} |`)].join('\n');
   const body = `## Task
 
-Needle retrieval (src/tasks/needle.ts, format in task.json): haystack sentences of filler words w0..w39 ending in "."; the needle "key is K . value is V ." at a depth; the question "what key is K value is"; the answer V is read at the last position. Keys (k0..k15) and values (v0..v15) have their own tokens. Training lengths are uniform in ${JSON.stringify(t.recipe.format && (t.recipe.format as { trainLengths: number[] }).trainLengths)}, depths uniform in [0, 1]; the loss is the answer's NLL only.
+Needle retrieval (src/data/needle.ts, format in task.json): haystack sentences of filler words w0..w39 ending in "."; the needle "key is K . value is V ." at a depth; the question "what key is K value is"; the answer V is read at the last position. Keys (k0..k15) and values (v0..v15) have their own tokens. Training lengths are uniform in ${JSON.stringify(t.recipe.format && (t.recipe.format as { trainLengths: number[] }).trainLengths)}, depths uniform in [0, 1]; the loss is the answer's NLL only.
 
 ## Architecture
 
@@ -196,12 +234,13 @@ async function doIOI(out: string, steps: number | undefined, seed: number | unde
   const t0 = Date.now();
   const t = await trainIOI({ signal: abort.signal, overrides: overrides(), steps, seed, progressLabel: 'ioi', onEval: (s, v) => console.log(`\nioi step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
-  await saveZooModel('ioi', t.model, dir);
-  const mt = t.metrics as { heldout: ReturnType<typeof ioiEvaluate>; train: ReturnType<typeof ioiEvaluate> };
-  const row = (n: string, e: ReturnType<typeof ioiEvaluate>) => `| ${n} | ${e.n} | ${fmt(e.meanLogitDiff)} | ${fmt(e.accuracy)} | ${fmt(e.top1)} |`;
+  await saveZooModel('ioi', t.model, dir, { steps: t.result.completed });
+  type IOIEval = Awaited<ReturnType<typeof ioiEvaluate>>;
+  const mt = t.metrics as { heldout: IOIEval; train: IOIEval };
+  const row = (n: string, e: IOIEval) => `| ${n} | ${e.n} | ${fmt(e.meanLogitDiff)} | ${fmt(e.accuracy)} | ${fmt(e.top1)} |`;
   const body = `## Task
 
-Synthetic IOI over the exact BABA/ABBA templates, places, objects and the 99 names of src/circuits/ioi.ts (IOI.md), with a word-level tokenizer (HF Whitespace pre-tokenizer: words and punctuation; every name is one token). Held out: 20 names and templates ${JSON.stringify((t.recipe.split as { heldOutTemplates: number[] }).heldOutTemplates)} (both BABA and ABBA order); see task.json. Name embeddings are fixed random vectors (std ${t.recipe.nameEmbedStd}, never trained; the unembedding is tied), so held-out names are as good as trained ones to the model. Loss: next-token NLL on every position of the full sentence, the final IO token weighted ${t.recipe.ioWeight}.
+Synthetic IOI over the exact BABA/ABBA templates, places, objects and the 99 names of src/data/ioi.ts, with a word-level tokenizer (HF Whitespace pre-tokenizer: words and punctuation; every name is one token). Held out: 20 names and templates ${JSON.stringify((t.recipe.split as { heldOutTemplates: number[] }).heldOutTemplates)} (both BABA and ABBA order); see task.json. Name embeddings are fixed random vectors (std ${t.recipe.nameEmbedStd}, never trained; the unembedding is tied), so held-out names are as good as trained ones to the model. Loss: next-token NLL on every position of the full sentence, the final IO token weighted ${t.recipe.ioWeight}.
 
 ## Architecture
 
@@ -232,13 +271,13 @@ async function doInduction(out: string): Promise<void> {
   await fsp.mkdir(dir, { recursive: true });
   const t0 = Date.now();
   const m = buildInductionHandmade();
-  await saveZooModel('induction-handmade', m, dir);
+  await saveZooModel('induction-handmade', m, dir, { steps: 0 });
   await fsp.writeFile(path.join(dir, 'circuit.json'), JSON.stringify({ heads: ['0.0', '1.0'], roles: { '0.0': 'previous-token', '1.0': 'induction (K-composition with 0.0)' } }, null, 2) + '\n');
-  const e = inductionEvaluate(m, inductionEvalBatch(2024, 32, 20));
+  const e = await inductionEvaluate(m, inductionEvalBatch(2024, 32, 20));
   const wall = Date.now() - t0;
   const card = `# induction-handmade
 
-${ZOO['induction-handmade'].description}. No training: every weight is set by buildInductionHandmade() in src/tasks/model-zoo.ts.
+${ZOO['induction-handmade'].description}. No training: every weight is set by buildInductionHandmade() in src/zoo/induction-handmade.ts.
 
 ## Construction
 
@@ -278,24 +317,26 @@ process.on('SIGUSR2', () => {
 
 async function main(): Promise<void> {
   const which = process.argv[2];
-  if (!which || ![...ZOO_NAMES, 'all'].includes(which)) {
-    console.error('usage: npx tsx scripts/train-zoo.ts <bb|recall|ioi|induction-handmade|all> [--steps N] [--out dir] [--seed S]');
+  if (!which || ![...NAMES, 'all'].includes(which)) {
+    console.error('usage: npx tsx scripts/train-zoo.ts <bb|recall|ioi|induction-handmade|all> [--steps N] [--out dir] [--seed S] | bb --remeasure [--out dir]');
     process.exit(2);
   }
   const steps = arg('steps') !== undefined ? Number(arg('steps')) : undefined;
   const seed = arg('seed') !== undefined ? Number(arg('seed')) : undefined;
   const out = arg('out') ?? 'fixtures/models';
-  const rep = await initBackend();
-  console.log(`backend ${rep.active}`);
-  const todo = which === 'all' ? ZOO_NAMES : [which as ZooName];
+  const backend = await initBackend();
+  console.log(`backend ${backend}`);
+  if (process.argv.includes('--remeasure')) {
+    if (which !== 'bb') throw new Error('--remeasure is for bb');
+    return remeasureBB(out);
+  }
+  const todo: readonly ZooName[] = which === 'all' ? NAMES : [which as ZooName];
   for (const n of todo) {
     if (n === 'bb') await doBB(out, steps, seed);
     else if (n === 'recall') await doRecall(out, steps, seed);
     else if (n === 'ioi') await doIOI(out, steps, seed);
     else await doInduction(out);
   }
-  void bbEvalBatch;
-  void bbMeasures;
 }
 
 main().catch((e) => {

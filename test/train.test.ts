@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { lrAt, train, defaultDecay } from '../src/zoo/train.js';
+import { tokenNll } from '../src/zoo/common.js';
+import { randomModel } from '../src/model/index.js';
 import { makeBigramBackcopy, sampleBigramBackcopy } from '../src/data/bigram-backcopy.js';
 import { ConfigError, ValueError } from '../src/errors.js';
 import { rng } from '../src/util/random.js';
@@ -56,7 +58,7 @@ describe('training loop', () => {
     });
     // g = 2 (1 - 3) = -4; m = -0.4, v = 0.016; mhat = -4, vhat = 16; step = -4 / (4 + 1e-8)
     // p = 1 * (1 - 0.1 * 0.5) - 0.1 * (-1) = 1.05
-    near(p.dataSync()[0], 1.05, 1e-6, 'p after 1 step');
+    near((await p.data())[0], 1.05, 1e-6, 'p after 1 step');
     near(res.loss[0], 4, 1e-6, 'loss at p = 1');
     near(res.gradNorm[0], 4, 1e-6, 'grad norm');
     assert.equal(tf.memory().numTensors, before);
@@ -83,7 +85,7 @@ describe('training loop', () => {
       const upd = m / (1 - 0.9 ** t) / (Math.sqrt(v / (1 - 0.999 ** t)) + 1e-8);
       x = x * (1 - 0.1 * 0.5) - 0.1 * upd;
     }
-    near(p.dataSync()[0], x, 1e-5, 'p after 3 more steps');
+    near((await p.data())[0], x, 1e-5, 'p after 3 more steps');
     p.dispose();
   });
 
@@ -157,9 +159,9 @@ describe('training loop', () => {
       warmupSteps: 5,
       progressLabel: false,
       evalEvery: 125,
-      evalFn: () => {
+      evalFn: async () => {
         const l = nll(evalBatch);
-        const arr = l.arraySync() as number[][];
+        const arr = (await l.array()) as number[][];
         l.dispose();
         let s = 0;
         let o = 0;
@@ -208,6 +210,58 @@ describe('training loop', () => {
     assert.equal(res.stopped, true);
     assert.deepEqual(res.steps, [1, 4, 7]);
     p.dispose();
+  });
+
+  it('yields to the event loop every step: a timer can abort a long run (and progress reaches the display as it goes)', async () => {
+    const p = tf.variable(tf.scalar(0));
+    const ac = new AbortController();
+    const lines: string[] = [];
+    const timer = setTimeout(() => ac.abort(), 0);
+    const t0 = Date.now();
+    const res = await train({
+      params: { p },
+      lossFn: () => tf.square(tf.sub(p, 1)) as tf.Scalar,
+      batches: () => null,
+      steps: 100000,
+      lr: 0.01,
+      signal: ac.signal,
+      onProgress: (i) => lines.push(`${i.step}`),
+    });
+    clearTimeout(timer);
+    assert.equal(res.stopped, true);
+    assert.ok(res.completed >= 1 && res.completed < 100000, `completed ${res.completed}`);
+    assert.equal(lines.length, res.completed);
+    assert.ok(Date.now() - t0 < 60000);
+    p.dispose();
+  });
+
+  it('trains a HookedTransformer through its differentiable run (no readback inside the gradient; forbidden sync reads would throw)', async () => {
+    const task = makeBigramBackcopy({ nChars: 8, k: 1, seqLen: 9, seed: 2 });
+    const model = randomModel(
+      { model_type: 'gpt2', vocab_size: task.dVocab, n_positions: 9, n_embd: 16, n_layer: 1, n_head: 2, n_inner: 32, activation_function: 'relu', layer_norm_epsilon: 1e-5 },
+      { seed: 4 },
+    );
+    const params: Record<string, tf.Variable> = {};
+    for (const [k, v] of Object.entries(model.params)) {
+      params[k] = tf.variable(v, true);
+      v.dispose();
+    }
+    model.params = params;
+    const before = tf.memory().numTensors;
+    const res = await train<ReturnType<typeof sampleBigramBackcopy>>({
+      params,
+      batches: (step) => sampleBigramBackcopy(task, 8, 50 + step),
+      lossFn: (b) => {
+        const logits = model.run(b.tokens.map((r) => r.slice(0, -1)), {}, null).logits;
+        return tf.mean(tokenNll(logits, tf.tensor2d(b.targets, undefined, 'int32'))) as tf.Scalar;
+      },
+      steps: 30,
+      lr: 0.01,
+      progressLabel: false,
+    });
+    assert.equal(tf.memory().numTensors, before);
+    assert.ok(res.loss[29] < res.loss[0] - 0.3, `loss ${res.loss[0]} -> ${res.loss[29]}`);
+    model.dispose();
   });
 
   it('rejects bad options and a diverging loss with typed errors', async () => {

@@ -1,8 +1,10 @@
 /**
  * The training loop that makes tflens's shipped toy models: AdamW (decoupled weight decay, no decay
  * on biases and norm weights), linear warmup then cosine decay, optional global-norm gradient
- * clipping, loss and eval curves, checkpoints and progress. Backend-independent (wasm, cpu, WebGPU):
- * only tf ops, one loss read per step, no tensors left behind per step.
+ * clipping, loss and eval curves, checkpoints and a progress display. Backend-independent (wasm, cpu,
+ * WebGPU): only tf ops, one asynchronous read (loss and gradient norm) per recorded step, never a
+ * synchronous readback, no tensors left behind per step. Losses that run a HookedTransformer use its
+ * synchronous, differentiable `run` (inside tf.variableGrads).
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, ValueError, expectedFound } from '../errors.js';
@@ -72,7 +74,7 @@ export interface ProgressInfo {
 export interface TrainOptions<B> extends ScheduleOptions {
   /** Trainable parameters by name (the names drive the decay rule and checkpoints). */
   params: Record<string, tf.Variable>;
-  /** Scalar loss of one batch; called inside a tidy with gradients recorded. */
+  /** Scalar loss of one batch; called inside a tidy with gradients recorded (a model's forward here is `model.run`). */
   lossFn: (batch: B, step: number) => tf.Scalar;
   /** Batch for a step (0-based). Tensors created here are disposed after the step. */
   batches: (step: number) => B;
@@ -177,15 +179,17 @@ export async function train<B>(o: TrainOptions<B>): Promise<TrainResult> {
         });
         return [tf.keep(value), tf.keep(norm)];
       });
+      // the step's only readback (asynchronous, on every backend), on the steps that are recorded
       let lossV = NaN;
       let normV = NaN;
-      if (record) {
-        lossV = (await lossT.data())[0];
-        normV = (await normT.data())[0];
+      try {
+        if (record) [lossV, normV] = (await Promise.all([lossT.data(), normT.data()])).map((d) => d[0]);
+      } finally {
+        tf.dispose([lossT, normT]);
       }
-      lossT.dispose();
-      normT.dispose();
       result.completed = t;
+      // let timers, I/O and the notebook's progress messages through (a wasm read may never leave the microtask queue)
+      await new Promise<void>((resolve) => setImmediate(resolve));
       if (record) {
         if (!Number.isFinite(lossV)) {
           throw new ValueError(`train step ${t}`, expectedFound('a finite loss', lossV) + ' (lower lr or add gradClip)');

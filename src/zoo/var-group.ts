@@ -6,13 +6,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, ValueError, expectedFound } from '../errors.js';
 import type { HookSpec } from '../hooks/registry.js';
-import type { HookedTransformer } from '../model/hooked.js';
-import { randomModel } from '../model/load.js';
-import { Tokenizer } from '../model/tokenizer.js';
+import { randomModel, Tokenizer, type HookedTransformer, type ModelView } from '../model/index.js';
 import { deriveSeed } from '../util/random.js';
 import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.js';
 import { TOKEN_GROUP_IDS, TOKEN_GROUP_VOCAB, resolveTokenGroupOptions, tokenGroupBatch, tokenGroupLayout, type TokenGroupBatch, type TokenGroupExample, type TokenGroupOptions } from '../data/token-group.js';
 import { train, type TrainResult } from './train.js';
+import { Trainable, realParam, recipeOptions, snapshotEval, tokenNll, trainingLogits, type TrainRecipeOptions } from './common.js';
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
@@ -34,7 +33,7 @@ export interface TokenGroupEval {
  * (an ACT or VAR hook set). Runs in chunks of `batchSize` prompts (default 64); no tensors left.
  */
 export async function tokenGroupEvaluate(
-  model: HookedTransformer,
+  model: ModelView,
   batch: Pick<TokenGroupBatch, 'tokens' | 'answers'> & { examples?: TokenGroupExample[] },
   opts: { fwdHooks?: HookSpec[]; batchSize?: number } = {},
 ): Promise<TokenGroupEval> {
@@ -130,19 +129,24 @@ export const VAR_GROUP_RECIPE = {
   lmWeight: 0.05,
 };
 
-export interface TokenGroupTrainOptions {
-  steps?: number;
-  batch?: number;
-  seed?: number;
-  evalEvery?: number;
-  onEval?: (step: number, values: Record<string, number>) => void;
-  progressLabel?: string | false;
+export interface TokenGroupTrainOptions extends Pick<TrainRecipeOptions, 'steps' | 'batch' | 'seed' | 'evalEvery' | 'onEval' | 'progressLabel' | 'signal'> {
   /** Weight of the next-token loss on the prompt positions (default VAR_GROUP_RECIPE.lmWeight). */
   lmWeight?: number;
 }
 
+/** task.json of the var-group model (scripts/train-var-group.ts adds the held-out numbers and the step counts). */
+export function varGroupTaskJson(): Record<string, unknown> {
+  return {
+    task: 'token-group',
+    description: 'majority colour of a span of image patches, with a distractor colour in the text (src/data/token-group.ts)',
+    options: VAR_GROUP_TASK,
+    layout: tokenGroupLayout(),
+    vocab: TOKEN_GROUP_VOCAB,
+  };
+}
+
 /**
- * Train the tiny token-group model from a seeded random init with AdamW (src/tasks/train.ts).
+ * Train the tiny token-group model from a seeded random init with AdamW (src/zoo/train.ts).
  * Loss: NLL of the answer at "?" plus lmWeight x mean next-token NLL on the prompt (so every
  * position gets a gradient, as in language-model pretraining). Returns the model (plain params).
  */
@@ -154,64 +158,31 @@ export async function trainTokenGroupModel(o: TokenGroupTrainOptions = {}): Prom
   const lmWeight = o.lmWeight ?? R.lmWeight;
   if (!Number.isFinite(lmWeight) || lmWeight < 0) throw new ConfigError('trainTokenGroupModel lmWeight', expectedFound('a number >= 0', lmWeight));
   const model = randomModel(tokenGroupConfig(), { seed, std: 0.02, tokenizer: tokenGroupTokenizer(), name: 'var-group' });
-  const vars: Record<string, tf.Variable> = {};
-  const fixed: Record<string, tf.Tensor> = {};
-  for (const [name, t] of Object.entries(model.params)) {
-    // LLaMA has no biases and no b_U: those stay fixed zeros
-    if (/\.b_[A-Za-z]+$/.test(name) || name === 'unembed.b_U') fixed[name] = t;
-    else {
-      vars[name] = tf.variable(t, true, `vargroup/${name}`);
-      t.dispose();
-    }
-  }
-  const L = tokenGroupLayout();
-  const T = L.length;
+  // LLaMA has no biases and no b_U: those stay fixed zeros
+  const tr = new Trainable(model, (name) => realParam(model, name));
+  const T = tokenGroupLayout().length;
   let result: TrainResult;
   try {
-    result = await train<{ x: tf.Tensor2D; y: tf.Tensor2D; w: tf.Tensor2D }>({
-      params: vars,
-      steps,
-      lr: R.lr,
-      warmupSteps: Math.min(R.warmupSteps, steps - 1),
-      weightDecay: R.weightDecay,
-      betas: R.betas,
-      gradClip: R.gradClip,
-      seed,
-      progressLabel: o.progressLabel ?? false,
+    result = await train<{ x: number[][]; y: tf.Tensor2D; w: tf.Tensor2D }>({
+      ...recipeOptions(R, o, tr.vars, steps, seed),
       batches: (step) => {
         const b = tokenGroupBatch(bsz, deriveSeed(seed, 1000 + step));
         const y = b.tokens.map((t, i) => [...t.slice(1), b.answers[i]]);
         const wRow = Array.from({ length: T }, (_, t) => (t === T - 1 ? 1 : lmWeight / (T - 1)));
-        return { x: tf.tensor2d(b.tokens, undefined, 'int32'), y: tf.tensor2d(y, undefined, 'int32'), w: tf.tensor2d(b.tokens.map(() => wRow)) };
+        return { x: b.tokens, y: tf.tensor2d(y, undefined, 'int32'), w: tf.tensor2d(b.tokens.map(() => wRow)) };
       },
       lossFn: (b) => {
-        model.params = { ...fixed, ...vars };
-        const { logits } = model.run(b.x, {}, null); // the synchronous, differentiable forward (inside variableGrads)
-        const logp = tf.logSoftmax(logits);
-        const nll = tf.neg(tf.sum(tf.mul(logp, tf.oneHot(b.y, logits.shape[2])), -1));
-        return tf.div(tf.sum(tf.mul(nll, b.w)), b.x.shape[0]) as tf.Scalar;
+        model.params = tr.effective();
+        return tf.div(tf.sum(tf.mul(tokenNll(trainingLogits(model, b.x), b.y), b.w)), b.x.length) as tf.Scalar;
       },
       evalEvery: o.evalEvery ?? R.evalEvery,
-      evalFn: async (step) => {
-        model.params = { ...fixed, ...vars };
-        const e = await tokenGroupEvaluate(model, tokenGroupBatch(128, 4242));
-        const v = { accuracy: e.accuracy, loss: e.loss };
-        o.onEval?.(step, v);
-        return v;
-      },
+      evalFn: snapshotEval(tr, o, async (snap) => {
+        const e = await tokenGroupEvaluate(snap, tokenGroupBatch(128, 4242));
+        return { accuracy: e.accuracy, loss: e.loss };
+      }),
     });
-  } catch (err) {
-    tf.dispose(Object.values(vars));
-    tf.dispose(Object.values(fixed));
-    model.params = {};
-    throw err;
+  } finally {
+    tr.finish();
   }
-  const plain: Record<string, tf.Tensor> = { ...fixed };
-  for (const [name, v] of Object.entries(vars)) {
-    plain[name] = v.clone();
-    v.dispose();
-  }
-  model.params = plain;
-  model.invalidateFused();
   return { model, result, recipe: { ...R, steps, batch: bsz, seed, lmWeight, task: VAR_GROUP_TASK } };
 }
