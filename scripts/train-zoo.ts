@@ -93,7 +93,7 @@ async function writeCommon(name: ZooName, dir: string, t: TrainedZooModel, wallM
 
 function measuresTable(m: BBMeasures): string {
   const rows = [
-    '| layer | attn->BOS, non-trigger q | attn->BOS, trigger q | attn->prev, trigger q | attn->prev, non-trigger q | ||v|| BOS | ||v|| others | ||v W_O|| BOS | ||v W_O|| others |',
+    '| layer | attn->BOS, non-trigger q | attn->BOS, trigger q | attn->prev, trigger q | attn->prev, non-trigger q | ‖v‖ BOS | ‖v‖ others | ‖v W_O‖ BOS | ‖v W_O‖ others |',
     '|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   m.layers.forEach((l, i) =>
@@ -110,7 +110,7 @@ async function bbHeadline(model: HookedTransformer, seed: number): Promise<strin
   const ex = m.excess;
   return `## Headline measures (fresh batch: bbEvalBatch(deriveSeed(${seed}, 4242), 32))
 
-Measured by bbMeasures (src/zoo/bb.ts) with the authors' definitions (docs/methods/bigram-backcopy.md): the model reads the 64 input positions; the sink averages attention to BOS over non-trigger queries including BOS itself; the value drain is the raw ||v|| at BOS; residual norms are taken on the L + 1 hidden states.
+Measured by bbMeasures (src/zoo/bb.ts) with the authors' definitions (docs/methods/bigram-backcopy.md): the model reads the 64 input positions; the sink averages attention to BOS over non-trigger queries including BOS itself; the value drain is the raw ‖v‖ at BOS; residual norms are taken on the L + 1 hidden states.
 
 Risks (cross entropy under the true next-token distribution, BBM/probe_utils.py get_risk): backcopy (trigger positions) ${fmt(r.trigger, 4)} nats, oracle ${fmt(r.oracleTrigger, 4)}, excess ${fmt(r.excessTrigger, 4)}; bigram (non-trigger positions) ${fmt(r.nonTrigger, 4)} nats, oracle ${fmt(r.oracleNonTrigger, 4)}, excess ${fmt(r.excessNonTrigger, 4)}.
 Sampled excess loss (variant: NLL of the drawn next token minus the oracle's): trigger ${fmt(ex.trigger ?? NaN, 4)}, non-trigger ${fmt(ex.nonTrigger ?? NaN, 4)} nats.
@@ -118,7 +118,7 @@ Backcopy layer (largest attention to the previous token from trigger queries): $
 
 ${measuresTable(m)}
 
-||v|| is the value-state drain when small at BOS (||v W_O||, the head's output, is the named variant); the residual peak is a large norm at BOS.`;
+‖v‖ is the value-state drain when small at BOS (‖v W_O‖, the head's output, is the named variant); the residual peak is a large norm at BOS.`;
 }
 
 /** Recompute the headline section of a shipped bb folder's MODEL_CARD.md from its weights (no training). */
