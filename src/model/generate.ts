@@ -7,7 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import { ValueError, expectedFound } from '../errors.js';
 import type { HookSpec } from '../hooks/registry.js';
 import { rng } from '../util/random.js';
-import { disposeKV, readHost, type HookedTransformer, type KVCache, type Mask, type Tokens } from './hooked.js';
+import { disposeKV, readHost, type KVCache, type Mask, type Tokens } from './hooked.js';
+import type { ModelView } from './view.js';
 
 export interface StreamingOptions {
   /** Sink tokens kept at the start of the cache (StreamingLLM default 4). */
@@ -43,7 +44,7 @@ export interface GenerateResult {
  * Generate up to maxNewTokens tokens per row. Each step reads back only the chosen ids (greedy) or the
  * sampling probabilities; `fwdHooks` apply to the prompt and to every decoding step.
  */
-export async function generate(model: HookedTransformer, prompt: Tokens, opts: GenerateOptions): Promise<GenerateResult> {
+export async function generate(model: ModelView, prompt: Tokens, opts: GenerateOptions): Promise<GenerateResult> {
   if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 0) throw new ValueError('maxNewTokens', expectedFound('a non-negative integer', opts.maxNewTokens));
   const temp = opts.temperature ?? 0;
   if (!(temp >= 0)) throw new ValueError('temperature', expectedFound('a number >= 0', temp));
