@@ -28,6 +28,7 @@ import type { Figure } from '../src/plot/index.js';
 import { scriptSafe } from '../src/plot/html.js';
 import { makeHeadScores } from '../src/results.js';
 import { rocCurve as rocOf } from '../src/sae/metrics.js';
+import { loadModel } from '../src/model/index.js';
 import { ShapeError, ValueError } from '../src/errors.js';
 
 const zw = /\u200b/g;
@@ -98,16 +99,15 @@ describe('plot: figure builders', () => {
   });
 
   describe('attentionPattern', () => {
-    it('takes a q x k tensor, labels both axes with tokens and leaves no tensors behind', () => {
-      const pat = tf.tensor2d([
-        [1, 0, 0],
-        [0.25, 0.75, 0],
-        [0.2, 0.3, 0.5],
-      ]);
-      const before = tf.memory().numTensors;
-      const fig = attentionPattern(pat, ['<|endoftext|>', ' the', ' cat']);
-      assert.equal(tf.memory().numTensors, before);
-      pat.dispose();
+    it('takes a q x k host matrix and labels both axes with tokens', () => {
+      const fig = attentionPattern(
+        [
+          [1, 0, 0],
+          [0.25, 0.75, 0],
+          [0.2, 0.3, 0.5],
+        ],
+        ['<|endoftext|>', ' the', ' cat'],
+      );
       const t = fig.data[0];
       assert.deepEqual(t.x, ['&lt;|endoftext|&gt;', ' the', ' cat']);
       assert.deepEqual(t.y, t.x);
@@ -119,6 +119,28 @@ describe('plot: figure builders', () => {
       assert.equal(fig.layout.yaxis?.title?.text, 'Query');
       assert.equal(t.zmin, 0);
       assert.equal(t.zmax, 1);
+    });
+
+    it("draws a shipped model's pattern read with await array(); a tensor itself is refused (no readback in builders)", async () => {
+      const model = await loadModel('fixtures/models/induction-handmade');
+      try {
+        const toks = [0, 2, 3, 4, 2, 3];
+        const { logits, cache } = await model.runWithCache([toks], { namesFilter: ['blocks.0.attn.hook_pattern'] });
+        const head = tf.tidy(() => cache.get('blocks.0.attn.hook_pattern').squeeze([0]).gather(0)); // [q, k] of head 0.0
+        const before = tf.memory().numTensors;
+        assert.throws(() => attentionPattern(head as unknown as number[][], model.toStrTokens(toks)), ShapeError);
+        assert.equal(tf.memory().numTensors, before);
+        const z = (await head.array()) as number[][];
+        tf.dispose([head, logits]);
+        cache.dispose();
+        const fig = attentionPattern(z, model.toStrTokens(toks));
+        const drawn = fig.data[0].z as number[][];
+        assert.deepEqual(drawn, z);
+        // the previous-token head: row i peaks at key i - 1
+        for (let i = 1; i < toks.length; i++) assert.equal(drawn[i].indexOf(Math.max(...drawn[i])), i - 1);
+      } finally {
+        model.dispose();
+      }
     });
 
     it('repeated tokens keep their own rows and columns (invisible suffixes)', () => {
@@ -140,9 +162,7 @@ describe('plot: figure builders', () => {
     });
 
     it('throws ShapeError for a wrong rank or a token count that does not match', () => {
-      const t3 = tf.zeros([1, 2, 2]);
-      assert.throws(() => attentionPattern(t3 as unknown as tf.Tensor2D, ['a', 'b']), (e: unknown) => e instanceof ShapeError && /rank 3/.test(e.message));
-      t3.dispose();
+      assert.throws(() => attentionPattern([[[1]]] as unknown as number[][], ['a']), (e: unknown) => e instanceof ValueError && /\[0\]\[0\]/.test(e.message));
       assert.throws(() => attentionPattern([[1, 0], [0.5, 0.5]], ['a', 'b', 'c']), (e: unknown) => e instanceof ShapeError && /tokens/.test(e.message) && /found 3/.test(e.message));
       assert.throws(() => attentionPattern([[1, 0], [0.5]], ['a', 'b']), ShapeError);
       assert.throws(() => attentionPattern([[1, 0], [0.5, 0.5], [0, 1]], ['a', 'b']), ShapeError);
@@ -158,15 +178,12 @@ describe('plot: figure builders', () => {
 
   describe('attentionGrid', () => {
     it('one trace per head, the first visible, a dropdown that shows exactly one', () => {
-      const pats = tf.tensor3d([
+      const pats = [
         [[1, 0], [0.5, 0.5]],
         [[1, 0], [0.75, 0.25]],
         [[1, 0], [0, 1]],
-      ]);
-      const before = tf.memory().numTensors;
+      ];
       const fig = attentionGrid(pats, ['a', 'b'], { headNames: ['L1.H0', 'L1.H1', 'L1.H2'], title: 'L1' });
-      assert.equal(tf.memory().numTensors, before);
-      pats.dispose();
       assert.equal(fig.data.length, 3);
       assert.deepEqual(fig.data.map((t) => t.visible), [true, false, false]);
       assert.deepEqual(fig.data.map((t) => t.name), ['L1.H0', 'L1.H1', 'L1.H2']);
@@ -178,10 +195,8 @@ describe('plot: figure builders', () => {
       assert.equal(fig.layout.title?.text, 'L1: L1.H0');
     });
 
-    it('throws ShapeError for a rank-2 tensor, wrong headNames or token counts', () => {
-      const t2 = tf.zeros([2, 2]);
-      assert.throws(() => attentionGrid(t2, ['a', 'b']), (e: unknown) => e instanceof ShapeError && /rank-3/.test(e.message));
-      t2.dispose();
+    it('throws ShapeError for a 2-d array, wrong headNames or token counts', () => {
+      assert.throws(() => attentionGrid([[1, 0], [0.5, 0.5]] as unknown as number[][][], ['a', 'b']), (e: unknown) => e instanceof ShapeError && /patterns\[0\]\[0\]/.test(e.message));
       const z = [[[1, 0], [0.5, 0.5]]];
       assert.throws(() => attentionGrid(z, ['a', 'b'], { headNames: ['x', 'y'] }), ShapeError);
       assert.throws(() => attentionGrid(z, ['a']), ShapeError);
@@ -284,7 +299,7 @@ describe('plot: figure builders', () => {
     });
 
     it('per (layer, head) with axis titles; wrong label counts throw', () => {
-      const fig = patchingHeatmap(tf.tensor2d([[1, 2], [3, 4]]).arraySync(), { xTitle: 'Head', colLabels: ['0', '1'] });
+      const fig = patchingHeatmap([[1, 2], [3, 4]], { xTitle: 'Head', colLabels: ['0', '1'] });
       assert.equal(fig.layout.xaxis?.title?.text, 'Head');
       assert.equal((fig.data[0].text as string[][])[0][1], 'Layer 0, Head 1 1: 2.00');
       assert.throws(() => patchingHeatmap([[1, 2]], { rowLabels: ['a', 'b'] }), ShapeError);

@@ -1,19 +1,14 @@
 /**
- * Plotly figure builders. Each takes plain numbers (or a tensor, read once with arraySync) and
- * returns a plain figure object; nothing here touches the DOM or recomputes an analysis.
- * Input is checked before anything is built: a wrong rank or a label list of the wrong length
- * throws a ShapeError, a NaN or infinite value throws a ValueError.
+ * Plotly figure builders. Each takes host data (number[][], HeadScores, typed results; never a
+ * tensor: read one with `await t.array()` first) and returns a plain figure object; nothing here
+ * touches the DOM, reads a device or recomputes an analysis. Input is checked before anything is
+ * built: a wrong rank or a label list of the wrong length throws a ShapeError, a NaN or infinite
+ * value throws a ValueError.
  */
 import { ShapeError, ValueError, expectedFound } from '../errors.js';
 import type { HeadScores } from '../results.js';
+import { toMatrix } from '../util/grid.js';
 import type { Annotation, Axis, Figure, Trace, UpdateMenu } from './types.js';
-
-/** What the builders accept where a tensor may stand: anything with a shape and arraySync (a tf.Tensor). */
-export interface TensorLike {
-  shape: number[];
-  rank: number;
-  arraySync(): unknown;
-}
 
 /** Blue (negative) - white (zero) - red (positive); used when values have both signs. */
 export const DIVERGING: Array<[number, string]> = [
@@ -36,16 +31,6 @@ const CONFIG = { responsive: true, displaylogo: false };
 
 // ---------------------------------------------------------------- input checks
 
-function isTensorLike(x: unknown): x is TensorLike {
-  return (
-    typeof x === 'object' &&
-    x !== null &&
-    !Array.isArray(x) &&
-    Array.isArray((x as TensorLike).shape) &&
-    typeof (x as TensorLike).arraySync === 'function'
-  );
-}
-
 function checkFinite(v: unknown, where: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) {
     throw new ValueError(where, expectedFound('a finite number', typeof v === 'number' ? String(v) : typeof v));
@@ -53,37 +38,8 @@ function checkFinite(v: unknown, where: string): number {
   return v;
 }
 
-/** A rectangular rows x cols grid of finite numbers, from nested arrays or a rank-2 tensor. */
-export function toMatrix(x: number[][] | TensorLike, where: string): number[][] {
-  if (isTensorLike(x)) {
-    if (x.shape.length !== 2) {
-      throw new ShapeError(where, expectedFound('a rank-2 tensor', `rank ${x.shape.length} [${x.shape.join(',')}]`));
-    }
-    x = x.arraySync() as number[][];
-  }
-  if (!Array.isArray(x) || x.length === 0) {
-    throw new ShapeError(where, expectedFound('a non-empty 2-d array', Array.isArray(x) ? 'an empty array' : typeof x));
-  }
-  const cols = Array.isArray(x[0]) ? x[0].length : -1;
-  return x.map((row, i) => {
-    if (!Array.isArray(row) || row.length !== cols || cols === 0) {
-      throw new ShapeError(
-        `${where}[${i}]`,
-        expectedFound(`a row of ${cols > 0 ? cols : 'at least 1'} numbers`, Array.isArray(row) ? `${row.length} entries` : typeof row),
-      );
-    }
-    return row.map((v, j) => checkFinite(v, `${where}[${i}][${j}]`));
-  });
-}
-
-/** A list of equal-shaped matrices, from nested arrays or a rank-3 tensor. */
-export function toCube(x: number[][][] | TensorLike, where: string): number[][][] {
-  if (isTensorLike(x)) {
-    if (x.shape.length !== 3) {
-      throw new ShapeError(where, expectedFound('a rank-3 tensor [head, q, k]', `rank ${x.shape.length} [${x.shape.join(',')}]`));
-    }
-    x = x.arraySync() as number[][][];
-  }
+/** A list of equal-shaped matrices [n][rows][cols] of finite numbers. */
+function toCube(x: number[][][], where: string): number[][][] {
   if (!Array.isArray(x) || x.length === 0) {
     throw new ShapeError(where, expectedFound('a non-empty 3-d array', Array.isArray(x) ? 'an empty array' : typeof x));
   }
@@ -306,7 +262,7 @@ function patternLayout(title: string, n: number, opts: { width?: number; height?
  * One attention pattern (query x key) with the tokens on both axes. `tokens` has one entry per key;
  * the query rows are the same tokens (or the last q of them, or `opts.queryTokens`).
  */
-export function attentionPattern(pattern: number[][] | TensorLike, tokens: string[], opts: AttentionPatternOptions = {}): Figure {
+export function attentionPattern(pattern: number[][], tokens: string[], opts: AttentionPatternOptions = {}): Figure {
   const where = 'attentionPattern';
   const z = toMatrix(pattern, `${where}: pattern`);
   const labels = patternLabels(z.length, z[0].length, tokens, opts.queryTokens, where);
@@ -324,7 +280,7 @@ export interface AttentionGridOptions extends AttentionPatternOptions {
 }
 
 /** Patterns of several heads [head, q, k]; a dropdown picks the one head shown. */
-export function attentionGrid(patterns: number[][][] | TensorLike, tokens: string[], opts: AttentionGridOptions = {}): Figure {
+export function attentionGrid(patterns: number[][][], tokens: string[], opts: AttentionGridOptions = {}): Figure {
   const where = 'attentionGrid';
   const zs = toCube(patterns, `${where}: patterns`);
   const names = opts.headNames !== undefined
@@ -638,7 +594,7 @@ export interface PatchingHeatmapOptions {
 }
 
 /** Per (layer, position) or per (layer, head) patching results; diverging and centred at 0 when values have both signs. */
-export function patchingHeatmap(values: number[][] | TensorLike, opts: PatchingHeatmapOptions = {}): Figure {
+export function patchingHeatmap(values: number[][], opts: PatchingHeatmapOptions = {}): Figure {
   const where = 'patchingHeatmap';
   const z = toMatrix(values, `${where}: values`);
   const rowShown = (opts.rowLabels !== undefined ? checkLabels(opts.rowLabels, z.length, `${where}: rowLabels (one per row)`) : z.map((_, i) => String(i))).map(tokenLabel);

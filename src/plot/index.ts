@@ -17,7 +17,6 @@ export {
   SEQUENTIAL,
 } from './figures.js';
 export type {
-  TensorLike,
   HeadHeatmapOptions,
   AttentionPatternOptions,
   AttentionGridOptions,
