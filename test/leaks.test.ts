@@ -19,6 +19,12 @@ import { needleFromTokens, niahGrid } from '../src/analyses/niah.js';
 import { razorScoresForModel } from '../src/analyses/razor.js';
 import { actHook, selectACTHeads, varHook } from '../src/analyses/calibration.js';
 import { allCompositionScores, copyingScores, pca } from '../src/analyses/weights/index.js';
+import { tokenGroupBatch } from '../src/data/token-group.js';
+import { bbEvalBatch, bbMeasures, trainBB } from '../src/zoo/bb.js';
+import { recallAccuracyGrid } from '../src/zoo/recall.js';
+import { ioiEvaluate } from '../src/zoo/ioi.js';
+import { inductionEvalBatch, inductionEvaluate } from '../src/zoo/induction-handmade.js';
+import { tokenGroupEvaluate } from '../src/zoo/var-group.js';
 
 interface Snap {
   numTensors: number;
@@ -279,6 +285,30 @@ describe('reliability: no leaks', function () {
     assertHeapStable(warm, snap(), 'calibration and weights');
     assert.equal(model.hooks.size, 0);
     counts['calibrated runs'] = 2 * 10 * 2;
+  });
+
+  it('zoo evaluations of the shipped models and a short training run: memory and wasm heap unchanged', async function () {
+    this.timeout(300000);
+    const dirs = ['bb', 'recall', 'ioi', 'induction-handmade', 'var-group'].map((n) => path.join('fixtures/models', n));
+    const [bb, recall, ioi, ind, vg] = await Promise.all(dirs.map((d) => loadModel(d)));
+    const runAll = async () => {
+      await bbMeasures(bb, bbEvalBatch(3, 2));
+      await recallAccuracyGrid(recall, { lengths: [48], depths: [0.5], n: 2, seed: 1 });
+      await ioiEvaluate(ioi, { n: 4, seed: 1 });
+      await inductionEvaluate(ind, inductionEvalBatch(1, 2, 8));
+      await tokenGroupEvaluate(vg, tokenGroupBatch(4, 1), { batchSize: 3 });
+      (await trainBB({ steps: 2, batch: 2, evalEvery: 2, evalBatch: 2, finalEval: false })).model.dispose();
+    };
+    try {
+      await runAll();
+      const warm = snap();
+      await runAll();
+      assertSame(warm, snap(), 'zoo');
+      assertHeapStable(warm, snap(), 'zoo');
+    } finally {
+      [bb, recall, ioi, ind, vg].forEach((m) => m.dispose());
+    }
+    counts['zoo passes'] = 2;
   });
 
   it('an error in the middle of a forward, a cached run, a generation or a sweep leaves no tensors and no hooks', () => {
