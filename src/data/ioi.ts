@@ -331,7 +331,8 @@ export const ABC_FLIPS: IOIFlip[] = [
  * - 'redwood' (default, the authors' code: redwoodresearch/Easy-Transformer easy_transformer/ioi_dataset.py
  *   gen_flipped_prompts, lines 369-377 and 393-401, copied into ACDC's acdc/ioi/ioi_dataset.py): IO->RAND
  *   redraws until the name differs from the current IO and S; S->RAND and S1->RAND draw from every name,
- *   so a corrupted prompt may repeat a name (IO = S, S1 = S2, or an unchanged S, each about 1 in |names|).
+ *   so a corrupted prompt may repeat a name (S1 = S2, IO = S2, IO = S1 or an unchanged S: 0.5-1.5% of
+ *   prompts each with the 99 names; docs/methods/ioi.md gives the rates).
  * - 'distinct': every new name differs from every name in the prompt at that moment, so the corrupted
  *   prompt always holds three distinct names at IO, S1 and S2 (the paper's description of the ABC set).
  */
