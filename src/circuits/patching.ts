@@ -1,6 +1,8 @@
 /**
- * Activation patching (denoising: the corrupted run with one clean activation patched in), every
- * TransformerLens variant (transformer_lens/patching.py: get_act_patch_resid_pre ... get_act_patch_attn_head_by_pos_every).
+ * Activation patching (denoising: the corrupted run with one clean activation patched in) as
+ * TransformerLens's generic_activation_patch (TransformerLensOrg/TransformerLens, transformer_lens/patching.py
+ * lines 125-235, setters lines 242-317), with every get_act_patch_* variant of lines 342-643 except
+ * pattern by (query, key) position; docs/methods/patching.md has the table.
  *
  * `patchSweep` is batched: all patch indices of a layer run in one forward (chunked by `maxBatch`),
  * starting from the corrupted residual at that layer (the layers below a patch cannot change), and
@@ -56,6 +58,13 @@ export interface PatchOptions {
   layers?: number[];
   /** Called after each forward of patches with the forwards done and the total. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Only the patched forwards numbered [from, to) of each layer (a forward patches floor(maxBatch / prompts)
+   * consecutive patch indices; see patchForwardsPerLayer). For splitting a sweep into shards that run
+   * exactly the whole sweep's forwards, so each number is the one the whole sweep computes. The rows
+   * of `values` (and `normalised`) then hold only those patch indices, flat in sweep order ('head_pos' too).
+   */
+  forwards?: [number, number];
 }
 
 export function hookNameOf(act: PatchAct, layer: number): BlockHookName {
@@ -175,29 +184,49 @@ export async function readChunks(parts: tf.Tensor[]): Promise<Float32Array> {
   }
 }
 
+function maxBatchOf(opts: PatchOptions): number {
+  const maxBatch = opts.maxBatch ?? 256;
+  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new ValueError('maxBatch', expectedFound('a positive integer', maxBatch));
+  return maxBatch;
+}
+
+/** Patched forwards per layer of `patchSweep` (the unit of `opts.forwards`). */
+export function patchForwardsPerLayer(model: ModelView, p: PatchingProblem, act: PatchAct, by: PatchBy, opts: Pick<PatchOptions, 'maxBatch'> = {}): number {
+  return Math.ceil(indicesFor(model, act, by, p.clean[0].length).length / Math.max(1, Math.floor(maxBatchOf(opts) / p.clean.length)));
+}
+
+/** The patch indices [start, end) that `opts.forwards` selects (all when absent). */
+function forwardRange(opts: PatchOptions, perChunk: number, n: number): [number, number] {
+  if (!opts.forwards) return [0, n];
+  const [a, b] = opts.forwards;
+  const count = Math.ceil(n / perChunk);
+  if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b <= a || b > count) throw new ValueError('forwards', expectedFound(`[from, to) with 0 <= from < to <= ${count}`, opts.forwards));
+  return [a * perChunk, Math.min(n, b * perChunk)];
+}
+
 /** Batched activation patching of one activation over all layers (or `opts.layers`). */
 export async function patchSweep(model: ModelView, p: PatchingProblem, act: PatchAct, by: PatchBy, opts: PatchOptions = {}): Promise<PatchResult> {
   const N = p.clean.length;
   const T = p.clean[0].length;
   const layers = layersOf(model, opts.layers);
-  const maxBatch = opts.maxBatch ?? 256;
-  if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new ValueError('maxBatch', expectedFound('a positive integer', maxBatch));
+  const maxBatch = maxBatchOf(opts);
   const idx = indicesFor(model, act, by, T);
   const H = headCount(model, act);
+  const perChunk = Math.max(1, Math.floor(maxBatch / N));
+  const [from, to] = forwardRange(opts, perChunk, idx.length);
   const names = layers.map((l) => hookNameOf(act, l));
   const residNames = layers.map((l) => hookNameOf('resid_pre', l));
   const { clean: cleanRun, corrupted: corrRun } = await baselineRuns(model, p, names, residNames);
-  const perChunk = Math.max(1, Math.floor(maxBatch / N));
   const values: number[][] = [];
   let forwards = 0;
-  const total = layers.length * Math.ceil(idx.length / perChunk);
+  const total = layers.length * Math.ceil((to - from) / perChunk);
   const reads = Array.from({ length: perChunk * N }, (_, r) => p.readPositions[r % N]);
   try {
     for (const [li, layer] of layers.entries()) {
       const parts: tf.Tensor[] = [];
       try {
-        for (let c0 = 0; c0 < idx.length; c0 += perChunk) {
-          const chunk = idx.slice(c0, c0 + perChunk);
+        for (let c0 = from; c0 < to; c0 += perChunk) {
+          const chunk = idx.slice(c0, Math.min(to, c0 + perChunk));
           const P = chunk.length;
           const held = tf.tidy(() => {
             const mask = patchMask(act, chunk, N, T, H);
@@ -230,7 +259,7 @@ export async function patchSweep(model: ModelView, p: PatchingProblem, act: Patc
     cleanRun.cache.dispose();
     corrRun.cache.dispose();
   }
-  return shapeResult(act, by, values, cleanRun.metric, corrRun.metric, p.metricName, forwards + 2, T, H);
+  return patchResultFromRows(act, by, values, cleanRun.metric, corrRun.metric, p.metricName, forwards + 2, T, H, !!opts.forwards);
 }
 
 /** x mapped elementwise through f (nested arrays keep their shape). */
@@ -243,11 +272,15 @@ export function normaliseValues<T extends number[][] | number[][][]>(values: T, 
   return mapNested(values, (v) => (v - corrupted) / (clean - corrupted));
 }
 
-function shapeResult(
+/**
+ * The PatchResult of flat per-layer metric rows (reshaped to [pos][head] for 'head_pos' unless
+ * `keepFlat`, a part of a layer); also how a sweep assembled from shards becomes a result.
+ */
+export function patchResultFromRows(
   act: PatchAct, by: PatchBy, flat: number[][], clean: number, corrupted: number,
-  metricName: string, forwards: number, T: number, H: number,
+  metricName: string, forwards: number, T: number, H: number, keepFlat = false,
 ): PatchResult {
-  const values = by === 'head_pos' ? flat.map((row) => Array.from({ length: T }, (_, t) => row.slice(t * H, (t + 1) * H))) : flat;
+  const values = by === 'head_pos' && !keepFlat ? flat.map((row) => Array.from({ length: T }, (_, t) => row.slice(t * H, (t + 1) * H))) : flat;
   const normalised = normaliseValues(values, clean, corrupted);
   return { act, by, values, normalised, clean, corrupted, metricName, forwards };
 }
@@ -287,7 +320,7 @@ export async function patchLoop(model: ModelView, p: PatchingProblem, act: Patch
   } finally {
     cleanRun.cache.dispose();
   }
-  return shapeResult(act, by, values, cleanRun.metric, corrupted, p.metricName, forwards + 2, T, H);
+  return patchResultFromRows(act, by, values, cleanRun.metric, corrupted, p.metricName, forwards + 2, T, H);
 }
 
 // ------------------------------------------------------------------ TransformerLens-named wrappers
@@ -323,7 +356,11 @@ export function actPatchAttnHeadByPosEvery(m: ModelView, p: PatchingProblem, o?:
 
 /** Head-patching ranking: normalised effect of patching each head's output over all positions. */
 export async function headPatchingScores(m: ModelView, p: PatchingProblem, o?: PatchOptions): Promise<HeadScores> {
-  const r = await patchSweep(m, p, 'z', 'head', o);
+  return headPatchingScoresOf(m, p, await patchSweep(m, p, 'z', 'head', o));
+}
+
+/** The head-patching ranking of a finished z-by-head sweep (also one assembled from shards). */
+export function headPatchingScoresOf(m: Pick<ModelView, 'name'>, p: PatchingProblem, r: PatchResult): HeadScores {
   return makeHeadScores('head-patching', r.normalised as number[][], { act: 'z', positions: 'all', metric: r.metricName, clean: r.clean, corrupted: r.corrupted }, {
     model: m.name,
     data: { task: p.task ?? 'custom', prompts: p.clean.length },
