@@ -155,10 +155,10 @@ export function attentionScores(q: tf.Tensor, k: tf.Tensor, mask: tf.Tensor4D, o
   });
 }
 
-/** Softmax over keys; rows with every key masked give zeros instead of NaN. */
+/** Softmax over keys; a row with every key masked (a padding query) gives a uniform row instead of NaN. */
 export function attentionPattern(scores: tf.Tensor): tf.Tensor4D {
   return tf.tidy(() => {
-    const safe = tf.maximum(scores, -3.0e38); // -Infinity -> a finite floor so that exp gives 0 and a masked row no NaN
+    const safe = tf.maximum(scores, -3.0e38); // -Infinity -> a finite floor: masked keys get weight 0 and a fully masked row no NaN
     return tf.softmax(safe, -1) as tf.Tensor4D;
   });
 }
