@@ -224,6 +224,12 @@ export interface NiahGridOptions {
   decode?: (ids: number[]) => string;
   /** Rows decoded together (default: a whole cell). */
   batchSize?: number;
+  /**
+   * Decode only these cells (indices in length-major order: li * depths.length + di), for splitting a
+   * grid into shards: each decodes exactly what the whole grid decodes there (same seeds, same batches).
+   * The other cells stay empty; scores and authorJson then cover these cells' samples only.
+   */
+  cells?: number[];
 }
 
 /** The NIAH grid (NiahResult, what the heatmap reads) with the retrieval scores when asked for. */
@@ -280,6 +286,8 @@ interface Plan {
 function planOf(model: ModelView, opts: NiahGridOptions): Plan {
   checkGridAxis('lengths', opts.lengths, (x) => Number.isInteger(x) && x >= 2, 'an integer >= 2');
   checkGridAxis('depths', opts.depths, (x) => typeof x === 'number' && x >= 0 && x <= 1, 'a fraction in [0, 1]');
+  const nCells = opts.lengths.length * opts.depths.length;
+  if (opts.cells) checkGridAxis('cells', opts.cells, (x) => Number.isInteger(x) && x >= 0 && x < nCells, `a cell index in [0, ${nCells})`);
   if (!Number.isFinite(opts.seed)) throw new ConfigError('seed', expectedFound('a finite number', opts.seed));
   if (!!opts.makeSample === !!opts.source) throw new ConfigError('niahGrid', 'give exactly one of makeSample and source');
   const makers = opts.source ? sourceSamples(model, opts.source) : null;
@@ -301,8 +309,10 @@ function planOf(model: ModelView, opts: NiahGridOptions): Plan {
 /** Every sample of the grid, built and checked before any decoding (bad input fails early). */
 function buildCells(model: ModelView, opts: NiahGridOptions, plan: Plan): Cell[] {
   const cells: Cell[] = [];
+  const only = opts.cells ? new Set(opts.cells) : null;
   opts.lengths.forEach((len, li) =>
     opts.depths.forEach((d, di) => {
+      if (only && !only.has(li * opts.depths.length + di)) return;
       const samples = Array.from({ length: plan.perCell }, (_, k) => {
         const seed = deriveSeed(opts.seed, li, di, k);
         const s = plan.makers ? plan.makers[k](len, d) : opts.makeSample!(len, d, seed);

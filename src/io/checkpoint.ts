@@ -22,14 +22,15 @@ export type SweepValue = number | string | boolean | null | SweepValue[] | { [k:
 const FORMAT = 'tflens-sweep';
 const VERSION = 1;
 
-/** JSON with every number kept: NaN / Infinity / -Infinity / -0 become {"$num": "NaN"} etc. */
-function encode(v: unknown): string {
+/** JSON with every number kept: NaN / Infinity / -Infinity / -0 become {"$num": "NaN"} etc. (also the shard results of queue sweeps). */
+export function encodeSweepValue(v: unknown): string {
   return JSON.stringify(v, (_k, x) =>
     typeof x === 'number' && (!Number.isFinite(x) || Object.is(x, -0)) ? { $num: Object.is(x, -0) ? '-0' : String(x) } : x,
   );
 }
 
-function decode(text: string): unknown {
+/** The inverse of encodeSweepValue. */
+export function decodeSweepValue(text: string): unknown {
   return JSON.parse(text, (_k, x) => {
     if (x && typeof x === 'object' && !Array.isArray(x) && Object.keys(x).length === 1 && typeof x.$num === 'string') {
       if (x.$num === 'NaN') return NaN;
@@ -123,7 +124,7 @@ export class SweepStore {
       if (body[i].length === 0) continue;
       let rec: any;
       try {
-        rec = decode(body[i]);
+        rec = decodeSweepValue(body[i]);
       } catch {
         throw new FormatError(`${store.path}:${i + 1}`, `line is not valid JSON: ${JSON.stringify(body[i].slice(0, 80))}`);
       }
@@ -141,7 +142,7 @@ export class SweepStore {
 
   private async rewrite(): Promise<void> {
     const lines = [JSON.stringify({ format: FORMAT, version: VERSION, key: this.key })];
-    for (const [id, value] of this.values) lines.push(encode({ id, value }));
+    for (const [id, value] of this.values) lines.push(encodeSweepValue({ id, value }));
     await writeFileAtomic(this.path, lines.join('\n') + '\n');
   }
 
@@ -169,7 +170,7 @@ export class SweepStore {
     if (typeof id !== 'string' || id.length === 0) throw new ValueError('SweepStore.put: id', expectedFound('a non-empty string', id));
     checkValue(value, `SweepStore.put(${JSON.stringify(id)})`);
     const v: SweepValue = ArrayBuffer.isView(value) ? Array.from(value as Float32Array) : (value as SweepValue);
-    const line = encode({ id, value: v }) + '\n';
+    const line = encodeSweepValue({ id, value: v }) + '\n';
     const fh = await fsp.open(this.path, 'a');
     try {
       await fh.write(line);
@@ -177,7 +178,7 @@ export class SweepStore {
     } finally {
       await fh.close();
     }
-    this.values.set(id, decode(encode(v)) as SweepValue);
+    this.values.set(id, decodeSweepValue(encodeSweepValue(v)) as SweepValue);
   }
 
   /** Remove every stored result (the file is rewritten with just its header). */

@@ -74,12 +74,18 @@ export class HookedTransformer implements ForwardModel {
   private fusedCache = new Map<string, { src: tf.Tensor[]; fused: tf.Tensor }>();
   private invFreqTable: Float32Array | null = null;
 
-  constructor(cfg: ModelConfig, params: Record<string, tf.Tensor>, tokenizer: Tokenizer | null = null, name = 'model') {
+  /**
+   * `opts.weights: false` makes a model without weights (params must be empty): its config, tokenizer
+   * and BOS work, so it can build prompts and plan work where the weights do not fit (sweep submit and
+   * collect); running it throws.
+   */
+  constructor(cfg: ModelConfig, params: Record<string, tf.Tensor>, tokenizer: Tokenizer | null = null, name = 'model', opts: { weights?: boolean } = {}) {
     this.cfg = cfg;
     this.params = params;
     this.tokenizer = tokenizer;
     this.name = name;
     this.hooks = this.newRegistry();
+    if (opts.weights === false && Object.keys(params).length === 0) return;
     this.checkParams();
     this.prepareFused();
   }

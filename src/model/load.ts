@@ -27,6 +27,8 @@ export interface LoadOptions extends ResolveOptions {
    * it. 'none': every unread tensor is an error. 'all': unread tensors are ignored.
    */
   allowExtraTensors?: 'known' | 'none' | 'all';
+  /** false: read the config and tokenizer only, no weights (see HookedTransformer's constructor); default true. */
+  weights?: boolean;
 }
 
 /**
@@ -61,6 +63,7 @@ export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promi
     const tkCfg = (await pathExists(tkCfgFile)) ? ((await readJsonFile(tkCfgFile, 'tokenizer config')) as Record<string, unknown>) : {};
     tokenizer = new Tokenizer((await readJsonFile(tkFile, 'tokenizer')) as Record<string, unknown>, tkCfg, tkFile);
   }
+  if (opts.weights === false) return new HookedTransformer(cfg, {}, tokenizer, pathOrId, { weights: false });
   const hf = await readCheckpointTensors(dir);
   const where = await describeCheckpoint(dir);
   try {
