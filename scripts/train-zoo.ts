@@ -74,6 +74,20 @@ function curve(r: TrainedZooModel['result'], every: number): string {
   return rows.join('\n');
 }
 
+/** The Architecture and Training sections of a trained model's card (`archExtra` follows the architecture lines). */
+function archAndTraining(t: TrainedZooModel, schedule: string, archExtra = ''): string {
+  const r = t.recipe;
+  return `## Architecture
+
+${archLines(t.model)}${archExtra}
+
+## Training
+
+AdamW lr ${r.lr} (warmup ${r.warmupSteps}, ${schedule}), weight decay ${r.weightDecay}, betas ${JSON.stringify(r.betas)}, grad clip ${r.gradClip}, batch ${r.batch}, ${t.result.completed} steps, seed ${r.seed}. Final train loss ${fmt(t.result.loss[t.result.loss.length - 1])}.
+
+${curve(t.result, 50)}`;
+}
+
 function evalTable(r: TrainedZooModel['result']): string {
   if (!r.evals.length) return '';
   const keys = Object.keys(r.evals[0].values);
@@ -168,16 +182,7 @@ async function doBB(out: string, steps: number | undefined, seed: number | undef
 Bigram-Backcopy (Guo et al.): ${JSON.stringify(t.recipe.task)}. Triggers (the 3 most frequent characters): see task.json.
 Sequences are 65 tokens (BOS + 64 characters) instead of the paper's 257, to fit the training budget on 2 shared CPU cores.
 
-## Architecture
-
-${archLines(t.model)}
-- Differences from the paper: d_model 64 (paper 256); GPT-2 modules, so attention and LayerNorm have biases; the ReLU MLP (4d) has its biases fixed at zero; untied unembedding.
-
-## Training
-
-AdamW lr ${t.recipe.lr} (warmup ${t.recipe.warmupSteps}, cosine to 0.1x), weight decay ${t.recipe.weightDecay}, betas ${JSON.stringify(t.recipe.betas)}, grad clip ${t.recipe.gradClip}, batch ${t.recipe.batch}, ${t.result.completed} steps, seed ${t.recipe.seed}. Final train loss ${fmt(t.result.loss[t.result.loss.length - 1])}.
-
-${curve(t.result, 50)}
+${archAndTraining(t, 'cosine to 0.1x', '\n- Differences from the paper: d_model 64 (paper 256); GPT-2 modules, so attention and LayerNorm have biases; the ReLU MLP (4d) has its biases fixed at zero; untied unembedding.')}
 
 Eval during training (backcopy layer, fixed 16-sequence batch):
 
@@ -205,15 +210,7 @@ async function doRecall(out: string, steps: number | undefined, seed: number | u
 
 Needle retrieval (src/data/needle.ts, format in task.json): haystack sentences of filler words w0..w39 ending in "."; the needle "key is K . value is V ." at a depth; the question "what key is K value is"; the answer V is read at the last position. Keys (k0..k15) and values (v0..v15) have their own tokens. Training lengths are uniform in ${JSON.stringify(t.recipe.format && (t.recipe.format as { trainLengths: number[] }).trainLengths)}, depths uniform in [0, 1]; the loss is the answer's NLL only.
 
-## Architecture
-
-${archLines(t.model)}
-
-## Training
-
-AdamW lr ${t.recipe.lr} (warmup ${t.recipe.warmupSteps}, cosine), weight decay ${t.recipe.weightDecay}, betas ${JSON.stringify(t.recipe.betas)}, grad clip ${t.recipe.gradClip}, batch ${t.recipe.batch}, ${t.result.completed} steps, seed ${t.recipe.seed}. Final train loss ${fmt(t.result.loss[t.result.loss.length - 1])}.
-
-${curve(t.result, 50)}
+${archAndTraining(t, 'cosine')}
 
 ${evalTable(t.result)}
 
@@ -242,15 +239,7 @@ async function doIOI(out: string, steps: number | undefined, seed: number | unde
 
 Synthetic IOI over the exact BABA/ABBA templates, places, objects and the 99 names of src/data/ioi.ts, with a word-level tokenizer (HF Whitespace pre-tokenizer: words and punctuation; every name is one token). Held out: 20 names and templates ${JSON.stringify((t.recipe.split as { heldOutTemplates: number[] }).heldOutTemplates)} (both BABA and ABBA order); see task.json. Name embeddings are fixed random vectors (std ${t.recipe.nameEmbedStd}, never trained; the unembedding is tied), so held-out names are as good as trained ones to the model. Loss: next-token NLL on every position of the full sentence, the final IO token weighted ${t.recipe.ioWeight}.
 
-## Architecture
-
-${archLines(t.model)}
-
-## Training
-
-AdamW lr ${t.recipe.lr} (warmup ${t.recipe.warmupSteps}, cosine), weight decay ${t.recipe.weightDecay}, betas ${JSON.stringify(t.recipe.betas)}, grad clip ${t.recipe.gradClip}, batch ${t.recipe.batch}, ${t.result.completed} steps, seed ${t.recipe.seed}. Final train loss ${fmt(t.result.loss[t.result.loss.length - 1])}.
-
-${curve(t.result, 50)}
+${archAndTraining(t, 'cosine')}
 
 ${evalTable(t.result)}
 

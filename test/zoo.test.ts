@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { FormatError, ValueError } from '../src/errors.js';
-import { loadModel, type HookedTransformer } from '../src/model/index.js';
+import { loadModel, randomModel, type HookedTransformer } from '../src/model/index.js';
 import type { BBBatch } from '../src/data/bigram-backcopy.js';
 import { ZOO, ZOO_NAMES, zooProbeTokens } from '../src/zoo/registry.js';
 import { BB_RECIPE, bbCheckpointSeries, bbEvalBatch, bbMeasures, bbTask, readBBDynamics, trainBB, zooSteps } from '../src/zoo/bb.js';
@@ -411,6 +411,9 @@ describe('model zoo: registry and task.json', () => {
         assert.equal(steps, log.steps[log.steps.length - 1], `${name}: steps = the last step of train_log.json`);
       } else assert.equal(steps, 0, 'built, not trained');
       const m = await loadModel(dir);
+      const built = randomModel(ZOO[name].config(), { seed: 0 });
+      assert.deepEqual(built.cfg, m.cfg, `${name}: the recipe's config is the shipped model's`);
+      built.dispose();
       const toks = zooProbeTokens(name);
       assert.ok(toks.every((r) => r.every((t) => t >= 0 && t < m.cfg.d_vocab)), `${name}: probe tokens in the vocabulary`);
       m.dispose();

@@ -18,7 +18,7 @@ import { bbExcessLoss, bbTokenizerFiles, makeBigramBackcopy, oracleNext, sampleB
 import { bosStats } from '../analyses/dormant.js';
 import type { ResidualStates } from '../analyses/sinks.js';
 import { train, type TrainResult } from './train.js';
-import { Trainable, mean, realParam, recipeOptions, tokenNll, trainingLogits, type TrainRecipeOptions, type TrainedZooModel } from './common.js';
+import { Trainable, gpt2Config, mean, realParam, recipeOptions, tokenNll, trainingLogits, type TrainRecipeOptions, type TrainedZooModel } from './common.js';
 
 // ---------------------------------------------------------------------------------------------
 // Task, config, recipe
@@ -27,25 +27,7 @@ import { Trainable, mean, realParam, recipeOptions, tokenNll, trainingLogits, ty
 export const BB_TASK: BBOptions = { nChars: 65, k: 3, seqLen: 65, seed: 0 };
 
 export function bbConfig(task: BBTask): Record<string, unknown> {
-  return {
-    model_type: 'gpt2',
-    architectures: ['GPT2LMHeadModel'],
-    vocab_size: task.dVocab,
-    n_positions: task.seqLen,
-    n_embd: 64,
-    n_layer: 3,
-    n_head: 1,
-    n_inner: 256,
-    activation_function: 'relu',
-    layer_norm_epsilon: 1e-5,
-    resid_pdrop: 0,
-    embd_pdrop: 0,
-    attn_pdrop: 0,
-    tie_word_embeddings: false,
-    bos_token_id: task.bosId,
-    eos_token_id: task.bosId,
-    torch_dtype: 'float32',
-  };
+  return gpt2Config({ vocab: task.dVocab, nCtx: task.seqLen, dModel: 64, layers: 3, heads: 1, dMlp: 256, act: 'relu', tied: false, bos: task.bosId });
 }
 
 export const BB_RECIPE = {

@@ -101,6 +101,24 @@ export function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
+/** A GPT-2 config.json of the zoo's shape: no dropout, LayerNorm eps 1e-5, float32. */
+export function gpt2Config(o: { vocab: number; nCtx: number; dModel: number; layers: number; heads: number; dMlp: number; act: string; tied: boolean; bos: number }): Record<string, unknown> {
+  return {
+    model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], vocab_size: o.vocab, n_positions: o.nCtx, n_embd: o.dModel, n_layer: o.layers, n_head: o.heads,
+    n_inner: o.dMlp, activation_function: o.act, layer_norm_epsilon: 1e-5, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0,
+    tie_word_embeddings: o.tied, bos_token_id: o.bos, eos_token_id: o.bos, torch_dtype: 'float32',
+  };
+}
+
+/** A LLaMA config.json of the zoo's shape: RMSNorm eps 1e-6, rotary base 1e4, gated SiLU MLP, no biases, untied, float32. */
+export function llamaConfig(o: { vocab: number; dModel: number; dMlp: number; layers: number; heads: number; maxPos: number; bos: number; eos: number }): Record<string, unknown> {
+  return {
+    model_type: 'llama', architectures: ['LlamaForCausalLM'], vocab_size: o.vocab, hidden_size: o.dModel, intermediate_size: o.dMlp, num_hidden_layers: o.layers,
+    num_attention_heads: o.heads, num_key_value_heads: o.heads, max_position_embeddings: o.maxPos, rms_norm_eps: 1e-6, rope_theta: 10000, hidden_act: 'silu',
+    tie_word_embeddings: false, attention_bias: false, mlp_bias: false, bos_token_id: o.bos, eos_token_id: o.eos, torch_dtype: 'float32',
+  };
+}
+
 /** The config of a model as normalised by the model core (via a throwaway tiny random model). */
 export function configOf(hf: Record<string, unknown>): HookedTransformer['cfg'] {
   const m = randomModel(hf, { seed: 0 });

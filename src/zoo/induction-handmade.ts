@@ -8,7 +8,7 @@ import { HookedTransformer, Tokenizer, type ModelView } from '../model/index.js'
 import type { HookName } from '../hooks/names.js';
 import { repeatedTokens, type RepeatedBatch } from '../data/induction.js';
 import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.js';
-import { configOf, mean } from './common.js';
+import { configOf, gpt2Config, mean } from './common.js';
 
 const SYL_C = ['b', 'd', 'f', 'g', 'k', 'l'];
 const SYL_V = ['a', 'e', 'i', 'o', 'u'];
@@ -39,25 +39,7 @@ export const INDUCTION_DESIGN = {
 
 export function inductionConfig(): Record<string, unknown> {
   const D = INDUCTION_DESIGN;
-  return {
-    model_type: 'gpt2',
-    architectures: ['GPT2LMHeadModel'],
-    vocab_size: D.vocab,
-    n_positions: D.nCtx,
-    n_embd: D.dModel,
-    n_layer: 2,
-    n_head: D.nHeads,
-    n_inner: 4,
-    activation_function: 'relu',
-    layer_norm_epsilon: 1e-5,
-    resid_pdrop: 0,
-    embd_pdrop: 0,
-    attn_pdrop: 0,
-    tie_word_embeddings: true,
-    bos_token_id: 0,
-    eos_token_id: 0,
-    torch_dtype: 'float32',
-  };
+  return gpt2Config({ vocab: D.vocab, nCtx: D.nCtx, dModel: D.dModel, layers: 2, heads: D.nHeads, dMlp: 4, act: 'relu', tied: true, bos: 0 });
 }
 
 export function inductionTokenizer(): Tokenizer {

@@ -10,7 +10,7 @@ import { rng, deriveSeed } from '../util/random.js';
 import { ABBA_TEMPLATES, ABC_TEMPLATES, BABA_TEMPLATES, NAMES, OBJECTS, PLACES, generateIOI, logitDiff, type IOIDataset, type IOITokenizer } from '../data/ioi.js';
 import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.js';
 import { train, type TrainResult } from './train.js';
-import { Trainable, lastArgmax, realParam, recipeOptions, snapshotEval, trainingLogits, weightedNll, type TrainRecipeOptions, type TrainedZooModel } from './common.js';
+import { Trainable, gpt2Config, lastArgmax, realParam, recipeOptions, snapshotEval, trainingLogits, weightedNll, type TrainRecipeOptions, type TrainedZooModel } from './common.js';
 
 /** HF `Whitespace` pre-tokenisation: \w+ | [^\w\s]+ . */
 function ioiWords(text: string): string[] {
@@ -45,25 +45,7 @@ export const IOI_SPLIT = (() => {
 })();
 
 export function ioiConfig(): Record<string, unknown> {
-  return {
-    model_type: 'gpt2',
-    architectures: ['GPT2LMHeadModel'],
-    vocab_size: IOI_VOCAB.length,
-    n_positions: 32,
-    n_embd: 64,
-    n_layer: 3,
-    n_head: 4,
-    n_inner: 256,
-    activation_function: 'gelu_new',
-    layer_norm_epsilon: 1e-5,
-    resid_pdrop: 0,
-    embd_pdrop: 0,
-    attn_pdrop: 0,
-    tie_word_embeddings: true,
-    bos_token_id: 0,
-    eos_token_id: 0,
-    torch_dtype: 'float32',
-  };
+  return gpt2Config({ vocab: IOI_VOCAB.length, nCtx: 32, dModel: 64, layers: 3, heads: 4, dMlp: 256, act: 'gelu_new', tied: true, bos: 0 });
 }
 
 /** Word-level tokenizer with HF's `Whitespace` pre-tokenizer (so "store." is "store" + "."). */

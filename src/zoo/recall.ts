@@ -9,7 +9,7 @@ import { rng, deriveSeed } from '../util/random.js';
 import { makeNeedle, type NeedleExample } from '../data/needle.js';
 import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.js';
 import { train, type TrainResult } from './train.js';
-import { Trainable, mean, predictAt, realParam, recipeOptions, snapshotEval, trainingLogits, weightedNll, type TrainRecipeOptions, type TrainedZooModel } from './common.js';
+import { Trainable, llamaConfig, mean, predictAt, realParam, recipeOptions, snapshotEval, trainingLogits, weightedNll, type TrainRecipeOptions, type TrainedZooModel } from './common.js';
 
 const RECALL_SPECIAL = ['<bos>', '<unk>', '.', 'key', 'value', 'is', 'what'];
 const RECALL_FILLER = Array.from({ length: 40 }, (_, i) => `w${i}`);
@@ -42,26 +42,7 @@ export const RECALL_FORMAT = {
 };
 
 export function recallConfig(): Record<string, unknown> {
-  return {
-    model_type: 'llama',
-    architectures: ['LlamaForCausalLM'],
-    vocab_size: RECALL_VOCAB.length,
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 4,
-    max_position_embeddings: 256,
-    rms_norm_eps: 1e-6,
-    rope_theta: 10000,
-    hidden_act: 'silu',
-    tie_word_embeddings: false,
-    attention_bias: false,
-    mlp_bias: false,
-    bos_token_id: RECALL_FORMAT.bosId,
-    eos_token_id: RECALL_FORMAT.periodToken,
-    torch_dtype: 'float32',
-  };
+  return llamaConfig({ vocab: RECALL_VOCAB.length, dModel: 64, dMlp: 128, layers: 2, heads: 4, maxPos: 256, bos: RECALL_FORMAT.bosId, eos: RECALL_FORMAT.periodToken });
 }
 
 export function recallTokenizer(): Tokenizer {

@@ -18,11 +18,11 @@ import path from 'node:path';
 import { ValueError, expectedFound } from '../errors.js';
 import { saveModel, type HookedTransformer } from '../model/index.js';
 import { tokenGroupBatch } from '../data/token-group.js';
-import { bbEvalBatch, bbTaskJson } from './bb.js';
-import { recallExample, recallTaskJson } from './recall.js';
-import { ioiSplitDataset, ioiTaskJson, ioiTokenizer, ioiTokenizerAdapter } from './ioi.js';
-import { inductionEvalBatch, inductionTaskJson } from './induction-handmade.js';
-import { varGroupTaskJson } from './var-group.js';
+import { bbConfig, bbEvalBatch, bbTask, bbTaskJson } from './bb.js';
+import { recallConfig, recallExample, recallTaskJson } from './recall.js';
+import { ioiConfig, ioiSplitDataset, ioiTaskJson, ioiTokenizer, ioiTokenizerAdapter } from './ioi.js';
+import { inductionConfig, inductionEvalBatch, inductionTaskJson } from './induction-handmade.js';
+import { tokenGroupConfig, varGroupTaskJson } from './var-group.js';
 
 export type ZooName = 'bb' | 'recall' | 'ioi' | 'induction-handmade' | 'var-group';
 export const ZOO_NAMES: readonly ZooName[] = ['bb', 'recall', 'ioi', 'induction-handmade', 'var-group'];
@@ -35,6 +35,8 @@ export interface ZooEntry {
   description: string;
   /** The script that makes the folder. */
   script: string;
+  /** The HF config.json the recipe builds the model from. */
+  config: () => Record<string, unknown>;
   /** Task metadata (written to task.json with the step counts). */
   task: () => Record<string, unknown>;
 }
@@ -46,6 +48,7 @@ export const ZOO: Record<ZooName, ZooEntry> = {
     architecture: 'gpt2',
     description: 'Bigram-Backcopy (Guo et al.): 3-layer GPT-2, one head per layer, ReLU MLP with zero biases',
     script: 'scripts/train-zoo.ts bb',
+    config: () => bbConfig(bbTask()),
     task: bbTaskJson,
   },
   recall: {
@@ -54,6 +57,7 @@ export const ZOO: Record<ZooName, ZooEntry> = {
     architecture: 'llama',
     description: 'Needle retrieval: 2-layer, 4-head LLaMA (rotary, RMSNorm, gated SiLU MLP)',
     script: 'scripts/train-zoo.ts recall',
+    config: recallConfig,
     task: recallTaskJson,
   },
   ioi: {
@@ -62,6 +66,7 @@ export const ZOO: Record<ZooName, ZooEntry> = {
     architecture: 'gpt2',
     description: 'Synthetic IOI over the exact templates and names: 3-layer, 4-head GPT-2 with a word-level tokenizer',
     script: 'scripts/train-zoo.ts ioi',
+    config: ioiConfig,
     task: ioiTaskJson,
   },
   'induction-handmade': {
@@ -70,6 +75,7 @@ export const ZOO: Record<ZooName, ZooEntry> = {
     architecture: 'gpt2',
     description: 'Hand-built 2-layer attention-only GPT-2: previous-token head 0.0, induction head 1.0 (K-composition)',
     script: 'scripts/train-zoo.ts induction-handmade',
+    config: inductionConfig,
     task: inductionTaskJson,
   },
   'var-group': {
@@ -78,6 +84,7 @@ export const ZOO: Record<ZooName, ZooEntry> = {
     architecture: 'llama',
     description: 'Token-group task of the VAR study: 4-layer, 4-head LLaMA (rotary, RMSNorm, gated SiLU MLP)',
     script: 'scripts/train-var-group.ts',
+    config: tokenGroupConfig,
     task: varGroupTaskJson,
   },
 };

@@ -11,7 +11,7 @@ import { deriveSeed } from '../util/random.js';
 import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.js';
 import { TOKEN_GROUP_IDS, TOKEN_GROUP_VOCAB, resolveTokenGroupOptions, tokenGroupBatch, tokenGroupLayout, type TokenGroupBatch, type TokenGroupExample, type TokenGroupOptions } from '../data/token-group.js';
 import { train, type TrainResult } from './train.js';
-import { Trainable, realParam, recipeOptions, snapshotEval, tokenNll, trainingLogits, type TrainRecipeOptions } from './common.js';
+import { Trainable, llamaConfig, realParam, recipeOptions, snapshotEval, tokenNll, trainingLogits, type TrainRecipeOptions } from './common.js';
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 
@@ -85,26 +85,7 @@ export const VAR_GROUP_TASK: Required<TokenGroupOptions> = resolveTokenGroupOpti
 
 /** A 4-layer LLaMA-style model (RMSNorm, rotary, gated SiLU MLP): d_model 64, 4 heads. */
 export function tokenGroupConfig(): Record<string, unknown> {
-  return {
-    model_type: 'llama',
-    architectures: ['LlamaForCausalLM'],
-    vocab_size: TOKEN_GROUP_VOCAB.length,
-    hidden_size: 64,
-    intermediate_size: 128,
-    num_hidden_layers: 4,
-    num_attention_heads: 4,
-    num_key_value_heads: 4,
-    max_position_embeddings: 64,
-    rms_norm_eps: 1e-6,
-    rope_theta: 10000,
-    hidden_act: 'silu',
-    tie_word_embeddings: false,
-    attention_bias: false,
-    mlp_bias: false,
-    bos_token_id: TOKEN_GROUP_IDS.bos,
-    eos_token_id: TOKEN_GROUP_IDS.question,
-    torch_dtype: 'float32',
-  };
+  return llamaConfig({ vocab: TOKEN_GROUP_VOCAB.length, dModel: 64, dMlp: 128, layers: 4, heads: 4, maxPos: 64, bos: TOKEN_GROUP_IDS.bos, eos: TOKEN_GROUP_IDS.question });
 }
 
 export function tokenGroupTokenizer(): Tokenizer {
