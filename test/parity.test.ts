@@ -33,7 +33,11 @@ describe('parity with HF transformers (reference fixtures)', function () {
       }
       if (ref.final_norm_in) await check(`blocks.${L - 1}.hook_resid_post`, cache.get(`blocks.${L - 1}.hook_resid_post`), ref.final_norm_in);
       await check('unembed.hook_in', cache.get('unembed.hook_in'), ref[`hidden_states.${L}`]);
-      await check('logits', logits, ref.logits);
+      // the real-vocabulary gpt2 fixture stores the first columns of its logits only (fixture size)
+      const V = ref.logits.shape[2] as number;
+      const ours = V < logits.shape[2] ? logits.slice([0, 0, 0], [-1, -1, V]) : logits;
+      await check('logits', ours, ref.logits);
+      if (ours !== logits) ours.dispose();
       // positions derived from the mask (as the forward does, on the host) equal HF's position_ids at real tokens
       const maskRows = (await mask.array()) as number[][];
       const posRef = (await ref.position_ids.array()) as number[][];
