@@ -7,6 +7,8 @@ export type GlobalHookName =
   | 'hook_tokens'
   | 'hook_embed'
   | 'hook_pos_embed'
+  | 'embed.ln.hook_scale'
+  | 'embed.ln.hook_normalized'
   | 'ln_final.hook_scale'
   | 'ln_final.hook_normalized'
   | 'unembed.hook_in'
@@ -24,7 +26,27 @@ export type AttnHookSuffix =
   | 'hook_result'
   | 'hook_q_input'
   | 'hook_k_input'
-  | 'hook_v_input';
+  | 'hook_v_input'
+  | 'q_norm.hook_scale'
+  | 'q_norm.hook_normalized'
+  | 'k_norm.hook_scale'
+  | 'k_norm.hook_normalized';
+
+/** Mixture-of-experts points (experts.* hold every expert at once: [batch, pos, expert, ...]). */
+export type MoEHookSuffix =
+  | 'hook_router_logits'
+  | 'hook_expert_weights'
+  | 'hook_expert_indices'
+  | 'hook_topk_weights'
+  | 'experts.hook_pre'
+  | 'experts.hook_pre_linear'
+  | 'experts.hook_post'
+  | 'experts.hook_out'
+  | 'shared_expert.hook_pre'
+  | 'shared_expert.hook_pre_linear'
+  | 'shared_expert.hook_post'
+  | 'shared_expert.hook_out'
+  | 'hook_shared_gate';
 
 export type BlockHookSuffix =
   | 'hook_resid_pre'
@@ -38,10 +60,15 @@ export type BlockHookSuffix =
   | 'ln1.hook_normalized'
   | 'ln2.hook_scale'
   | 'ln2.hook_normalized'
+  | 'ln1_post.hook_scale'
+  | 'ln1_post.hook_normalized'
+  | 'ln2_post.hook_scale'
+  | 'ln2_post.hook_normalized'
   | 'mlp.hook_pre'
   | 'mlp.hook_pre_linear'
   | 'mlp.hook_post'
-  | `attn.${AttnHookSuffix}`;
+  | `attn.${AttnHookSuffix}`
+  | `mlp.${MoEHookSuffix}`;
 
 export type BlockHookName = `blocks.${number}.${BlockHookSuffix}`;
 export type HookName = GlobalHookName | BlockHookName;

@@ -10,6 +10,7 @@ import { HookError, ShapeError, TflensError, ValueError, expectedFound } from '.
 import type { HookContext, HookRegistry } from '../hooks/registry.js';
 import type { ModelConfig } from './config.js';
 import * as ops from './ops.js';
+import { alibiSlopes, ropeCosSinScale, ropeFor, ropeInvFreq, ropeKey } from './positions.js';
 
 /** Past keys/values for KV-cache decoding. Keys are stored before rotary and rotated when used. */
 export interface KVCache {
@@ -32,8 +33,6 @@ export interface ForwardModel {
   fusedQKV(layer: number): { W: tf.Tensor; bias: tf.Tensor | null };
   /** W_O as [H d_head, d_model]. */
   fusedWO(layer: number): tf.Tensor;
-  /** Rotary inverse frequencies [rotary_dim / 2]. */
-  invFreq(): Float32Array;
 }
 
 /** Per-run state: the hooks, which activations to keep, and what the run is doing. */
@@ -52,19 +51,29 @@ export interface RunState {
   inHook: { value: boolean };
 }
 
+/** cos/sin tables of one rotary setting for the queries and for every key. */
+export interface RotaryTables {
+  q: [tf.Tensor, tf.Tensor];
+  k: [tf.Tensor, tf.Tensor];
+}
+
 /** Validated inputs of one run, read on the host. */
 export interface Inputs {
   tokens: tf.Tensor2D;
   B: number;
   T: number;
-  /** [B, T] position ids (rotary / learned positions). */
+  /** [B, T] position ids (rotary / learned positions / ALiBi). */
   positions: tf.Tensor2D;
-  /** Keys visible to the queries (cache + new tokens). */
+  /** Keys visible to the queries (cache + new tokens); the window is set per layer (maskFor). */
   mask: ops.AttnMaskSpec;
   /** Position ids of every key [B, Tk]. */
   keyPositions: tf.Tensor2D;
-  rotQ: [tf.Tensor, tf.Tensor] | null;
-  rotK: [tf.Tensor, tf.Tensor] | null;
+  /** Rotary tables, one entry per distinct rotary setting of the model (empty without rotary). */
+  rotary: RotaryTables[];
+  /** Per layer, the index of its tables in `rotary`. */
+  layerRotary: number[];
+  /** ALiBi bias [B, H, 1, Tk] added to the scores (null without ALiBi). */
+  alibi: tf.Tensor | null;
   /** Real tokens per row in this call (for the KV cache's `seen`). */
   seenNow: number[];
 }
@@ -76,7 +85,9 @@ export interface PrepareOptions {
 
 /**
  * Position ids and the visibility spec, computed on the host from the validated mask rows. Position
- * ids count real tokens (pads get 0); with a StreamingLLM shift they are indices in the cache.
+ * ids count real tokens (pads get 0); with a StreamingLLM shift they are indices in the cache. Rotary
+ * tables are made once per run for each distinct rotary setting (scaled ropes that depend on the
+ * sequence length take the run's largest position, as HF does for its whole batch).
  */
 export function prepareInputs(m: ForwardModel, tokens: tf.Tensor2D, maskRows: number[][], opts: PrepareOptions): Inputs {
   const c = m.cfg;
@@ -93,35 +104,56 @@ export function prepareInputs(m: ForwardModel, tokens: tf.Tensor2D, maskRows: nu
     });
   });
   const maxPos = Math.max(...posRows.map((r) => Math.max(...r)));
-  if (maxPos >= c.n_ctx) {
+  if (c.positional === 'learned' && maxPos >= c.n_ctx) {
     throw new ValueError('tokens', expectedFound(`a sequence of at most n_ctx = ${c.n_ctx} positions`, `position ${maxPos + 1}`));
   }
   const Tk = pastLen + T;
+  const plan = c.positional === 'rotary' ? rotaryPlan(c, maxPos + 1) : { tables: [], layer: [] };
   const t = tf.tidy(() => {
     const positions = tf.tensor2d(posRows, [B, T], 'int32');
     const newMask = tf.tensor2d(maskRows, [B, T], 'int32');
     const keyMask = past ? tf.concat([past.mask, newMask], 1) : newMask;
     const keyPositions = past ? tf.concat([past.positions, positions], 1) : positions.clone();
-    const rot: tf.Tensor[] = [];
-    if (c.positional === 'rotary') {
-      const inv = m.invFreq();
-      const kp = past && opts.shiftPositions ? tf.tile(tf.range(0, Tk, 1, 'int32').expandDims(0), [B, 1]) : keyPositions;
-      rot.push(...ops.rotaryTables(positions, inv, c.rotary_style ?? 'half'), ...ops.rotaryTables(kp as tf.Tensor2D, inv, c.rotary_style ?? 'half'));
-    }
-    return { positions, keyMask, keyPositions, rot } as unknown as tf.TensorContainer;
-  }) as unknown as { positions: tf.Tensor2D; keyMask: tf.Tensor2D; keyPositions: tf.Tensor2D; rot: tf.Tensor[] };
-  const [qc, qs, kc, ks] = t.rot;
+    const kp = (past && opts.shiftPositions ? tf.tile(tf.range(0, Tk, 1, 'int32').expandDims(0), [B, 1]) : keyPositions) as tf.Tensor2D;
+    const style = c.rotary_style ?? 'half';
+    const rotary = plan.tables.map(({ inv, scale }) => ({ q: ops.rotaryTables(positions, inv, style, scale), k: ops.rotaryTables(kp, inv, style, scale) }));
+    const alibi = c.positional === 'alibi' ? ops.alibiBias(keyPositions, alibiSlopes(c.n_heads)) : null;
+    return { positions, keyMask, keyPositions, rotary, alibi } as unknown as tf.TensorContainer;
+  }) as unknown as { positions: tf.Tensor2D; keyMask: tf.Tensor2D; keyPositions: tf.Tensor2D; rotary: RotaryTables[]; alibi: tf.Tensor | null };
   return {
     tokens, B, T, positions: t.positions, keyPositions: t.keyPositions, seenNow,
-    mask: { keyMask: t.keyMask, pastLength: pastLen, window: c.sliding_window },
-    rotQ: t.rot.length ? [qc, qs] : null,
-    rotK: t.rot.length ? [kc, ks] : null,
+    mask: { keyMask: t.keyMask, pastLength: pastLen, window: null },
+    rotary: t.rotary, layerRotary: plan.layer, alibi: t.alibi,
   };
+}
+
+/** The distinct rotary settings of the model (inverse frequencies, cos/sin scale) and each layer's. */
+function rotaryPlan(c: ModelConfig, seqLen: number): { tables: { inv: Float32Array; scale: number }[]; layer: number[] } {
+  const keys: string[] = [];
+  const tables: { inv: Float32Array; scale: number }[] = [];
+  const layer = Array.from({ length: c.n_layers }, (_, l) => {
+    const spec = ropeFor(c, l);
+    const key = ropeKey(spec);
+    let i = keys.indexOf(key);
+    if (i < 0) {
+      i = keys.push(key) - 1;
+      tables.push({ inv: ropeInvFreq(spec, c.rotary_dim, seqLen), scale: ropeCosSinScale(spec.scaling) });
+    }
+    return i;
+  });
+  return { tables, layer };
 }
 
 /** The tensors of Inputs (to dispose when the run ends). */
 export function inputTensors(inp: Inputs): tf.Tensor[] {
-  return [inp.positions, inp.mask.keyMask, inp.keyPositions, ...(inp.rotQ ?? []), ...(inp.rotK ?? [])];
+  const rot = inp.rotary.flatMap((r) => [...r.q, ...r.k]);
+  return [inp.positions, inp.mask.keyMask, inp.keyPositions, ...rot, ...(inp.alibi ? [inp.alibi] : [])];
+}
+
+/** The visibility spec of layer l: the run's keys with this layer's window (sliding-window layers). */
+export function maskFor(c: ModelConfig, inp: Inputs, l: number): ops.AttnMaskSpec {
+  const local = c.sliding_window !== null && (c.attn_types === null || c.attn_types[l] === 'local');
+  return { ...inp.mask, window: local ? c.sliding_window : null };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,42 +210,42 @@ function sliceForCache(x: tf.Tensor, name: string, posSlice: [number, number] | 
 // embed, blocks, unembed
 // ---------------------------------------------------------------------------------------------
 
-/** Token (and learned position) embeddings: the residual stream entering block 0. */
+/** Token embedding (times embed_scale), learned positions, the embedding norm: the residual entering block 0. */
 export function embed(m: ForwardModel, st: RunState, inp: Inputs): tf.Tensor3D {
+  const c = m.cfg;
   const P = m.params;
   const tokens = hook(st, 'hook_tokens', null, inp.tokens);
-  const e = hook(st, 'hook_embed', null, tf.gather(P['embed.W_E'], tokens) as tf.Tensor3D);
-  if (m.cfg.positional !== 'learned') return e;
-  const pe = hook(st, 'hook_pos_embed', null, tf.gather(P['pos_embed.W_pos'], inp.positions) as tf.Tensor3D);
-  return tf.add(e, pe) as tf.Tensor3D;
+  const raw = tf.gather(P['embed.W_E'], tokens) as tf.Tensor3D;
+  let e = hook(st, 'hook_embed', null, c.embed_scale ? (tf.mul(raw, c.embed_scale) as tf.Tensor3D) : raw);
+  if (c.positional === 'learned') e = tf.add(e, hook(st, 'hook_pos_embed', null, tf.gather(P['pos_embed.W_pos'], inp.positions) as tf.Tensor3D));
+  return c.embed_norm ? norm(m, st, e, 'embed.ln', null) : e;
 }
 
-/** One transformer block: x = x + attn(ln1(x)); x = x + mlp(ln2(x)) (or both from x when parallel). */
+/**
+ * One transformer block: x = x + attn(ln1(x)); x = x + mlp(ln2(x)), or both from x when parallel;
+ * post-norms (ln1_post, ln2_post) wrap the outputs, and a block without pre-norms reads x itself.
+ */
 export function block(m: ForwardModel, st: RunState, l: number, resid: tf.Tensor3D, inp: Inputs, past?: KVCache): BlockOut {
+  const c = m.cfg;
   const pre = `blocks.${l}.`;
   const x = hook(st, pre + 'hook_resid_pre', l, resid);
-  const { out, k, v } = attention(m, st, l, x, inp, past);
-  const attnOut = hook(st, pre + 'hook_attn_out', l, out);
-  let resid2: tf.Tensor3D;
-  if (m.cfg.parallel_attn_mlp) {
-    const mlpOut = hook(st, pre + 'hook_mlp_out', l, mlp(m, st, l, norm(m, st, hook(st, pre + 'hook_mlp_in', l, x), l, 'ln2')));
-    resid2 = tf.add(tf.add(x, attnOut), mlpOut) as tf.Tensor3D;
-  } else {
-    const mid = hook(st, pre + 'hook_resid_mid', l, tf.add(x, attnOut) as tf.Tensor3D);
-    const mlpOut = hook(st, pre + 'hook_mlp_out', l, mlp(m, st, l, norm(m, st, hook(st, pre + 'hook_mlp_in', l, mid), l, 'ln2')));
-    resid2 = tf.add(mid, mlpOut) as tf.Tensor3D;
-  }
-  return { resid: hook(st, pre + 'hook_resid_post', l, resid2), k, v };
+  const a = attention(m, st, l, x, inp, past);
+  const attnOut = hook(st, pre + 'hook_attn_out', l, postNorm(m, st, a.out, l, 'ln1_post'));
+  const base = c.parallel_attn_mlp ? x : hook(st, pre + 'hook_resid_mid', l, tf.add(x, attnOut) as tf.Tensor3D);
+  const mlpIn = hook(st, pre + 'hook_mlp_in', l, base);
+  const mlpOut = hook(st, pre + 'hook_mlp_out', l, postNorm(m, st, mlp(m, st, l, preNorm(m, st, mlpIn, l, 'ln2')), l, 'ln2_post'));
+  const out = c.parallel_attn_mlp ? tf.add(tf.add(x, attnOut), mlpOut) : tf.add(base, mlpOut);
+  return { resid: hook(st, pre + 'hook_resid_post', l, out as tf.Tensor3D), k: a.k, v: a.v };
 }
 
 export interface BlockOut {
   resid: tf.Tensor3D;
-  /** Keys (pre-rotary) and values of every visible position, for the KV cache. */
+  /** Keys (after their norms, before rotary) and values of every visible position, for the KV cache. */
   k: tf.Tensor4D;
   v: tf.Tensor4D;
 }
 
-/** The final norm and the unembedding (of every position, or of one position per row). */
+/** The final norm and the unembedding (of every position, or of one position per row); then the final soft-cap. */
 export function unembed(m: ForwardModel, st: RunState, resid: tf.Tensor3D, inp: Inputs, logitPositions?: number[]): tf.Tensor3D {
   const c = m.cfg;
   const P = m.params;
@@ -224,21 +256,31 @@ export function unembed(m: ForwardModel, st: RunState, resid: tf.Tensor3D, inp: 
     const idx = tf.tensor1d(logitPositions.map((p, b) => b * T + (p < 0 ? p + T : p)), 'int32');
     fin = tf.gather(tf.reshape(resid, [B * T, c.d_model]), idx).reshape([B, 1, c.d_model]);
   }
-  const xf = norm(m, st, fin, null, 'ln_final');
-  const uin = hook(st, 'unembed.hook_in', null, xf);
+  const uin = hook(st, 'unembed.hook_in', null, norm(m, st, fin, 'ln_final', null));
   const [b2, t2] = uin.shape;
   const logits = ops.linear(tf.reshape(uin, [b2 * t2, c.d_model]) as tf.Tensor2D, P['unembed.W_U'], P['unembed.b_U']).reshape([b2, t2, c.d_vocab]);
-  return hook(st, 'unembed.hook_out', null, logits as tf.Tensor3D);
+  const out = hook(st, 'unembed.hook_out', null, logits as tf.Tensor3D);
+  return c.final_softcap ? (ops.softcap(out, c.final_softcap) as tf.Tensor3D) : out;
 }
 
-/** LayerNorm / RMSNorm with hook_scale and hook_normalized (`which` is ln1, ln2 or ln_final). */
-function norm<T extends tf.Tensor>(m: ForwardModel, st: RunState, x: T, l: number | null, which: 'ln1' | 'ln2' | 'ln_final'): T {
-  const prefix = l === null ? which : `blocks.${l}.${which}`;
-  const wName = l === null ? 'ln_final' : `blocks.${l}.${which}`;
-  const kind = m.cfg.normalization;
-  const scale = hook(st, `${prefix}.hook_scale`, l, ops.normScale(x, kind, m.cfg.eps));
-  const y = ops.normApply(x, scale, kind, m.params[`${wName}.w`], m.params[`${wName}.b`]);
-  return hook(st, `${prefix}.hook_normalized`, l, y) as T;
+/**
+ * A LayerNorm / RMSNorm module at `name` (blocks.L.ln1, ln_final, embed.ln, ...): hook_scale, then
+ * hook_normalized (after the weight and bias, which are absent for parameter-free norms or after fold_ln).
+ */
+function norm<T extends tf.Tensor>(m: ForwardModel, st: RunState, x: T, name: string, l: number | null): T {
+  const { normalization: kind, eps } = m.cfg;
+  const scale = hook(st, `${name}.hook_scale`, l, ops.normScale(x, kind, eps));
+  return hook(st, `${name}.hook_normalized`, l, ops.normApply(x, scale, kind, m.params[`${name}.w`], m.params[`${name}.b`])) as T;
+}
+
+/** ln1 / ln2 of block l, unless the family has no norms before attention and MLP (OLMo 2). */
+function preNorm<T extends tf.Tensor>(m: ForwardModel, st: RunState, x: T, l: number, which: 'ln1' | 'ln2'): T {
+  return m.cfg.block_norms === 'post' ? x : norm(m, st, x, `blocks.${l}.${which}`, l);
+}
+
+/** ln1_post / ln2_post of block l, when the family has norms after attention and MLP (Gemma 2/3, OLMo 2). */
+function postNorm<T extends tf.Tensor>(m: ForwardModel, st: RunState, x: T, l: number, which: 'ln1_post' | 'ln2_post'): T {
+  return m.cfg.block_norms === 'pre' ? x : norm(m, st, x, `blocks.${l}.${which}`, l);
 }
 
 /** Residual [B, T, d] repeated per head: [B, T, n, d] (TransformerLens's split-input hook points). */
@@ -254,7 +296,7 @@ function projectQKV(m: ForwardModel, st: RunState, l: number, x: tf.Tensor3D): {
   const { n_heads: H, n_kv_heads: K, d_head: dh } = c;
   const split = ['hook_attn_in', 'attn.hook_q_input', 'attn.hook_k_input', 'attn.hook_v_input'].some((n) => wants(st, pre + n));
   if (!split) {
-    const xn = norm(m, st, x, l, 'ln1');
+    const xn = preNorm(m, st, x, l, 'ln1');
     const { W, bias } = m.fusedQKV(l);
     const qkv = ops.linear(tf.reshape(xn, [B * T, d]) as tf.Tensor2D, W, bias);
     const [q2, k2, v2] = tf.split(qkv, [H * dh, K * dh, K * dh], 1);
@@ -268,9 +310,13 @@ function projectQKV(m: ForwardModel, st: RunState, l: number, x: tf.Tensor3D): {
   const vIn = hook(st, pre + 'attn.hook_v_input', l, kvBase);
   const P = m.params;
   const a = `${pre}attn.`;
+  const quiet = (inp: tf.Tensor) => {
+    if (c.block_norms === 'post') return inp;
+    return ops.normApply(inp, ops.normScale(inp, c.normalization, c.eps), c.normalization, P[`${pre}ln1.w`], P[`${pre}ln1.b`]);
+  };
   const proj = (inp: tf.Tensor, W: string, b: string, hooked: boolean) => {
     const n = inp.shape[2] as number;
-    const xn = hooked ? norm(m, st, inp, l, 'ln1') : ops.normApply(inp, ops.normScale(inp, c.normalization, c.eps), c.normalization, P[`${pre}ln1.w`], P[`${pre}ln1.b`]);
+    const xn = hooked ? preNorm(m, st, inp, l, 'ln1') : quiet(inp);
     const y = tf.matMul(tf.transpose(tf.reshape(xn, [B * T, n, d]), [1, 0, 2]), P[a + W] as tf.Tensor3D); // [n, BT, dh]
     const withBias = P[a + b] ? tf.add(y, P[a + b].expandDims(1)) : y;
     return tf.transpose(withBias, [1, 0, 2]).reshape([B, T, n, dh]);
@@ -278,48 +324,87 @@ function projectQKV(m: ForwardModel, st: RunState, l: number, x: tf.Tensor3D): {
   return { q: proj(qIn, 'W_Q', 'b_Q', true), k: proj(kIn, 'W_K', 'b_K', false), v: proj(vIn, 'W_V', 'b_V', false) };
 }
 
-/** Self-attention of layer l: q/k/v, rotary, scores, pattern, z, and the output projection. */
+/**
+ * A query or key norm (q_norm / k_norm) on [B, T, heads, d_head]: per head, or over all heads of a
+ * token (scope 'all'); hook_scale is [B, T, heads, 1] (or [B, T, 1, 1]), hook_normalized [B, T, heads, d_head].
+ */
+function qkNorm(m: ForwardModel, st: RunState, x: tf.Tensor, l: number, which: 'q_norm' | 'k_norm'): tf.Tensor {
+  const c = m.cfg;
+  const spec = c.qk_norm!;
+  const name = `blocks.${l}.attn.${which}`;
+  const [B, T, n, dh] = x.shape;
+  const all = spec.scope === 'all';
+  const xs = all ? tf.reshape(x, [B, T, 1, n * dh]) : x;
+  const flat = (t: tf.Tensor | undefined) => (t && all ? tf.reshape(t, [n * dh]) : t);
+  const scale = hook(st, `${name}.hook_scale`, l, ops.normScale(xs, spec.kind, c.eps));
+  const y = ops.normApply(xs, scale, spec.kind, flat(m.params[`${name}.w`]), flat(m.params[`${name}.b`]));
+  return hook(st, `${name}.hook_normalized`, l, all ? tf.reshape(y, [B, T, n, dh]) : y);
+}
+
+/** Self-attention of layer l: q/k/v, clipping and q/k norms, rotary, scores, pattern, z, and the output projection. */
 function attention(m: ForwardModel, st: RunState, l: number, x: tf.Tensor3D, inp: Inputs, past?: KVCache): { out: tf.Tensor3D; k: tf.Tensor4D; v: tf.Tensor4D } {
   const c = m.cfg;
+  const pre = `blocks.${l}.attn.`;
+  const p = projectQKV(m, st, l, x);
+  let q = hook(st, pre + 'hook_q', l, p.q);
+  let k = hook(st, pre + 'hook_k', l, p.k);
+  let v = hook(st, pre + 'hook_v', l, p.v);
+  if (c.clip_qkv) [q, k, v] = [q, k, v].map((t) => ops.clip(t, c.clip_qkv!));
+  if (c.qk_norm) {
+    q = qkNorm(m, st, q, l, 'q_norm');
+    k = qkNorm(m, st, k, l, 'k_norm');
+  }
+  const kAllRaw = (past ? tf.concat([past.k[l], k], 1) : k) as tf.Tensor4D;
+  const vAll = (past ? tf.concat([past.v[l], v], 1) : v) as tf.Tensor4D;
+  const r = rotate(m, st, l, q, kAllRaw, inp);
+  const z = hook(st, pre + 'hook_z', l, scoresToZ(m, st, l, r.q, r.k, vAll, inp));
+  return { out: outputProjection(m, st, l, z, inp), k: kAllRaw, v: vAll };
+}
+
+/** Rotary embedding of the queries and of every key (only the new keys pass hook_rot_k); identity without rotary. */
+function rotate(m: ForwardModel, st: RunState, l: number, q: tf.Tensor, kAll: tf.Tensor4D, inp: Inputs): { q: tf.Tensor; k: tf.Tensor } {
+  if (!inp.rotary.length) return { q, k: kAll };
+  const pre = `blocks.${l}.attn.`;
+  const style = m.cfg.rotary_style ?? 'half';
+  const tables = inp.rotary[inp.layerRotary[l]];
+  const rq = hook(st, pre + 'hook_rot_q', l, ops.rotary(q, tables.q, style));
+  const kRot = ops.rotary(kAll, tables.k, style);
+  const { B, T } = inp;
+  const [, Tk, K, dh] = kAll.shape;
+  // cached keys were hooked when they were new
+  if (Tk === T) return { q: rq, k: hook(st, pre + 'hook_rot_k', l, kRot) };
+  const newRot = hook(st, pre + 'hook_rot_k', l, tf.slice(kRot, [0, Tk - T, 0, 0], [B, T, K, dh]));
+  return { q: rq, k: tf.concat([tf.slice(kRot, [0, 0, 0, 0], [B, Tk - T, K, dh]), newRot], 1) };
+}
+
+/** Scores, pattern and the value mix; split at hook_attn_scores / hook_pattern when a hook may read or replace them. */
+function scoresToZ(m: ForwardModel, st: RunState, l: number, q: tf.Tensor, kAll: tf.Tensor, vAll: tf.Tensor, inp: Inputs): tf.Tensor {
+  const c = m.cfg;
+  const pre = `blocks.${l}.attn.`;
+  const spec = maskFor(c, inp, l);
+  const so: ops.ScoreOptions = { scale: c.attn_scale, softcap: c.attn_softcap, bias: inp.alibi };
+  const scoresName = pre + 'hook_attn_scores';
+  const patternName = pre + 'hook_pattern';
+  if (st.hooks.hooksFor(scoresName).length || st.hooks.hooksFor(patternName).length || st.onHookPoint) {
+    const mask = ops.additiveMask(spec, inp.T);
+    let scores = hook(st, scoresName, l, ops.attentionScores(q, kAll, mask, so));
+    scores = tf.add(scores, mask) as tf.Tensor4D; // masked keys stay masked whatever a hook wrote
+    return ops.mixValues(hook(st, patternName, l, ops.attentionPattern(scores)), vAll);
+  }
+  const wantScores = st.cacheFilter?.(scoresName) ?? false;
+  const wantPattern = st.cacheFilter?.(patternName) ?? false;
+  const r = ops.attention(q, kAll, vAll, spec, so, { scores: wantScores, pattern: wantPattern });
+  if (r.scores) hook(st, scoresName, l, r.scores);
+  if (r.pattern) hook(st, patternName, l, r.pattern);
+  return r.z;
+}
+
+/** z W_O + b_O, through hook_result (each head's output) when it is asked for. */
+function outputProjection(m: ForwardModel, st: RunState, l: number, zh: tf.Tensor, inp: Inputs): tf.Tensor3D {
   const P = m.params;
   const pre = `blocks.${l}.attn.`;
   const { B, T } = inp;
-  const { n_heads: H, n_kv_heads: K, d_head: dh, d_model: d } = c;
-  const p = projectQKV(m, st, l, x);
-  let q = hook(st, pre + 'hook_q', l, p.q);
-  const k = hook(st, pre + 'hook_k', l, p.k) as tf.Tensor4D;
-  const v = hook(st, pre + 'hook_v', l, p.v) as tf.Tensor4D;
-  const kAllRaw = past ? (tf.concat([past.k[l], k], 1) as tf.Tensor4D) : k;
-  const vAll = past ? (tf.concat([past.v[l], v], 1) as tf.Tensor4D) : v;
-  let kAll: tf.Tensor = kAllRaw;
-  if (inp.rotQ && inp.rotK) {
-    q = hook(st, pre + 'hook_rot_q', l, ops.rotary(q, inp.rotQ, c.rotary_style ?? 'half'));
-    const Tk = kAllRaw.shape[1];
-    // only the new keys pass the hook; cached keys were hooked when they were new
-    const kRot = ops.rotary(kAllRaw, inp.rotK, c.rotary_style ?? 'half');
-    const newRot = hook(st, pre + 'hook_rot_k', l, past ? tf.slice(kRot, [0, Tk - T, 0, 0], [B, T, K, dh]) : kRot);
-    kAll = past ? tf.concat([tf.slice(kRot, [0, 0, 0, 0], [B, Tk - T, K, dh]), newRot], 1) : newRot;
-  }
-  const so: ops.ScoreOptions = { scale: c.attn_scale };
-  const scoresName = pre + 'hook_attn_scores';
-  const patternName = pre + 'hook_pattern';
-  let z: tf.Tensor;
-  if (st.hooks.hooksFor(scoresName).length || st.hooks.hooksFor(patternName).length || st.onHookPoint) {
-    // a hook may read or replace the scores or the pattern: the unfused path, split where the hooks are
-    const mask = ops.additiveMask(inp.mask, T);
-    let scores = hook(st, scoresName, l, ops.attentionScores(q, kAll, mask, so));
-    scores = tf.add(scores, mask) as tf.Tensor4D; // masked keys stay masked whatever a hook wrote
-    const pattern = hook(st, patternName, l, ops.attentionPattern(scores));
-    z = ops.mixValues(pattern, vAll);
-  } else {
-    const wantScores = st.cacheFilter?.(scoresName) ?? false;
-    const wantPattern = st.cacheFilter?.(patternName) ?? false;
-    const r = ops.attention(q, kAll, vAll, inp.mask, so, { scores: wantScores, pattern: wantPattern });
-    if (r.scores) hook(st, scoresName, l, r.scores);
-    if (r.pattern) hook(st, patternName, l, r.pattern);
-    z = r.z;
-  }
-  const zh = hook(st, pre + 'hook_z', l, z);
+  const { n_heads: H, d_head: dh, d_model: d } = m.cfg;
   let out: tf.Tensor;
   if (wants(st, pre + 'hook_result')) {
     const per = tf.transpose(tf.reshape(zh, [B * T, H, dh]), [1, 0, 2]); // [H, BT, dh]
@@ -328,27 +413,75 @@ function attention(m: ForwardModel, st: RunState, l: number, x: tf.Tensor3D, inp
   } else {
     out = ops.linear(tf.reshape(zh, [B * T, H * dh]) as tf.Tensor2D, m.fusedWO(l)).reshape([B, T, d]);
   }
-  if (P[pre + 'b_O']) out = tf.add(out, P[pre + 'b_O']);
-  return { out: out as tf.Tensor3D, k: kAllRaw, v: vAll };
+  return (P[pre + 'b_O'] ? tf.add(out, P[pre + 'b_O']) : out) as tf.Tensor3D;
 }
 
-/** The MLP: act(x W_in + b_in) W_out + b_out, or act(x W_gate) * (x W_in + b_in) for gated MLPs. */
+/** The MLP of layer l: dense (gated or not) or mixture of experts. */
 function mlp(m: ForwardModel, st: RunState, l: number, x: tf.Tensor3D): tf.Tensor3D {
   const c = m.cfg;
+  if (c.moe?.layers[l]) return moe(m, st, l, x);
+  return denseMlp(m, st, `blocks.${l}.mlp.`, l, x);
+}
+
+/**
+ * act(x W_in + b_in) W_out + b_out, or act(x W_gate + b_gate) * (x W_in + b_in) W_out + b_out for gated
+ * MLPs; `pre` names both the parameters and the hook points (blocks.L.mlp. or a shared expert's).
+ */
+function denseMlp(m: ForwardModel, st: RunState, pre: string, l: number, x: tf.Tensor3D): tf.Tensor3D {
+  const c = m.cfg;
+  const P = m.params;
+  const [B, T, d] = x.shape;
+  const width = P[pre + 'W_in'].shape[1] as number;
+  const x2 = tf.reshape(x, [B * T, d]) as tf.Tensor2D;
+  const proj = (W: string, b: string) => ops.linear(x2, P[pre + W], P[pre + b]).reshape([B, T, width]);
+  let post: tf.Tensor;
+  if (c.gated_mlp) {
+    const gate = hook(st, pre + 'hook_pre', l, proj('W_gate', 'b_gate'));
+    const lin = hook(st, pre + 'hook_pre_linear', l, proj('W_in', 'b_in'));
+    post = hook(st, pre + 'hook_post', l, tf.mul(ops.activation(c.act_fn, gate), lin));
+  } else {
+    post = hook(st, pre + 'hook_post', l, ops.activation(c.act_fn, hook(st, pre + 'hook_pre', l, proj('W_in', 'b_in'))));
+  }
+  return ops.linear(tf.reshape(post, [B * T, width]) as tf.Tensor2D, P[pre + 'W_out'], P[pre + 'b_out']).reshape([B, T, d]) as tf.Tensor3D;
+}
+
+/**
+ * Mixture of experts: router logits -> softmax (hook_expert_weights) -> top-k experts (hook_expert_indices)
+ * with their weights (renormalised or not: hook_topk_weights); every expert runs on every token
+ * (experts.hook_* [B, T, E, ...]) and the output sums the chosen ones, plus a gated shared expert.
+ */
+function moe(m: ForwardModel, st: RunState, l: number, x: tf.Tensor3D): tf.Tensor3D {
+  const c = m.cfg;
+  const e = c.moe!;
   const P = m.params;
   const pre = `blocks.${l}.mlp.`;
   const [B, T, d] = x.shape;
   const x2 = tf.reshape(x, [B * T, d]) as tf.Tensor2D;
-  let post: tf.Tensor;
-  if (c.gated_mlp) {
-    const gate = hook(st, pre + 'hook_pre', l, ops.linear(x2, P[pre + 'W_gate']).reshape([B, T, c.d_mlp]));
-    const lin = hook(st, pre + 'hook_pre_linear', l, ops.linear(x2, P[pre + 'W_in'], P[pre + 'b_in']).reshape([B, T, c.d_mlp]));
-    post = hook(st, pre + 'hook_post', l, tf.mul(ops.activation(c.act_fn, gate), lin));
-  } else {
-    const preAct = hook(st, pre + 'hook_pre', l, ops.linear(x2, P[pre + 'W_in'], P[pre + 'b_in']).reshape([B, T, c.d_mlp]));
-    post = hook(st, pre + 'hook_post', l, ops.activation(c.act_fn, preAct));
+  const logits = hook(st, pre + 'hook_router_logits', l, ops.linear(x2, P[pre + 'W_router']).reshape([B, T, e.n_experts]));
+  const probs = hook(st, pre + 'hook_expert_weights', l, tf.softmax(logits, -1));
+  const top = ops.topExperts(probs, e.top_k, e.norm_topk_prob);
+  const idx = hook(st, pre + 'hook_expert_indices', l, top.indices);
+  const w = hook(st, pre + 'hook_topk_weights', l, top.weights);
+  const outs = hook(st, pre + 'experts.hook_out', l, experts(m, st, l, x2, B, T));
+  let y = ops.combineExperts(outs, idx, w, e.n_experts);
+  if (e.d_shared > 0) {
+    const shared = hook(st, pre + 'shared_expert.hook_out', l, denseMlp(m, st, pre + 'shared_expert.', l, x));
+    const gate = hook(st, pre + 'hook_shared_gate', l, ops.linear(x2, P[pre + 'W_shared_gate']).reshape([B, T, 1]));
+    y = tf.add(y, tf.mul(tf.sigmoid(gate), shared));
   }
-  return ops.linear(tf.reshape(post, [B * T, c.d_mlp]) as tf.Tensor2D, P[pre + 'W_out'], P[pre + 'b_out']).reshape([B, T, d]) as tf.Tensor3D;
+  return y as tf.Tensor3D;
+}
+
+/** Every expert's gated MLP on every token: hook_pre / hook_pre_linear / hook_post [B, T, E, d_expert]; output [B, T, E, d]. */
+function experts(m: ForwardModel, st: RunState, l: number, x2: tf.Tensor2D, B: number, T: number): tf.Tensor4D {
+  const c = m.cfg;
+  const { n_experts: E, d_expert: w } = c.moe!;
+  const P = m.params;
+  const pre = `blocks.${l}.mlp.experts.`;
+  const gate = hook(st, pre + 'hook_pre', l, ops.linearExperts(x2, P[pre + 'W_gate']).reshape([B, T, E, w]));
+  const lin = hook(st, pre + 'hook_pre_linear', l, ops.linearExperts(x2, P[pre + 'W_in']).reshape([B, T, E, w]));
+  const post = hook(st, pre + 'hook_post', l, tf.mul(ops.activation(c.act_fn, gate), lin));
+  return ops.expertsOut(post, P[pre + 'W_out']);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import { HookError, ShapeError, ValueError, expectedFound } from '../errors.js';
 import type { HookName } from '../hooks/names.js';
 import { HookRegistry, type HookFn, type HookSpec } from '../hooks/registry.js';
 import { ActivationCache, type HostTensor } from './cache.js';
-import type { ModelConfig } from './config.js';
+import { canonicalParams, type ModelConfig } from './config.js';
+import { ropeFor, ropeInvFreq } from './positions.js';
 import { forwardSteps, type ForwardModel, type ForwardResult, type KVCache, type LoopOptions, type RunState } from './forward.js';
 import type { Tokenizer } from './tokenizer.js';
 
@@ -121,19 +122,15 @@ export class HookedTransformer implements ForwardModel {
     return (this.hookNameSetCache ??= new Set(this.hookNames()));
   }
 
+  /** Every canonical weight the config implies must be present with its shape; norms and biases may be absent (folded or none). */
   private checkParams(): void {
-    const c = this.cfg;
-    const need: [string, number[]][] = [['embed.W_E', [c.d_vocab, c.d_model]], ['unembed.W_U', [c.d_model, c.d_vocab]]];
-    if (c.positional === 'learned') need.push(['pos_embed.W_pos', [c.n_ctx, c.d_model]]);
-    for (let l = 0; l < c.n_layers; l++) {
-      need.push([`blocks.${l}.attn.W_Q`, [c.n_heads, c.d_model, c.d_head]], [`blocks.${l}.attn.W_K`, [c.n_kv_heads, c.d_model, c.d_head]]);
-      need.push([`blocks.${l}.attn.W_V`, [c.n_kv_heads, c.d_model, c.d_head]], [`blocks.${l}.attn.W_O`, [c.n_heads, c.d_head, c.d_model]]);
-      need.push([`blocks.${l}.mlp.W_in`, [c.d_model, c.d_mlp]], [`blocks.${l}.mlp.W_out`, [c.d_mlp, c.d_model]]);
-    }
-    for (const [n, s] of need) {
-      const t = this.params[n];
-      if (!t) throw new ShapeError(`params.${n}`, 'missing');
-      if (t.shape.join(',') !== s.join(',')) throw new ShapeError(`params.${n}`, expectedFound(`[${s}]`, `[${t.shape}]`));
+    for (const spec of canonicalParams(this.cfg)) {
+      const t = this.params[spec.name];
+      if (!t) {
+        if (spec.role === 'weight' || spec.role === 'embed') throw new ShapeError(`params.${spec.name}`, 'missing');
+        continue;
+      }
+      if (t.shape.join(',') !== spec.shape.join(',')) throw new ShapeError(`params.${spec.name}`, expectedFound(`[${spec.shape}]`, `[${t.shape}]`));
     }
   }
 
@@ -394,12 +391,9 @@ export class HookedTransformer implements ForwardModel {
     return this.fused(`blocks.${l}.attn.W_O`, [wo], () => tf.reshape(wo, [this.cfg.n_heads * this.cfg.d_head, this.cfg.d_model]));
   }
 
-  /** Rotary inverse frequencies theta^(-2i / rotary_dim). */
+  /** Rotary inverse frequencies of layer 0 at its native length (src/model/positions.ts; scaled ropes included). */
   invFreq(): Float32Array {
-    if (!this.invFreqTable) {
-      const rd = this.cfg.rotary_dim;
-      this.invFreqTable = Float32Array.from({ length: rd / 2 }, (_, i) => 1 / Math.pow(this.cfg.rope_theta, (2 * i) / rd));
-    }
+    if (!this.invFreqTable) this.invFreqTable = ropeInvFreq(ropeFor(this.cfg, 0), this.cfg.rotary_dim, 1);
     return this.invFreqTable;
   }
 

@@ -12,7 +12,7 @@ import { readJsonFile } from '../io/json.js';
 import { resolveModelPath, type ResolveOptions } from '../io/hub.js';
 import { pathExists } from '../io/files.js';
 import { describeCheckpoint, readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
-import type { ModelConfig } from './config.js';
+import { canonicalParams, type ModelConfig } from './config.js';
 import { FAMILIES, familyFor, normalizeConfig, WeightSource } from './families/index.js';
 import { HookedTransformer } from './hooked.js';
 import { Tokenizer } from './tokenizer.js';
@@ -42,15 +42,6 @@ export const KNOWN_EXTRA_TENSORS: readonly RegExp[] = [
   /(^|\.)rotary_emb\.inv_freq$/, // LLaMA-style and NeoX rotary buffers
 ];
 
-const PREFIXES: Record<string, string[]> = {
-  gpt2: ['transformer.', ''],
-  gpt_neox: ['gpt_neox.', ''],
-  llama: ['model.', ''],
-  qwen2: ['model.', ''],
-  mistral: ['model.', ''],
-};
-
-
 /** Load a model from a folder path or a hub id (see resolveModelPath for the cache and HF_ENDPOINT). */
 export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promise<HookedTransformer> {
   const dir = await resolveModelPath(pathOrId, opts);
@@ -79,13 +70,14 @@ export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promi
         }
       }
     }
-    const src = new WeightSource(hf, where, PREFIXES[cfg.architecture]);
+    const family = familyFor(cfg.architecture, cfgFile);
+    const src = new WeightSource(hf, where, family.prefixes);
     const params = tf.tidy(() => {
-      const p = familyFor(cfg.architecture, cfgFile).toCanonical(src, cfg);
+      const p = family.toCanonical(src, cfg);
       return p as unknown as tf.TensorContainer;
     }) as unknown as Record<string, tf.Tensor>;
     try {
-      await checkAllTensorsUsed(src, cfg, cfgFile, opts.allowExtraTensors ?? 'known');
+      await checkAllTensorsUsed(src, cfg, cfgFile, opts.allowExtraTensors ?? 'known', family.extraTensors ?? []);
     } catch (e) {
       tf.dispose(Object.values(params));
       throw e;
@@ -120,12 +112,12 @@ async function isTiedCopy(src: WeightSource, name: string, unread: ReadonlySet<s
 }
 
 /** Every checkpoint tensor must be read by the family or accounted for (see LoadOptions.allowExtraTensors). */
-async function checkAllTensorsUsed(src: WeightSource, cfg: ModelConfig, cfgFile: string, mode: 'known' | 'none' | 'all'): Promise<void> {
+async function checkAllTensorsUsed(src: WeightSource, cfg: ModelConfig, cfgFile: string, mode: 'known' | 'none' | 'all', familyExtra: readonly RegExp[]): Promise<void> {
   if (mode === 'all') return;
   const extra: string[] = [];
   const unread = new Set(src.unread());
   for (const name of unread) {
-    if (mode === 'known' && KNOWN_EXTRA_TENSORS.some((re) => re.test(name))) continue;
+    if (mode === 'known' && [...KNOWN_EXTRA_TENSORS, ...familyExtra].some((re) => re.test(name))) continue;
     if (await isTiedCopy(src, name, unread, cfg, cfgFile)) continue;
     extra.push(name);
   }
@@ -161,7 +153,11 @@ export async function saveModel(model: HookedTransformer, dir: string, extraConf
   }
 }
 
-/** Seeded random initialisation (normal, std `std`, norms at 1 / biases at 0 unless `randomNorms`). */
+/**
+ * Seeded random initialisation of every canonical parameter the config implies (canonicalParams):
+ * weights normal with std `std`; norms at 1 and biases at 0 unless `randomNorms` (then 1 + 0.2 randn
+ * and 0.1 randn for the biases the family really has). Parallel blocks with one norm keep ln2 = ln1.
+ */
 export function randomModel(
   hfConfig: Record<string, unknown>,
   opts: { seed?: number; std?: number; randomNorms?: boolean; tokenizer?: Tokenizer | null; name?: string } = {},
@@ -173,35 +169,15 @@ export function randomModel(
   // tfjs treats seed 0 as "unseeded": offset so every tensor gets a non-zero seed
   const rnd = (shape: number[], s = std) => tf.randomNormal(shape, 0, s, 'float32', seed * 7919 + 1 + k++);
   const p: Record<string, tf.Tensor> = {};
-  const { d_model: d, n_heads: H, n_kv_heads: K, d_head: dh, d_mlp: m, d_vocab: V } = cfg;
-  const norm = (name: string) => {
-    p[`${name}.w`] = opts.randomNorms ? tf.add(1, rnd([d], 0.2)) : tf.ones([d]);
-    if (cfg.normalization === 'LN') p[`${name}.b`] = opts.randomNorms ? rnd([d], 0.2) : tf.zeros([d]);
-  };
-  p['embed.W_E'] = rnd([V, d]);
-  if (cfg.positional === 'learned') p['pos_embed.W_pos'] = rnd([cfg.n_ctx, d]);
-  for (let l = 0; l < cfg.n_layers; l++) {
-    const b = `blocks.${l}.`;
-    norm(b + 'ln1');
-    norm(b + 'ln2');
-    p[b + 'attn.W_Q'] = rnd([H, d, dh]);
-    p[b + 'attn.W_K'] = rnd([K, d, dh]);
-    p[b + 'attn.W_V'] = rnd([K, d, dh]);
-    p[b + 'attn.W_O'] = rnd([H, dh, d]);
-    const bias = (shape: number[], on: boolean) => (on && opts.randomNorms ? rnd(shape, 0.1) : tf.zeros(shape));
-    p[b + 'attn.b_Q'] = bias([H, dh], cfg.attn_qkv_bias);
-    p[b + 'attn.b_K'] = bias([K, dh], cfg.attn_qkv_bias);
-    p[b + 'attn.b_V'] = bias([K, dh], cfg.attn_qkv_bias);
-    p[b + 'attn.b_O'] = bias([d], cfg.attn_out_bias);
-    p[b + 'mlp.W_in'] = rnd([d, m]);
-    if (cfg.gated_mlp) p[b + 'mlp.W_gate'] = rnd([d, m]);
-    p[b + 'mlp.b_in'] = bias([m], cfg.mlp_bias);
-    p[b + 'mlp.W_out'] = rnd([m, d]);
-    p[b + 'mlp.b_out'] = bias([d], cfg.mlp_bias);
+  for (const spec of canonicalParams(cfg)) {
+    const { name, shape } = spec;
+    if (name === 'unembed.W_U' && cfg.tie_word_embeddings) p[name] = tf.transpose(p['embed.W_E']);
+    else if (cfg.shared_norm && /\.ln2\.[wb]$/.test(name)) p[name] = p[name.replace('.ln2.', '.ln1.')].clone();
+    else if (spec.role === 'norm_w') p[name] = opts.randomNorms ? tf.add(1, rnd(shape, 0.2)) : tf.ones(shape);
+    else if (spec.role === 'norm_b') p[name] = opts.randomNorms ? rnd(shape, 0.2) : tf.zeros(shape);
+    else if (spec.role === 'bias') p[name] = spec.real && opts.randomNorms ? rnd(shape, 0.1) : tf.zeros(shape);
+    else p[name] = rnd(shape);
   }
-  norm('ln_final');
-  p['unembed.W_U'] = cfg.tie_word_embeddings ? tf.transpose(p['embed.W_E']) : rnd([d, V]);
-  p['unembed.b_U'] = tf.zeros([V]);
   return new HookedTransformer(cfg, p, opts.tokenizer ?? null, opts.name ?? `random-${cfg.architecture}`);
 }
 

@@ -1,8 +1,10 @@
 /**
  * The math the forward is made of, one function per primitive: normalisation, linear maps,
- * activations, rotary embedding and attention. src/model/block.ts composes them with the hook
- * points; this file is the seam where a backend's fused kernels (src/backend/webgpu) replace the
- * plain TensorFlow.js compositions below. Every function here is synchronous and reads nothing back.
+ * activations, rotary embedding, position biases, soft-capping, attention and expert routing.
+ * src/model/forward.ts composes them with the hook points; this file is the seam where a backend's
+ * fused kernels (src/backend/webgpu) replace the plain TensorFlow.js compositions below. Every
+ * function here is synchronous, pure (tensors in, new tensors out) and reads nothing back; signatures
+ * are stable (new parameters are optional and appended).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ActFn } from './config.js';
@@ -66,8 +68,11 @@ export function activation(fn: ActFn, x: tf.Tensor): tf.Tensor {
   });
 }
 
-/** Rotary tables: cos/sin [B, T, 1, rotary_dim] for int position ids [B, T] and inverse frequencies [rotary_dim / 2]. */
-export function rotaryTables(pos: tf.Tensor2D, invFreq: Float32Array, style: RotaryStyle): [tf.Tensor, tf.Tensor] {
+/**
+ * Rotary tables: cos/sin [B, T, 1, rotary_dim] for int position ids [B, T] and inverse frequencies
+ * [rotary_dim / 2], multiplied by `scale` (YaRN's and LongRoPE's attention factor; 1 otherwise).
+ */
+export function rotaryTables(pos: tf.Tensor2D, invFreq: Float32Array, style: RotaryStyle, scale = 1): [tf.Tensor, tf.Tensor] {
   return tf.tidy(() => {
     const [B, T] = pos.shape;
     const half = invFreq.length;
@@ -75,8 +80,28 @@ export function rotaryTables(pos: tf.Tensor2D, invFreq: Float32Array, style: Rot
     // 'half' (NeoX/LLaMA): [f0..f_{n-1}, f0..f_{n-1}]; 'interleaved' (GPT-J): [f0, f0, f1, f1, ...]
     const emb = style === 'half' ? tf.concat([freqs, freqs], -1) : tf.reshape(tf.stack([freqs, freqs], -1), [B, T, 2 * half]);
     const e = emb.reshape([B, T, 1, 2 * half]);
-    return [tf.cos(e), tf.sin(e)] as [tf.Tensor, tf.Tensor];
+    const [cos, sin] = [tf.cos(e), tf.sin(e)];
+    return (scale === 1 ? [cos, sin] : [tf.mul(cos, scale), tf.mul(sin, scale)]) as [tf.Tensor, tf.Tensor];
   }) as unknown as [tf.Tensor, tf.Tensor];
+}
+
+/** ALiBi bias [B, H, 1, Tk]: slope_h * position of key k (BLOOM; softmax ignores the per-query constant that -slope * (q - k) adds). */
+export function alibiBias(keyPositions: tf.Tensor2D, slopes: Float32Array): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, Tk] = keyPositions.shape;
+    const pos = tf.cast(keyPositions, 'float32').reshape([B, 1, 1, Tk]);
+    return tf.mul(pos, tf.tensor1d(slopes).reshape([1, slopes.length, 1, 1])) as tf.Tensor4D;
+  });
+}
+
+/** Soft-capping cap * tanh(x / cap) (Gemma 2's attention logits and final logits). */
+export function softcap(x: tf.Tensor, cap: number): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.tanh(tf.div(x, cap)), cap));
+}
+
+/** Clamp to [-c, c] (OLMo's clip_qkv). */
+export function clip(x: tf.Tensor, c: number): tf.Tensor {
+  return tf.clipByValue(x, -c, c);
 }
 
 export type RotaryStyle = 'half' | 'interleaved';
@@ -130,9 +155,9 @@ export function additiveMask(spec: AttnMaskSpec, T: number): tf.Tensor4D {
 export interface ScoreOptions {
   /** q.k is divided by this. */
   scale: number;
-  /** Logit soft-capping: cap * tanh(s / cap) before masking (Gemma 2). */
+  /** Logit soft-capping: cap * tanh(s / cap) after scaling, before bias and mask (Gemma 2). */
   softcap?: number | null;
-  /** ALiBi slopes [H]: adds -slope * (q_pos - k_pos) ... as the family defines (added before masking). */
+  /** Additive bias broadcastable to [B, H, T, Tk], added before masking (ALiBi: alibiBias). */
   bias?: tf.Tensor | null;
 }
 
@@ -204,4 +229,48 @@ export function attention(
   if (wants.pattern) out.pattern = pattern;
   else pattern.dispose();
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// mixture of experts
+// ---------------------------------------------------------------------------------------------
+
+/** x [N, d_in] through every expert's weights W [E, d_in, w] -> [N, E, w] (one matmul). */
+export function linearExperts(x: tf.Tensor2D, W: tf.Tensor): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [E, dIn, w] = W.shape;
+    const flat = tf.reshape(tf.transpose(W, [1, 0, 2]), [dIn, E * w]) as tf.Tensor2D;
+    return tf.reshape(tf.matMul(x, flat), [x.shape[0], E, w]) as tf.Tensor3D;
+  });
+}
+
+/** Expert outputs [B, T, E, d] from activations [B, T, E, w] and W_out [E, w, d]. */
+export function expertsOut(post: tf.Tensor, Wout: tf.Tensor): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, T, E, w] = post.shape;
+    const d = Wout.shape[2] as number;
+    const perExpert = tf.transpose(tf.reshape(post, [B * T, E, w]), [1, 0, 2]) as tf.Tensor3D; // [E, N, w]
+    const y = tf.matMul(perExpert, Wout as tf.Tensor3D); // [E, N, d]
+    return tf.reshape(tf.transpose(y, [1, 0, 2]), [B, T, E, d]) as tf.Tensor4D;
+  });
+}
+
+/**
+ * The top-k experts of router probabilities [B, T, E] (descending, as torch.topk) and their weights,
+ * renormalised to sum to 1 when `renormalise` (Mixtral) or the raw probabilities (Qwen2-MoE default).
+ */
+export function topExperts(probs: tf.Tensor, k: number, renormalise: boolean): { indices: tf.Tensor; weights: tf.Tensor } {
+  const { values, indices } = tf.topk(probs, k);
+  if (!renormalise) return { indices, weights: values };
+  const weights = tf.tidy(() => tf.div(values, tf.sum(values, -1, true)));
+  values.dispose();
+  return { indices, weights };
+}
+
+/** Sum over the chosen experts: outs [B, T, E, d] weighted by weights [B, T, k] at indices [B, T, k] -> [B, T, d]. */
+export function combineExperts(outs: tf.Tensor, indices: tf.Tensor, weights: tf.Tensor, nExperts: number): tf.Tensor3D {
+  return tf.tidy(() => {
+    const route = tf.sum(tf.mul(tf.oneHot(tf.cast(indices, 'int32'), nExperts), tf.expandDims(weights, -1)), 2); // [B, T, E]
+    return tf.sum(tf.mul(outs, tf.expandDims(route, -1)), 2) as tf.Tensor3D;
+  });
 }

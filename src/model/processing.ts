@@ -6,9 +6,12 @@
  *   centerWritingWeights: everything written to the residual stream gets mean 0 along d_model (LayerNorm models).
  *   centerUnembed: W_U and b_U centred over the vocabulary (logits shift by a constant per position).
  *   foldValueBiases: b_V moved into b_O (pattern rows sum to 1).
+ * Which steps a family allows follows from its feature flags (processingSupport); a refused step is a
+ * ConfigError naming the reason.
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../errors.js';
+import type { ModelConfig } from './config.js';
 import type { HookedTransformer } from './hooked.js';
 
 type P = Record<string, tf.Tensor>;
@@ -41,71 +44,93 @@ function foldInto(W: tf.Tensor, bias: tf.Tensor | undefined, w: tf.Tensor, b: tf
   return [Wn, newBias];
 }
 
+/** The weight processing steps, in TransformerLens's order. */
+export const PROCESSING_STEPS = ['foldLn', 'centerWritingWeights', 'centerUnembed', 'foldValueBiases'] as const;
+export type ProcessingStep = (typeof PROCESSING_STEPS)[number];
+
+/**
+ * Which steps keep a model with this config exact (null) and why the others do not (the reason), from
+ * its feature flags: TransformerLens's rules (RMSNorm does not remove the mean; OLMo 2's post-norms cannot
+ * be folded; soft-capped logits are not shift-invariant) plus OLMo's clip_qkv, which clamps v with its bias.
+ */
+export function processingSupport(c: ModelConfig): Record<ProcessingStep, string | null> {
+  return {
+    foldLn: c.block_norms === 'post' ? 'the block has no norms before attention and MLP (post-norms only), so there is nothing to fold into the reading weights' : null,
+    centerWritingWeights:
+      c.normalization !== 'LN' ? 'only valid for LayerNorm models (RMSNorm does not remove the mean)'
+        : c.block_norms !== 'pre' ? 'post-norms read what the block writes, so centring it would change them' : null,
+    centerUnembed: c.final_softcap ? 'the final logits are soft-capped, and tanh is not invariant to adding a constant' : null,
+    foldValueBiases: c.clip_qkv ? 'v is clamped (clip_qkv) after its bias, so the bias cannot move past the clamp' : null,
+  };
+}
+
+function requireSupport(model: HookedTransformer, step: ProcessingStep): void {
+  const why = processingSupport(model.cfg)[step];
+  if (why) throw new ConfigError(step, `not valid for ${model.cfg.architecture}: ${why}`);
+}
+
+/** The matrices that read a norm's output: [weight, bias] names (bias null = none, made when the norm has one). */
+function readersOf(c: ModelConfig, l: number, which: 'ln1' | 'ln2'): [string, string][] {
+  const b = `blocks.${l}.`;
+  if (which === 'ln1') return ['Q', 'K', 'V'].map((n) => [`${b}attn.W_${n}`, `${b}attn.b_${n}`]);
+  if (c.moe?.layers[l]) {
+    const list: [string, string][] = [[`${b}mlp.W_router`, ''], [`${b}mlp.experts.W_gate`, ''], [`${b}mlp.experts.W_in`, '']];
+    if (c.moe.d_shared > 0) list.push([`${b}mlp.shared_expert.W_gate`, ''], [`${b}mlp.shared_expert.W_in`, ''], [`${b}mlp.W_shared_gate`, '']);
+    return list;
+  }
+  const list: [string, string][] = [[`${b}mlp.W_in`, `${b}mlp.b_in`]];
+  if (c.gated_mlp) list.push([`${b}mlp.W_gate`, `${b}mlp.b_gate`]);
+  return list;
+}
+
 export function foldLn(model: HookedTransformer): void {
+  requireSupport(model, 'foldLn');
   const c = model.cfg;
   const P = model.params;
   const center = c.normalization === 'LN';
   const upd: P = {};
   const remove: string[] = [];
+  const fold = (norm: string, readers: [string, string][]) => {
+    const w = P[`${norm}.w`];
+    const nb = P[`${norm}.b`];
+    if (!w) return;
+    for (const [W, bias] of readers) {
+      if (nb && !bias) throw new ConfigError('foldLn', `${W} reads a norm with a bias but has no bias to fold it into`);
+      const [Wn, bn] = foldInto(P[W], P[bias], w, nb, center);
+      upd[W] = Wn;
+      if (bn) upd[bias] = bn;
+    }
+    remove.push(`${norm}.w`, `${norm}.b`);
+  };
   tf.tidy(() => {
     for (let l = 0; l < c.n_layers; l++) {
-      const b = `blocks.${l}.`;
-      const w1 = P[b + 'ln1.w'];
-      const b1 = P[b + 'ln1.b'];
-      if (w1) {
-        for (const n of ['Q', 'K', 'V']) {
-          const [W, bias] = foldInto(P[b + `attn.W_${n}`], P[b + `attn.b_${n}`], w1, b1, center);
-          upd[b + `attn.W_${n}`] = W;
-          if (bias) upd[b + `attn.b_${n}`] = bias;
-        }
-        remove.push(b + 'ln1.w', b + 'ln1.b');
-      }
-      const w2 = P[b + 'ln2.w'];
-      const b2 = P[b + 'ln2.b'];
-      if (w2) {
-        const [Win, bin] = foldInto(P[b + 'mlp.W_in'], P[b + 'mlp.b_in'], w2, b2, center);
-        upd[b + 'mlp.W_in'] = Win;
-        if (bin) upd[b + 'mlp.b_in'] = bin;
-        if (c.gated_mlp) {
-          if (b2) throw new ConfigError('foldLn', 'a gated MLP behind a LayerNorm with bias has no gate bias to fold into');
-          upd[b + 'mlp.W_gate'] = foldInto(P[b + 'mlp.W_gate'], undefined, w2, undefined, center)[0];
-        }
-        remove.push(b + 'ln2.w', b + 'ln2.b');
-      }
+      fold(`blocks.${l}.ln1`, readersOf(c, l, 'ln1'));
+      fold(`blocks.${l}.ln2`, readersOf(c, l, 'ln2'));
     }
-    const wf = P['ln_final.w'];
-    if (wf) {
-      const [WU, bU] = foldInto(P['unembed.W_U'], P['unembed.b_U'], wf, P['ln_final.b'], center);
-      upd['unembed.W_U'] = WU;
-      if (bU) upd['unembed.b_U'] = bU;
-      remove.push('ln_final.w', 'ln_final.b');
-    }
+    fold('ln_final', [['unembed.W_U', 'unembed.b_U']]);
     Object.values(upd).forEach((t) => tf.keep(t));
   });
   replace(model, upd, remove.filter((k) => k in P));
 }
 
 export function centerWritingWeights(model: HookedTransformer): void {
+  requireSupport(model, 'centerWritingWeights');
   const c = model.cfg;
-  if (c.normalization !== 'LN') throw new ConfigError('centerWritingWeights', 'only valid for LayerNorm models (RMSNorm does not remove the mean)');
   const P = model.params;
+  const writers = ['embed.W_E', 'pos_embed.W_pos'];
+  for (let l = 0; l < c.n_layers; l++) {
+    const b = `blocks.${l}.`;
+    writers.push(`${b}attn.W_O`, `${b}attn.b_O`, `${b}mlp.W_out`, `${b}mlp.b_out`, `${b}mlp.experts.W_out`, `${b}mlp.shared_expert.W_out`);
+  }
   const upd: P = {};
   tf.tidy(() => {
-    const cen = (t: tf.Tensor) => tf.keep(tf.sub(t, tf.mean(t, -1, true)));
-    upd['embed.W_E'] = cen(P['embed.W_E']);
-    if (P['pos_embed.W_pos']) upd['pos_embed.W_pos'] = cen(P['pos_embed.W_pos']);
-    for (let l = 0; l < c.n_layers; l++) {
-      const b = `blocks.${l}.`;
-      upd[b + 'attn.W_O'] = cen(P[b + 'attn.W_O']);
-      if (P[b + 'attn.b_O']) upd[b + 'attn.b_O'] = cen(P[b + 'attn.b_O']);
-      upd[b + 'mlp.W_out'] = cen(P[b + 'mlp.W_out']);
-      if (P[b + 'mlp.b_out']) upd[b + 'mlp.b_out'] = cen(P[b + 'mlp.b_out']);
-    }
+    for (const n of writers) if (P[n]) upd[n] = tf.keep(tf.sub(P[n], tf.mean(P[n], -1, true)));
   });
   replace(model, upd);
 }
 
 export function centerUnembed(model: HookedTransformer): void {
+  requireSupport(model, 'centerUnembed');
   const P = model.params;
   const upd: P = tf.tidy(() => ({
     'unembed.W_U': tf.keep(tf.sub(P['unembed.W_U'], tf.mean(P['unembed.W_U'], -1, true))),
@@ -115,6 +140,7 @@ export function centerUnembed(model: HookedTransformer): void {
 }
 
 export function foldValueBiases(model: HookedTransformer): void {
+  requireSupport(model, 'foldValueBiases');
   const c = model.cfg;
   const P = model.params;
   const upd: P = {};
@@ -141,8 +167,13 @@ export interface ProcessOptions {
   foldValueBiases?: boolean;
 }
 
-/** Apply the chosen steps in TransformerLens order (fold LN, centre writing weights, centre unembed, fold value biases). */
+/**
+ * Apply the chosen steps in TransformerLens order (fold LN, centre writing weights, centre unembed, fold
+ * value biases). A step the model's family does not allow (processingSupport) is a ConfigError, raised
+ * before any weight changes.
+ */
 export function processWeights(model: HookedTransformer, opts: ProcessOptions): void {
+  for (const step of PROCESSING_STEPS) if (opts[step]) requireSupport(model, step);
   if (opts.foldLn) foldLn(model);
   if (opts.centerWritingWeights) centerWritingWeights(model);
   if (opts.centerUnembed) centerUnembed(model);

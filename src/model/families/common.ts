@@ -3,8 +3,8 @@
  * A family converts between an HF state dict and the canonical (TransformerLens) layout.
  */
 import * as tf from '@tensorflow/tfjs';
-import { FormatError, expectedFound } from '../../errors.js';
-import type { ConfigReader, ModelConfig } from '../config.js';
+import { ConfigError, FormatError, UnsupportedModelError, expectedFound } from '../../errors.js';
+import { PLAIN, type ActFn, type ConfigReader, type ModelConfig, type NormKind, type RopeScaling, type RopeSpec } from '../config.js';
 
 export type StateDict = Record<string, tf.Tensor>;
 
@@ -13,6 +13,10 @@ export interface Family {
   modelTypes: string[];
   /** The HF class written into config.json "architectures" when saving. */
   hfClass: string;
+  /** Prefixes of the checkpoint's tensor names, tried in order (the first is written when saving). */
+  prefixes: string[];
+  /** Checkpoint buffers HF itself ignores on load for this family (masks saved by old versions); matched on full names. */
+  extraTensors?: RegExp[];
   normalize(r: ConfigReader): ModelConfig;
   /** HF state dict -> canonical params (new tensors; the caller disposes the HF ones). */
   toCanonical(sd: WeightSource, cfg: ModelConfig): StateDict;
@@ -97,15 +101,206 @@ export function biasToHeads(b: tf.Tensor, nHeads: number): tf.Tensor2D {
   return tf.reshape(b, [nHeads, b.shape[0] / nHeads]) as tf.Tensor2D;
 }
 
-/** Reads rope theta and the rotary fraction from either the classic fields or `rope_parameters` (transformers >= 5). */
-export function ropeSettings(r: ConfigReader, thetaKey: string, defaultTheta: number): { theta: number; partial: number } {
-  const rp = r.json.rope_parameters as Record<string, unknown> | undefined;
+const ROPE_TYPES = ['default', 'linear', 'dynamic', 'yarn', 'longrope', 'llama3'];
+
+export interface RopeOptions {
+  /** Top-level key of the base in older configs (rope_theta, rotary_emb_base) and its default. */
+  thetaKey: string;
+  defaultTheta: number;
+  headDim: number;
+  /** The family's default rotary fraction when the config names none (Phi: 0.5, StableLM: 0.25). */
+  defaultPartial?: number;
+  /** Per-layer types, for rope parameters nested by layer type. */
+  layerTypes?: string[] | null;
+  /** Legacy rope type names (Phi-3: su -> longrope). */
+  rename?: Record<string, string>;
+}
+
+export interface RopeRead {
+  theta: number;
+  /** Fraction of d_head that rotates. */
+  partial: number;
+  scaling: RopeScaling;
+  /** Per layer settings when `rope_parameters` is nested by layer type (Gemma 3); null otherwise. */
+  layerRope: RopeSpec[] | null;
+}
+
+/**
+ * Rotary settings from an HF config in either syntax: `rope_parameters` (transformers >= 5, possibly
+ * nested per layer type) or the older top-level `rope_theta` / `rope_scaling` / `partial_rotary_factor`.
+ * As HF's standardisation, a `rope_scaling` entry wins over `rope_parameters`, and a top-level
+ * `original_max_position_embeddings` over the one inside the entry. An unknown rope type is a ConfigError.
+ */
+export function readRope(r: ConfigReader, o: RopeOptions): RopeRead {
+  const rp = r.json.rope_parameters as Record<string, unknown> | undefined | null;
   const rs = r.json.rope_scaling as Record<string, unknown> | undefined | null;
-  const type = (rp?.rope_type ?? rs?.rope_type ?? rs?.type ?? 'default') as string;
-  if (type !== 'default') {
-    throw new FormatError(`${r.where}: rope_scaling`, expectedFound('no rope scaling (rope_type "default")', type));
+  const types = o.layerTypes ? [...new Set(o.layerTypes)] : null;
+  const nested = rp && types && !rs && Object.keys(rp).length > 0 && Object.keys(rp).every((k) => types.includes(k));
+  if (nested) {
+    const byType: Record<string, { spec: RopeSpec; partial: number }> = {};
+    for (const t of types) {
+      const entry = rp[t] as Record<string, unknown> | undefined;
+      if (!entry || typeof entry !== 'object') throw new ConfigError(`${r.where}: rope_parameters.${t}`, 'missing: every layer type needs its rotary settings');
+      byType[t] = ropeEntry(r, entry, `rope_parameters.${t}`, o);
+    }
+    const first = byType[o.layerTypes![0]];
+    return { theta: first.spec.theta, partial: first.partial, scaling: first.spec.scaling, layerRope: o.layerTypes!.map((t) => byType[t].spec) };
   }
-  const theta = typeof rp?.rope_theta === 'number' ? (rp.rope_theta as number) : r.num(thetaKey, defaultTheta);
-  const partial = typeof rp?.partial_rotary_factor === 'number' ? (rp.partial_rotary_factor as number) : r.num('partial_rotary_factor', 1);
-  return { theta, partial };
+  const entry = { ...(rp ?? {}), ...(rs ?? {}) };
+  const e = ropeEntry(r, entry, rs ? 'rope_scaling' : 'rope_parameters', o);
+  return { theta: e.spec.theta, partial: e.partial, scaling: e.spec.scaling, layerRope: null };
+}
+
+function ropeEntry(r: ConfigReader, d: Record<string, unknown>, field: string, o: RopeOptions): { spec: RopeSpec; partial: number } {
+  const where = `${r.where}: ${field}`;
+  const num = (k: string, fallback?: number): number => {
+    const v = d[k];
+    if (v === undefined || v === null) {
+      if (fallback !== undefined) return fallback;
+      throw new ConfigError(`${where}.${k}`, 'required field is missing');
+    }
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`${where}.${k}`, expectedFound('a finite number', JSON.stringify(v)));
+    return v;
+  };
+  const theta = typeof d.rope_theta === 'number' ? d.rope_theta : r.num(o.thetaKey, o.defaultTheta);
+  const partial = typeof d.partial_rotary_factor === 'number' ? d.partial_rotary_factor : r.num('partial_rotary_factor', o.defaultPartial ?? 1);
+  let type = String(d.rope_type ?? d.type ?? 'default');
+  type = o.rename?.[type] ?? type;
+  if (!ROPE_TYPES.includes(type)) {
+    throw new ConfigError(`${where}.rope_type`, `rope type ${JSON.stringify(type)} is not supported; supported: ${ROPE_TYPES.join(', ')}`);
+  }
+  const maxPos = r.int('max_position_embeddings', 2048);
+  const original = () => (r.has('original_max_position_embeddings') ? r.int('original_max_position_embeddings') : num('original_max_position_embeddings', maxPos));
+  const dim = Math.floor(o.headDim * partial);
+  let scaling: RopeScaling;
+  switch (type) {
+    case 'linear':
+      scaling = { rope_type: 'linear', factor: num('factor') };
+      break;
+    case 'dynamic':
+      scaling = { rope_type: 'dynamic', factor: num('factor'), max_position_embeddings: maxPos };
+      break;
+    case 'yarn': {
+      const orig = original();
+      const factor = num('factor', maxPos / orig);
+      const mscale = (scale: number, m = 1) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+      const ms = d.mscale as number | undefined;
+      const msAll = d.mscale_all_dim as number | undefined;
+      const attn = num('attention_factor', ms && msAll ? mscale(factor, ms) / mscale(factor, msAll) : mscale(factor));
+      scaling = { rope_type: 'yarn', factor, original_max_position_embeddings: orig, beta_fast: num('beta_fast', 32) || 32, beta_slow: num('beta_slow', 1) || 1, attention_factor: attn, truncate: d.truncate !== false };
+      break;
+    }
+    case 'longrope': {
+      const orig = original();
+      const factor = num('factor', maxPos / orig);
+      const attn = num('attention_factor', factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(orig)));
+      const list = (k: string) => {
+        const v = d[k];
+        if (!Array.isArray(v) || v.length !== dim / 2 || v.some((x) => typeof x !== 'number')) throw new ConfigError(`${where}.${k}`, expectedFound(`${dim / 2} numbers (rotary dims / 2)`, JSON.stringify(v)));
+        return v as number[];
+      };
+      scaling = { rope_type: 'longrope', short_factor: list('short_factor'), long_factor: list('long_factor'), original_max_position_embeddings: orig, attention_factor: attn };
+      break;
+    }
+    case 'llama3':
+      scaling = { rope_type: 'llama3', factor: num('factor'), low_freq_factor: num('low_freq_factor'), high_freq_factor: num('high_freq_factor'), original_max_position_embeddings: original() };
+      break;
+    default:
+      scaling = { rope_type: 'default' };
+  }
+  return { spec: { theta, scaling }, partial };
+}
+
+/**
+ * Per-layer attention types from `layer_types` ('sliding_attention' / 'full_attention'), or from
+ * `fallback` when the config has none; null when no layer is windowed.
+ */
+export function readLayerTypes(r: ConfigReader, nLayers: number, fallback: (l: number) => 'sliding_attention' | 'full_attention'): string[] {
+  const v = r.json.layer_types;
+  if (v === undefined || v === null) return Array.from({ length: nLayers }, (_, l) => fallback(l));
+  if (!Array.isArray(v) || v.length !== nLayers || v.some((t) => t !== 'sliding_attention' && t !== 'full_attention')) {
+    throw new ConfigError(`${r.where}: layer_types`, expectedFound(`${nLayers} entries of "sliding_attention" or "full_attention"`, JSON.stringify(v)));
+  }
+  return v as string[];
+}
+
+/** 'local' for sliding layers, 'global' otherwise (TransformerLens's attn_types). */
+export function attnTypes(layerTypes: string[]): ('global' | 'local')[] {
+  return layerTypes.map((t) => (t === 'sliding_attention' ? 'local' : 'global'));
+}
+
+/** The token ids every family reads. */
+export function tokenIds(r: ConfigReader): Pick<ModelConfig, 'bos_token_id' | 'eos_token_id' | 'pad_token_id' | 'hf'> {
+  return { bos_token_id: r.tokenId('bos_token_id'), eos_token_id: r.tokenId('eos_token_id'), pad_token_id: r.tokenId('pad_token_id'), hf: r.json };
+}
+
+/** A norm's canonical entries (`name.w`, `name.b` when LayerNorm with bias) from HF `hf.weight` / `hf.bias`. */
+export function readNorm(src: WeightSource, p: StateDict, hf: string, name: string, d: number, bias: boolean, offset = 0): void {
+  const w = src.get(`${hf}.weight`, [d]);
+  p[`${name}.w`] = offset ? tf.add(w, offset) : w.clone();
+  if (bias) p[`${name}.b`] = src.get(`${hf}.bias`, [d]).clone();
+}
+
+/** The inverse of readNorm (subtracting the offset of (1 + w) norms). */
+export function writeNorm(p: StateDict, sd: StateDict, name: string, hf: string, offset = 0): void {
+  if (!p[`${name}.w`]) return;
+  sd[`${hf}.weight`] = offset ? tf.sub(p[`${name}.w`], offset) : p[`${name}.w`].clone();
+  if (p[`${name}.b`]) sd[`${hf}.bias`] = p[`${name}.b`].clone();
+}
+
+/** How a rotary decoder in HF's LLaMA style reads its config (fields not named here take the LLaMA keys). */
+export interface DecoderOptions {
+  architecture: string;
+  hfClass: string;
+  normalization: NormKind;
+  epsKey: string;
+  epsDefault: number;
+  /** Activation key and default ('hidden_act', silu). */
+  actKey?: string;
+  act?: ActFn;
+  gated?: boolean;
+  qkvBias?: boolean;
+  outBias?: boolean;
+  mlpBias?: boolean;
+  tieDefault?: boolean;
+  defaultTheta?: number;
+  /** Per layer types (for nested rope parameters). */
+  layerTypes?: string[] | null;
+  /** Legacy rope type names (Phi-3: su / yarn -> longrope). */
+  ropeRename?: Record<string, string>;
+  defaultPartial?: number;
+}
+
+/**
+ * The ModelConfig of a rotary decoder with LLaMA's config keys (hidden_size, num_hidden_layers,
+ * num_attention_heads, num_key_value_heads, head_dim, intermediate_size, max_position_embeddings,
+ * rope settings); families override what differs.
+ */
+export function rotaryDecoder(r: ConfigReader, o: DecoderOptions): ModelConfig {
+  const d = r.int('hidden_size');
+  const h = r.int('num_attention_heads');
+  const dh = r.has('head_dim') ? r.int('head_dim') : d / h;
+  if (!Number.isInteger(dh)) throw new ConfigError(`${r.where}: num_attention_heads`, `hidden_size ${d} is not a multiple of ${h}`);
+  const rope = readRope(r, { thetaKey: 'rope_theta', defaultTheta: o.defaultTheta ?? 10000, headDim: dh, layerTypes: o.layerTypes, rename: o.ropeRename, defaultPartial: o.defaultPartial });
+  return {
+    ...PLAIN, ...tokenIds(r),
+    architecture: o.architecture, hfArchitecture: o.hfClass,
+    n_layers: r.int('num_hidden_layers'), d_model: d, n_heads: h, n_kv_heads: r.int('num_key_value_heads', h), d_head: dh,
+    d_mlp: r.int('intermediate_size'), d_vocab: r.int('vocab_size'), n_ctx: r.int('max_position_embeddings', 2048),
+    normalization: o.normalization, eps: r.num(o.epsKey, o.epsDefault), positional: 'rotary', rotary_dim: Math.floor(dh * rope.partial),
+    rope_theta: rope.theta, rope_scaling: rope.scaling, layer_rope: rope.layerRope,
+    act_fn: r.actFn(o.actKey ?? 'hidden_act', o.act ?? 'silu'), gated_mlp: o.gated ?? true, parallel_attn_mlp: false,
+    attn_qkv_bias: o.qkvBias ?? false, attn_out_bias: o.outBias ?? false, mlp_bias: o.mlpBias ?? false,
+    tie_word_embeddings: r.bool('tie_word_embeddings', o.tieDefault ?? false), attn_scale: Math.sqrt(dh),
+  };
+}
+
+/** An integer option that may be null (sliding_window: null or absent = none). */
+export function intOrNull(r: ConfigReader, key: string): number | null {
+  return r.has(key) ? r.int(key) : null;
+}
+
+/** Refuse a config option this family does not implement (UnsupportedModelError naming the field and why). */
+export function refuse(r: ConfigReader, key: string, when: boolean, why: string): void {
+  if (when) throw new UnsupportedModelError(`${r.where}: ${key}`, why);
 }

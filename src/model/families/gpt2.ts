@@ -1,12 +1,13 @@
 /** GPT-2 (GPT2LMHeadModel): learned positions, LayerNorm, Conv1D weights stored as x @ W. */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, UnsupportedModelError } from '../../errors.js';
-import { checkConfig, type ModelConfig } from '../config.js';
+import { PLAIN, checkConfig, type ModelConfig } from '../config.js';
 import { mergeHeadsIn, splitHeadsIn, type Family, type StateDict } from './common.js';
 
 export const gpt2: Family = {
   modelTypes: ['gpt2'],
   hfClass: 'GPT2LMHeadModel',
+  prefixes: ['transformer.', ''],
   normalize(r) {
     const d = r.int('n_embd');
     const h = r.int('n_head');
@@ -14,6 +15,7 @@ export const gpt2: Family = {
       throw new UnsupportedModelError(`${r.where}: scale_attn_by_inverse_layer_idx`, 'layer-scaled attention is not supported');
     }
     const cfg: ModelConfig = {
+      ...PLAIN,
       architecture: 'gpt2', hfArchitecture: 'GPT2LMHeadModel',
       n_layers: r.int('n_layer'), d_model: d, n_heads: h, n_kv_heads: h, d_head: d / h,
       d_mlp: r.has('n_inner') ? r.int('n_inner') : 4 * d, d_vocab: r.int('vocab_size'), n_ctx: r.int('n_positions', r.has('n_ctx') ? r.int('n_ctx') : 1024),

@@ -1,23 +1,26 @@
 /** GPT-NeoX / Pythia: partial rotary (rotary_pct), fused per-head qkv, optional parallel residual. */
 import * as tf from '@tensorflow/tfjs';
-import { checkConfig, type ModelConfig } from '../config.js';
-import { linT, ropeSettings, type Family, type StateDict } from './common.js';
+import { PLAIN, checkConfig, type ModelConfig } from '../config.js';
+import { linT, readRope, type Family, type StateDict } from './common.js';
 
 export const gptNeox: Family = {
   modelTypes: ['gpt_neox'],
   hfClass: 'GPTNeoXForCausalLM',
+  prefixes: ['gpt_neox.', ''],
   normalize(r) {
     const d = r.int('hidden_size');
     const h = r.int('num_attention_heads');
-    const { theta, partial } = ropeSettings(r, 'rotary_emb_base', 10000);
-    const pct = r.has('rotary_pct') ? r.num('rotary_pct') : partial;
     const dh = d / h;
+    const rope = readRope(r, { thetaKey: 'rotary_emb_base', defaultTheta: 10000, headDim: dh });
+    const pct = r.has('rotary_pct') ? r.num('rotary_pct') : rope.partial;
     const cfg: ModelConfig = {
+      ...PLAIN,
+      rope_scaling: rope.scaling,
       architecture: 'gpt_neox', hfArchitecture: 'GPTNeoXForCausalLM',
       n_layers: r.int('num_hidden_layers'), d_model: d, n_heads: h, n_kv_heads: h, d_head: dh,
       d_mlp: r.int('intermediate_size'), d_vocab: r.int('vocab_size'), n_ctx: r.int('max_position_embeddings', 2048),
       normalization: 'LN', eps: r.num('layer_norm_eps', 1e-5), positional: 'rotary', rotary_dim: Math.floor(dh * pct),
-      rope_theta: r.has('rope_theta') ? r.num('rope_theta') : theta, act_fn: r.actFn('hidden_act', 'gelu'), gated_mlp: false,
+      rope_theta: r.has('rope_theta') ? r.num('rope_theta') : rope.theta, act_fn: r.actFn('hidden_act', 'gelu'), gated_mlp: false,
       parallel_attn_mlp: r.bool('use_parallel_residual', true), attn_qkv_bias: r.bool('attention_bias', true),
       attn_out_bias: r.bool('attention_bias', true), mlp_bias: true, tie_word_embeddings: r.bool('tie_word_embeddings', false),
       sliding_window: null, attn_scale: Math.sqrt(dh),
