@@ -60,49 +60,21 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
       return (await tf.setBackend('tensorflow')) ? null : 'tensorflow backend failed to initialise';
     }
     case 'webgpu': {
-      let gpuMod: any;
       if (isNode) {
         // a forced WebGPU may run on a software Vulkan driver (Mesa lavapipe) that has no device node
         if (process.platform === 'linux' && !forcedNow && !gpuDeviceNodePresent()) return 'no GPU device node (/dev/nvidia*, /dev/dri/renderD*)';
         if (process.platform === 'linux' && !vulkanLoaderPresent()) return 'no Vulkan loader (libvulkan.so.1 not found), so Dawn has no GPU adapter';
-        try {
-          gpuMod = await importOptional('webgpu');
-        } catch (e) {
-          return `npm package webgpu not installed (${short(e)})`;
-        }
-        const g: any = globalThis as any;
-        if (!g.navigator?.gpu) {
-          try {
-            Object.assign(globalThis, gpuMod.globals ?? {});
-            const gpu = gpuMod.create([]);
-            if (!g.navigator) g.navigator = {};
-            Object.defineProperty(g.navigator, 'gpu', { value: gpu, configurable: true });
-          } catch (e) {
-            return `webgpu (Dawn) could not be created (${short(e)})`;
-          }
-        }
       }
-      const nav: any = (globalThis as any).navigator;
-      if (!nav?.gpu) return 'no navigator.gpu';
-      let adapter: any;
+      // tflens's own GPUDevice (f16, subgroups, subgroup matrices; adapter from TFLENS_WEBGPU_ADAPTER)
       try {
-        adapter = await nav.gpu.requestAdapter({ powerPreference: 'high-performance' });
+        const { setupWebGPU } = await import('./webgpu/device.js');
+        const info = await setupWebGPU();
+        details.adapter = [info.adapter.vendor, info.adapter.architecture, info.adapter.device, info.adapter.description].filter(Boolean).join(' ');
+        details.features = Object.entries(info.features).filter(([, on]) => on).map(([f]) => f).join(' ') || 'none';
+        return null;
       } catch (e) {
-        return `requestAdapter failed (${short(e)})`;
+        return short(e);
       }
-      if (!adapter) return 'no WebGPU adapter (no GPU or no Vulkan driver)';
-      try {
-        const info = adapter.info ?? (adapter.requestAdapterInfo ? await adapter.requestAdapterInfo() : undefined);
-        if (info) details.adapter = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
-      } catch {
-        /* adapter info is optional */
-      }
-      try {
-        await importOptional('@tensorflow/tfjs-backend-webgpu');
-      } catch (e) {
-        return `@tensorflow/tfjs-backend-webgpu not installed (${short(e)})`;
-      }
-      return (await tf.setBackend('webgpu')) ? null : 'webgpu backend failed to initialise';
     }
     case 'wasm': {
       try {
