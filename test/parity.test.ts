@@ -46,7 +46,7 @@ function oursFor(name: string, refShape: number[], model: HookedTransformer, cac
     case 'logits': {
       // the real-vocabulary gpt2 fixture stores the first columns of its logits only (fixture size)
       const V = refShape[2];
-      return V < logits.shape[2] ? { t: logits.slice([0, 0, 0], [-1, -1, V]), own: true } : { t: logits, own: false };
+      return V < (logits.shape[2] as number) ? { t: logits.slice([0, 0, 0], [-1, -1, V]), own: true } : { t: logits, own: false };
     }
     case 'logits_pre_softcap':
       return { t: c('unembed.hook_out'), own: false };
@@ -112,10 +112,11 @@ function oursFor(name: string, refShape: number[], model: HookedTransformer, cac
 function moduleOut(x: tf.Tensor, model: HookedTransformer, W: string, b: string): tf.Tensor {
   return tf.tidy(() => {
     const w = model.params[W];
-    const flat = w.rank === 3 ? tf.reshape(w, [w.shape[0] * w.shape[1], w.shape[2] as number]) : w;
-    const [B, T] = x.shape;
-    const y = tf.matMul(tf.reshape(x, [B * T, flat.shape[0]]), flat as tf.Tensor2D);
-    return tf.reshape(model.params[b] ? tf.add(y, model.params[b]) : y, [B, T, flat.shape[1]]);
+    const [dOut] = w.shape.slice(-1);
+    const dIn = w.size / dOut;
+    const [B, T] = x.shape as number[];
+    const y = tf.matMul(tf.reshape(x, [B * T, dIn]), tf.reshape(w, [dIn, dOut]) as tf.Tensor2D);
+    return tf.reshape(model.params[b] ? tf.add(y, model.params[b]) : y, [B, T, dOut]);
   });
 }
 

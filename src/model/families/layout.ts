@@ -21,7 +21,11 @@ export interface FusedQKV {
   merge(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, cfg: ModelConfig): tf.Tensor;
 }
 
-/** Mixture-of-experts tensors: transformers 5 stores the experts fused; older files per expert. */
+/**
+ * Mixture-of-experts tensors: transformers 5 holds the experts fused in memory (gate_up_proj, down_proj)
+ * but reads and writes checkpoints per expert under the older names (Mixtral's block_sparse_moe.experts.{e}.w1/w3/w2,
+ * Qwen2-MoE's mlp.experts.{e}.gate_proj/up_proj/down_proj); both are read, the per-expert form is written.
+ */
 export interface MoELayout {
   /** Router Linear, e.g. 'mlp.gate' ([E, d]). */
   router: string;
@@ -247,11 +251,18 @@ function writeMlp(L: Layout, p: StateDict, c: ModelConfig, b: string, o: string,
   if (c.mlp_bias) sd[`${b}${L.mlpOut}.bias`] = p[o + 'b_out'].clone();
 }
 
+/** Experts are saved per expert under the older names when the family has them: transformers 5 writes its checkpoints so. */
 function writeMoE(M: MoELayout, p: StateDict, c: ModelConfig, b: string, o: string, sd: StateDict): void {
-  sd[`${b}${M.router}.weight`] = linT(p[o + 'mlp.W_router']);
+  sd[`${b}${M.legacyRouter ?? M.router}.weight`] = linT(p[o + 'mlp.W_router']);
   const t = (n: string) => tf.transpose(p[o + n], [0, 2, 1]);
-  sd[`${b}${M.experts}.gate_up_proj`] = tf.concat([t('mlp.experts.W_gate'), t('mlp.experts.W_in')], 1);
-  sd[`${b}${M.experts}.down_proj`] = t('mlp.experts.W_out');
+  if (M.legacy) {
+    ['W_gate', 'W_in', 'W_out'].forEach((n, i) => {
+      tf.unstack(t(`mlp.experts.${n}`)).forEach((w, e) => (sd[`${b}${M.legacy![i].replace('{e}', String(e))}.weight`] = w));
+    });
+  } else {
+    sd[`${b}${M.experts}.gate_up_proj`] = tf.concat([t('mlp.experts.W_gate'), t('mlp.experts.W_in')], 1);
+    sd[`${b}${M.experts}.down_proj`] = t('mlp.experts.W_out');
+  }
   if (M.shared && c.moe!.d_shared > 0) {
     const s = `${b}${M.shared.mlp}.`;
     sd[s + 'gate_proj.weight'] = linT(p[o + 'mlp.shared_expert.W_gate']);
