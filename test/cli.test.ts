@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { main } from '../src/cli/main.js';
 import { readSafetensors } from '../src/io/safetensors.js';
+import { writeNpy } from '../src/io/export.js';
 import { loadModel } from '../src/model/index.js';
 import { sinkScores } from '../src/analyses/sinks.js';
 import { headScoresToCsv, headScoresToJson } from '../src/io/export.js';
@@ -38,17 +39,72 @@ describe('tflens CLI', () => {
     for (const fam of ['llama', 'gpt2-tiny']) {
       const ref = await loadReference(fam);
       const tokensFile = path.join(tmp, `${fam}.json`);
-      writeFileSync(tokensFile, JSON.stringify({ input_ids: ref.input_ids.arraySync(), attention_mask: ref.attention_mask.arraySync() }));
+      writeFileSync(tokensFile, JSON.stringify({ input_ids: await ref.input_ids.array(), attention_mask: await ref.attention_mask.array() }));
       const outFile = path.join(tmp, `${fam}.safetensors`);
       const r = await cli(['run', path.join(REF_DIR, fam), '--tokens', tokensFile, '--save', 'blocks.1.hook_resid_pre,blocks.0.attn.hook_pattern,logits', '--out', outFile]);
       assert.equal(r.code, 0, r.err);
       const got = await readSafetensors(outFile);
       assert.deepEqual(Object.keys(got).sort(), ['blocks.0.attn.hook_pattern', 'blocks.1.hook_resid_pre', 'logits']);
       const mask = ref.attention_mask as tf.Tensor2D;
-      assert.ok(maskedRelErr(got.logits, ref.logits, mask).rel < 1e-4);
-      assert.ok(maskedRelErr(got['blocks.1.hook_resid_pre'], ref['hidden_states.1'], mask).rel < 1e-4);
-      assert.ok(maskedRelErr(got['blocks.0.attn.hook_pattern'], ref['attentions.0'], mask, 2).rel < 1e-4);
+      assert.ok((await maskedRelErr(got.logits, ref.logits, mask)).rel < 1e-4);
+      assert.ok((await maskedRelErr(got['blocks.1.hook_resid_pre'], ref['hidden_states.1'], mask)).rel < 1e-4);
+      assert.ok((await maskedRelErr(got['blocks.0.attn.hook_pattern'], ref['attentions.0'], mask, 2)).rel < 1e-4);
       tf.dispose([...Object.values(got), ...Object.values(ref)]);
+    }
+  });
+
+  it('run: a list of rows and an int32 .npy give what the {input_ids, attention_mask} layout gives', async () => {
+    const dir = path.join(REF_DIR, 'gpt2-tiny');
+    const ids = [[5, 9, 13, 2], [7, 3, 8, 4]];
+    const files = { json: path.join(tmp, 'ids.json'), list: path.join(tmp, 'ids-list.json'), npy: path.join(tmp, 'ids.npy') };
+    writeFileSync(files.json, JSON.stringify({ input_ids: ids, attention_mask: [[1, 1, 1, 1], [1, 1, 1, 1]] }));
+    writeFileSync(files.list, JSON.stringify(ids));
+    await writeNpy(files.npy, new Int32Array(ids.flat()), [2, 4]);
+    const saved: Record<string, number[]> = {};
+    for (const [kind, file] of Object.entries(files)) {
+      const outFile = path.join(tmp, `ids-${kind}.safetensors`);
+      const r = await cli(['run', dir, '--tokens', file, '--save', 'blocks.0.hook_resid_post,logits', '--out', outFile]);
+      assert.equal(r.code, 0, r.err);
+      const got = await readSafetensors(outFile);
+      saved[kind] = [...(await got['blocks.0.hook_resid_post'].data()), ...(await got.logits.data())];
+      tf.dispose(Object.values(got));
+    }
+    assert.deepEqual(saved.list, saved.json);
+    assert.deepEqual(saved.npy, saved.json);
+  });
+
+  it('info: the family, every hook point (each block pattern once), the weight processing that applies, the backend', async () => {
+    for (const [dir, family, refused] of [
+      [path.resolve('fixtures/models/induction-handmade'), 'gpt2', []],
+      [path.join(REF_DIR, 'olmo2'), 'olmo2', ['foldLn', 'centerWritingWeights']],
+      [path.join(REF_DIR, 'gemma2'), 'gemma2', ['centerWritingWeights', 'centerUnembed']],
+    ] as const) {
+      const r = await cli(['info', dir]);
+      assert.equal(r.code, 0, r.err);
+      const m = await loadModel(dir);
+      const lines = r.out.split('\n');
+      assert.match(lines.find((l) => l.startsWith('family'))!, new RegExp(`^family +${family} \\(config model_type "${m.cfg.architecture}", HF class ${m.cfg.hfArchitecture}\\)`));
+      // expand the compact list back into names: blocks.L.x stands for every layer (or the layers it names)
+      const start = lines.findIndex((l) => l.startsWith('hook points'));
+      const end = lines.findIndex((l) => l.startsWith('weight processing'));
+      assert.match(lines[start], new RegExp(`^hook points +${m.hookNames().length} `));
+      const items = lines.slice(start + 1, end).join(' ').replace(/ \(L = /g, '(L=').trim().split(/\s+/);
+      const expanded = new Map<string, boolean>();
+      for (const item of items) {
+        const [, name, star, only] = /^([^*(]+)(\*?)(?:\(L=([\d,]+)\))?$/.exec(item)!;
+        const layers = only ? only.split(',').map(Number) : [...Array(m.cfg.n_layers).keys()];
+        for (const n of name.startsWith('blocks.L.') ? layers.map((l) => name.replace('blocks.L.', `blocks.${l}.`)) : [name]) expanded.set(n, star === '*');
+      }
+      assert.deepEqual([...expanded.keys()].sort(), [...m.hookNames()].sort());
+      const byDefault = m.cacheFilter(undefined);
+      for (const [n, onRequest] of expanded) assert.equal(onRequest, !byDefault(n), n);
+      assert.equal(items.length, new Set(items).size, 'each pattern once');
+      for (const step of ['foldLn', 'centerWritingWeights', 'centerUnembed', 'foldValueBiases']) {
+        const line = lines.find((l) => l.trim().startsWith(`${step} `))!;
+        assert.match(line, (refused as readonly string[]).includes(step) ? /does not apply: \S/ : /applies \(exact\)/, `${family} ${step}`);
+      }
+      assert.match(lines.find((l) => l.startsWith('backend'))!, /^backend +tflens runs on (wasm|cpu|webgpu|node|node-gpu)/);
+      m.dispose();
     }
   });
 
@@ -137,10 +193,14 @@ describe('tflens CLI', () => {
   it('bad input: one-line typed messages and a non-zero exit, nothing written', async () => {
     const bad = path.join(tmp, 'ragged.json');
     writeFileSync(bad, JSON.stringify({ input_ids: [[1, 2, 3], [1, 2]] }));
+    const good = path.join(tmp, 'good.json');
+    writeFileSync(good, JSON.stringify({ input_ids: [[1, 2, 3]] }));
     const outFile = path.join(tmp, 'never.safetensors');
     const cases: [string[], RegExp][] = [
-      [['run', path.join(REF_DIR, 'llama'), '--tokens', bad, '--save', 'logits', '--out', outFile], /ShapeError: .*ragged\.json: input_ids\[1\]: expected 3 entries/],
+      [['run', path.join(REF_DIR, 'llama'), '--tokens', bad, '--save', 'logits', '--out', outFile], /ShapeError: .*ragged\.json: input_ids: row 1: has 2 tokens, expected 3 like row 0/],
       [['run', path.join(REF_DIR, 'llama'), '--tokens', bad, '--save', 'blocks.9.hook_resid_pre', '--out', outFile], /ShapeError|ValueError/],
+      [['run', path.join(REF_DIR, 'llama'), '--tokens', good, '--save', 'blocks.1.attn.hook_patern,logits', '--out', outFile], /^tflens: HookError: --save blocks\.1\.attn\.hook_patern: not a hook point of .*llama; did you mean blocks\.1\.attn\.hook_pattern(, |\?)/],
+      [['run', path.join(REF_DIR, 'llama'), '--tokens', good, '--save', 'resid_pre', '--out', outFile], /HookError: --save resid_pre: .*did you mean blocks\.\d\.hook_resid_pre/],
       [['info', path.join(tmp, 'no-such-model')], /ResolveError: .*no-such-model/],
       [['rank', path.join(REF_DIR, 'llama'), '--method', 'nonsense'], /ValueError: --method: expected one of/],
       [['rank', path.join(REF_DIR, 'llama'), '--method', 'sink'], /give --prompts <file.txt> or --tokens <file.json>/],
@@ -154,7 +214,7 @@ describe('tflens CLI', () => {
     const ids = path.join(tmp, 'big.json');
     writeFileSync(ids, JSON.stringify({ input_ids: [[1, 2, 103]] }));
     const r = await cli(['run', path.join(REF_DIR, 'llama'), '--tokens', ids, '--save', 'logits', '--out', outFile]);
-    assert.match(r.err, /input_ids\[0\]\[2\]: expected a token id in \[0, 103\), found 103/);
+    assert.match(r.err, /input_ids: \[0\]\[2\]: expected a token id in \[0, 102\], found 103/);
     assert.ok(!existsSync(outFile));
   });
 

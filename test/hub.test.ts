@@ -412,6 +412,8 @@ describe('io/hub', () => {
   it('bad ids and unreachable endpoints are ResolveErrors', async () => {
     await assert.rejects(resolveModelPath('bad--id/x', { allowNetwork: false }), ResolveError);
     // port 9 on loopback (discard) is closed here: a connection error, not a hang
-    await assert.rejects(resolveModelPath('tiny-org/x', { cacheDir: path.join(tmp, 'cache7'), endpoint: 'http://127.0.0.1:9' }), (e: unknown) => e instanceof ResolveError && /cannot reach/.test((e as Error).message));
+    // and the message says how to work without network
+    await assert.rejects(resolveModelPath('tiny-org/x', { cacheDir: path.join(tmp, 'cache7'), endpoint: 'http://127.0.0.1:9' }), (e: unknown) =>
+      e instanceof ResolveError && /cannot reach http:\/\/127\.0\.0\.1:9: .*to work offline, pass a local model folder, or put the model in the HF cache \(HF_HUB_CACHE, or HF_HOME\/hub.*set HF_HUB_OFFLINE=1/.test((e as Error).message));
   });
 });

@@ -46,7 +46,7 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
       try {
         await importOptional('@tensorflow/tfjs-node-gpu');
       } catch (e) {
-        return `@tensorflow/tfjs-node-gpu not installed (${short(e)})`;
+        return notLoaded('@tensorflow/tfjs-node-gpu', e);
       }
       return (await tf.setBackend('tensorflow')) ? null : 'tensorflow backend failed to initialise';
     }
@@ -55,7 +55,7 @@ async function tryBackend(name: BackendName, details: Record<string, string | nu
       try {
         await importOptional('@tensorflow/tfjs-node');
       } catch (e) {
-        return `@tensorflow/tfjs-node not installed (${short(e)})`;
+        return notLoaded('@tensorflow/tfjs-node', e);
       }
       return (await tf.setBackend('tensorflow')) ? null : 'tensorflow backend failed to initialise';
     }
@@ -134,6 +134,12 @@ function vulkanLoaderPresent(): boolean {
     '/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/usr/local/lib',
   ];
   return dirs.some((d) => existsSync(`${d}/libvulkan.so.1`));
+}
+
+/** Why an optional package did not load: absent (the usual case, said briefly) or present but failing. */
+function notLoaded(pkg: string, e: unknown): string {
+  const missing = (e as { code?: string })?.code === 'ERR_MODULE_NOT_FOUND' && short(e).includes(pkg);
+  return missing ? `${pkg} not installed` : `${pkg} failed to load (${short(e)})`;
 }
 
 function short(e: unknown): string {

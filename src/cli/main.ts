@@ -3,13 +3,15 @@
  * TFLENS_DEBUG=1 prints the stack.
  */
 import * as tf from '@tensorflow/tfjs';
-import { formatBackendReport, initBackend } from '../backend/index.js';
-import { TflensError, ValueError, expectedFound } from '../errors.js';
+import { initBackend } from '../backend/index.js';
+import { HookError, TflensError, ValueError, expectedFound } from '../errors.js';
 import { headScoresToCsv, headScoresToJson, toCsv } from '../io/export.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors } from '../io/safetensors.js';
-import { describeModel, loadModel } from '../model/load.js';
-import type { HookedTransformer } from '../model/hooked.js';
+import { loadModel } from '../model/load.js';
+import { suggestNames, type HookedTransformer } from '../model/hooked.js';
+import type { HookName } from '../hooks/names.js';
+import { modelInfo } from './info.js';
 import { readPromptsFile, readTokensFile, type TokenBatch } from './inputs.js';
 import { RANK_METHODS, type Args, type RankOutput } from './rank.js';
 
@@ -20,9 +22,13 @@ usage:
   tflens run <model> --tokens <file.json> --save <names> --out <file.safetensors>
   tflens rank <model> --method <method> [--prompts <file.txt> | --tokens <file.json>] [--format csv|json|retrieval-head] [--out <file>]
 
-<model> is a folder (config.json + model.safetensors), a hub id in the HF cache, or a hub id to download.
+<model> is a folder (config.json + model.safetensors), a hub id in the HF cache, or a hub id to download
+  (HF_HUB_CACHE / HF_HOME locate the cache; HF_HUB_OFFLINE=1 never contacts the hub).
+info prints the family, every hook point, the weight processing that applies and the backend.
+--tokens is JSON {"input_ids": [[...], ...], "attention_mask": [[...], ...]} (mask optional, rows of one
+  length, left-padded with mask 0), a list of rows [[...], ...], or an int32/int64 .npy array.
 --save takes comma-separated hook names (e.g. blocks.0.hook_resid_pre,blocks.1.attn.hook_pattern) and/or logits.
-TFLENS_BACKEND forces a backend (webgpu, node, wasm, cpu).
+TFLENS_BACKEND forces a backend (webgpu, node, wasm, cpu). Errors print one line; TFLENS_DEBUG=1 adds the stack.
 
 rank methods:
 `;
@@ -65,12 +71,13 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
     }
     const modelPath = positional[1];
     if (!modelPath) throw new ValueError('<model>', 'missing: give a model folder or hub id');
-    const report = await initBackend();
+    await initBackend();
     const model = await loadModel(modelPath);
     try {
       switch (cmd) {
         case 'info':
-          return info(model, report, out);
+          out(modelInfo(model));
+          return 0;
         case 'run':
           return await run(model, args, out);
         case 'rank':
@@ -89,23 +96,14 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   }
 }
 
-function info(model: HookedTransformer, report: Awaited<ReturnType<typeof initBackend>>, out: (s: string) => void): number {
-  const d = describeModel(model);
-  const lines = Object.entries(d).map(([k, v]) => `${k.padEnd(14)} ${v}`);
-  out(`${lines.join('\n')}\n${formatBackendReport(report)}\n`);
-  return 0;
-}
-
 async function run(model: HookedTransformer, args: Args, out: (s: string) => void): Promise<number> {
   const tokensFile = strArg(args, 'tokens', true)!;
   const outFile = strArg(args, 'out', true)!;
   const names = strArg(args, 'save', true)!.split(',').map((s) => s.trim()).filter(Boolean);
   if (!names.length) throw new ValueError('--save', 'no names given');
   const batch = await readTokensFile(tokensFile, model);
-  const valid = new Set<string>(model.hookNames());
-  for (const n of names) if (n !== 'logits' && !valid.has(n)) throw new ValueError(`--save ${n}`, 'unknown hook point (see `tflens info` and DESIGN.md hook names)');
-  const hookNames = names.filter((n) => n !== 'logits');
-  const { logits, cache } = model.runWithCache(batch.ids, { attentionMask: batch.mask, namesFilter: hookNames });
+  const hookNames = checkSaveNames(model, names);
+  const { logits, cache } = await model.runWithCache(batch.ids, { attentionMask: batch.mask, namesFilter: hookNames });
   try {
     const tensors: Record<string, tf.Tensor> = {};
     for (const n of hookNames) tensors[n] = cache.get(n);
@@ -117,6 +115,18 @@ async function run(model: HookedTransformer, args: Args, out: (s: string) => voi
   }
   out(`wrote ${names.length} tensor(s) to ${outFile}\n`);
   return 0;
+}
+
+/** The hook points of --save (without "logits"); an unknown name is a HookError with the nearest names. */
+function checkSaveNames(model: HookedTransformer, names: string[]): HookName[] {
+  const all = model.hookNames();
+  const valid = new Set<string>(all);
+  for (const n of names) {
+    if (n === 'logits' || valid.has(n)) continue;
+    const near = suggestNames(n, all);
+    throw new HookError(`--save ${n}`, `not a hook point of ${model.name}${near.length ? `; did you mean ${near.join(', ')}?` : ''} (\`tflens info\` lists them)`);
+  }
+  return names.filter((n) => n !== 'logits') as HookName[];
 }
 
 async function rank(model: HookedTransformer, args: Args, out: (s: string) => void): Promise<number> {

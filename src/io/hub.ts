@@ -230,6 +230,10 @@ export async function resolveModelPath(pathOrId: string, opts: ResolveOptions = 
   return snap;
 }
 
+/** What a user without network can do, said where the hub cannot be reached. */
+const OFFLINE_HINT =
+  'to work offline, pass a local model folder, or put the model in the HF cache (HF_HUB_CACHE, or HF_HOME/hub; ~/.cache/huggingface/hub by default) and set HF_HUB_OFFLINE=1';
+
 function normalizeEtag(v: string | null): string | null {
   if (!v) return null;
   const e = v.trim().replace(/^W\//, '').replace(/^"|"$/g, '');
@@ -265,7 +269,7 @@ class HubClient {
     } catch (e) {
       if (dog.fired) throw dog.error(`${this.where}: ${file}`, new URL(url).origin);
       const cause = (e as { cause?: Error }).cause;
-      throw new ResolveError(`${this.where}: ${file}`, `cannot reach ${new URL(url).origin}: ${cause?.message ?? (e as Error).message}`);
+      throw new ResolveError(`${this.where}: ${file}`, `cannot reach ${new URL(url).origin}: ${cause?.message ?? (e as Error).message}; ${OFFLINE_HINT}`);
     }
   }
 

@@ -459,7 +459,8 @@ function mergeIn(w: tf.Tensor): tf.Tensor {
   return tf.reshape(tf.transpose(w, [1, 0, 2]), [dIn, h * dh]);
 }
 
-function suggestNames(name: string, all: string[]): string[] {
+/** Up to three hook names near `name` (same last part, or a few edits away), nearest first. */
+export function suggestNames(name: string, all: readonly string[]): string[] {
   const tail = name.split('.').pop() ?? name;
   const layer = /^blocks\.(\d+)\./.exec(name)?.[1];
   let cands = all.filter((n) => n.endsWith(tail) || (layer !== undefined && n.startsWith(`blocks.${layer}.`) && lev(n, name) <= 4));
