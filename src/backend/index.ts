@@ -109,7 +109,8 @@ function listenerSnapshot(): Listeners {
  */
 function dropNewListeners(before: Listeners): void {
   for (const ev of ['uncaughtException', 'unhandledRejection'] as const) {
-    for (const l of process.listeners(ev)) if (!before[ev].includes(l)) process.removeListener(ev, l as (...a: unknown[]) => void);
+    const emitter: NodeJS.EventEmitter = process; // one removeListener for both events (process's overloads are per event)
+    for (const l of emitter.listeners(ev)) if (!before[ev].includes(l)) emitter.removeListener(ev, l as (...a: unknown[]) => void);
   }
 }
 
