@@ -32,16 +32,17 @@ nb_install_jupyter() {
   nb_have_jupyter || nb_die "Jupyter (notebook + nbconvert) is missing and could not be installed: install jupyter-notebook and jupyter-nbconvert (apt) or 'pip install notebook nbconvert'"
 }
 
-# The Python that runs Jupyter (it has nbclient): the interpreter named in jupyter's #! line, else python3.
+# The Python that runs Jupyter (it has nbclient, nbformat and nbconvert): the interpreter named in
+# jupyter's #! line, else python3.
 nb_find_python() {
   local shebang cand
   shebang="$(head -n 1 "$(command -v jupyter)" 2>/dev/null | sed -n 's/^#! *//p')"
   for cand in "$shebang" python3 /usr/bin/python3; do
     [ -n "$cand" ] || continue
     # shellcheck disable=SC2086  # "/usr/bin/env python3" must split
-    if $cand -c 'import nbclient, nbformat' >/dev/null 2>&1; then NB_PYTHON="$cand"; export NB_PYTHON; return 0; fi
+    if $cand -c 'import nbclient, nbformat, nbconvert' >/dev/null 2>&1; then NB_PYTHON="$cand"; export NB_PYTHON; return 0; fi
   done
-  nb_die "no Python with nbclient and nbformat found (tried: $shebang, python3, /usr/bin/python3)"
+  nb_die "no Python with nbclient, nbformat and nbconvert found (tried: $shebang, python3, /usr/bin/python3)"
 }
 
 nb_build() {
