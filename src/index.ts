@@ -3,7 +3,7 @@
  *
  * A small flat core (the model, hook names, results, the backend, display, errors) and one namespace
  * per topic: tfl.sinks, tfl.dormant, tfl.heads, tfl.retrieval, tfl.calibration, tfl.weights, tfl.stats,
- * tfl.patching, tfl.ioi, tfl.sae, tfl.plot, tfl.io, tfl.data, tfl.zoo, tfl.model, tfl.backend, tfl.util.
+ * tfl.patching, tfl.ioi, tfl.sae, tfl.plot, tfl.io, tfl.data, tfl.zoo, tfl.model, tfl.backend, tfl.util, tfl.sweep.
  */
 export * as tf from '@tensorflow/tfjs';
 export * from './errors.js';
@@ -35,3 +35,4 @@ export * as zoo from './api/zoo.js';
 export * as model from './api/model.js';
 export * as backend from './api/backend.js';
 export * as util from './api/util.js';
+export * as sweep from './api/sweep.js';

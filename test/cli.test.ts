@@ -11,7 +11,7 @@ import { writeNpy } from '../src/io/export.js';
 import { loadModel } from '../src/model/index.js';
 import { sinkScores } from '../src/analyses/sinks.js';
 import { headScoresToCsv, headScoresToJson } from '../src/io/export.js';
-import { taskProblem } from '../src/cli/rank.js';
+import { taskProblem } from '../src/rank/index.js';
 import { saeCircuitScores } from '../src/sae/discrete.js';
 import { headPatchingScores } from '../src/circuits/patching.js';
 import { attributionScores, pathPatchingScores } from '../src/circuits/path.js';
@@ -135,7 +135,7 @@ describe('tflens CLI', () => {
   it('rank --method sae-node|head-patching --task induction equal the library on the same seeded problem', async () => {
     const modelDir = path.join('fixtures', 'models', 'induction-handmade');
     const m = await loadModel(modelDir);
-    const p = taskProblem(m, { task: 'induction', n: '8', seed: '3' });
+    const p = taskProblem(m, { task: 'induction', n: 8, seed: 3 });
     const lib = await saeCircuitScores(m, { tokens: p.clean, attentionMask: p.attentionMask }, { tokens: p.corrupted, attentionMask: p.attentionMask }, { epochs: 40, seed: 3, model: modelDir });
     const r = await cli(['rank', modelDir, '--method', 'sae-node', '--task', 'induction', '--n', '8', '--seed', '3', '--epochs', '40', '--format', 'json']);
     assert.equal(r.code, 0, r.err);
@@ -174,7 +174,7 @@ describe('tflens CLI', () => {
   it('rank --method path|attribution --task ioi equal the library (paper % change by default, --score normalised), --corruption picks the ABC rule', async () => {
     const modelDir = path.join('fixtures', 'models', 'ioi');
     const m = await loadModel(modelDir);
-    const args = { task: 'ioi', n: '6', seed: '2' };
+    const args = { task: 'ioi', n: 6, seed: 2 } as const;
     const p = taskProblem(m, args);
     assert.notDeepEqual(taskProblem(m, { ...args, corruption: 'distinct' }).corrupted, p.corrupted);
     const rows = async (argv: string[]) => {

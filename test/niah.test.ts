@@ -9,7 +9,8 @@ import { razorScoresForModel } from '../src/analyses/razor.js';
 import { niahHeatmap, niahHeatmaps } from '../src/plot/niah.js';
 import { loadModel, randomModel, type HookedTransformer } from '../src/model/index.js';
 import { main } from '../src/cli/main.js';
-import { retrievalGridFromArgs } from '../src/cli/retrieval-args.js';
+import { rankOptionsFromArgs } from '../src/cli/rank-args.js';
+import { retrievalGrid } from '../src/rank/index.js';
 import type { HookSpec } from '../src/hooks/registry.js';
 import { rng } from '../src/util/random.js';
 import { ConfigError, ValueError } from '../src/errors.js';
@@ -328,16 +329,21 @@ describe('CLI: rank --method retrieval | echo | razor-induction', function () {
   });
 
   it('argument errors are typed and name the flag', async () => {
-    assert.throws(() => retrievalGridFromArgs({ depths: '0' }, { needleFormat: format }), /--lengths/);
-    assert.throws(() => retrievalGridFromArgs({ lengths: '24,x' }, { needleFormat: format }), /--lengths/);
-    assert.throws(() => retrievalGridFromArgs({ lengths: '24' }, {}), /--needle-format/);
-    assert.throws(() => retrievalGridFromArgs({ lengths: '24' }, { task: { task: 'induction' } }), /no needle task.json/);
-    assert.throws(() => retrievalGridFromArgs({ lengths: '24', variant: 'max' }, { needleFormat: format }), /--variant/);
-    assert.throws(() => retrievalGridFromArgs({ lengths: '24', span: 'all' }, { needleFormat: format }), /--span/);
-    assert.throws(() => retrievalGridFromArgs({ lengths: '24' }, { haystack: 'ba be' }), /--needle/);
-    const o = retrievalGridFromArgs({ 'min-length': '20', 'max-length': '40', 'n-lengths': '3', 'n-depths': '3' }, { needleFormat: format });
+    const formatFile = path.join(dir, 'format.json');
+    writeFileSync(formatFile, JSON.stringify(format));
+    const hayFile = path.join(dir, 'hay.txt');
+    writeFileSync(hayFile, 'ba be');
+    const optsOf = (args: Record<string, string>) => rankOptionsFromArgs('retrieval', args);
+    const gridOf = async (args: Record<string, string>, model = { name: HANDMADE }) => retrievalGrid(model, await optsOf(args));
+    await assert.rejects(gridOf({ depths: '0', 'needle-format': formatFile }), /lengths/);
+    await assert.rejects(optsOf({ lengths: '24,x' }), /--lengths/);
+    await assert.rejects(gridOf({ lengths: '24' }, { name: dir }), /--needle-format/);
+    await assert.rejects(gridOf({ lengths: '24' }), /no needle task.json/); // the handmade model's task.json is an induction task
+    await assert.rejects(optsOf({ lengths: '24', variant: 'max' }), /--variant/);
+    await assert.rejects(optsOf({ lengths: '24', span: 'all' }), /--span/);
+    await assert.rejects(optsOf({ lengths: '24', haystack: hayFile }), /--needle/);
+    const o = await gridOf({ 'min-length': '20', 'max-length': '40', 'n-lengths': '3', 'n-depths': '3', 'needle-format': formatFile });
     assert.deepEqual([o.lengths, o.depths, o.spanOf, o.stopTokens], [[20, 30, 40], [0, 0.5, 1], 'answer', undefined]);
-    // the handmade model's task.json is an induction task: no default
     assert.notEqual(await main(['rank', HANDMADE, '--method', 'retrieval'], quiet), 0);
   });
 });

@@ -1,19 +1,20 @@
 /**
- * The tflens command line: info, run, rank. Errors print one line (no stack trace) and exit non-zero;
+ * The tflens command line: info, run, rank, sweep (submit, status, collect) and worker. Errors print one line (no stack trace) and exit non-zero;
  * TFLENS_DEBUG=1 prints the stack.
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index.js';
 import { HookError, TflensError, ValueError, expectedFound } from '../errors.js';
-import { headScoresToCsv, headScoresToJson, toCsv } from '../io/export.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors } from '../io/safetensors.js';
 import { loadModel } from '../model/load.js';
 import { suggestNames, type HookedTransformer } from '../model/hooked.js';
 import type { HookName } from '../hooks/names.js';
 import { modelInfo } from './info.js';
-import { readPromptsFile, readTokensFile, type TokenBatch } from './inputs.js';
-import { RANK_METHODS, type Args, type RankOutput } from './rank.js';
+import { readTokensFile } from './inputs.js';
+import { RANK_METHODS, rankFormat, rankMethod, renderRank, type RankMethodName } from '../rank/index.js';
+import { batchFromArgs, rankOptionsFromArgs, type Args } from './rank-args.js';
+import { SWEEP_USAGE, sweepCommand } from './sweep.js';
 
 const USAGE = `tflens: mechanistic interpretability on TensorFlow.js
 
@@ -21,7 +22,7 @@ usage:
   tflens info <model>
   tflens run <model> --tokens <file.json> --save <names> --out <file.safetensors>
   tflens rank <model> --method <method> [--prompts <file.txt> | --tokens <file.json>] [--format csv|json|retrieval-head] [--out <file>]
-
+${SWEEP_USAGE}
 <model> is a folder (config.json + model.safetensors), a hub id in the HF cache, or a hub id to download
   (HF_HUB_CACHE / HF_HOME locate the cache; HF_HUB_OFFLINE=1 never contacts the hub).
 info prints the family, every hook point, the weight processing that applies and the backend.
@@ -69,6 +70,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
       out(usage());
       return cmd || args.help ? 0 : 2;
     }
+    if (cmd === 'sweep' || cmd === 'worker') return await sweepCommand(cmd, positional.slice(1), args, out);
     const modelPath = positional[1];
     if (!modelPath) throw new ValueError('<model>', 'missing: give a model folder or hub id');
     await initBackend();
@@ -83,7 +85,7 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
         case 'rank':
           return await rank(model, args, out);
         default:
-          throw new ValueError('command', expectedFound('info, run or rank', cmd));
+          throw new ValueError('command', expectedFound('info, run, rank, sweep or worker', cmd));
       }
     } finally {
       model.dispose();
@@ -131,37 +133,15 @@ function checkSaveNames(model: HookedTransformer, names: string[]): HookName[] {
 
 async function rank(model: HookedTransformer, args: Args, out: (s: string) => void): Promise<number> {
   const methodName = strArg(args, 'method', true)!;
-  const method = RANK_METHODS[methodName];
-  if (!method) throw new ValueError('--method', expectedFound(`one of ${Object.keys(RANK_METHODS).join(', ')}`, methodName));
-  const format = strArg(args, 'format', false) ?? 'csv';
-  if (!['csv', 'json', 'retrieval-head'].includes(format)) throw new ValueError('--format', expectedFound('csv, json or retrieval-head', format));
-  let batch: TokenBatch | null = null;
-  const prompts = strArg(args, 'prompts', false);
-  const tokens = strArg(args, 'tokens', false);
-  if (prompts && tokens) throw new ValueError('--prompts/--tokens', 'give one of them, not both');
-  if (tokens) batch = await readTokensFile(tokens, model);
-  else if (prompts) batch = await readPromptsFile(prompts, model);
-  else if (method.needsTokens) throw new ValueError('--prompts/--tokens', `method ${methodName} reads activations: give --prompts <file.txt> or --tokens <file.json>`);
-  const result = await method.run(model, batch, args);
-  const text = render(result, format, model.name, methodName);
+  const method = rankMethod(methodName, '--method');
+  const format = rankFormat(strArg(args, 'format', false) ?? 'csv', '--format');
+  const batch = await batchFromArgs(args, model, methodName, method.needsTokens);
+  const result = await method.run(model, batch, await rankOptionsFromArgs(methodName as RankMethodName, args));
+  const text = renderRank(result, format, model.name);
   const outFile = strArg(args, 'out', false);
   if (outFile) {
     await writeFileAtomic(outFile, text);
     out(`wrote ${methodName} ranking to ${outFile}\n`);
   } else out(text);
   return 0;
-}
-
-export function render(r: RankOutput, format: string, modelName: string, methodName: string): string {
-  if (format === 'retrieval-head') {
-    if (!r.authorJson) throw new ValueError('--format retrieval-head', `only for --method retrieval, not ${methodName}`);
-    return JSON.stringify(r.authorJson) + '\n';
-  }
-  if (r.scores) {
-    const hs = { ...r.scores, model: r.scores.model ?? modelName };
-    return format === 'json' ? headScoresToJson(hs) : headScoresToCsv(hs);
-  }
-  const rows = r.rows ?? [];
-  if (format === 'json') return JSON.stringify({ method: r.method, params: r.params, model: modelName, rows }, null, 2) + '\n';
-  return toCsv(rows, ['layer', 'head', 'srcLayer', 'srcHead', 'score']);
 }
