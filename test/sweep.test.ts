@@ -3,12 +3,15 @@
 // with every shard stored exactly once.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { main } from '../src/cli/main.js';
+import { planSweep, sweepId, type SweepSpec } from '../src/sweep/index.js';
+import { sweepModel } from '../src/sweep/spec.js';
+import { portableIdentity } from '../src/sweep/identity.js';
 import { startRedis, testRedis, type TestRedis } from './helpers/redis.js';
 
 const TFLENS = ['--import', 'tsx', path.join('test', 'helpers', 'tflens-process.ts')];
@@ -68,6 +71,33 @@ describe('sweeps on a Redis job queue (BullMQ): workers, SIGKILL, Redis restart'
   this.timeout(240_000);
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'tflens-sweep-'));
   const fast = ['--lock-duration', '3000', '--stalled-interval', '1000'];
+
+  it('the sweep id is a hash of model identity, method, options, batch and shard plan; workers refuse a model that differs', async () => {
+    const copy = path.join(tmp, 'ioi');
+    cpSync(MODEL, copy, { recursive: true });
+    const spec: SweepSpec<'head-patching'> = { model: copy, method: 'head-patching', options: { task: 'ioi', n: 4 } };
+    const a = await planSweep(spec);
+    assert.equal(a.shards.length, 3);
+    assert.equal(sweepId(await planSweep(spec)), sweepId(a), 'stable');
+    assert.equal(sweepId(await planSweep({ ...spec, options: { n: 4, task: 'ioi' } })), sweepId(a), 'key order does not matter');
+    const others = [
+      await planSweep({ ...spec, options: { task: 'ioi', n: 5 } }),
+      await planSweep({ ...spec, shardSize: 2, options: { task: 'ioi', n: 4, positions: 'each' } }),
+      await planSweep({ ...spec, method: 'path' } as SweepSpec),
+    ];
+    for (const o of others) assert.notEqual(sweepId(o), sweepId(a));
+    // rewriting the weights (same bytes, new modification time) makes another sweep; a worker's copy with other times is the same model
+    const w = path.join(copy, 'model.safetensors');
+    utimesSync(w, new Date(), new Date(Date.now() + 5000));
+    const touched = await planSweep(spec);
+    assert.notEqual(sweepId(touched), sweepId(a));
+    assert.deepEqual(portableIdentity(touched.model), portableIdentity(a.model));
+    (await sweepModel(a, false)).dispose();
+    // a worker whose config differs refuses the shards
+    const cfg = JSON.parse(readFileSync(path.join(copy, 'config.json'), 'utf8'));
+    writeFileSync(path.join(copy, 'config.json'), JSON.stringify({ ...cfg, layer_norm_epsilon: 1e-6 }));
+    await assert.rejects(sweepModel(a, true), /differs from the submitted model in config\.json/);
+  });
 
   it('3 workers, one killed with SIGKILL mid-shard: the shard reruns elsewhere, each shard is stored once, and collect equals tflens rank byte for byte', async () => {
     const redis = await testRedis();

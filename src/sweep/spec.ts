@@ -47,10 +47,17 @@ export interface StoredSweep {
 
 export const TFLENS_VERSION: string = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
 
+/** A JSON value with every object's keys sorted (so the id does not depend on the order options were written in). */
+function sortedKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortedKeys);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, sortedKeys((v as Record<string, unknown>)[k])]));
+  return v;
+}
+
 /** The stable id: a SHA-256 over everything that determines the shards' numbers (model identity, method, options, batch, shard plan). */
 export function sweepId(s: StoredSweep): string {
   const { submitted: _, ...what } = s;
-  return createHash('sha256').update(encodeSweepValue(what)).digest('hex').slice(0, 24);
+  return createHash('sha256').update(encodeSweepValue(sortedKeys(what))).digest('hex').slice(0, 24);
 }
 
 export function parseStoredSweep(text: string, id: string): StoredSweep {
