@@ -2,7 +2,8 @@
  * Figures must really draw in a browser, offline. Opens, in headless Chromium (/usr/bin/chromium or
  * $CHROMIUM), a page made by saveHtml and every HTML report in reports/ (written by `npm run
  * notebooks`), and checks that each tflens figure became a plotly SVG holding data marks with real
- * geometry. No network: every request other than file:// and data: is refused and fails the test.
+ * geometry, and that no code or output line runs off a report's page. No network: every request other
+ * than file:// and data: is refused and fails the test.
  * Skipped, with a message, when Chromium is not installed.
  */
 import { strict as assert } from 'node:assert';
@@ -22,28 +23,28 @@ import {
   plotlyScriptTag,
 } from '../src/plot/index.js';
 import { makeHeadScores } from '../src/results.js';
+import { CHROMIUM, CHROMIUM_ARGS, FIGURE_CHECKS_JS, assertDrawn, figuresSettledJs, type FigureCheck } from './helpers/figures.js';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const REPORTS = path.resolve(process.env.REPORTS ?? 'reports');
-
-interface FigureCheck {
-  id: string;
-  svgs: number;
-  heatmapImages: number;
-  heatmapImageArea: number;
-  points: number;
-  lines: number;
-  bars: number;
-  annotations: number;
-  width: number;
-  height: number;
-  text: string;
-}
 
 type Browser = import('playwright-core').Browser;
 type Page = import('playwright-core').Page;
 
-async function openAndCheck(browser: Browser, file: string, screenshot?: string, minFigures = 0): Promise<{ figs: FigureCheck[]; errors: string[]; external: string[] }> {
+interface PageCheck {
+  figs: FigureCheck[];
+  errors: string[];
+  external: string[];
+  /** Text blocks (code, output) wider than their box, and whether the page scrolls sideways. */
+  overflowing: string[];
+  pageWidth: number;
+}
+
+/** Page source: the start of every <pre> wider than its box (a long line that neither wraps nor fits). */
+const OVERFLOWING_PRE_JS = `Array.from(document.querySelectorAll('pre'))
+  .filter((p) => p.scrollWidth > p.clientWidth + 1)
+  .map((p) => (p.textContent || '').slice(0, 80))`;
+
+async function openAndCheck(browser: Browser, file: string, screenshot?: string, minFigures = 0): Promise<PageCheck> {
   const page: Page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors: string[] = [];
   const external: string[] = [];
@@ -57,57 +58,18 @@ async function openAndCheck(browser: Browser, file: string, screenshot?: string,
   try {
     await page.goto(pathToFileURL(file).href, { waitUntil: 'load', timeout: 60000 });
     // every tflens figure div holds a plotly SVG (or gave up with a message)
-    // Functions run in the page are given as source text: tsx's transpiled closures reference helpers
-    // (__name) that do not exist there.
-    await page.waitForFunction(
-      `(() => {
-        const divs = Array.from(document.querySelectorAll('div.tflens-plot'));
-        return divs.length >= ${minFigures} && divs.every((d) => d.querySelector('svg.main-svg') || (d.textContent || '').includes('not loaded'));
-      })()`,
-      undefined,
-      { timeout: 60000 },
-    );
-    const figs = (await page.evaluate(`(() => {
-      const area = (el) => {
-        const r = el.getBoundingClientRect();
-        return r.width * r.height;
-      };
-      return Array.from(document.querySelectorAll('div.tflens-plot')).map((d) => {
-        const imgs = Array.from(d.querySelectorAll('g.hm image'));
-        const lines = Array.from(d.querySelectorAll('g.trace.scatter path.js-line')).filter((p) => (p.getAttribute('d') || '').length > 3);
-        const bars = Array.from(d.querySelectorAll('g.trace.bars path')).filter((p) => area(p) > 0);
-        const r = d.getBoundingClientRect();
-        return {
-          id: d.id,
-          svgs: d.querySelectorAll('svg.main-svg').length,
-          heatmapImages: imgs.filter((i) => (i.getAttribute('href') || i.getAttribute('xlink:href') || '').startsWith('data:image')).length,
-          heatmapImageArea: imgs.reduce((s, i) => s + area(i), 0),
-          points: d.querySelectorAll('g.trace.scatter path.point').length,
-          lines: lines.length,
-          bars: bars.length,
-          annotations: d.querySelectorAll('g.annotation').length,
-          width: r.width,
-          height: r.height,
-          text: (d.textContent || '').slice(0, 200),
-        };
-      });
-    })()`)) as FigureCheck[];
+    await page.waitForFunction(figuresSettledJs(minFigures), undefined, { timeout: 60000 });
+    const figs = (await page.evaluate(FIGURE_CHECKS_JS)) as FigureCheck[];
+    const overflowing = (await page.evaluate(OVERFLOWING_PRE_JS)) as string[];
+    const pageWidth = (await page.evaluate('document.documentElement.scrollWidth')) as number;
     if (screenshot) {
       const first = page.locator('div.tflens-plot').first();
       await first.screenshot({ path: screenshot });
     }
-    return { figs, errors, external };
+    return { figs, errors, external, overflowing, pageWidth };
   } finally {
     await page.close();
   }
-}
-
-function assertDrawn(f: FigureCheck, where: string): void {
-  assert.ok(f.svgs >= 1, `${where}: figure ${f.id} has no svg.main-svg (text: ${f.text})`);
-  assert.ok(f.width > 100 && f.height > 100, `${where}: figure ${f.id} is ${f.width}x${f.height}`);
-  const marks = f.heatmapImages + f.points + f.lines + f.bars;
-  assert.ok(marks > 0, `${where}: figure ${f.id} holds no data marks`);
-  if (f.heatmapImages > 0) assert.ok(f.heatmapImageArea > 1000, `${where}: heatmap of ${f.id} has no area`);
 }
 
 describe('browser: figures render in headless Chromium', function () {
@@ -123,7 +85,7 @@ describe('browser: figures render in headless Chromium', function () {
     ({ chromium } = await import('playwright-core'));
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: CHROMIUM_ARGS,
     });
   });
 
@@ -205,8 +167,11 @@ describe('browser: figures render in headless Chromium', function () {
     }
     let total = 0;
     for (const name of reports) {
-      const { figs, errors, external } = await openAndCheck(browser!, path.join(REPORTS, name));
+      const { figs, errors, external, overflowing, pageWidth } = await openAndCheck(browser!, path.join(REPORTS, name));
       assert.deepEqual(errors, [], `${name}: page errors`);
+      // long code and output lines wrap (the report style of scripts/nb-execute.py): nothing runs off the page
+      assert.deepEqual(overflowing, [], `${name}: text wider than its box`);
+      assert.ok(pageWidth <= 1280, `${name}: the page is ${pageWidth} px wide in a 1280 px window`);
       figs.forEach((f) => assertDrawn(f, name));
       total += figs.length;
       // Requests off file:// are refused, as offline. Only nbconvert's own template assets (require.js,
