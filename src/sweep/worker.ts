@@ -87,7 +87,9 @@ class Contexts {
     const key = encodeSweepValue(sweep.model);
     if (this.model?.key !== key) {
       const old = this.model;
-      this.model = { key, model: sweepModel(sweep, true) };
+      // a model missing or different here may be right on another worker: a plain Error, so the job is retried
+      const load = sweepModel(sweep, true).catch((e: unknown) => Promise.reject(new Error(`this worker cannot load the sweep's model: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`)));
+      this.model = { key, model: load };
       this.model.model.catch(() => (this.model = null));
       if (old) (await old.model.catch(() => null))?.dispose();
     }
