@@ -39,6 +39,7 @@ import {
   unpackHalf,
   unpackHalfHost,
 } from '../src/backend/webgpu/index.js';
+import { subgroupProgram } from '../src/backend/webgpu/matmul.js';
 
 function randn(n: number, seed: number, scale = 1): Float32Array {
   const r = mulberry32(seed);
@@ -184,6 +185,35 @@ describe('webgpu kernels: host-side helpers (no GPU needed)', () => {
     assert.throws(() => adapterFlagFor(2, list), /index in \[0, 2\)/);
     const twins = [list[0], list[0]];
     assert.throws(() => adapterFlagFor(1, twins), /same name as adapter 0/);
+  });
+
+  it('the tensor-core matmul WGSL compiles without errors or warnings (Dawn null backend)', async function () {
+    // No GPU here has subgroup matrices; Dawn's null backend exposes the feature, so at least the
+    // shader text (types, builtins, the f16 and subgroup-matrix extensions) is checked by Tint.
+    let dawn: { create: (f: string[]) => any; globals: object };
+    try {
+      dawn = (await import('webgpu' as string)) as typeof dawn;
+    } catch {
+      console.log('      skipped: the npm package webgpu is not installed');
+      return this.skip();
+    }
+    const adapter = await dawn.create(['backend=null', 'enable-dawn-features=allow_unsafe_apis']).requestAdapter();
+    const features = ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'];
+    if (!adapter || !features.every((f) => adapter.features.has(f))) {
+      console.log('      skipped: Dawn null backend without subgroup matrices');
+      return this.skip();
+    }
+    const device = await adapter.requestDevice({ requiredFeatures: features });
+    const cfg = { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 };
+    for (const format of ['f16', 'bf16', 'f32'] as const) {
+      for (const combine of ['none', 'add', 'mul'] as const) {
+        const attrs = { N: 100, K: 96, M: 136, format, act: 'gelu' as const, hasBias: true, combine, path: 'subgroup-matrix' as const, tile: '64x64' as const, outShape: [100, 136] };
+        const module = device.createShaderModule({ code: subgroupProgram(attrs, cfg, 32).wgsl() });
+        const msgs = (await module.getCompilationInfo()).messages.map((m: { type: string; message: string }) => `${m.type}: ${m.message}`);
+        assert.deepEqual(msgs, [], `${format} ${combine}`);
+      }
+    }
+    device.destroy();
   });
 });
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs what the kernel benchmark needs on the accelerator machine into bench/out/kdev (ignored):
 # node (xz), the node_modules packages the benchmark and test/webgpu-kernels.test.ts import (their
-# dependency closure only, linux-x64 native parts), the Vulkan loader package, and enter.sh.
+# dependency closure only, linux-x64 native parts), the Vulkan / GL loader packages (NVIDIA's Vulkan
+# driver needs libglvnd's libraries), and enter.sh.
 # Same approach as ../shared/tools/device-bundle.sh, kept separate so that it does not touch the
 # .device/ bundle other runs use. Then: carry ["bench/out/kdev", "bench/out/dist"].
 set -euo pipefail
@@ -10,20 +11,37 @@ out=bench/out/kdev
 rm -rf "$out" && mkdir -p "$out/gl" /tmp/amd64-lists/partial
 o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64-lists'
 apt-get $o update >/dev/null 2>&1 || true
-(cd "$out/gl" && apt-get $o download libvulkan1 >/dev/null 2>&1) || echo "warning: libvulkan1 not downloaded"
+(cd "$out/gl" && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null 2>&1) || echo "warning: GL/Vulkan loader packages not downloaded"
 xz -T0 -c "$(readlink -f "$(command -v node)")" > "$out/node.xz"
 stage=$(mktemp -d); mkdir -p "$stage/node_modules"
-# the dependency closure of the packages the run imports
+# the dependency closure of the packages the run imports: every package directory reached (nested
+# node_modules included) resolves its dependencies the way Node does, walking up to the root
 node -e '
 const fs = require("fs"), path = require("path");
-const seen = new Set(), todo = ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-webgpu", "webgpu", "mocha", "tsx"];
+const root = path.resolve("node_modules"), top = new Set(), seen = new Set();
+const todo = ["@tensorflow/tfjs", "@tensorflow/tfjs-backend-webgpu", "webgpu", "mocha", "tsx"].map((n) => path.join(root, n));
+const resolveFrom = (dir, name) => {
+  for (let d = dir; d.startsWith(root); d = path.dirname(d)) {
+    const c = path.join(d, "node_modules", name);
+    if (fs.existsSync(path.join(c, "package.json"))) return c;
+    if (d === root) break;
+  }
+  const c = path.join(root, name);
+  return fs.existsSync(path.join(c, "package.json")) ? c : null;
+};
 while (todo.length) {
-  const n = todo.pop(); if (seen.has(n)) continue;
-  const pj = path.join("node_modules", n, "package.json"); if (!fs.existsSync(pj)) continue;
-  seen.add(n); const p = JSON.parse(fs.readFileSync(pj, "utf8"));
-  for (const d of Object.keys({ ...(p.dependencies || {}), ...(p.optionalDependencies || {}) })) todo.push(d);
+  const dir = todo.pop();
+  if (seen.has(dir)) continue;
+  seen.add(dir);
+  const rel = path.relative(root, dir).split(path.sep);
+  top.add(rel[0].startsWith("@") ? rel.slice(0, 2).join("/") : rel[0]);
+  const p = JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8"));
+  for (const d of Object.keys({ ...(p.dependencies || {}), ...(p.optionalDependencies || {}), ...(p.peerDependencies || {}) })) {
+    const r = resolveFrom(dir, d);
+    if (r) todo.push(r);
+  }
 }
-console.log([...seen].join("\n"));' > "$stage/list"
+console.log([...top].join("\n"));' > "$stage/list"
 while read -r p; do mkdir -p "$stage/node_modules/$(dirname "$p")"; cp -a "node_modules/$p" "$stage/node_modules/$p"; done < "$stage/list"
 [ -d node_modules/.bin ] && cp -a node_modules/.bin "$stage/node_modules/.bin"
 find "$stage/node_modules" -type d \( -name 'win32-*' -o -name 'darwin-*' -o -name 'linux-arm*' -o -name 'android-*' \) -prune -exec rm -rf {} + 2>/dev/null || true

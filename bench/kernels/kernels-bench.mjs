@@ -19,7 +19,7 @@ const args = process.argv.slice(2);
 const flag = (n) => args.includes(`--${n}`);
 const opt = (n, d) => (args.includes(`--${n}`) ? args[args.indexOf(`--${n}`) + 1] : d);
 const quick = flag('quick');
-const parts = new Set(opt('parts', 'matmul,gated,attention,norm,rotary').split(','));
+const parts = new Set(opt('parts', 'matmul,attention,gated,norm,rotary').split(','));
 const dist = resolve(process.env.TFLENS_DIST ?? 'bench/out/dist');
 const K = await import(pathToFileURL(`${dist}/backend/webgpu/index.js`).href);
 
@@ -41,7 +41,7 @@ async function drain() {
 }
 
 /** Median-free mean time (ms) of `fn` over repetitions filling about `budgetMs`. */
-async function time(fn, budgetMs = quick ? 50 : 400) {
+async function time(fn, budgetMs = quick ? 50 : 250) {
   tf.dispose(fn()); // compile + first run
   await drain();
   let reps = 1;
@@ -148,33 +148,6 @@ if (parts.has('matmul')) {
   }
 }
 
-// ------------------------------------------------------------------ gated MLP
-if (parts.has('gated')) {
-  const [name, N, Kd, M] = quick ? ['tiny', 64, 64, 128] : ['Llama-7B SwiGLU in, T=1024 (1024x4096x11008)', 1024, 4096, 11008];
-  const x = randn([N, Kd]);
-  const wg = randn([Kd, M], 0.02, 3);
-  const wu = randn([Kd, M], 0.02, 4);
-  const flops = 4 * N * Kd * M;
-  const ref = () => tf.tidy(() => tf.mul(tf.mul(tf.matMul(x, wg), tf.sigmoid(tf.matMul(x, wg))), tf.matMul(x, wu)));
-  const row = (impl, ms, err) => record({ part: 'gated', case: name, impl, ms, tflops: flops / ms / 1e9, err });
-  await attempt('gated tfjs', async () => row('tfjs matMul x2 + silu + mul', await time(ref)));
-  await attempt('gated f32', async () => {
-    const y = K.gatedMatmul(x, wg, wu, { activation: 'silu', path: 'tiled' });
-    const r = ref();
-    const err = await maxRelDiff(y, r);
-    tf.dispose([y, r]);
-    row('tflens gated tiled f32', await time(() => K.gatedMatmul(x, wg, wu, { activation: 'silu', path: 'tiled' })), err);
-  });
-  for (const fmt of ['bf16']) {
-    const pg = K.packedHalfFromFloat32(await wg.data(), fmt, [Kd, M]);
-    const pu = K.packedHalfFromFloat32(await wu.data(), fmt, [Kd, M]);
-    await attempt(`gated tiled ${fmt}`, async () => row(`tflens gated tiled ${fmt} W`, await time(() => K.gatedMatmul(x, pg, pu, { activation: 'silu', path: 'tiled' }))));
-    if (sgm) await attempt(`gated sgm ${fmt}`, async () => row(`tflens gated subgroup-matrix ${fmt} W`, await time(() => K.gatedMatmul(x, pg, pu, { activation: 'silu', path: 'subgroup-matrix' }))));
-    tf.dispose([pg.words, pu.words]);
-  }
-  tf.dispose([x, wg, wu]);
-}
-
 // ------------------------------------------------------------------ attention
 /** The unfused composition (what src/model/ops.ts does on tfjs): scores, mask, softmax, value mix. */
 function tfjsAttention(q, k, v, past) {
@@ -233,6 +206,33 @@ if (parts.has('attention')) {
     }
     tf.dispose([q, k, v, zr, pr]);
   }
+}
+
+// ------------------------------------------------------------------ gated MLP
+if (parts.has('gated')) {
+  const [name, N, Kd, M] = quick ? ['tiny', 64, 64, 128] : ['Llama-7B SwiGLU in, T=1024 (1024x4096x11008)', 1024, 4096, 11008];
+  const x = randn([N, Kd]);
+  const wg = randn([Kd, M], 0.02, 3);
+  const wu = randn([Kd, M], 0.02, 4);
+  const flops = 4 * N * Kd * M;
+  const ref = () => tf.tidy(() => tf.mul(tf.mul(tf.matMul(x, wg), tf.sigmoid(tf.matMul(x, wg))), tf.matMul(x, wu)));
+  const row = (impl, ms, err) => record({ part: 'gated', case: name, impl, ms, tflops: flops / ms / 1e9, err });
+  await attempt('gated tfjs', async () => row('tfjs matMul x2 + silu + mul', await time(ref)));
+  await attempt('gated f32', async () => {
+    const y = K.gatedMatmul(x, wg, wu, { activation: 'silu', path: 'tiled' });
+    const r = ref();
+    const err = await maxRelDiff(y, r);
+    tf.dispose([y, r]);
+    row('tflens gated tiled f32', await time(() => K.gatedMatmul(x, wg, wu, { activation: 'silu', path: 'tiled' })), err);
+  });
+  for (const fmt of ['bf16']) {
+    const pg = K.packedHalfFromFloat32(await wg.data(), fmt, [Kd, M]);
+    const pu = K.packedHalfFromFloat32(await wu.data(), fmt, [Kd, M]);
+    await attempt(`gated tiled ${fmt}`, async () => row(`tflens gated tiled ${fmt} W`, await time(() => K.gatedMatmul(x, pg, pu, { activation: 'silu', path: 'tiled' }))));
+    if (sgm) await attempt(`gated sgm ${fmt}`, async () => row(`tflens gated subgroup-matrix ${fmt} W`, await time(() => K.gatedMatmul(x, pg, pu, { activation: 'silu', path: 'subgroup-matrix' }))));
+    tf.dispose([pg.words, pu.words]);
+  }
+  tf.dispose([x, wg, wu]);
 }
 
 // ------------------------------------------------------------------ norms

@@ -155,34 +155,54 @@ export async function setupWebGPU(opts: WebGPUSetupOptions = {}): Promise<WebGPU
   const live = webgpuInfo();
   if (live) return live;
   const powerPreference = opts.powerPreference ?? 'high-performance';
-  let gpu: any;
-  let adapterFlag: string | null = null;
-  let toggles: string[] = [];
-  if (isNode) {
-    const dawn = await loadDawn();
-    Object.assign(globalThis, dawn.globals ?? {});
-    const choice = opts.adapter ?? envAdapter();
-    adapterFlag = choice === undefined ? null : adapterFlagFor(choice, await listWebGPUAdapters(powerPreference));
-    const fast = opts.disableRobustness ?? process.env.TFLENS_WEBGPU_FAST === '1';
-    toggles = [...BASE_TOGGLES, ...(fast ? ['disable_robustness'] : []), ...(opts.toggles ?? [])];
-    gpu = dawn.create([`enable-dawn-features=${toggles.join(',')}`, ...(adapterFlag ? [`adapter=${adapterFlag}`] : [])]);
-    installNavigatorGpu(gpu);
-  } else {
-    gpu = (globalThis as any).navigator?.gpu;
-    if (!gpu) throw new BackendError('webgpu', 'this browser has no navigator.gpu');
-  }
-  let adapter: any;
-  try {
-    adapter = await gpu.requestAdapter({ powerPreference });
-  } catch (e) {
-    throw new BackendError('webgpu adapter', String((e as Error).message ?? e).split('\n')[0]);
-  }
-  if (!adapter) throw new BackendError('webgpu adapter', 'Dawn found no WebGPU adapter (no GPU or no Vulkan driver)');
-  const device = await requestDevice(adapter);
-  const info = describe(adapter, device, adapterFlag, toggles);
-  await useDevice(device, adapter.info);
+  const found = isNode ? await dawnAdapter(opts, powerPreference) : await browserAdapter(powerPreference);
+  const device = await requestDevice(found.adapter);
+  const info = describe(found.adapter, device, found.adapterFlag, found.toggles);
+  await useDevice(device, found.adapter.info);
   current = { info, device };
   return info;
+}
+
+interface FoundAdapter {
+  adapter: any;
+  adapterFlag: string | null;
+  toggles: string[];
+}
+
+/**
+ * Dawn's adapter with tflens's toggles; if Dawn finds none that way, once more without the extra
+ * toggles (the features that need them are then reported as missing, not silently assumed).
+ */
+async function dawnAdapter(opts: WebGPUSetupOptions, powerPreference: string): Promise<FoundAdapter> {
+  const dawn = await loadDawn();
+  Object.assign(globalThis, dawn.globals ?? {});
+  const choice = opts.adapter ?? envAdapter();
+  const adapterFlag = choice === undefined ? null : adapterFlagFor(choice, await listWebGPUAdapters(powerPreference as 'high-performance'));
+  const fast = opts.disableRobustness ?? process.env.TFLENS_WEBGPU_FAST === '1';
+  const wanted = [...BASE_TOGGLES, ...(fast ? ['disable_robustness'] : []), ...(opts.toggles ?? [])];
+  const errors: string[] = [];
+  for (const toggles of [wanted, []]) {
+    const gpu = dawn.create([...(toggles.length ? [`enable-dawn-features=${toggles.join(',')}`] : []), ...(adapterFlag ? [`adapter=${adapterFlag}`] : [])]);
+    try {
+      const adapter = await gpu.requestAdapter({ powerPreference });
+      if (adapter) {
+        installNavigatorGpu(gpu);
+        return { adapter, adapterFlag, toggles };
+      }
+      errors.push(`toggles [${toggles.join(', ')}]: no adapter`);
+    } catch (e) {
+      errors.push(`toggles [${toggles.join(', ')}]: ${String((e as Error).message ?? e).split('\n')[0]}`);
+    }
+  }
+  throw new BackendError('webgpu adapter', `Dawn found no WebGPU adapter (no GPU or no Vulkan driver): ${errors.join('; ')}`);
+}
+
+async function browserAdapter(powerPreference: string): Promise<FoundAdapter> {
+  const gpu = (globalThis as any).navigator?.gpu;
+  if (!gpu) throw new BackendError('webgpu', 'this browser has no navigator.gpu');
+  const adapter = await gpu.requestAdapter({ powerPreference });
+  if (!adapter) throw new BackendError('webgpu adapter', 'the browser found no WebGPU adapter');
+  return { adapter, adapterFlag: null, toggles: [] };
 }
 
 function installNavigatorGpu(gpu: unknown): void {
