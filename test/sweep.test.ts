@@ -159,6 +159,7 @@ describe('sweeps on a Redis job queue (BullMQ): workers, SIGKILL, Redis restart'
     } finally {
       for (const w of workers) w.proc.kill('SIGKILL');
       await queue.obliterate({ force: true }).catch(() => {});
+      await clearSweeps(redis.url).catch(() => {});
       await queue.close();
       queueConn.disconnect();
       r.disconnect();

@@ -3,7 +3,7 @@
  *
  *   tflens sweep submit <model> --method <m> [method flags] [--prompts f | --tokens f] [--shard-size k] --queue redis://host:port/db
  *       plans the shards, stores the sweep, queues its jobs; the sweep id is the last line printed
- *   tflens worker --queue ... [--concurrency 1] [--idle-exit <s>] [--lock-duration <ms>] [--stalled-interval <ms>] [--max-stalled <n>]
+ *   tflens worker --queue ... [--concurrency 1] [--idle-exit <s>] [--lock-duration <ms>] [--stalled-interval <ms>] [--max-stalled <n>] [--progress]
  *       runs shards until interrupted (SIGINT/SIGTERM finish the running shard first) or idle for --idle-exit seconds
  *   tflens sweep status <id> --queue ... [--format json]
  *   tflens sweep collect <id> --queue ... [--wait] [--timeout <s>] [--format csv|json|retrieval-head] [--out <file>]

@@ -115,7 +115,7 @@ export function collectSweep(id: string, opts: CollectOptions): Promise<RankOutp
     if (opts.wait) await waitFor(store, queue, id, opts);
     const results = await store.results(id);
     const missing = s.shards.map((_, i) => i).filter((i) => !results.has(i));
-    if (missing.length) throw new ValueError(`sweep ${id}`, `${s.shards.length - missing.length}/${s.shards.length} shards done (missing ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}); collect with wait to wait for them`);
+    if (missing.length) throw new ValueError(`sweep ${id}`, `${s.shards.length - missing.length}/${s.shards.length} shards done (missing ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', ...' : ''}); wait for them with --wait (wait: true)`);
     const model = await sweepModel(s, false);
     const parts = s.shards.map((_, i) => decodeSweepValue(results.get(i)!) as never);
     return methodOf(s).combine(model, s.batch, s.options, s.shards, parts);
