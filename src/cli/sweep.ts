@@ -3,13 +3,15 @@
  *
  *   tflens sweep submit <model> --method <m> [method flags] [--prompts f | --tokens f] [--shard-size k] --queue redis://host:port/db
  *       plans the shards, stores the sweep, queues its jobs; the sweep id is the last line printed
- *   tflens worker --queue ... [--concurrency 1] [--idle-exit <s>] [--lock-duration <ms>] [--stalled-interval <ms>] [--max-stalled <n>] [--progress]
- *       runs shards until interrupted (SIGINT/SIGTERM finish the running shard first) or idle for --idle-exit seconds
+ *   tflens worker --queue ... [--concurrency 1] [--idle-exit <s>] [--lock-duration <ms>] [--stalled-interval <ms>] [--max-stalled <n>]
+ *       runs shards until interrupted (SIGINT/SIGTERM finish the running shard first) or idle for --idle-exit seconds;
+ *       one line per shard on stderr
  *   tflens sweep status <id> --queue ... [--format json]
  *   tflens sweep collect <id> --queue ... [--wait] [--timeout <s>] [--format csv|json|retrieval-head] [--out <file>]
  *       writes what `tflens rank` writes for the same inputs
  */
 import { ValueError, expectedFound } from '../errors.js';
+import { isQuiet } from '../progress.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { loadModel } from '../model/load.js';
 import { rankFormat, rankMethod, renderRank, type RankMethodName } from '../rank/index.js';
@@ -78,7 +80,8 @@ async function worker(args: Args, out: (s: string) => void): Promise<number> {
       lockDuration: positiveInt(args, 'lock-duration') ?? WORKER_DEFAULTS.lockDuration,
       stalledInterval: positiveInt(args, 'stalled-interval') ?? WORKER_DEFAULTS.stalledInterval,
       maxStalledCount: positiveInt(args, 'max-stalled') ?? WORKER_DEFAULTS.maxStalledCount,
-      progress: args.progress === true,
+      // one log line per shard on stderr (TFLENS_QUIET=1 silences them)
+      onShard: isQuiet() ? undefined : (e) => process.stderr.write(`shard ${e.sweep}#${e.shard} ${e.outcome} in ${e.ms} ms${e.error ? `: ${e.error.split('\n')[0]}` : ''}\n`),
     });
     out(`worker ${stats.worker} on ${stats.backend}: ${stats.computed} shards computed, ${stats.stored} stored, ${stats.present} already present, ${stats.failed} failed\n`);
   } finally {

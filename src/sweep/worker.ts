@@ -17,7 +17,6 @@ import { TflensError } from '../errors.js';
 import { backendReport, initBackend } from '../backend/index.js';
 import { encodeSweepValue } from '../io/checkpoint.js';
 import type { HookedTransformer } from '../model/hooked.js';
-import { progress as makeProgress, type Progress } from '../progress.js';
 import { queueRef, redisConnection, SweepStore, type QueueRef } from './store.js';
 import { methodOf, parseStoredSweep, sweepModel, TFLENS_VERSION, type StoredSweep } from './spec.js';
 
@@ -39,10 +38,8 @@ export interface WorkerOptions {
   stalledInterval?: number;
   /** Times a job may be recovered from a stall before it fails (default 2). */
   maxStalledCount?: number;
-  /** Called after each shard job. */
+  /** Called after each shard job (e.g. to show what a worker in a notebook does). */
   onShard?: (e: ShardEvent) => void;
-  /** Show a progress display of this worker's shards (default false). */
-  progress?: boolean;
 }
 
 export interface ShardEvent {
@@ -118,23 +115,27 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
   const storeConn = redisConnection(ref.url);
   const store = new SweepStore(storeConn);
   const contexts = new Contexts(store);
-  let bar: Progress | null = opts.progress ? makeProgress(0, { label: `worker ${name}` }) : null;
   let lastActive = Date.now();
   let running = 0;
 
   const processor = async (job: Job): Promise<string> => {
     const { sweep: id, shard } = job.data as { sweep: string; shard: number };
     const t0 = Date.now();
+    const finish = (outcome: 'stored' | 'present'): string => {
+      stats[outcome]++;
+      opts.onShard?.({ sweep: id, shard, outcome, ms: Date.now() - t0 });
+      return outcome;
+    };
     running++;
     try {
-      if (await store.hasResult(id, shard)) return report1('present');
+      if (await store.hasResult(id, shard)) return finish('present');
       const { sweep, model } = await contexts.get(id);
       await store.started(id, shard);
       const value = await methodOf(sweep).runShard(model, sweep.batch, sweep.options, sweep.shards[shard]);
       stats.computed++;
       const text = encodeSweepValue(value);
-      const ms = Date.now() - t0;
-      return report1((await store.putResult(id, shard, text, { worker: name, backend, ms, bytes: Buffer.byteLength(text) })) ? 'stored' : 'present');
+      const info = { worker: name, backend, ms: Date.now() - t0, bytes: Buffer.byteLength(text) };
+      return finish((await store.putResult(id, shard, text, info)) ? 'stored' : 'present');
     } catch (e) {
       stats.failed++;
       opts.onShard?.({ sweep: id, shard, outcome: 'failed', ms: Date.now() - t0, error: e instanceof Error ? e.message : String(e) });
@@ -142,12 +143,6 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
     } finally {
       running--;
       lastActive = Date.now();
-    }
-    function report1(outcome: 'stored' | 'present'): string {
-      stats[outcome]++;
-      bar?.tick(1, { stored: stats.stored, present: stats.present });
-      opts.onShard?.({ sweep: id, shard, outcome, ms: Date.now() - t0 });
-      return outcome;
     }
   };
 
@@ -174,8 +169,6 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
     });
   } finally {
     await worker.close();
-    bar?.done();
-    bar = null;
     await contexts.dispose();
     workerConn.disconnect();
     storeConn.disconnect();
