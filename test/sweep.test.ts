@@ -9,7 +9,9 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { main } from '../src/cli/main.js';
-import { planSweep, sweepId, type SweepSpec } from '../src/sweep/index.js';
+import { collectSweep, planSweep, runWorker, submitSweep, sweepId, sweepStatus, type ShardEvent, type SweepSpec } from '../src/sweep/index.js';
+import { renderRank, runRank } from '../src/rank/index.js';
+import { loadModel } from '../src/model/load.js';
 import { sweepModel } from '../src/sweep/spec.js';
 import { portableIdentity } from '../src/sweep/identity.js';
 import { startRedis, testRedis, type TestRedis } from './helpers/redis.js';
@@ -163,6 +165,42 @@ describe('sweeps on a Redis job queue (BullMQ): workers, SIGKILL, Redis restart'
       await queue.close();
       queueConn.disconnect();
       r.disconnect();
+      await redis.stop();
+    }
+  });
+
+  it('library API: a worker without the right model fails the shards after 3 attempts; submitting again retries them, and collect equals runRank', async () => {
+    const redis = await testRedis();
+    const copy = path.join(tmp, 'ioi-retry');
+    cpSync(MODEL, copy, { recursive: true });
+    const queue = { url: redis.url, name: `tflens-test-${process.pid}-retry` };
+    const spec: SweepSpec<'path'> = { model: copy, method: 'path', options: { task: 'ioi', n: 4 } };
+    const ac = new AbortController();
+    const events: ShardEvent[] = [];
+    const cfgFile = path.join(copy, 'config.json');
+    const cfg = readFileSync(cfgFile, 'utf8');
+    try {
+      await clearSweeps(redis.url);
+      const id = await submitSweep(spec, { queue });
+      writeFileSync(cfgFile, cfg.replace('"layer_norm_epsilon": 0.00001', '"layer_norm_epsilon": 0.000011')); // this machine's copy now differs
+      const worker = runWorker({ queue, signal: ac.signal, onShard: (e) => events.push(e) });
+      await assert.rejects(collectSweep(id, { queue, wait: true, pollMs: 200, progress: false }), /3 shard\(s\) failed for good: #\d: this worker cannot load the sweep's model: ConfigError/);
+      assert.equal(events.filter((e) => e.outcome === 'failed').length, 9, '3 shards x 3 attempts');
+      writeFileSync(cfgFile, cfg);
+      assert.equal(await submitSweep(spec, { queue }), id);
+      const got = await collectSweep(id, { queue, wait: true, pollMs: 200, progress: false });
+      const st = await sweepStatus(id, { queue });
+      assert.deepEqual([st.done, st.failed.length, st.runs], [3, 0, 3]);
+      ac.abort();
+      const stats = await worker;
+      assert.deepEqual([stats.computed, stats.stored, stats.failed], [3, 3, 9]);
+      const m = await loadModel(copy);
+      const want = await runRank(m, null, 'path', { task: 'ioi', n: 4 });
+      m.dispose();
+      assert.equal(renderRank(got, 'json', copy), renderRank(want, 'json', copy));
+    } finally {
+      ac.abort();
+      await clearSweeps(redis.url).catch(() => {});
       await redis.stop();
     }
   });
