@@ -12,7 +12,7 @@
  * The shard jobs are BullMQ jobs (queue `tflens-shards` unless named otherwise) with the job id
  * `<id>-<shard>`, so submitting a sweep again adds no job that is still queued.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { ValueError, expectedFound } from '../errors.js';
 
 export const DEFAULT_QUEUE_NAME = 'tflens-shards';
@@ -39,9 +39,13 @@ export function queueRef(q: string | QueueRef, where = 'queue'): Required<QueueR
   return { url: ref.url, name: ref.name ?? DEFAULT_QUEUE_NAME };
 }
 
-/** A Redis connection for BullMQ (which needs maxRetriesPerRequest: null: commands wait through a reconnect). */
-export function redisConnection(url: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: false });
+/**
+ * A Redis connection for BullMQ (which needs maxRetriesPerRequest: null: commands wait through a
+ * reconnect). ioredis and BullMQ are loaded when a sweep function first runs, not with `tflens`.
+ */
+export async function redisConnection(url: string): Promise<Redis> {
+  const { Redis: Client } = await import('ioredis');
+  return new Client(url, { maxRetriesPerRequest: null, lazyConnect: false });
 }
 
 const key = (id: string, part: string) => `tflens:sweep:${id}:${part}`;

@@ -4,7 +4,7 @@
  * sweep is kept, shards with results get no job, queued shards keep their one job (same job id), and
  * shards whose job failed for good are retried.
  */
-import { Queue, type JobsOptions } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import { ConfigError } from '../errors.js';
 import { queueRef, redisConnection, SweepStore, type QueueRef } from './store.js';
 import { parseStoredSweep, planSweep, sweepId, type SweepSpec } from './spec.js';
@@ -26,8 +26,9 @@ export const shardJobId = (id: string, shard: number) => `${id}-${shard}`;
 /** Open a queue and the store on one Redis, run f, close both. */
 export async function withQueue<R>(q: string | QueueRef, f: (store: SweepStore, queue: Queue) => Promise<R>): Promise<R> {
   const ref = queueRef(q);
-  const conn = redisConnection(ref.url);
-  const queue = new Queue(ref.name, { connection: conn });
+  const conn = await redisConnection(ref.url);
+  const bull = await import('bullmq');
+  const queue = new bull.Queue(ref.name, { connection: conn });
   try {
     return await f(new SweepStore(conn), queue);
   } finally {

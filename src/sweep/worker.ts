@@ -12,7 +12,7 @@
  * by TFLENS_WEBGPU_ADAPTER), so each worker process takes the GPU its environment names.
  */
 import os from 'node:os';
-import { Worker, UnrecoverableError, type Job } from 'bullmq';
+import type { Job } from 'bullmq';
 import { TflensError } from '../errors.js';
 import { backendReport, initBackend } from '../backend/index.js';
 import { encodeSweepValue } from '../io/checkpoint.js';
@@ -76,9 +76,9 @@ class Contexts {
     let sweep = this.sweeps.get(id);
     if (!sweep) {
       const text = await this.store.spec(id);
-      if (text === null) throw new UnrecoverableError(`sweep ${id}: no such sweep in this Redis`);
+      if (text === null) throw new NoRetry(`sweep ${id}: no such sweep in this Redis`);
       sweep = parseStoredSweep(text, id);
-      if (sweep.tflens !== TFLENS_VERSION) throw new UnrecoverableError(`sweep ${id} was planned by tflens ${sweep.tflens}; this worker runs ${TFLENS_VERSION}`);
+      if (sweep.tflens !== TFLENS_VERSION) throw new NoRetry(`sweep ${id} was planned by tflens ${sweep.tflens}; this worker runs ${TFLENS_VERSION}`);
       this.sweeps.set(id, sweep);
     }
     const key = encodeSweepValue(sweep.model);
@@ -98,9 +98,13 @@ class Contexts {
   }
 }
 
-/** The error BullMQ should see: input errors (typed tflens errors) do not retry. */
-function jobError(e: unknown): Error {
-  if (e instanceof TflensError) return new UnrecoverableError(`${e.name}: ${e.message}`);
+/** A job error no retry can cure (no such sweep here, another tflens version). */
+class NoRetry extends Error {}
+
+/** The error BullMQ should see: input errors (typed tflens errors, NoRetry) fail the job without retries. */
+function jobError(e: unknown, Unrecoverable: new (message: string) => Error): Error {
+  if (e instanceof TflensError) return new Unrecoverable(`${e.name}: ${e.message}`);
+  if (e instanceof NoRetry) return new Unrecoverable(e.message);
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -112,7 +116,8 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
   const backend = [report?.active ?? 'unknown', ...Object.entries(report?.details ?? {}).filter(([k]) => /adapter|device|threads/i.test(k)).map(([k, v]) => `${k} ${v}`)].join(', ');
   const name = `${os.hostname()}:${process.pid}`;
   const stats: WorkerStats = { worker: name, backend, computed: 0, stored: 0, present: 0, failed: 0 };
-  const storeConn = redisConnection(ref.url);
+  const bull = await import('bullmq');
+  const storeConn = await redisConnection(ref.url);
   const store = new SweepStore(storeConn);
   const contexts = new Contexts(store);
   let lastActive = Date.now();
@@ -139,15 +144,15 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
     } catch (e) {
       stats.failed++;
       opts.onShard?.({ sweep: id, shard, outcome: 'failed', ms: Date.now() - t0, error: e instanceof Error ? e.message : String(e) });
-      throw jobError(e);
+      throw jobError(e, bull.UnrecoverableError);
     } finally {
       running--;
       lastActive = Date.now();
     }
   };
 
-  const workerConn = redisConnection(ref.url);
-  const worker = new Worker(ref.name, processor, {
+  const workerConn = await redisConnection(ref.url);
+  const worker = new bull.Worker(ref.name, processor, {
     connection: workerConn,
     concurrency: opts.concurrency ?? 1,
     lockDuration: opts.lockDuration ?? WORKER_DEFAULTS.lockDuration,
