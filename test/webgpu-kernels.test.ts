@@ -452,6 +452,20 @@ describe('webgpu kernels (fused WGSL on the tfjs WebGPU backend)', function () {
     { name: 'decode step, keys in 3 chunks', B: 2, T: 1, Tk: 50, H: 4, KV: 2, dh: 32, pad: [0, 10], chunks: 3 },
     { name: 'prefill, keys in 4 chunks', B: 1, T: 20, Tk: 29, H: 2, KV: 2, dh: 16, chunks: 4, alibi: true },
   ];
+  it('attention: a decode step split into 2, 3 and 5 key chunks of several tiles each (one process, one cache of pipelines)', async () => {
+    const [B, T, Tk, H, KV, dh] = [1, 2, 300, 6, 2, 16];
+    const q = rand([B, T, H, dh], 210);
+    const k = rand([B, Tk, KV, dh], 211);
+    const v = rand([B, Tk, KV, dh], 212);
+    const ref = refAttention(q, k, v, { scale: 4, past: Tk - T, causal: true });
+    for (const chunks of [2, 3, 5]) {
+      const { z } = attention(q, k, v, { scale: 4, keyChunks: chunks });
+      await expectClose(z, ref.z, 1e-5, 1e-5, `z with ${chunks} key chunks`);
+      z.dispose();
+    }
+    tf.dispose([q, k, v, ref.z, ref.pattern, ref.scores]);
+  });
+
   for (const c of cases) {
     it(`attention: ${c.name}`, async () => {
       const q = rand([c.B, c.T, c.H, c.dh], 200);

@@ -195,6 +195,7 @@ function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[
     ['rows', 'u32', rows],
     ['nrb', 'u32', nrb],
     ['chunk', 'u32', chunkLen],
+    ['nch', 'u32', chunks],
     ['window', 'u32', a.window],
     ['inv_scale', 'f32', a.invScale],
     ['softcap', 'f32', a.softcap],
@@ -216,7 +217,7 @@ function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[
         ];
   const res = runProgram(backend, flash, ins, specs);
   if (chunks > 1) {
-    const z = runProgram(backend, combineProgram(a, chunks, uniforms), res, [{ shape: zShape, dtype: 'float32' }])[0];
+    const z = runProgram(backend, combineProgram(a, uniforms), res, [{ shape: zShape, dtype: 'float32' }])[0];
     res.forEach((t) => disposeInfo(backend, t));
     outs.push(z);
   } else {
@@ -378,7 +379,7 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
   if (valid) {
     ${
       chunks > 1
-        ? `let pi = ((b * u.KV + kvh) * ${chunks}u + ch) * u.rows + r;
+        ? `let pi = ((b * u.KV + kvh) * u.nch + ch) * u.rows + r;
     ${each((i) => `opart[pi * D4 + kd + ${i}u] = o${i};`)}
     if (tp == 0u) { ml[pi * 2u] = m; ml[pi * 2u + 1u] = l; }`
         : `let zi = ((b * u.T + t) * u.H + h) * D4 + kd;
@@ -390,12 +391,12 @@ fn main(@builtin(workgroup_id) wid : vec3<u32>, @builtin(local_invocation_index)
 }
 
 /** Merges the chunks' (max, sum, unnormalised output) into z. Bindings: z; opart, ml; u. */
-function combineProgram(a: AttnAttrs, chunks: number, uniforms: Uniform[]): Program {
+function combineProgram(a: AttnAttrs, uniforms: Uniform[]): Program {
   const D4 = a.dh / 4;
   const n = a.B * a.T * a.H * D4;
   return {
     name: `${FLASH}Combine`,
-    key: `${FLASH}Combine:${D4}:${chunks}`,
+    key: `${FLASH}Combine:${D4}`,
     uniforms,
     workgroups: [cdiv(n, 256), 1, 1],
     wgsl: () => `${uniformStruct(uniforms)}${bindings([['z', 'vec4<f32>']], [['opart', 'vec4<f32>'], ['ml', 'f32']], true)}
@@ -411,12 +412,12 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
   let b = bt / u.T;
   let kvh = h / u.G;
   let r = t * u.G + h % u.G;
-  let base = (b * u.KV + kvh) * ${chunks}u * u.rows + r;
+  let base = (b * u.KV + kvh) * u.nch * u.rows + r;
   var mx = ${NEG_BIG};
-  for (var c = 0u; c < ${chunks}u; c++) { mx = max(mx, ml[(base + c * u.rows) * 2u]); }
+  for (var c = 0u; c < u.nch; c++) { mx = max(mx, ml[(base + c * u.rows) * 2u]); }
   var l = 0.0;
   var o = vec4<f32>(0.0);
-  for (var c = 0u; c < ${chunks}u; c++) {
+  for (var c = 0u; c < u.nch; c++) {
     let pi = base + c * u.rows;
     let w = exp(ml[pi * 2u] - mx);
     l = l + w * ml[pi * 2u + 1u];

@@ -104,11 +104,14 @@ function checkLike(t: tf.Tensor | null | undefined, shape: number[], where: stri
   }
 }
 
-/** The tile the tiled path uses for an N x M output when none is asked for. */
+/**
+ * The tile the tiled path uses for an N x M output when none is asked for. On an H100, 128x64 was the
+ * fastest (or within 2%) of the large tiles on every large product measured (bench/kernels/README.md);
+ * 64x64 wins when 128x64 would leave the GPU's 132 SMs short of workgroups.
+ */
 export function defaultTile(N: number, M: number): TileName {
   if (N <= 16) return '16x64';
   if (N <= 48) return '32x64';
-  if (N >= 512 && M >= 512 && cdiv(N, 128) * cdiv(M, 128) >= 132) return '128x128';
   if (N >= 256 && cdiv(N, 128) * cdiv(M, 64) >= 132) return '128x64';
   return '64x64';
 }
@@ -259,12 +262,12 @@ function weightLoadWgsl(format: WeightFormat, aligned: boolean, name: string): s
   return v;
 }`;
   }
-  // packed halves: two words per 4 columns
+  // packed halves: two words (one 8-byte load) per 4 columns
   return aligned
     ? `fn load_${name}(k : u32, col : u32) -> vec4<f32> {
   if (k >= u.K || col >= u.M) { return vec4<f32>(0.0); }
-  let i = k * u.wpr + col / 2u;
-  return vec4<f32>(unpack_half(${name}[i]), unpack_half(${name}[i + 1u]));
+  let ww = ${name}[(k * u.wpr + col / 2u) / 2u];
+  return vec4<f32>(unpack_half(ww.x), unpack_half(ww.y));
 }`
     : `fn load_${name}(k : u32, col : u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
@@ -302,10 +305,10 @@ function tiledProgram(a: MatmulAttrs, gated: boolean, hasBias2: boolean): Progra
   const GM = TM / 4; // 4-row groups per thread
   const GN = TN / 4; // 4-column groups per thread
   const alignX = a.K % 4 === 0;
-  const alignW = a.format === 'f32' ? a.M % 4 === 0 : a.M % 8 === 0;
+  const alignW = a.M % 4 === 0; // float32: one vec4 per 4 columns; halves: one vec2 of words
   const alignY = a.M % 4 === 0;
   const weights = gated ? ['w', 'w2'] : ['w'];
-  const wType = a.format === 'f32' ? (alignW ? 'vec4<f32>' : 'f32') : 'u32';
+  const wType = a.format === 'f32' ? (alignW ? 'vec4<f32>' : 'f32') : alignW ? 'vec2<u32>' : 'u32';
   const inputs: Array<[string, string]> = [['x', alignX ? 'vec4<f32>' : 'f32'], ...weights.map((n): [string, string] => [n, wType])];
   if (a.hasBias) inputs.push(['bias', alignY ? 'vec4<f32>' : 'f32']);
   if (hasBias2) inputs.push(['bias2', alignY ? 'vec4<f32>' : 'f32']);
