@@ -17,9 +17,11 @@ async function onBackend(name: string, fn: () => tf.Tensor | tf.Tensor[]): Promi
   try {
     const out = tf.tidy(fn);
     const arr = Array.isArray(out) ? out : [out];
-    const vals = arr.map((t) => Array.from(t.dataSync()));
-    tf.dispose(arr);
-    return vals;
+    try {
+      return await Promise.all(arr.map(async (t) => Array.from(await t.data())));
+    } finally {
+      tf.dispose(arr);
+    }
   } finally {
     await tf.setBackend(prev);
   }

@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { HookError, TflensError } from '../src/errors.js';
 import { loadModel, generate, type HookedTransformer } from '../src/model/index.js';
+import type { HookSpec } from '../src/hooks/registry.js';
 import { attributionPatch, evaluateCircuit, inductionProblem, patchLoop, patchSweep, pathPatch, headPatchingScores, knockout, templateMeans, type PatchingProblem } from '../src/circuits/index.js';
 import { reluSAE, topKSAE } from '../src/sae/models.js';
 import { trainSAE } from '../src/sae/train.js';
@@ -52,7 +53,12 @@ function assertHeapStable(warm: Snap, after: Snap, what: string): void {
   assert.equal(after.heap, warm.heap, `${what}: wasm heap grew ${warm.heap} -> ${after.heap} bytes`);
 }
 
-const maxAbs = (a: tf.Tensor, b: tf.Tensor) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+async function maxAbs(a: tf.Tensor, b: tf.Tensor): Promise<number> {
+  const d = tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))));
+  const v = (await d.data())[0];
+  d.dispose();
+  return v;
+}
 
 describe('reliability: no leaks', function () {
   let model: HookedTransformer;
@@ -67,15 +73,16 @@ describe('reliability: no leaks', function () {
     console.log(`      leak checks: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   });
 
-  it('1,000 hooked runs that read and replace activations: tensors, bytes, buffers and wasm heap unchanged', function () {
+  it('1,000 hooked runs that read and replace activations: tensors, bytes, buffers and wasm heap unchanged', async function () {
     this.timeout(300000);
     const toks = [[0, 5, 9, 13, 2, 7, 7, 5], [0, 3, 8, 4, 4, 1, 9, 2]];
-    const plain = model.forward(toks);
+    const plain = await model.forward(toks);
     let reads = 0;
     let sum = 0;
-    const hooks = (i: number): Array<[any, (a: tf.Tensor) => tf.Tensor | void]> => [
-      // read: a readback of the activation (dataSync on a derived tensor made inside the hook)
-      ['blocks.0.hook_resid_pre', (a) => { sum += tf.tidy(() => tf.mean(a).dataSync()[0]); reads++; }],
+    const kept: tf.Tensor[] = [];
+    const hooks = (i: number): HookSpec[] => [
+      // read: keep a derived tensor (read back after the run: hooks cannot await)
+      ['blocks.0.hook_resid_pre', (a) => void kept.push(tf.keep(tf.mean(a)))],
       // replace: scale the residual, zero a head's z, rescale a pattern, add to the scores
       ['blocks.1.hook_resid_mid', (a) => tf.mul(a, 1 + (i % 3) * 0.01)],
       ['blocks.1.attn.hook_z', (z) => tf.mul(z, tf.tensor4d([1, 0, 1, 1], [1, 1, 4, 1]))],
@@ -83,17 +90,26 @@ describe('reliability: no leaks', function () {
       ['blocks.2.attn.hook_attn_scores', (s) => tf.add(s, 0.1)],
       ['blocks.2.mlp.hook_post', (x) => tf.relu(x)],
     ];
+    const readKept = async () => {
+      for (const t of kept.splice(0)) {
+        sum += (await t.data())[0];
+        reads++;
+        t.dispose();
+      }
+    };
     // warm-up (kernels, wasm heap)
-    for (let i = 0; i < 5; i++) tf.dispose(model.runWithHooks(toks, { fwdHooks: hooks(i) }));
+    for (let i = 0; i < 5; i++) tf.dispose(await model.runWithHooks(toks, { fwdHooks: hooks(i) }));
+    await readKept();
     const before = snap();
     let last: tf.Tensor | null = null;
     for (let i = 0; i < 1000; i++) {
-      const lg = model.runWithHooks(toks, { fwdHooks: hooks(i) });
+      const lg = await model.runWithHooks(toks, { fwdHooks: hooks(i) });
+      await readKept();
       if (i === 999) last = lg;
       else lg.dispose();
     }
     // the hooks had an effect and every run read its activation
-    assert.ok(maxAbs(last!, plain) > 1e-3);
+    assert.ok((await maxAbs(last!, plain)) > 1e-3);
     assert.equal(reads, 1005);
     assert.ok(Number.isFinite(sum));
     tf.dispose([last!]);
@@ -104,15 +120,21 @@ describe('reliability: no leaks', function () {
     counts['hooked runs'] = 1000;
   });
 
-  it('withHooks and permanent hooks around 200 runWithCache calls, cache.dispose frees everything', () => {
+  it('withHooks and permanent hooks around 200 runWithCache calls (device and host caches), cache.dispose frees everything', async () => {
     const toks = [[0, 5, 9, 13, 2, 7]];
-    tf.dispose(Object.values(model.runWithCache(toks).cache.tensors));
+    const warm = await model.runWithCache(toks);
+    warm.logits.dispose();
+    warm.cache.dispose();
     const before = snap();
     let cached = 0;
-    model.withHooks([['blocks.0.hook_mlp_out', (a) => tf.neg(a)]], () => {
+    await model.withHooks([['blocks.0.hook_mlp_out', (a) => tf.neg(a)]], async () => {
       for (let i = 0; i < 200; i++) {
-        const { logits, cache } = model.runWithCache(toks, i % 2 ? { namesFilter: (n) => n.includes('attn') } : {});
+        const { logits, cache } = await model.runWithCache(toks, {
+          ...(i % 2 ? { namesFilter: (n: string) => n.includes('attn') } : {}),
+          cacheOn: i % 4 === 0 ? 'host' : 'device',
+        });
         cached += cache.keys().length;
+        if (i % 4 === 0) cache.get(cache.keys()[0]); // a host entry made a tensor: dispose frees it too
         logits.dispose();
         cache.dispose();
         assert.throws(() => cache.get(cache.keys()[0]), HookError); // disposed caches refuse reads
@@ -124,9 +146,9 @@ describe('reliability: no leaks', function () {
     counts['cached runs'] = 200;
   });
 
-  it('ActivationCache helpers (stackHeadResults, decomposeResid, accumulatedResid, applyLnToStack, logitAttrs) leak nothing', () => {
+  it('ActivationCache helpers (stackHeadResults, decomposeResid, accumulatedResid, applyLnToStack, logitAttrs) leak nothing', async () => {
     const toks = [[0, 5, 9, 13, 2, 7], [0, 3, 8, 4, 4, 1]];
-    const { logits, cache } = model.runWithCache(toks);
+    const { logits, cache } = await model.runWithCache(toks);
     const before = snap();
     for (let i = 0; i < 20; i++) {
       const heads = cache.stackHeadResults(undefined, { posSlice: -1 });
@@ -194,21 +216,21 @@ describe('reliability: no leaks', function () {
     counts['patching errors'] = failing.length;
   });
 
-  it('generation with hooks, sampling and a StreamingLLM cache: memory unchanged, hooks removed', () => {
+  it('generation with hooks, sampling and a StreamingLLM cache: memory unchanged, hooks removed', async () => {
     const prompt = [[0, 5, 9, 13, 2, 7], [0, 3, 8, 4, 4, 1]];
-    generate(model, prompt, { maxNewTokens: 3 });
+    await generate(model, prompt, { maxNewTokens: 3 });
     const before = snap();
     let calls = 0;
-    const hooks: Array<[any, (a: tf.Tensor) => tf.Tensor | void]> = [['blocks.0.attn.hook_pattern', (p) => { calls++; return tf.mul(p, 1); }]];
-    const g1 = generate(model, prompt, { maxNewTokens: 20, fwdHooks: hooks });
-    const g2 = generate(model, prompt, { maxNewTokens: 20, temperature: 0.8, topK: 10, seed: 4, fwdHooks: hooks, streaming: { startSize: 2, recentSize: 6 } });
-    const g3 = generate(model, prompt, { maxNewTokens: 40, streaming: { startSize: 1, recentSize: 4, shiftPositions: false } });
+    const hooks: HookSpec[] = [['blocks.0.attn.hook_pattern', (p) => { calls++; return tf.mul(p, 1); }]];
+    const g1 = await generate(model, prompt, { maxNewTokens: 20, fwdHooks: hooks });
+    const g2 = await generate(model, prompt, { maxNewTokens: 20, temperature: 0.8, topK: 10, seed: 4, fwdHooks: hooks, streaming: { startSize: 2, recentSize: 6 } });
+    const g3 = await generate(model, prompt, { maxNewTokens: 40, streaming: { startSize: 1, recentSize: 4, shiftPositions: false } });
     assert.equal(g1.tokens[0].length, 20);
     assert.equal(g2.tokens[1].length, 20);
     assert.equal(g3.tokens[0].length, 40);
     assert.equal(calls, 40); // one prefill + 19 decode steps, twice
     // the greedy hooked run equals the unhooked greedy run (the hook is the identity)
-    assert.deepEqual(g1.tokens, generate(model, prompt, { maxNewTokens: 20 }).tokens);
+    assert.deepEqual(g1.tokens, (await generate(model, prompt, { maxNewTokens: 20 })).tokens);
     assertSame(before, snap(), 'generation');
     assert.equal(model.hooks.size, 0);
     counts.generations = 4;
@@ -311,21 +333,19 @@ describe('reliability: no leaks', function () {
     counts['zoo passes'] = 2;
   });
 
-  it('an error in the middle of a forward, a cached run, a generation or a sweep leaves no tensors and no hooks', () => {
+  it('an error in the middle of a forward, a cached run or a generation leaves no tensors and no hooks', async () => {
     const toks = [[0, 5, 9, 13, 2, 7]];
     const before = snap();
     let typed = 0;
     const boom = () => { throw new Error('boom'); };
-    let rogue: { remove(): void } | null = null;
-    const cases: Array<[string, () => unknown]> = [
+    const cases: Array<[string, () => Promise<unknown>]> = [
       ['forward, hook throws in layer 1', () => model.forward(toks, { fwdHooks: [['blocks.1.attn.hook_v', boom]] })],
       ['forward, hook returns a wrong shape', () => model.forward(toks, { fwdHooks: [['blocks.2.hook_resid_pre', (a) => tf.slice(a, [0, 0, 0], [1, 3, -1])]] })],
       ['forward, hook returns a wrong rank', () => model.forward(toks, { fwdHooks: [['blocks.0.attn.hook_pattern', (a) => tf.sum(a, -1)]] })],
-      ['forward, hook returns a non-tensor', () => model.forward(toks, { fwdHooks: [['blocks.0.hook_mlp_out', () => 3 as any]] })],
-      ['forward, hook re-enters the model', () => model.forward(toks, { fwdHooks: [['blocks.0.hook_resid_mid', () => void model.forward(toks)]] })],
-      // the hook registers a hook of its own: the run fails, frees its outputs and restores the registry
-      ['forward, hook adds a hook', () => model.forward(toks, { fwdHooks: [['blocks.0.hook_resid_mid', () => void (rogue = model.hooks.add('hook_embed', () => undefined))]] })],
-      ['runWithCache, hook throws late', () => model.runWithCache(toks, { fwdHooks: [['ln_final.hook_normalized' as any, boom]] })],
+      ['forward, hook returns a non-tensor', () => model.forward(toks, { fwdHooks: [['blocks.0.hook_mlp_out', () => 3 as never]] })],
+      ['forward, hook re-enters the model', () => model.forward(toks, { fwdHooks: [['blocks.0.hook_resid_mid', () => void model.run(toks, {}, null)]] })],
+      ['runWithCache, hook throws late', () => model.runWithCache(toks, { fwdHooks: [['ln_final.hook_normalized', boom]] })],
+      ['runWithCache on the host, hook throws late', () => model.runWithCache(toks, { cacheOn: 'host', fwdHooks: [['unembed.hook_out', boom]] })],
       ['generate, hook throws at step 5', () => {
         let n = 0;
         return generate(model, toks, { maxNewTokens: 10, fwdHooks: [['blocks.1.hook_mlp_out', () => { if (++n === 6) throw new Error('step 5'); }]] });
@@ -337,8 +357,8 @@ describe('reliability: no leaks', function () {
       const b = snap();
       let threw = false;
       try {
-        const r = fn();
-        tf.dispose(r as any);
+        const r = await fn();
+        tf.dispose(r as never);
       } catch (e) {
         threw = true;
         if (e instanceof TflensError) typed++;
@@ -346,19 +366,17 @@ describe('reliability: no leaks', function () {
       if (!threw) problems.push(`${name}: did not throw`);
       const now = snap();
       if (now.numTensors !== b.numTensors) problems.push(`${name}: ${now.numTensors - b.numTensors} tensors left`);
-      // a hook a hook registered during the run does not outlive the run either
       if (model.hooks.size !== 0) {
         problems.push(`${name}: ${model.hooks.size} hooks left`);
         model.hooks.clear();
       }
-      rogue = null;
     }
     assert.deepEqual(problems, []);
     assertSame(before, snap(), 'errors mid-forward');
     // the model still works and gives the same logits afterwards
-    const a = model.forward(toks);
-    const b = model.forward(toks);
-    assert.equal(maxAbs(a, b), 0);
+    const a = await model.forward(toks);
+    const b = await model.forward(toks);
+    assert.equal(await maxAbs(a, b), 0);
     tf.dispose([a, b]);
     counts['mid-forward errors'] = cases.length;
     counts['of them typed (the rest are the user\'s own errors, passed through)'] = typed;
@@ -395,7 +413,7 @@ describe('reliability: no leaks', function () {
     const before = snap();
     for (let i = 0; i < 20; i++) {
       const m = await loadModel(path.join(REF_DIR, 'gpt2-tiny'));
-      tf.dispose(m.forward([[1, 2, 3]]));
+      tf.dispose(await m.forward([[1, 2, 3]]));
       m.dispose();
     }
     assertSame(before, snap(), 'load/dispose x20');
