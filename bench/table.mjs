@@ -146,9 +146,33 @@ export function renderRun(r) {
   return L.join('\n');
 }
 
+/** Sharded sweeps (bench/sweep-bench.mjs): the same shards by one process, one worker and two workers, one row per run. */
+function renderSweepRuns(rs) {
+  const lines = [
+    '## Sharded sweeps: workers on one machine (bench/sweep-bench.mjs)',
+    '',
+    'The same head-patching-by-position sweep: `tflens rank` in one process, then 1 and 2 `tflens worker` processes on a local Redis, alternating (medians; times from submit to the last stored shard, workers started beforehand).',
+    '',
+    '"2 processes" is what a second core gave this workload at the time (the machine is shared): 2 x (one `tflens rank`) / (two `tflens rank` at once); 2.00x on two idle cores.',
+    '',
+    '| run | backend | model | shards | 1 process | 1 worker | 2 workers | 2 vs 1 | efficiency | 2 processes | median shard | result bytes / shard | equal to `tflens rank` |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const r of rs) {
+    const one = r.phases[0];
+    const med = r.median_seconds ?? { 1: one.seconds, 2: r.phases[1].seconds };
+    const model = `${r.sizes.layers}L d${r.sizes.d_model} ${r.sizes.heads}H, induction R=${r.sizes.R}, n=${r.sizes.n}`;
+    const equal = r.phases.every((p) => p.equal_to_single_process) ? 'yes' : '**no**';
+    lines.push(`| ${r.tag} (${r.date.slice(0, 10)}, ${r.machine.cpus} CPUs) | ${(r.backends ?? []).join(' ')} | ${model} | ${one.shards} | ${ms(r.single_process_s)} | ${ms(med[1])} | ${ms(med[2])} | ${f(r.speedup_2_vs_1)}x | ${pct(r.efficiency_2)} | ${f(r.cpu_check?.parallel_capacity)}x | ${one.shard_ms_median} ms | ${f(one.result_bytes_per_shard, 0)} | ${equal} |`);
+  }
+  return lines.join('\n');
+}
+
 export function writeTable(resultsDir, outPath) {
   const files = existsSync(resultsDir) ? readdirSync(resultsDir).filter((n) => n.endsWith('.json')).sort() : [];
-  const runs = files.map((n) => JSON.parse(readFileSync(join(resultsDir, n), 'utf8'))).filter((r) => r.preset !== 'quick');
+  const all = files.map((n) => JSON.parse(readFileSync(join(resultsDir, n), 'utf8')));
+  const runs = all.filter((r) => r.preset !== 'quick' && !r.kind);
+  const sweepRuns = all.filter((r) => r.kind === 'sweep-workers');
   const parts = [
     '# tflens benchmarks',
     '',
@@ -173,6 +197,7 @@ export function writeTable(resultsDir, outPath) {
     parts.push('');
   }
   for (const r of runs) parts.push(renderRun(r), '');
+  if (sweepRuns.length) parts.push(renderSweepRuns(sweepRuns), '');
   const notes = join(dirname(fileURLToPath(import.meta.url)), 'notes.md');
   if (existsSync(notes)) parts.push(readFileSync(notes, 'utf8'));
   writeFileSync(outPath + '.tmp', parts.join('\n'));
