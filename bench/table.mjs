@@ -155,15 +155,17 @@ function renderSweepRuns(rs) {
     '',
     '"2 processes" is what a second core gave this workload at the time (the machine is shared): 2 x (one `tflens rank`) / (two `tflens rank` at once); 2.00x on two idle cores.',
     '',
-    '| run | backend | model | shards | 1 process | 1 worker | 2 workers | 2 vs 1 | efficiency | 2 processes | median shard | result bytes / shard | equal to `tflens rank` |',
+    '| run | backend | model | shards | 1 process | 1 worker | 2 workers | 2 vs 1 | efficiency | 2 processes | median shard (1 worker) | result bytes / shard | equal to `tflens rank` |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of rs) {
     const one = r.phases[0];
     const med = r.median_seconds ?? { 1: one.seconds, 2: r.phases[1].seconds };
+    const ones = r.phases.filter((p) => p.workers === 1).map((p) => p.shard_ms_median).sort((a, b) => a - b);
+    const load = r.machine.loadavg_start?.[0];
     const model = `${r.sizes.layers}L d${r.sizes.d_model} ${r.sizes.heads}H, induction R=${r.sizes.R}, n=${r.sizes.n}`;
     const equal = r.phases.every((p) => p.equal_to_single_process) ? 'yes' : '**no**';
-    lines.push(`| ${r.tag} (${r.date.slice(0, 10)}, ${r.machine.cpus} CPUs) | ${(r.backends ?? []).join(' ')} | ${model} | ${one.shards} | ${ms(r.single_process_s)} | ${ms(med[1])} | ${ms(med[2])} | ${f(r.speedup_2_vs_1)}x | ${pct(r.efficiency_2)} | ${f(r.cpu_check?.parallel_capacity)}x | ${one.shard_ms_median} ms | ${f(one.result_bytes_per_shard, 0)} | ${equal} |`);
+    lines.push(`| ${r.tag} (${r.date.slice(0, 10)}, ${r.machine.cpus} CPUs) | ${(r.backends ?? []).join(' ')} | ${model} | ${one.shards} | ${ms(r.single_process_s)} | ${ms(med[1])} | ${ms(med[2])} | ${f(r.speedup_2_vs_1)}x | ${pct(r.efficiency_2)} | ${f(r.cpu_check?.parallel_capacity)}x (load ${f(load, 1)}) | ${ones[Math.floor(ones.length / 2)]} ms | ${f(one.result_bytes_per_shard, 0)} | ${equal} |`);
   }
   return lines.join('\n');
 }
