@@ -7,6 +7,8 @@ import path from 'node:path';
 import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { inputTensors, prepareInputs } from '../src/model/forward.js';
 import type { ActivationCache } from '../src/model/cache.js';
+import { fusedKernels } from '../src/model/ops.js';
+import { fusedKernelCounts } from '../src/backend/webgpu/index.js';
 import { REF_DIR, REF_FAMILIES, loadReference, maskedRelErr, visibleRelErr } from './helpers/reference.js';
 
 const TOL = 1e-4;
@@ -155,7 +157,14 @@ describe('parity with HF transformers (reference fixtures)', function () {
       const model = await loadModel(path.join(REF_DIR, fam));
       const ref = await loadReference(fam);
       const mask = ref.attention_mask as tf.Tensor2D;
+      fusedKernelCounts(true);
       const { logits, cache } = await model.runWithCache(ref.input_ids, { attentionMask: mask });
+      if (fusedKernels()) {
+        // WebGPU: the numbers below came through the fused kernels (norms with their scale, projections, attention with the matrices the cache asks for)
+        const ran = fusedKernelCounts(true);
+        for (const k of ['TflensNorm', 'TflensMatmul', 'TflensAttention']) assert.ok((ran[k] ?? 0) > 0, `${fam}: ${k} did not run (${JSON.stringify(ran)})`);
+        if (model.cfg.positional === 'rotary') assert.ok((ran.TflensRotary ?? 0) > 0, `${fam}: TflensRotary did not run`);
+      }
       const maskRows = (await mask.array()) as number[][];
       const rot = rotaryRef(model, ref.input_ids as tf.Tensor2D, maskRows);
       const errs: Record<string, number> = {};

@@ -21,6 +21,8 @@ import {
   adapterFlagFor,
   attention,
   bf16BitsToF32,
+  gatherHalf,
+  packHalf,
   f16BitsToF32,
   f32ToBf16Bits,
   f32ToF16Bits,
@@ -91,7 +93,7 @@ function refAttention(
   q: tf.Tensor,
   k: tf.Tensor,
   v: tf.Tensor,
-  o: { scale: number; past: number; causal: boolean; window?: number; keyMask?: number[][]; slopes?: number[]; softcap?: number },
+  o: { scale: number; past: number; causal: boolean; window?: number; keyMask?: number[][]; slopes?: number[]; softcap?: number; keyPos?: number[][] },
 ): { z: tf.Tensor; pattern: tf.Tensor; scores: tf.Tensor } {
   return tf.tidy(() => {
     const [B, T, H, dh] = q.shape;
@@ -113,7 +115,7 @@ function refAttention(
             const vis = (!o.causal || j <= qp) && (!o.window || qp - j < o.window) && (!o.keyMask || o.keyMask[b][j] !== 0);
             const i = ((b * H + h) * T + t) * Tk + j;
             ok[i] = vis ? 1 : 0;
-            bias[i] = o.slopes ? o.slopes[h] * (j - qp) : 0;
+            bias[i] = o.slopes ? o.slopes[h] * (o.keyPos ? o.keyPos[b][j] : j - qp) : 0;
           }
     const okT = tf.tensor(ok, [B, H, T, Tk]);
     s = tf.add(s, tf.tensor(bias, [B, H, T, Tk]));
@@ -207,7 +209,7 @@ describe('webgpu kernels: host-side helpers (no GPU needed)', () => {
     const cfg = { componentType: 'f16', resultComponentType: 'f32', M: 16, N: 16, K: 16 };
     for (const format of ['f16', 'bf16', 'f32'] as const) {
       for (const combine of ['none', 'add', 'mul'] as const) {
-        const attrs = { N: 100, K: 96, M: 136, format, act: 'gelu' as const, hasBias: true, combine, path: 'subgroup-matrix' as const, tile: '64x64' as const, outShape: [100, 136] };
+        const attrs = { N: 100, K: 96, M: 136, format, act: 'gelu' as const, hasBias: true, combine, path: 'subgroup-matrix' as const, tile: '64x64' as const, outShape: [100, 136], G: 1, Mg: 136 };
         const module = device.createShaderModule({ code: subgroupProgram(attrs, cfg, 32).wgsl() });
         const msgs = (await module.getCompilationInfo()).messages.map((m: { type: string; message: string }) => `${m.type}: ${m.message}`);
         assert.deepEqual(msgs, [], `${format} ${combine}`);
@@ -298,6 +300,60 @@ describe('webgpu kernels (fused WGSL on the tfjs WebGPU backend)', function () {
       }
     });
   }
+
+  it('matmul reads column blocks [G, K, Mg] (canonical W_Q [heads, d, d_head]) as the [K, G Mg] matrix, float32 and packed', async () => {
+    // Mg 8 and 16: aligned loads; Mg 6 and 5: per-element loads (an odd width pads each packed row)
+    for (const [i, [N, G, K, Mg]] of [[7, 4, 20, 8], [33, 3, 36, 16], [5, 5, 12, 6], [9, 2, 8, 5]].entries()) {
+      const wv = randn(G * K * Mg, 140 + i, 0.5);
+      const w = tf.tensor(wv, [G, K, Mg]);
+      const flat = tf.tidy(() => tf.reshape(tf.transpose(w, [1, 0, 2]), [K, G * Mg]));
+      const x = rand([N, K], 150 + i);
+      const b = rand([G * Mg], 160 + i);
+      const y = await expectNoLeak(() => matmul(x, w, { bias: b }), 1);
+      const want = tf.tidy(() => tf.add(tf.matMul(x, flat), b));
+      await expectClose(y, want, 1e-5 * Math.sqrt(K), 1e-5, `blocks ${[N, G, K, Mg]}`);
+      for (const fmt of ['f16', 'bf16'] as HalfFormat[]) {
+        const packed = packedHalfFromFloat32(wv, fmt, [G, K, Mg]);
+        const rounded = tf.tidy(() => tf.reshape(tf.transpose(tf.tensor(unpackHalfHost(packFloat32(wv, fmt, [G, K, Mg]), fmt, [G, K, Mg]), [G, K, Mg]), [1, 0, 2]), [K, G * Mg]));
+        const yh = matmul(x, packed, { residual: want });
+        const wantH = tf.tidy(() => tf.add(tf.matMul(x, rounded), want));
+        await expectClose(yh, wantH, 1e-5 * Math.sqrt(K), 1e-5, `blocks ${fmt} ${[N, G, K, Mg]}`);
+        tf.dispose([packed.words, rounded, yh, wantH]);
+      }
+      tf.dispose([w, flat, x, b, y, want]);
+    }
+  });
+
+  it('packHalf rounds float32 to F16 / BF16 on the GPU as the host does (nearest even, subnormals, overflow, NaN) and gatherHalf reads rows', async () => {
+    const special = [0, -0, 1, -2.5, 65504, 65520, 1e6, -1e6, 6e-8, 3e-8, 1e-40, 2 ** -14, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, Infinity, -Infinity, NaN];
+    const vals = new Float32Array([...special, ...randn(61, 170, 100)]);
+    const shape = [8, 10];
+    const x = tf.tensor(vals, shape);
+    for (const [fmt, toBits] of [['f16', f32ToF16Bits], ['bf16', f32ToBf16Bits]] as const) {
+      const p = await expectNoLeak(() => packHalf(x, fmt), 1);
+      const got = new Uint16Array((await p.words.data() as Int32Array).buffer);
+      for (let i = 0; i < vals.length; i++) {
+        const want = toBits(vals[i]);
+        // NaN: any quiet NaN pattern of the format
+        if (Number.isNaN(vals[i])) assert.ok(Number.isNaN((fmt === 'f16' ? f16BitsToF32 : bf16BitsToF32)(got[i])), `${fmt} NaN`);
+        else assert.equal(got[i], want, `${fmt} ${vals[i]}: got ${got[i].toString(16)}, want ${want.toString(16)}`);
+      }
+      // odd width: one zero half of padding per row, and the round trip through unpackHalf
+      const odd = tf.tensor(randn(15, 171), [3, 5]);
+      const po = packHalf(odd, fmt);
+      assert.deepEqual(po.words.shape, [3, 3]);
+      const back = unpackHalf(po);
+      const hostBack = unpackHalfHost(await po.words.data() as Int32Array, fmt, [3, 5]);
+      assert.deepEqual(Array.from(await back.data()), Array.from(hostBack));
+      const ids = tf.tensor2d([[2, 0], [1, 2]], [2, 2], 'int32');
+      const rows = await expectNoLeak(() => gatherHalf(po, ids), 1);
+      assert.deepEqual(rows.shape, [2, 2, 5]);
+      const pick = (r: number) => Array.from(hostBack.slice(r * 5, r * 5 + 5));
+      assert.deepEqual(Array.from(await rows.data()), [2, 0, 1, 2].flatMap(pick), `${fmt} gathered rows`);
+      tf.dispose([p.words, odd, po.words, back, ids, rows]);
+    }
+    x.dispose();
+  });
 
   it('gated MLP input act(x Wg + bg) * (x Wu + bu) in one kernel (float32 and bf16 weights)', async () => {
     for (const [i, [N, K, M]] of shapes.entries()) {
@@ -422,7 +478,11 @@ describe('webgpu kernels (fused WGSL on the tfjs WebGPU backend)', function () {
         await expectClose(y, want, 2e-6, 2e-6, `rotary ${style} ${[B, T, H, dh, rd]}`);
         const byTheta = rotary(x, pos, { style, rotaryDim: rd, theta: 10000 });
         await expectClose(byTheta, y, 0, 0, 'theta gives the same table');
-        tf.dispose([x, pos, y, byTheta]);
+        // a cos/sin scale (YaRN / LongRoPE attention factor) multiplies the rotated dims only
+        const scaled = rotary(x, pos, { style, rotaryDim: rd, invFreq: inv, scale: 1.25 });
+        const wantScaled = want.map((v, at) => (at % dh < rd ? v * 1.25 : v));
+        await expectClose(scaled, wantScaled, 3e-6, 3e-6, `rotary ${style} scaled`);
+        tf.dispose([x, pos, y, byTheta, scaled]);
       }
     });
   }
@@ -441,6 +501,8 @@ describe('webgpu kernels (fused WGSL on the tfjs WebGPU backend)', function () {
     alibi?: boolean;
     softcap?: number;
     chunks?: number;
+    /** ALiBi from key position ids (positions counted over real keys, HF BLOOM) instead of (j - query position). */
+    keyPos?: boolean;
   }
   const cases: AttnCase[] = [
     { name: 'MHA causal', B: 2, T: 5, Tk: 5, H: 2, KV: 2, dh: 8 },
@@ -451,6 +513,7 @@ describe('webgpu kernels (fused WGSL on the tfjs WebGPU backend)', function () {
     { name: 'not causal', B: 1, T: 4, Tk: 6, H: 2, KV: 1, dh: 8, causal: false },
     { name: 'decode step, keys in 3 chunks', B: 2, T: 1, Tk: 50, H: 4, KV: 2, dh: 32, pad: [0, 10], chunks: 3 },
     { name: 'prefill, keys in 4 chunks', B: 1, T: 20, Tk: 29, H: 2, KV: 2, dh: 16, chunks: 4, alibi: true },
+    { name: 'ALiBi by key position ids, left padding', B: 2, T: 6, Tk: 6, H: 4, KV: 4, dh: 8, alibi: true, keyPos: true, pad: [0, 2] },
   ];
   it('attention: a decode step split into 2, 3 and 5 key chunks of several tiles each (one process, one cache of pipelines)', async () => {
     const [B, T, Tk, H, KV, dh] = [1, 2, 300, 6, 2, 16];
@@ -478,8 +541,11 @@ describe('webgpu kernels (fused WGSL on the tfjs WebGPU backend)', function () {
       const past = c.Tk - c.T;
       const scale = Math.sqrt(c.dh);
       const causal = c.causal ?? true;
-      const opts = { scale, causal, window: c.window, keyMask: km, alibiSlopes: sl, softcap: c.softcap };
-      const ref = refAttention(q, k, v, { scale, past, causal, window: c.window, keyMask, slopes, softcap: c.softcap });
+      // key position ids: counted over real keys (0 for padding), as the forward derives them from the mask
+      const keyPos = c.keyPos ? Array.from({ length: c.B }, (_, b) => Array.from({ length: c.Tk }, (_, j) => Math.max(0, j - (c.pad?.[b] ?? 0)))) : undefined;
+      const kp = keyPos ? tf.tensor2d(keyPos, [c.B, c.Tk], 'int32') : null;
+      const opts = { scale, causal, window: c.window, keyMask: km, alibiSlopes: sl, alibiKeyPositions: kp, softcap: c.softcap };
+      const ref = refAttention(q, k, v, { scale, past, causal, window: c.window, keyMask, slopes, softcap: c.softcap, keyPos });
       const full = await expectNoLeak(() => attention(q, k, v, { ...opts, wantPattern: true, wantScores: true, wantLastArgmax: true }), 4);
       await expectClose(full.z, ref.z, 1e-5, 1e-5, 'z');
       await expectClose(full.pattern!, ref.pattern, 1e-6, 1e-5, 'pattern');
@@ -500,7 +566,7 @@ describe('webgpu kernels (fused WGSL on the tfjs WebGPU backend)', function () {
       const zOnly = await expectNoLeak(() => attention(q, k, v, { ...opts, keyChunks: c.chunks }), 1);
       await expectClose(zOnly.z, ref.z, 1e-5, 1e-5, `z alone (${c.chunks ?? 'default'} chunks)`);
       assert.equal(zOnly.pattern, undefined);
-      tf.dispose([q, k, v, km, sl, ref.z, ref.pattern, ref.scores, full.z, full.pattern!, full.scores!, full.lastArgmax!, zOnly.z].filter((t): t is tf.Tensor => !!t));
+      tf.dispose([q, k, v, km, sl, kp, ref.z, ref.pattern, ref.scores, full.z, full.pattern!, full.scores!, full.lastArgmax!, zOnly.z].filter((t): t is tf.Tensor => !!t));
     });
   }
 });

@@ -29,7 +29,7 @@ import { rougeRecall1, type RougeOptions } from './rouge.js';
 import { mulberry32 } from '../util/random.js';
 import type { HookFn, HookSpec } from '../hooks/registry.js';
 import type { BlockHookName } from '../hooks/names.js';
-import { generate, type HookedTransformer, type ModelView } from '../model/index.js';
+import { generate, lastRowArgmaxHook, ops, type HookedTransformer, type ModelView } from '../model/index.js';
 
 /**
  * The span [start, end) of `answerIds` in the prompt, searched as find_needle_idx (lines 249-259): for
@@ -72,19 +72,11 @@ export function retrievalScoreStep(
 
 /**
  * On the device: the argmax key of the last query row of a pattern [batch, head, q, k] -> int32
- * [batch, head], the lowest position on ties (tf.argMax leaves the tie order to the backend). Reads
- * nothing back; the caller disposes the result.
+ * [batch, head], the lowest position on ties. Reads nothing back; the caller disposes the result.
+ * (src/model/ops.ts; decodeWithKeys reads it through lastRowArgmaxHook, which the fused WebGPU
+ * attention answers from the scores without making the pattern.)
  */
-export function lastRowArgmax(pattern: tf.Tensor): tf.Tensor2D {
-  if (pattern.rank !== 4) throw new ShapeError('hook_pattern', expectedFound('[batch, head, q, k]', `[${pattern.shape}]`));
-  const [B, H, Q, K] = pattern.shape;
-  return tf.tidy(() => {
-    const row = tf.reshape(tf.slice(pattern, [0, 0, Q - 1, 0], [B, H, 1, K]), [B * H, K]);
-    const isMax = tf.equal(row, tf.max(row, 1, true));
-    const pos = tf.broadcastTo(tf.range(0, K, 1, 'int32').reshape([1, K]), [B * H, K]);
-    return tf.reshape(tf.min(tf.where(isMax, pos, tf.fill([B * H, K], K, 'int32')), 1), [B, H]) as tf.Tensor2D;
-  });
-}
+export const lastRowArgmax = ops.lastRowArgmax;
 
 /**
  * The model's newline token(s), where the authors stop decoding (line 246: the SentencePiece byte
@@ -125,8 +117,9 @@ const PATTERN = /^blocks\.(\d+)\.attn\.hook_pattern$/;
 /**
  * Greedy decoding of equal-length prompts with `generate`, recording per step the argmax key of the
  * query row that produced each token (the prefill's last row for the first token, as the authors'
- * first decoding step; then each decoding step's row). The argmax is taken on the device inside a
- * hook_pattern hook; the [layer, batch, head] ints of all steps are read back once, at the end.
+ * first decoding step; then each decoding step's row). The argmax is taken on the device by a
+ * lastRowArgmaxHook at hook_pattern (on WebGPU the fused attention kernel computes it from the
+ * scores and makes no pattern); the [layer, batch, head] ints of all steps are read back once, at the end.
  */
 export async function decodeWithKeys(model: ModelView, prompts: number[][], opts: KeyDecodeOptions): Promise<KeyDecodeResult> {
   if (!Array.isArray(prompts) || prompts.length === 0) throw new ValueError('prompts', expectedFound('a non-empty list of token id lists', prompts));
@@ -139,11 +132,11 @@ export async function decodeWithKeys(model: ModelView, prompts: number[][], opts
   const record = opts.recordKeys !== false;
   let layerKeys: Array<tf.Tensor | null> = new Array(L).fill(null);
   const steps: tf.Tensor[] = [];
-  const reader: HookFn = (act, ctx) => {
+  const reader: HookFn = lastRowArgmaxHook((argmax, ctx) => {
     if (ctx.layer === null) return;
     layerKeys[ctx.layer]?.dispose();
-    layerKeys[ctx.layer] = tf.keep(lastRowArgmax(act));
-  };
+    layerKeys[ctx.layer] = tf.keep(argmax);
+  });
   try {
     const res = await generate(model as HookedTransformer, prompts, {
       maxNewTokens: opts.maxNewTokens,

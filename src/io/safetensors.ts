@@ -14,6 +14,7 @@
  * FormatError naming the file and the tensor.
  */
 import * as tf from '@tensorflow/tfjs';
+import * as fs from 'node:fs';
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as os from 'node:os';
@@ -22,6 +23,7 @@ import { FormatError, ResolveError, ShapeError, ValueError, expectedFound } from
 import { withAtomicFile } from './atomic.js';
 import { describeErrno, pathExists } from './files.js';
 import { describeJson, findDuplicateKey, isPlainObject, parseJsonStrict } from './json.js';
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits, halfToFloat32 } from '../backend/webgpu/half.js';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'F64' | 'I8' | 'U8' | 'BOOL' | 'I16' | 'F8_E4M3' | 'F8_E5M2';
 
@@ -230,30 +232,14 @@ function checkContiguous(tensors: readonly SafetensorsEntry[], dataSize: number,
 }
 
 // ---------------------------------------------------------------------------------------------
-// dtype conversions
-
-const f32buf = new Float32Array(1);
-const u32buf = new Uint32Array(f32buf.buffer);
+// dtype conversions (F16 / BF16 bits: the helpers of src/backend/webgpu/half.ts, under the names this module exported)
 
 /** IEEE half (binary16) bits to a number. */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
-let HALF_TABLE: Float32Array | null = null;
-/** All 65536 half values as float32 (built once; exact, since every half is a float32). */
-function halfTable(): Float32Array {
-  if (!HALF_TABLE) {
-    HALF_TABLE = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) HALF_TABLE[h] = halfToFloat(h);
-  }
-  return HALF_TABLE;
-}
+export const halfToFloat = f16BitsToF32;
+/** A number to IEEE half bits, rounding to nearest even; overflow gives +-Infinity. */
+export const floatToHalf = f32ToF16Bits;
+/** A number to bfloat16 bits (upper half of float32, rounded to nearest even). */
+export const floatToBf16 = f32ToBf16Bits;
 
 /**
  * FP8 E4M3 (the OCP "E4M3FN" of torch.float8_e4m3fn) bits to a number: 1 sign, 4 exponent bits
@@ -290,48 +276,6 @@ function f8Table(dtype: 'F8_E4M3' | 'F8_E5M2'): Float32Array {
   return (F8_TABLES[dtype] ??= Float32Array.from({ length: 256 }, (_, b) => decode(b)));
 }
 
-/** A number to IEEE half bits, rounding to nearest even; overflow gives +-Infinity. */
-export function floatToHalf(x: number): number {
-  f32buf[0] = x;
-  const f = u32buf[0];
-  const sign = (f >>> 16) & 0x8000;
-  const exp = (f >>> 23) & 0xff;
-  let mant = f & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign; // underflows to zero
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let hm = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && hm & 1)) hm++;
-    return sign | hm;
-  }
-  let hm = mant >>> 13;
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && hm & 1)) {
-    hm++;
-    if (hm === 0x400) {
-      hm = 0;
-      e++;
-      if (e >= 31) return sign | 0x7c00;
-    }
-  }
-  return sign | (e << 10) | hm;
-}
-
-/** A number to bfloat16 bits (upper half of float32, rounded to nearest even). */
-export function floatToBf16(x: number): number {
-  f32buf[0] = x;
-  const f = u32buf[0];
-  if ((f & 0x7f800000) === 0x7f800000 && f & 0x7fffff) return ((f >>> 16) | 0x40) & 0xffff; // quiet NaN
-  const rounded = f + 0x7fff + ((f >>> 16) & 1);
-  return (rounded >>> 16) & 0xffff;
-}
-
 function swapBytes(bytes: Uint8Array, size: number): void {
   if (size === 1) return;
   for (let i = 0; i + size <= bytes.length; i += size) {
@@ -358,73 +302,66 @@ async function readExact(fh: FileHandle, target: Uint8Array, position: number, w
 
 /** Read one tensor's bytes from an open file and convert them to float32 / int32. */
 async function readEntry(fh: FileHandle, header: SafetensorsHeader, entry: SafetensorsEntry, where: string): Promise<SafetensorsArray> {
+  const bytes = new Uint8Array(entry.dataOffsets[1] - entry.dataOffsets[0]);
+  await readExact(fh, bytes, header.dataStart + entry.dataOffsets[0], where);
+  return decodeEntry(entry, bytes, where);
+}
+
+/**
+ * A tensor's values from its raw little-endian bytes (`bytes` must own its buffer from offset 0, as
+ * a fresh read does; it may be reused for the result): float types as float32, integer types as int32.
+ */
+export function decodeEntry(entry: SafetensorsEntry, bytes: Uint8Array, where: string): SafetensorsArray {
   const count = numel(entry.shape);
-  const pos = header.dataStart + entry.dataOffsets[0];
   const size = DTYPE_SIZE[entry.dtype];
   const t = `tensor "${entry.name}"`;
-  const raw = async <A extends ArrayBufferView>(make: (n: number) => A): Promise<A> => {
-    const arr = make(count);
-    const bytes = new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength);
-    await readExact(fh, bytes, pos, where);
-    if (!LITTLE_ENDIAN_HOST) swapBytes(bytes, size);
-    return arr;
-  };
+  if (!LITTLE_ENDIAN_HOST) swapBytes(bytes, size);
+  const view = <A>(make: (buf: ArrayBuffer, off: number, n: number) => A, n = count): A => make(bytes.buffer as ArrayBuffer, bytes.byteOffset, n);
+  const out = (data: Float32Array | Int32Array): SafetensorsArray => ({ dtype: entry.dtype, shape: entry.shape, data });
   switch (entry.dtype) {
     case 'F32':
-      return { dtype: entry.dtype, shape: entry.shape, data: await raw((k) => new Float32Array(k)) };
+      return out(view((b, o, n) => new Float32Array(b, o, n)));
     case 'I32':
-      return { dtype: entry.dtype, shape: entry.shape, data: await raw((k) => new Int32Array(k)) };
-    case 'F16': {
-      const h = await raw((k) => new Uint16Array(k));
-      const out = new Float32Array(count);
-      const lut = halfTable();
-      for (let i = 0; i < count; i++) out[i] = lut[h[i]];
-      return { dtype: entry.dtype, shape: entry.shape, data: out };
-    }
-    case 'BF16': {
-      const h = await raw((k) => new Uint16Array(k));
-      const out = new Float32Array(count);
-      const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < count; i++) bits[i] = h[i] << 16;
-      return { dtype: entry.dtype, shape: entry.shape, data: out };
-    }
+      return out(view((b, o, n) => new Int32Array(b, o, n)));
+    case 'F16':
+    case 'BF16':
+      return out(halfToFloat32(view((b, o, n) => new Uint16Array(b, o, n)), entry.dtype === 'F16' ? 'f16' : 'bf16'));
     case 'F64': {
-      const d = await raw((k) => new Float64Array(k));
-      const out = new Float32Array(count);
+      const d = view((b, o, n) => new Float64Array(b, o, n));
+      const f = new Float32Array(count);
       for (let i = 0; i < count; i++) {
-        out[i] = d[i];
-        if (!Number.isFinite(out[i]) && Number.isFinite(d[i])) {
+        f[i] = d[i];
+        if (!Number.isFinite(f[i]) && Number.isFinite(d[i])) {
           throw new ValueError(`${where}: ${t}`, `F64 value ${d[i]} at flat index ${i} is beyond the float32 range`);
         }
       }
-      return { dtype: entry.dtype, shape: entry.shape, data: out };
+      return out(f);
     }
     case 'I64': {
-      const w = await raw((k) => new Int32Array(2 * k)); // little-endian pairs (low, high)
-      const out = new Int32Array(count);
+      const w = view((b, o, n) => new Int32Array(b, o, n), 2 * count); // little-endian pairs (low, high)
+      const v = new Int32Array(count);
       for (let i = 0; i < count; i++) {
         const lo = w[2 * i];
         const hi = w[2 * i + 1];
         if (hi !== (lo < 0 ? -1 : 0)) {
-          const v = (BigInt(hi) << 32n) + BigInt(lo >>> 0);
-          throw new ValueError(`${where}: ${t}`, `I64 value ${v} at flat index ${i} does not fit in int32`);
+          const big = (BigInt(hi) << 32n) + BigInt(lo >>> 0);
+          throw new ValueError(`${where}: ${t}`, `I64 value ${big} at flat index ${i} does not fit in int32`);
         }
-        out[i] = lo;
+        v[i] = lo;
       }
-      return { dtype: entry.dtype, shape: entry.shape, data: out };
+      return out(v);
     }
     case 'I16':
-      return { dtype: entry.dtype, shape: entry.shape, data: Int32Array.from(await raw((k) => new Int16Array(k))) };
+      return out(Int32Array.from(view((b, o, n) => new Int16Array(b, o, n))));
     case 'I8':
-      return { dtype: entry.dtype, shape: entry.shape, data: Int32Array.from(await raw((k) => new Int8Array(k))) };
+      return out(Int32Array.from(view((b, o, n) => new Int8Array(b, o, n))));
     case 'U8':
     case 'BOOL':
-      return { dtype: entry.dtype, shape: entry.shape, data: Int32Array.from(await raw((k) => new Uint8Array(k))) };
+      return out(Int32Array.from(bytes.subarray(0, count)));
     case 'F8_E4M3':
     case 'F8_E5M2': {
       const lut = f8Table(entry.dtype);
-      const bytes = await raw((k) => new Uint8Array(k));
-      return { dtype: entry.dtype, shape: entry.shape, data: Float32Array.from(bytes, (b) => lut[b]) };
+      return out(Float32Array.from(bytes.subarray(0, count), (x) => lut[x]));
     }
   }
 }
@@ -492,7 +429,8 @@ export async function readSafetensorsArrays(file: string, opts: { names?: readon
   }
 }
 
-function arrayToTensor(a: SafetensorsArray): tf.Tensor {
+/** A tf tensor of decoded safetensors values: float32, int32, or bool for BOOL. */
+export function arrayToTensor(a: SafetensorsArray): tf.Tensor {
   if (a.dtype === 'BOOL') return tf.tensor(Uint8Array.from(a.data), a.shape, 'bool');
   return tf.tensor(a.data, a.shape, a.data instanceof Float32Array ? 'float32' : 'int32');
 }
@@ -624,14 +562,18 @@ async function tensorToRaw(name: string, t: tf.Tensor, where: string): Promise<R
 /**
  * Write tensors to a safetensors file, atomically (temp file beside it, fsync, rename). Tensor names
  * are sorted; the header is padded with spaces so the data section starts 8-byte aligned. tf tensors
- * are stored as F32 / I32 / BOOL; raw `{dtype, shape, data}` entries may also ask for I64, F16, BF16,
- * F64 or U8 (F16/BF16 round to nearest even).
+ * are stored as F32 / I32 / BOOL (float32 tensors as `opts.floatDtype` when given: F16 or BF16, rounded
+ * to nearest even, one tensor at a time); raw `{dtype, shape, data}` entries may also ask for I64,
+ * F16, BF16, F64 or U8 (F16/BF16 round to nearest even).
  */
 export async function writeSafetensors(
   file: string,
   tensors: Record<string, tf.Tensor | RawTensor>,
   metadata?: Record<string, string>,
+  opts: { floatDtype?: 'F32' | 'F16' | 'BF16' } = {},
 ): Promise<void> {
+  const floatDtype = opts.floatDtype ?? 'F32';
+  if (!['F32', 'F16', 'BF16'].includes(floatDtype)) throw new ValueError(`${file}: floatDtype`, expectedFound("'F32', 'F16' or 'BF16'", floatDtype));
   if (!isPlainObject(tensors)) throw new ValueError(`${file}: tensors`, expectedFound('an object of name -> tensor', describeJson(tensors)));
   const header: Record<string, unknown> = {};
   if (metadata !== undefined) {
@@ -652,7 +594,7 @@ export async function writeSafetensors(
     let shape: number[];
     if (v instanceof tf.Tensor) {
       if (v.isDisposed) throw new ValueError(`${file}: tensor "${name}"`, 'the tensor is disposed');
-      const map: Record<string, WritableDtype> = { float32: 'F32', int32: 'I32', bool: 'BOOL' };
+      const map: Record<string, WritableDtype> = { float32: floatDtype, int32: 'I32', bool: 'BOOL' };
       dtype = map[v.dtype];
       if (!dtype) throw new ValueError(`${file}: tensor "${name}"`, expectedFound('a float32, int32 or bool tensor', v.dtype));
       shape = v.shape.slice();
@@ -684,7 +626,7 @@ export async function writeSafetensors(
     await write(prefix);
     await write(hbytes);
     for (const p of plan) {
-      const raw = p.tensor ? await tensorToRaw(p.name, p.tensor, file) : p.raw!;
+      const raw = p.tensor ? { ...(await tensorToRaw(p.name, p.tensor, file)), dtype: p.dtype } : p.raw!;
       const bytes = encodeRaw(p.name, raw, file);
       const want = (header[p.name] as { data_offsets: number[] }).data_offsets;
       if (bytes.byteLength !== want[1] - want[0]) throw new ShapeError(`${file}: tensor "${p.name}"`, 'data changed while writing');
@@ -757,22 +699,33 @@ export async function describeCheckpoint(dir: string): Promise<string> {
   return `${index} (shards ${shards.join(', ')})`;
 }
 
+/** Where one tensor of a checkpoint folder lies: its file, that file's header and its entry. */
+export interface CheckpointEntry {
+  file: string;
+  header: SafetensorsHeader;
+  entry: SafetensorsEntry;
+}
+
 /**
- * Read all tensors of a checkpoint folder: `model.safetensors`, or `model.safetensors.index.json`
- * and the shards its weight_map names. A missing shard is a ResolveError naming it; a tensor the
- * weight_map places in one shard but that is missing there, or a tensor stored in two shards, is a
- * FormatError. On error no tensor is left allocated.
+ * Every tensor of a checkpoint folder (`model.safetensors`, or `model.safetensors.index.json` and the
+ * shards its weight_map names), located from the headers alone: no data is read. A missing shard is a
+ * ResolveError naming it; a tensor the weight_map places in one shard but that is missing there, or a
+ * tensor stored in two shards, is a FormatError.
  */
-export async function readCheckpointTensors(dir: string, opts: { names?: readonly string[] } = {}): Promise<Record<string, tf.Tensor>> {
+export async function checkpointEntries(dir: string): Promise<Map<string, CheckpointEntry>> {
   const single = path.join(dir, SINGLE_FILE);
   const index = path.join(dir, INDEX_FILE);
-  if (await pathExists(single)) return readSafetensors(single, opts);
+  const out = new Map<string, CheckpointEntry>();
+  const add = (file: string, header: SafetensorsHeader) => header.tensors.forEach((entry) => out.set(entry.name, { file, header, entry }));
+  if (await pathExists(single)) {
+    add(single, await safetensorsInfo(single));
+    return out;
+  }
   if (!(await pathExists(index))) {
     if (!(await pathExists(dir))) throw new ResolveError(dir, 'checkpoint folder not found');
     throw new ResolveError(dir, `no ${SINGLE_FILE} or ${INDEX_FILE} in the folder (only safetensors checkpoints are supported)`);
   }
   const shards = parseShardIndex(await fsp.readFile(index, 'utf8'), index);
-  // Check every shard's header before reading any data: missing shards, missing or repeated tensors.
   const owner = new Map<string, string>();
   for (const [shard, listed] of shards) {
     const file = path.join(dir, shard);
@@ -781,34 +734,83 @@ export async function readCheckpointTensors(dir: string, opts: { names?: readonl
     for (const t of header.tensors) {
       const prev = owner.get(t.name);
       if (prev !== undefined) throw new FormatError(index, `tensor "${t.name}" is stored twice, in shards "${prev}" and "${shard}"`);
-      owner.set(t.name, shard);
     }
-    const inShard = new Set(header.tensors.map((t) => t.name));
+    const inShard = new Map(header.tensors.map((t) => [t.name, t]));
     for (const t of listed) {
       if (!inShard.has(t)) throw new FormatError(file, `tensor "${t}" is listed for shard "${shard}" in ${INDEX_FILE} but is not in the shard`);
     }
+    for (const t of header.tensors) owner.set(t.name, shard);
+    // the checkpoint is what the weight_map lists (a shard may hold more, as HF reads it)
+    for (const t of listed) out.set(t, { file, header, entry: inShard.get(t)! });
   }
-  let wanted: Map<string, string[]>;
-  if (opts.names) {
-    wanted = new Map();
-    for (const nm of opts.names) {
-      const shard = owner.get(nm);
-      if (shard === undefined) throw new ValueError(`${index}: names`, `tensor "${nm}" is not in the checkpoint`);
-      wanted.set(shard, [...(wanted.get(shard) ?? []), nm]);
-    }
-  } else {
-    wanted = shards;
-  }
+  return out;
+}
+
+/**
+ * Read all tensors of a checkpoint folder (see checkpointEntries for the layout and its errors) as tf
+ * tensors, one tensor's bytes at a time. `names` reads only those (a missing name is a ValueError). On
+ * error no tensor is left allocated.
+ */
+export async function readCheckpointTensors(dir: string, opts: { names?: readonly string[] } = {}): Promise<Record<string, tf.Tensor>> {
+  const entries = await checkpointEntries(dir);
+  const names = opts.names ?? [...entries.keys()];
+  for (const nm of names) if (!entries.has(nm)) throw new ValueError(`${await describeCheckpoint(dir)}: names`, `tensor "${nm}" is not in the checkpoint`);
+  const reader = openCheckpointReader(entries);
   const out: Record<string, tf.Tensor> = {};
   try {
-    for (const [shard, listed] of wanted) {
-      Object.assign(out, await readSafetensors(path.join(dir, shard), { names: listed }));
-    }
+    for (const nm of names) out[nm] = arrayToTensor(reader.array(nm));
+    return out;
   } catch (err) {
     for (const t of Object.values(out)) t.dispose();
     throw err;
+  } finally {
+    reader.close();
   }
-  return out;
+}
+
+/**
+ * Synchronous reads of single tensors from located checkpoint files (the model loader converts a
+ * checkpoint tensor by tensor as its families ask for them, so no whole-checkpoint copy exists in
+ * host memory). Files open on first use; `close()` closes them.
+ */
+export interface CheckpointReader {
+  readonly entries: ReadonlyMap<string, CheckpointEntry>;
+  /** The tensor's raw little-endian bytes, in a fresh buffer of exactly its size. */
+  bytes(name: string): Uint8Array;
+  /** The tensor's values (float types as float32, integer types as int32). */
+  array(name: string): SafetensorsArray;
+  close(): void;
+}
+
+export function openCheckpointReader(entries: ReadonlyMap<string, CheckpointEntry>): CheckpointReader {
+  const fds = new Map<string, number>();
+  const locate = (name: string): CheckpointEntry => {
+    const e = entries.get(name);
+    if (!e) throw new ValueError('checkpoint', `tensor "${name}" is not in the checkpoint`);
+    return e;
+  };
+  const bytes = (name: string): Uint8Array => {
+    const { file, header, entry } = locate(name);
+    let fd = fds.get(file);
+    if (fd === undefined) fds.set(file, (fd = fs.openSync(file, 'r')));
+    const out = new Uint8Array(entry.dataOffsets[1] - entry.dataOffsets[0]);
+    let off = 0;
+    while (off < out.byteLength) {
+      const n = fs.readSync(fd, out, off, Math.min(out.byteLength - off, 1 << 30), header.dataStart + entry.dataOffsets[0] + off);
+      if (n === 0) throw new FormatError(file, `file ended while reading tensor "${name}" (file changed while reading?)`);
+      off += n;
+    }
+    return out;
+  };
+  return {
+    entries,
+    bytes,
+    array: (name) => decodeEntry(locate(name).entry, bytes(name), locate(name).file),
+    close() {
+      for (const fd of fds.values()) fs.closeSync(fd);
+      fds.clear();
+    },
+  };
 }
 
 // Re-exported for callers that check JSON headers themselves.

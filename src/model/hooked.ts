@@ -9,6 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HookError, ShapeError, ValueError, expectedFound } from '../errors.js';
+import { type PackedHalf, unpackHalf } from '../backend/webgpu/half.js';
 import type { HookName } from '../hooks/names.js';
 import { HookRegistry, type HookFn, type HookSpec } from '../hooks/registry.js';
 import { ActivationCache, type HostTensor } from './cache.js';
@@ -62,9 +63,19 @@ export async function readHost(t: unknown): Promise<void> {
   if (t instanceof tf.Tensor && !hostCopies.has(t.dataId as object)) hostCopies.set(t.dataId as object, await t.data());
 }
 
+/** How a weight is stored: float32, or packed IEEE half / bfloat16 words on the GPU. */
+export type WeightFormat = 'f32' | 'f16' | 'bf16';
+
 export class HookedTransformer implements ForwardModel {
   readonly cfg: ModelConfig;
+  /**
+   * Float32 weights in the canonical layout (docs/architecture.md). For a half-precision checkpoint
+   * loaded on WebGPU the large matrices are in `halfParams` instead; `weight(name)` gives any weight
+   * as float32.
+   */
   params: Record<string, tf.Tensor>;
+  /** Weights kept as packed F16 / BF16 words on the GPU (empty for float32 models); see docs/gpu.md. */
+  halfParams: Record<string, PackedHalf>;
   tokenizer: Tokenizer | null;
   /** Name or path the model was loaded from. */
   name: string;
@@ -72,23 +83,29 @@ export class HookedTransformer implements ForwardModel {
   readonly hooks: HookRegistry;
   private hookNameList: HookName[] | null = null;
   private readonly inHook = { value: false };
-  private fusedCache = new Map<string, { src: tf.Tensor[]; fused: tf.Tensor }>();
   private invFreqTable: Float32Array | null = null;
 
   /**
    * `opts.weights: false` makes a model without weights (params must be empty): its config, tokenizer
    * and BOS work, so it can build prompts and plan work where the weights do not fit (sweep submit and
-   * collect); running it throws.
+   * collect); running it throws. `opts.halfParams`: weights stored as packed halves (WebGPU), which
+   * then are not in `params`.
    */
-  constructor(cfg: ModelConfig, params: Record<string, tf.Tensor>, tokenizer: Tokenizer | null = null, name = 'model', opts: { weights?: boolean } = {}) {
+  constructor(
+    cfg: ModelConfig,
+    params: Record<string, tf.Tensor>,
+    tokenizer: Tokenizer | null = null,
+    name = 'model',
+    opts: { weights?: boolean; halfParams?: Record<string, PackedHalf> } = {},
+  ) {
     this.cfg = cfg;
     this.params = params;
+    this.halfParams = opts.halfParams ?? {};
     this.tokenizer = tokenizer;
     this.name = name;
     this.hooks = this.newRegistry();
     if (opts.weights === false && Object.keys(params).length === 0) return;
     this.checkParams();
-    this.prepareFused();
   }
 
   private newRegistry(): HookRegistry {
@@ -125,7 +142,7 @@ export class HookedTransformer implements ForwardModel {
   /** Every canonical weight the config implies must be present with its shape; norms and biases may be absent (folded or none). */
   private checkParams(): void {
     for (const spec of canonicalParams(this.cfg)) {
-      const t = this.params[spec.name];
+      const t = this.params[spec.name] ?? this.halfParams[spec.name];
       if (!t) {
         if (spec.role === 'weight' || spec.role === 'embed') throw new ShapeError(`params.${spec.name}`, 'missing');
         continue;
@@ -137,11 +154,43 @@ export class HookedTransformer implements ForwardModel {
   /** Parameter count (canonical tensors; tied embeddings counted once as HF does). */
   parameterCount(): number {
     let n = 0;
-    for (const [k, t] of Object.entries(this.params)) {
+    for (const [k, shape] of this.weightShapes()) {
       if (k === 'unembed.W_U' && this.cfg.tie_word_embeddings) continue;
-      n += t.size;
+      n += shape.reduce((a, b) => a * b, 1);
     }
     return n;
+  }
+
+  /** [name, shape] of every weight (float32 and half-precision). */
+  private weightShapes(): Array<[string, number[]]> {
+    return [...Object.entries(this.params).map(([k, t]): [string, number[]] => [k, t.shape]), ...Object.entries(this.halfParams).map(([k, p]): [string, number[]] => [k, p.shape])];
+  }
+
+  /** How the weight `name` is stored: 'f32', or 'f16' / 'bf16' for packed halves on the GPU. */
+  weightFormat(name: string): WeightFormat {
+    if (this.params[name]) return 'f32';
+    const h = this.halfParams[name];
+    if (h) return h.format;
+    throw new ValueError(`weight "${name}"`, expectedFound(`a weight of ${this.name}`, 'no such weight'));
+  }
+
+  /**
+   * The weight `name` in the canonical layout as a float32 tensor that the caller owns (dispose it):
+   * a clone of a float32 weight (no copy of the data), or half-precision words decoded on the GPU (a
+   * float32 copy that lives until the caller frees it, so nothing stays resident twice). Analyses
+   * that read weights as float32 (W_O in the cache helpers, weight-space analyses) go through this.
+   */
+  weight(name: string): tf.Tensor {
+    const t = this.params[name];
+    if (t) return t.clone();
+    const h = this.halfParams[name];
+    if (h) return unpackHalf(h);
+    throw new ValueError(`weight "${name}"`, expectedFound(`a weight of ${this.name}`, 'no such weight'));
+  }
+
+  /** Whether the model has a weight of that name (float32 or half-precision). */
+  hasWeight(name: string): boolean {
+    return !!(this.params[name] ?? this.halfParams[name]);
   }
 
   // ---------------------------------------------------------------- tokens
@@ -359,37 +408,7 @@ export class HookedTransformer implements ForwardModel {
     return Array.from({ length: shape[0] }, (_, b) => Array.from(flat).slice(b * shape[1], (b + 1) * shape[1]));
   }
 
-  // ---------------------------------------------------------------- derived weights
-
-  private fused(key: string, parts: tf.Tensor[], make: () => tf.Tensor): tf.Tensor {
-    // Trainable parameters must stay on the gradient tape: no caching for variables.
-    if (parts.some((p) => p instanceof tf.Variable)) return make();
-    const hit = this.fusedCache.get(key);
-    if (hit && hit.src.length === parts.length && hit.src.every((s, i) => s === parts[i] && !s.isDisposed)) return hit.fused;
-    if (hit) hit.fused.dispose();
-    const fused = tf.keep(tf.tidy(make));
-    this.fusedCache.set(key, { src: parts, fused });
-    return fused;
-  }
-
-  /** Q, K and V weights as one [d_model, (H + 2K) * d_head] matrix, and their biases (or null). */
-  fusedQKV(l: number): { W: tf.Tensor; bias: tf.Tensor | null } {
-    const P = this.params;
-    const pre = `blocks.${l}.attn.`;
-    const { n_heads: H, n_kv_heads: K, d_head: dh } = this.cfg;
-    const wq = P[pre + 'W_Q'], wk = P[pre + 'W_K'], wv = P[pre + 'W_V'];
-    const bq = P[pre + 'b_Q'], bk = P[pre + 'b_K'], bv = P[pre + 'b_V'];
-    const W = this.fused(pre + 'qkv', [wq, wk, wv], () => tf.concat([mergeIn(wq), mergeIn(wk), mergeIn(wv)], 1));
-    if (!bq && !bk && !bv) return { W, bias: null };
-    const flat = (b: tf.Tensor | undefined, n: number) => (b ? b.flatten() : tf.zeros([n * dh]));
-    const bias = this.fused(pre + 'qkv_b', [bq, bk, bv].filter(Boolean) as tf.Tensor[], () => tf.concat([flat(bq, H), flat(bk, K), flat(bv, K)], 0));
-    return { W, bias };
-  }
-
-  fusedWO(l: number): tf.Tensor {
-    const wo = this.params[`blocks.${l}.attn.W_O`];
-    return this.fused(`blocks.${l}.attn.W_O`, [wo], () => tf.reshape(wo, [this.cfg.n_heads * this.cfg.d_head, this.cfg.d_model]));
-  }
+  // ---------------------------------------------------------------- weights
 
   /** Rotary inverse frequencies of layer 0 at its native length (src/model/positions.ts; scaled ropes included). */
   invFreq(): Float32Array {
@@ -397,27 +416,21 @@ export class HookedTransformer implements ForwardModel {
     return this.invFreqTable;
   }
 
-  /** Build the derived weights now, so that runs do not change the tensor count. */
-  private prepareFused(): void {
-    for (let l = 0; l < this.cfg.n_layers; l++) {
-      this.fusedQKV(l);
-      this.fusedWO(l);
-    }
-  }
-
-  /** Drop derived (fused) weights; call after replacing params in place. */
+  /**
+   * Call after replacing params in place: checks them against the config. (The forward reads the
+   * canonical weights directly, W_Q / W_K / W_V as column blocks and W_O as a reshape, so no derived
+   * copy needs rebuilding.)
+   */
   invalidateFused(): void {
-    for (const v of this.fusedCache.values()) v.fused.dispose();
-    this.fusedCache.clear();
-    this.prepareFused();
+    this.checkParams();
   }
 
-  /** Free the weights (and derived tensors). */
+  /** Free the weights. */
   dispose(): void {
-    for (const v of this.fusedCache.values()) v.fused.dispose();
-    this.fusedCache.clear();
     tf.dispose(Object.values(this.params));
+    tf.dispose(Object.values(this.halfParams).map((p) => p.words));
     this.params = {};
+    this.halfParams = {};
   }
 }
 
@@ -452,11 +465,6 @@ async function moveToHost(cache: Record<string, tf.Tensor>, name: string, host: 
 
 export function disposeKV(kv: KVCache): void {
   tf.dispose([...kv.k, ...kv.v, kv.mask, kv.positions]);
-}
-
-function mergeIn(w: tf.Tensor): tf.Tensor {
-  const [h, dIn, dh] = w.shape;
-  return tf.reshape(tf.transpose(w, [1, 0, 2]), [dIn, h * dh]);
 }
 
 /** Up to three hook names near `name` (same last part, or a few edits away), nearest first. */

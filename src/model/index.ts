@@ -2,6 +2,7 @@ export { HookedTransformer, hostValues, readHost, disposeKV, type Tokens, type M
 export { ActivationCache, type HostTensor, type Stack, type CacheModel } from './cache.js';
 export { readBatch, firstRealIndex, forEachChunk, sliceBatch, type ModelView, type Batch, type HostBatch } from './view.js';
 export * as ops from './ops.js';
+export { lastRowArgmaxHook } from './forward.js';
 export { loadModel, saveModel, randomModel, supportedArchitectures, describeModel, type LoadOptions } from './load.js';
 export { generate, evict, type GenerateOptions, type GenerateResult, type StreamingOptions } from './generate.js';
 export { foldLn, centerWritingWeights, centerUnembed, foldValueBiases, processWeights, type ProcessOptions } from './processing.js';

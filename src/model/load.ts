@@ -6,14 +6,19 @@
 import * as tf from '@tensorflow/tfjs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { FormatError, ValueError } from '../errors.js';
+import { FormatError, ValueError, expectedFound } from '../errors.js';
+import { packHalf, packHalfBytes, unpackHalf, type PackedHalf } from '../backend/webgpu/half.js';
+import type { HalfFormat } from '../backend/webgpu/wgsl.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { readJsonFile } from '../io/json.js';
 import { resolveModelPath, type ResolveOptions } from '../io/hub.js';
 import { pathExists } from '../io/files.js';
-import { describeCheckpoint, readCheckpointTensors, writeSafetensors } from '../io/safetensors.js';
+import {
+  arrayToTensor, checkpointEntries, describeCheckpoint, openCheckpointReader, writeSafetensors, type CheckpointEntry, type CheckpointReader,
+} from '../io/safetensors.js';
 import { canonicalParams, type ModelConfig } from './config.js';
 import { FAMILIES, familyFor, normalizeConfig, WeightSource } from './families/index.js';
+import type { StateDict } from './families/common.js';
 import { HookedTransformer } from './hooked.js';
 import { Tokenizer } from './tokenizer.js';
 
@@ -29,6 +34,13 @@ export interface LoadOptions extends ResolveOptions {
   allowExtraTensors?: 'known' | 'none' | 'all';
   /** false: read the config and tokenizer only, no weights (see HookedTransformer's constructor); default true. */
   weights?: boolean;
+  /**
+   * F16 / BF16 checkpoints. 'auto' (default): on the webgpu backend the weight matrices stay 16-bit
+   * on the GPU (packed words the fused kernels decode in registers, float32 accumulation; norms and
+   * biases float32), elsewhere they are upcast to float32 at load (wasm and cpu have no half-precision
+   * kernels). 'float32': always upcast. A checkpoint whose matrices mix dtypes is upcast.
+   */
+  halfWeights?: 'auto' | 'float32';
 }
 
 /**
@@ -55,37 +67,102 @@ export async function loadModel(pathOrId: string, opts: LoadOptions = {}): Promi
     tokenizer = new Tokenizer((await readJsonFile(tkFile, 'tokenizer')) as Record<string, unknown>, tkCfg, tkFile);
   }
   if (opts.weights === false) return new HookedTransformer(cfg, {}, tokenizer, pathOrId, { weights: false });
-  const hf = await readCheckpointTensors(dir);
+  const entries = await checkpointEntries(dir);
   const where = await describeCheckpoint(dir);
+  const format = (opts.halfWeights ?? 'auto') === 'auto' && tf.getBackend() === 'webgpu' ? halfFormatOf(entries) : null;
+  const reader = openCheckpointReader(entries);
+  const lazy = lazyStateDict(reader, where, format, opts.checkFinite ?? true);
+  const half: Record<string, PackedHalf> = {};
+  let params: StateDict = {};
+  const family = familyFor(cfg.architecture, cfgFile);
+  const src = new WeightSource(lazy.sd, where, family.prefixes);
   try {
-    if (opts.checkFinite ?? true) {
-      for (const [name, t] of Object.entries(hf)) {
-        if (t.dtype !== 'float32') continue;
-        // before any op uses them the tensors hold the file's values on the host: dataSync never reads the device
-        const v = t.dataSync();
-        let ok = true;
-        for (let i = 0; i < v.length && ok; i++) ok = Number.isFinite(v[i]);
-        if (!ok) {
-          throw new ValueError(`${where}: ${name}`, 'weights hold NaN or infinite values');
-        }
-      }
-    }
-    const family = familyFor(cfg.architecture, cfgFile);
-    const src = new WeightSource(hf, where, family.prefixes);
-    const params = tf.tidy(() => {
-      const p = family.toCanonical(src, cfg);
-      return p as unknown as tf.TensorContainer;
-    }) as unknown as Record<string, tf.Tensor>;
-    try {
-      await checkAllTensorsUsed(src, cfg, cfgFile, opts.allowExtraTensors ?? 'known', family.extraTensors ?? []);
-    } catch (e) {
-      tf.dispose(Object.values(params));
-      throw e;
-    }
-    return new HookedTransformer(cfg, params, tokenizer, pathOrId);
+    if (format) src.finish = packer(cfg, format, half);
+    params = tf.tidy(() => family.toCanonical(src, cfg) as unknown as tf.TensorContainer) as unknown as StateDict;
+    // what no layer finished (embeddings, final norm, unembedding)
+    if (src.finish) for (const k of Object.keys(params)) if (!src.finish(k, params[k])) delete params[k];
+    await checkAllTensorsUsed(src, cfg, cfgFile, opts.allowExtraTensors ?? 'known', family.extraTensors ?? []);
+    return new HookedTransformer(cfg, params, tokenizer, pathOrId, { halfParams: half });
+  } catch (e) {
+    tf.dispose([...Object.values(params), ...src.kept, ...Object.values(half).map((h) => h.words)].filter((t) => !t.isDisposed));
+    throw e;
   } finally {
-    tf.dispose(Object.values(hf));
+    lazy.dispose();
+    reader.close();
   }
+}
+
+/** The half format of a checkpoint whose floating matrices (rank >= 2) are all F16 or all BF16, else null. */
+function halfFormatOf(entries: ReadonlyMap<string, CheckpointEntry>): HalfFormat | null {
+  const kinds = new Set<string>();
+  for (const { entry } of entries.values()) {
+    if (entry.shape.length >= 2 && ['F32', 'F16', 'BF16', 'F64', 'F8_E4M3', 'F8_E5M2'].includes(entry.dtype)) kinds.add(entry.dtype);
+  }
+  if (kinds.size !== 1) return null;
+  return kinds.has('F16') ? 'f16' : kinds.has('BF16') ? 'bf16' : null;
+}
+
+/**
+ * WeightSource.finish for a half-precision load: every canonical weight matrix (role weight or
+ * embed) is rounded back to its checkpoint format and packed on the GPU (exact: the float32 values
+ * came from that format), the float32 copy freed; norms and biases stay float32.
+ */
+function packer(cfg: ModelConfig, format: HalfFormat, half: Record<string, PackedHalf>): (name: string, t: tf.Tensor) => tf.Tensor | null {
+  const matrices = new Set(canonicalParams(cfg).filter((p) => p.role === 'weight' || p.role === 'embed').map((p) => p.name));
+  return (name, t) => {
+    if (!matrices.has(name) || t.dtype !== 'float32') return t;
+    const p = packHalf(t, format);
+    half[name] = { ...p, words: tf.keep(p.words) };
+    t.dispose();
+    return null;
+  };
+}
+
+/**
+ * The checkpoint as a state dict whose tensors are read when a family first asks for them (one
+ * synchronous read of that tensor's bytes; a tensor freed by a converter's layer scope is read again
+ * if asked again). With a half `format` on WebGPU, F16 / BF16 bytes go to the GPU as packed words and
+ * are decoded there (no float32 copy on the host); otherwise they are decoded on the host. Non-finite
+ * weights are refused when `checkFinite`.
+ */
+function lazyStateDict(reader: CheckpointReader, where: string, format: HalfFormat | null, checkFinite: boolean): { sd: StateDict; dispose(): void } {
+  const live = new Map<string, tf.Tensor>();
+  const read = (name: string): tf.Tensor => {
+    const { entry } = reader.entries.get(name)!;
+    const gpuHalf = format !== null && (entry.dtype === 'F16' || entry.dtype === 'BF16') && entry.shape.length >= 1 && entry.shape.every((d) => d > 0);
+    if (!gpuHalf) {
+      const a = reader.array(name);
+      if (checkFinite && a.data instanceof Float32Array && !a.data.every(Number.isFinite)) throw new ValueError(`${where}: ${name}`, 'weights hold NaN or infinite values');
+      return arrayToTensor(a);
+    }
+    const bytes = reader.bytes(name);
+    if (checkFinite && !halfBitsFinite(bytes, entry.dtype as 'F16' | 'BF16')) throw new ValueError(`${where}: ${name}`, 'weights hold NaN or infinite values');
+    const cols = entry.shape[entry.shape.length - 1];
+    const words = tf.tensor(packHalfBytes(bytes, entry.shape, `${where}: ${name}`), [...entry.shape.slice(0, -1), Math.ceil(cols / 2)], 'int32');
+    const f = unpackHalf({ words, format: entry.dtype === 'F16' ? 'f16' : 'bf16', shape: entry.shape });
+    words.dispose();
+    return f;
+  };
+  const sd: StateDict = {};
+  for (const name of reader.entries.keys()) {
+    Object.defineProperty(sd, name, {
+      enumerable: true,
+      get: () => {
+        let t = live.get(name);
+        if (!t || t.isDisposed) live.set(name, (t = read(name)));
+        return t;
+      },
+    });
+  }
+  return { sd, dispose: () => tf.dispose([...live.values()].filter((t) => !t.isDisposed)) };
+}
+
+/** Whether no 16-bit value is Infinity or NaN (all exponent bits set). */
+function halfBitsFinite(bytes: Uint8Array, dtype: 'F16' | 'BF16'): boolean {
+  const h = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  const exp = dtype === 'F16' ? 0x7c00 : 0x7f80;
+  for (let i = 0; i < h.length; i++) if ((h[i] & exp) === exp) return false;
+  return true;
 }
 
 async function sameValues(a: tf.Tensor, b: tf.Tensor): Promise<boolean> {
@@ -133,17 +210,28 @@ async function checkAllTensorsUsed(src: WeightSource, cfg: ModelConfig, cfgFile:
   );
 }
 
-/** Write a genuine HF checkpoint folder (config.json, model.safetensors, tokenizer.json when present). */
-export async function saveModel(model: HookedTransformer, dir: string, extraConfig: Record<string, unknown> = {}): Promise<void> {
+/**
+ * Write a genuine HF checkpoint folder (config.json, model.safetensors, tokenizer.json when present).
+ * `opts.dtype` stores the floating weights as F32 (default), F16 or BF16 (rounded to nearest even;
+ * config.json then names it as torch_dtype). Half-precision weights of the model are decoded first.
+ */
+export async function saveModel(model: HookedTransformer, dir: string, extraConfig: Record<string, unknown> = {}, opts: { dtype?: 'F32' | 'F16' | 'BF16' } = {}): Promise<void> {
+  const dtype = opts.dtype ?? 'F32';
+  if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new ValueError('saveModel dtype', expectedFound("'F32', 'F16' or 'BF16'", dtype));
   await fsp.mkdir(dir, { recursive: true });
   const fam = familyFor(model.cfg.architecture, 'model.cfg');
-  const sd = tf.tidy(() => fam.fromCanonical(model.params, model.cfg) as unknown as tf.TensorContainer) as unknown as Record<string, tf.Tensor>;
+  const sd = tf.tidy(() => {
+    const all: StateDict = { ...model.params };
+    for (const k of Object.keys(model.halfParams)) all[k] = model.weight(k);
+    return fam.fromCanonical(all, model.cfg) as unknown as tf.TensorContainer;
+  }) as unknown as Record<string, tf.Tensor>;
   try {
-    await writeSafetensors(path.join(dir, 'model.safetensors'), sd, { format: 'pt' });
+    await writeSafetensors(path.join(dir, 'model.safetensors'), sd, { format: 'pt' }, { floatDtype: dtype });
   } finally {
     tf.dispose(Object.values(sd));
   }
-  const config = { ...model.cfg.hf, architectures: [fam.hfClass], ...extraConfig };
+  const stored = dtype === 'F32' ? {} : { torch_dtype: dtype === 'F16' ? 'float16' : 'bfloat16' };
+  const config = { ...model.cfg.hf, architectures: [fam.hfClass], ...stored, ...extraConfig };
   await writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
   if (model.tokenizer) {
     await writeFileAtomic(path.join(dir, 'tokenizer.json'), JSON.stringify(model.tokenizer.json) + '\n');

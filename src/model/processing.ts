@@ -67,6 +67,9 @@ export function processingSupport(c: ModelConfig): Record<ProcessingStep, string
 function requireSupport(model: HookedTransformer, step: ProcessingStep): void {
   const why = processingSupport(model.cfg)[step];
   if (why) throw new ConfigError(step, `not valid for ${model.cfg.architecture}: ${why}`);
+  if (Object.keys(model.halfParams).length) {
+    throw new ConfigError(step, `${model.name} keeps its weights in half precision on the GPU; load it with halfWeights: 'float32' to process its weights`);
+  }
 }
 
 /** The matrices that read a norm's output: [weight, bias] names (bias null = none, made when the norm has one). */

@@ -13,7 +13,8 @@
  * Masking (as TransformerLens and src/model/ops.ts): key j is visible to query t when the key
  * padding mask keeps it, j <= past + t (causal) and past + t - j < window (sliding window).
  * Score transform order: q.k / scale, then soft-capping cap * tanh(s / cap), then the ALiBi bias
- * slope_h * (j - (past + t)), then the mask. Masked entries are -Infinity in the returned scores
+ * slope_h * (j - (past + t)) (or slope_h * keyPosition[b, j] when key positions are given: HF's
+ * BLOOM form, positions counted over real tokens), then the mask. Masked entries are -Infinity in the returned scores
  * and 0 in the pattern; a row with every key masked has a zero pattern and z = 0 (TransformerLens
  * replaces the NaN of such rows by zeros).
  *
@@ -49,6 +50,11 @@ export interface AttentionOptions extends AttentionMask {
   softcap?: number | null;
   /** ALiBi slopes, float32 [H]: adds slope_h * (j - (past + t)) before masking. */
   alibiSlopes?: tf.Tensor | null;
+  /**
+   * int32 [B, Tk] position ids of the keys: with alibiSlopes, the bias is slope_h * keyPositions[b, j]
+   * instead (HF BLOOM: positions from the padding mask; softmax ignores the per-query constant).
+   */
+  alibiKeyPositions?: tf.Tensor | null;
   /** Also return the pattern [B, H, T, Tk] (softmax; masked entries 0). */
   wantPattern?: boolean;
   /** Also return the masked scores [B, H, T, Tk] (masked entries -Infinity). */
@@ -86,6 +92,7 @@ interface AttnAttrs extends Shape {
   softcap: number;
   hasMask: boolean;
   hasAlibi: boolean;
+  hasKeyPos: boolean;
   wantPattern: boolean;
   wantScores: boolean;
   wantLastArgmax: boolean;
@@ -124,6 +131,9 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, o: Attention
   if (o.alibiSlopes && (o.alibiSlopes.size !== s.H || o.alibiSlopes.dtype !== 'float32')) {
     throw new ShapeError('attention alibiSlopes', expectedFound(`float32 with ${s.H} values`, `${o.alibiSlopes.dtype} [${o.alibiSlopes.shape}]`));
   }
+  if (o.alibiKeyPositions && (!o.alibiSlopes || !tf.util.arraysEqual(o.alibiKeyPositions.shape, [s.B, s.Tk]) || o.alibiKeyPositions.dtype !== 'int32')) {
+    throw new ShapeError('attention alibiKeyPositions', expectedFound(`int32 [${s.B}, ${s.Tk}] with alibiSlopes`, `${o.alibiKeyPositions.dtype} [${o.alibiKeyPositions.shape}]${o.alibiSlopes ? '' : ' without slopes'}`));
+  }
   const wantsMatrix = !!(o.wantPattern || o.wantScores);
   if (o.keyChunks !== undefined && (!Number.isInteger(o.keyChunks) || o.keyChunks < 1 || (wantsMatrix && o.keyChunks > 1))) {
     throw new ValueError('attention keyChunks', expectedFound(wantsMatrix ? '1 (a pattern or scores is asked for)' : 'a positive integer', o.keyChunks));
@@ -137,13 +147,14 @@ export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, o: Attention
     softcap: o.softcap ?? 0,
     hasMask: !!o.keyMask,
     hasAlibi: !!o.alibiSlopes,
+    hasKeyPos: !!o.alibiKeyPositions,
     wantPattern: !!o.wantPattern,
     wantScores: !!o.wantScores,
     wantLastArgmax: !!o.wantLastArgmax,
     chunks: wantsMatrix ? 1 : (o.keyChunks ?? defaultChunks(s)),
   };
   registerWebGPUKernel(FLASH, attentionKernel);
-  const outs = runRegistered(FLASH, { q, k, v, keyMask: o.keyMask, alibi: o.alibiSlopes }, attrs);
+  const outs = runRegistered(FLASH, { q, k, v, keyMask: o.keyMask, alibi: o.alibiSlopes, kpos: o.alibiKeyPositions }, attrs);
   const res: AttentionResult = { z: outs[0] };
   let i = 1;
   if (attrs.wantPattern) res.pattern = outs[i++];
@@ -178,7 +189,7 @@ function tiling(dh: number, pattern: boolean, scores: boolean): Tiling {
 
 function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[] {
   const a = attrs as unknown as AttnAttrs;
-  const ins = [inputs.q, inputs.k, inputs.v, ...(inputs.keyMask ? [inputs.keyMask] : []), ...(inputs.alibi ? [inputs.alibi] : [])];
+  const ins = [inputs.q, inputs.k, inputs.v, ...[inputs.keyMask, inputs.alibi, inputs.kpos].filter((t): t is tf.TensorInfo => !!t)];
   const G = a.H / a.KV;
   const rows = a.T * G;
   const tl = tiling(a.dh, a.wantPattern, a.wantScores);
@@ -227,10 +238,19 @@ function attentionKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo[
   return outs;
 }
 
+/** Bindings of the optional inputs, in the order attentionKernel passes them: key mask, ALiBi slopes, key positions. */
+function optionalInputs(a: AttnAttrs): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  if (a.hasMask) out.push(['km', 'i32']);
+  if (a.hasAlibi) out.push(['slopes', 'f32']);
+  if (a.hasKeyPos) out.push(['kp', 'i32']);
+  return out;
+}
+
 /** WGSL: the mask / transform of one score `sv` of key j for the row (b, h, qpos). */
 function transformWgsl(a: AttnAttrs, kEnd: string): string {
   return `${a.softcap > 0 ? 'sv = u.softcap * tanh(clamp(sv / u.softcap, -15.0, 15.0));' : ''}
-    ${a.hasAlibi ? 'sv = sv + slope * f32(i32(j) - qpos);' : ''}
+    ${a.hasAlibi ? (a.hasKeyPos ? 'sv = sv + slope * f32(kp[b * u.Tk + j]);' : 'sv = sv + slope * f32(i32(j) - qpos);') : ''}
     let ok = valid && j < ${kEnd}${a.causal ? ' && i32(j) <= qpos' : ''}${a.window > 0 ? ' && qpos - i32(j) < i32(u.window)' : ''}${a.hasMask ? ' && km[b * u.Tk + j] != 0' : ''};`;
 }
 
@@ -240,8 +260,7 @@ function flashProgram(a: AttnAttrs, tl: Tiling, chunks: number, uniforms: Unifor
   const D4 = a.dh / 4;
   const P4 = DPT / 4;
   const ins: Array<[string, string]> = [['q', 'vec4<f32>'], ['k', 'vec4<f32>'], ['v', 'vec4<f32>']];
-  if (a.hasMask) ins.push(['km', 'i32']);
-  if (a.hasAlibi) ins.push(['slopes', 'f32']);
+  ins.push(...optionalInputs(a));
   const outs: Array<[string, string]> =
     chunks > 1
       ? [['opart', 'vec4<f32>'], ['ml', 'f32']]
@@ -257,7 +276,7 @@ function flashProgram(a: AttnAttrs, tl: Tiling, chunks: number, uniforms: Unifor
     workgroupBarrier();`
       : '';
   const score = TPR > 1 ? `${Array.from({ length: TPR }, (_, p) => `Sp[jj * ${NT}u + rl * ${TPR}u + ${p}u]`).join(' + ')}` : dot('jj * D4 + kd');
-  const key = `${FLASH}:${a.dh}:${DPT}:${BQ}:${BKV}:${chunks > 1}:${a.causal}:${a.window > 0}:${a.softcap > 0}:${a.hasMask}:${a.hasAlibi}:${a.wantPattern}:${a.wantScores}`;
+  const key = `${FLASH}:${a.dh}:${DPT}:${BQ}:${BKV}:${chunks > 1}:${a.causal}:${a.window > 0}:${a.softcap > 0}:${a.hasMask}:${a.hasAlibi}:${a.hasKeyPos}:${a.wantPattern}:${a.wantScores}`;
   return {
     name: FLASH,
     key,
@@ -428,16 +447,14 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
   };
 }
 
-/** argmax over keys of the last query row, per (b, h). Bindings: out; q, k, v, [km], [slopes]; u. */
+/** argmax over keys of the last query row, per (b, h). Bindings: out; q, k, v, [km], [slopes], [kp]; u. */
 function argmaxProgram(a: AttnAttrs, uniforms: Uniform[]): Program {
   const D4 = a.dh / 4;
   const WG = 256;
-  const ins: Array<[string, string]> = [['q', 'vec4<f32>'], ['k', 'vec4<f32>'], ['v', 'vec4<f32>']];
-  if (a.hasMask) ins.push(['km', 'i32']);
-  if (a.hasAlibi) ins.push(['slopes', 'f32']);
+  const ins: Array<[string, string]> = [['q', 'vec4<f32>'], ['k', 'vec4<f32>'], ['v', 'vec4<f32>'], ...optionalInputs(a)];
   return {
     name: `${FLASH}LastArgmax`,
-    key: `${FLASH}LastArgmax:${D4}:${a.causal}:${a.window > 0}:${a.softcap > 0}:${a.hasMask}:${a.hasAlibi}`,
+    key: `${FLASH}LastArgmax:${D4}:${a.causal}:${a.window > 0}:${a.softcap > 0}:${a.hasMask}:${a.hasAlibi}:${a.hasKeyPos}`,
     uniforms,
     workgroups: [a.H, a.B, 1],
     wgsl: () => `${uniformStruct(uniforms)}${bindings([['out', 'i32']], ins, true)}

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ShapeError, ValueError, expectedFound } from '../../errors.js';
-import { type KernelArgs, bindings, cdiv, grid1d, registerWebGPUKernel, runProgram, runRegistered, uniformStruct } from './runtime.js';
+import { type KernelArgs, bindings, cdiv, grid1d, registerWebGPUKernel, requireWebGPUBackend, runProgram, runRegistered, uniformStruct } from './runtime.js';
 import { type HalfFormat, unpackHalfWgsl } from './wgsl.js';
 
 /** A half-precision matrix (or stack of matrices) as packed words on a tfjs backend. */
@@ -122,6 +122,27 @@ export function packedHalfFromFloat32(values: Float32Array, format: HalfFormat, 
   return { words: tf.tensor(words, [...shape.slice(0, -1), cdiv(shape[shape.length - 1], 2)], 'int32'), format, shape: [...shape] };
 }
 
+let F16_TABLE: Float32Array | null = null;
+
+/**
+ * float32 values of 16-bit F16 / BF16 values (a host upcast, e.g. of a safetensors tensor's bytes
+ * on backends without the half kernels). F16 goes through a 65536-entry table built once.
+ */
+export function halfToFloat32(halves: Uint16Array, format: HalfFormat): Float32Array {
+  const out = new Float32Array(halves.length);
+  if (format === 'bf16') {
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < halves.length; i++) bits[i] = halves[i] << 16;
+    return out;
+  }
+  if (!F16_TABLE) {
+    F16_TABLE = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) F16_TABLE[h] = f16BitsToF32(h);
+  }
+  for (let i = 0; i < halves.length; i++) out[i] = F16_TABLE[halves[i]];
+  return out;
+}
+
 /** Host decoding of packed words to float32 (row-major `shape`): the exact values the kernels use. */
 export function unpackHalfHost(words: Int32Array, format: HalfFormat, shape: number[]): Float32Array {
   const [rows, cols] = rowsCols(shape, 'unpackHalfHost');
@@ -183,7 +204,138 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
 
 /** The float32 tensor [...shape] of a PackedHalf, decoded on the GPU (for code that needs float32 weights). */
 export function unpackHalf(p: PackedHalf): tf.Tensor {
+  requireWebGPUBackend('unpackHalf');
   checkPacked(p, 'unpackHalf');
   registerWebGPUKernel(UNPACK, unpackKernel);
   return runRegistered(UNPACK, { words: p.words }, { format: p.format, shape: p.shape })[0];
+}
+
+const PACK = 'TflensPackHalf';
+
+/** WGSL `fn half_bits(u : u32) -> u32`: the 16 bits of the float32 with bits u, rounded to nearest even (as f32ToF16Bits / f32ToBf16Bits). */
+function halfBitsWgsl(format: HalfFormat): string {
+  if (format === 'bf16') {
+    return `fn half_bits(u : u32) -> u32 {
+  if ((u & 0x7fffffffu) > 0x7f800000u) { return ((u >> 16u) | 0x40u) & 0xffffu; }
+  return ((u + 0x7fffu + ((u >> 16u) & 1u)) >> 16u) & 0xffffu;
+}`;
+  }
+  return `fn half_bits(u : u32) -> u32 {
+  let sign = (u >> 16u) & 0x8000u;
+  let ex = (u >> 23u) & 0xffu;
+  var mant = u & 0x7fffffu;
+  if (ex == 0xffu) { return sign | 0x7c00u | select(0u, 0x200u, mant != 0u); }
+  let e = i32(ex) - 112;
+  if (e >= 31) { return sign | 0x7c00u; }
+  var shift = 13u;
+  var base = u32(max(e, 0)) << 10u;
+  if (e <= 0) {
+    if (e < -10) { return sign; }
+    mant = mant | 0x800000u;
+    shift = u32(14 - e);
+    base = 0u;
+  }
+  var h = base | (mant >> shift);
+  let rem = mant & ((1u << shift) - 1u);
+  let halfway = 1u << (shift - 1u);
+  if (rem > halfway || (rem == halfway && (h & 1u) == 1u)) { h = h + 1u; }
+  return sign | h;
+}`;
+}
+
+function packKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
+  const format = attrs.format as HalfFormat;
+  const shape = attrs.shape as number[];
+  const [rows, cols] = rowsCols(shape, PACK);
+  const wpr = cdiv(cols, 2);
+  const n = rows * wpr;
+  const wg = grid1d(cdiv(n, 256));
+  const uniforms: Array<[string, 'u32', number]> = [
+    ['n', 'u32', n],
+    ['wpr', 'u32', wpr],
+    ['cols', 'u32', cols],
+    ['stride_x', 'u32', wg[0] * 256],
+  ];
+  const prog = {
+    name: PACK,
+    key: `${PACK}:${format}`,
+    workgroups: wg,
+    uniforms,
+    // x is bound as raw bits (u32): no float arithmetic touches the values (subnormals included)
+    wgsl: () => `${uniformStruct(uniforms)}${bindings([['w', 'u32']], [['x', 'u32']], true)}
+${halfBitsWgsl(format)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.y * u.stride_x + gid.x;
+  if (i >= u.n) { return; }
+  let r = i / u.wpr;
+  let c = (i - r * u.wpr) * 2u;
+  let lo = half_bits(x[r * u.cols + c]);
+  var hi = 0u;
+  if (c + 1u < u.cols) { hi = half_bits(x[r * u.cols + c + 1u]); }
+  w[i] = lo | (hi << 16u);
+}`,
+  };
+  return runProgram(backend, prog, [inputs.x], [{ shape: [...shape.slice(0, -1), wpr], dtype: 'int32' }])[0];
+}
+
+/**
+ * A float32 tensor rounded to F16 / BF16 (nearest even) and packed into words on the GPU; the
+ * inverse of unpackHalf for values the format holds exactly. The caller owns the words.
+ */
+export function packHalf(x: tf.Tensor, format: HalfFormat): PackedHalf {
+  requireWebGPUBackend('packHalf');
+  if (x.dtype !== 'float32') throw new ShapeError('packHalf x', expectedFound('a float32 tensor', x.dtype));
+  if (format !== 'f16' && format !== 'bf16') throw new ValueError('packHalf format', expectedFound("'f16' or 'bf16'", format));
+  rowsCols(x.shape, 'packHalf x');
+  registerWebGPUKernel(PACK, packKernel);
+  return { words: runRegistered(PACK, { x }, { format, shape: x.shape })[0], format, shape: [...x.shape] };
+}
+
+const GATHER = 'TflensGatherHalf';
+
+function gatherKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
+  const { format, cols, rows } = attrs as { format: HalfFormat; cols: number; rows: number };
+  const n = tf.util.sizeFromShape(inputs.ids.shape) * cols;
+  const wg = grid1d(cdiv(n, 256));
+  const uniforms: Array<[string, 'u32', number]> = [
+    ['n', 'u32', n],
+    ['wpr', 'u32', cdiv(cols, 2)],
+    ['cols', 'u32', cols],
+    ['rows', 'u32', rows],
+    ['stride_x', 'u32', wg[0] * 256],
+  ];
+  const prog = {
+    name: GATHER,
+    key: `${GATHER}:${format}`,
+    workgroups: wg,
+    uniforms,
+    wgsl: () => `${uniformStruct(uniforms)}${bindings([['y', 'f32']], [['w', 'u32'], ['ids', 'i32']], true)}
+${unpackHalfWgsl(format)}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.y * u.stride_x + gid.x;
+  if (i >= u.n) { return; }
+  let r = i / u.cols;
+  let c = i - r * u.cols;
+  let id = min(u32(max(ids[r], 0)), u.rows - 1u);
+  let h = unpack_half(w[id * u.wpr + c / 2u]);
+  y[i] = select(h.x, h.y, (c & 1u) == 1u);
+}`,
+  };
+  return runProgram(backend, prog, [inputs.words, inputs.ids], [{ shape: [...inputs.ids.shape, cols], dtype: 'float32' }])[0];
+}
+
+/**
+ * Rows `ids` (int32, any shape) of a packed [rows, cols] matrix as float32 [...ids.shape, cols]: an
+ * embedding lookup that decodes only the rows it reads (tfjs's own gather moves int32 values through
+ * float32, which would corrupt packed words). Ids outside [0, rows) are clamped.
+ */
+export function gatherHalf(p: PackedHalf, ids: tf.Tensor): tf.Tensor {
+  requireWebGPUBackend('gatherHalf');
+  const [rows, cols] = checkPacked(p, 'gatherHalf');
+  if (p.shape.length !== 2) throw new ShapeError('gatherHalf', expectedFound('a packed [rows, cols] matrix', p.shape));
+  if (ids.dtype !== 'int32') throw new ShapeError('gatherHalf ids', expectedFound('int32 ids', ids.dtype));
+  registerWebGPUKernel(GATHER, gatherKernel);
+  return runRegistered(GATHER, { words: p.words, ids }, { format: p.format, cols, rows })[0];
 }

@@ -10,7 +10,7 @@
  * - `attention`: fused causal attention (GQA, padding mask, sliding window, ALiBi, soft-capping),
  *   writing the pattern / scores only when asked, and the last-row argmax for retrieval scoring.
  * - half-precision packing on the host (`packHalfBytes`, `packedHalfFromBytes`, `packFloat32`...)
- *   and `unpackHalf` on the GPU.
+ *   and on the GPU (`packHalf`, `unpackHalf`).
  *
  * Every kernel function needs the webgpu backend to be active (BackendError otherwise); the
  * model's op seam (src/model/ops.ts) decides when to call them. docs/gpu.md describes the device
@@ -34,6 +34,9 @@ export {
   packedHalfFromFloat32,
   unpackHalfHost,
   unpackHalf,
+  packHalf,
+  gatherHalf,
+  halfToFloat32,
   f32ToF16Bits,
   f16BitsToF32,
   f32ToBf16Bits,
@@ -42,4 +45,4 @@ export {
 export type { PackedHalf } from './half.js';
 export type { Activation, HalfFormat } from './wgsl.js';
 export { ACTIVATIONS } from './wgsl.js';
-export { takeKernelErrors, activeWebGPUBackend } from './runtime.js';
+export { takeKernelErrors, activeWebGPUBackend, fusedKernelCounts } from './runtime.js';

@@ -2,6 +2,10 @@
  * y = act(x @ W + b) (+ residual | * other): x [..., K] float32, W [K, M] float32 or packed half
  * (f16 / bf16 words, decoded in registers), float32 accumulation, the epilogue fused.
  *
+ * W may also be a stack of G column blocks [G, K, Mg], read as the [K, G * Mg] matrix whose columns
+ * g * Mg .. (g + 1) * Mg - 1 are block g (a strided view, nothing copied): the per-head projections
+ * W_Q / W_K / W_V [heads, d_model, d_head] of the canonical layout multiply in one product this way.
+ *
  * Two code paths:
  * - tiled: portable. A workgroup computes a BM x BN tile of y; each K-step stages a BK-deep slab of
  *   x (transposed) and of W in workgroup memory with 16-byte loads; each invocation keeps a
@@ -77,21 +81,38 @@ export interface MatmulAttrs {
   path: 'tiled' | 'subgroup-matrix';
   tile: TileName;
   outShape: number[];
+  /** Column blocks of W (1: a plain [K, M] matrix) and the columns of each (M = G * Mg). */
+  G: number;
+  Mg: number;
 }
 
 const MATMUL = 'TflensMatmul';
 const GATED = 'TflensGatedMatmul';
 
-function checkWeight(w: tf.Tensor | PackedHalf, K: number, where: string): [number, WeightFormat, tf.Tensor] {
+/** A checked weight: columns M, storage format, the tensor bound to the kernel, column blocks G of Mg columns. */
+interface WeightInfo {
+  M: number;
+  format: WeightFormat;
+  tensor: tf.Tensor;
+  G: number;
+  Mg: number;
+}
+
+/** W as [K, M] or as column blocks [G, K, Mg] (float32 tensor or PackedHalf). */
+function checkWeight(w: tf.Tensor | PackedHalf, K: number, where: string): WeightInfo {
+  const shape = w.shape;
+  const grouped = shape.length === 3;
+  if ((shape.length !== 2 && !grouped) || shape[shape.length - 2] !== K) {
+    throw new ShapeError(where, expectedFound(`a [${K}, M] matrix or column blocks [G, ${K}, Mg]`, `[${shape}]`));
+  }
+  const G = grouped ? shape[0] : 1;
+  const Mg = shape[shape.length - 1];
   if (isPackedHalf(w)) {
-    const [rows, cols] = checkPacked(w, where);
-    if (w.shape.length !== 2 || rows !== K) throw new ShapeError(where, expectedFound(`a packed [${K}, M] matrix`, w.shape));
-    return [cols, w.format, w.words];
+    checkPacked(w, where);
+    return { M: G * Mg, format: w.format, tensor: w.words, G, Mg };
   }
-  if (w.rank !== 2 || w.shape[0] !== K || w.dtype !== 'float32') {
-    throw new ShapeError(where, expectedFound(`a float32 [${K}, M] matrix`, `${w.dtype} [${w.shape}]`));
-  }
-  return [w.shape[1] as number, 'f32', w];
+  if (w.dtype !== 'float32') throw new ShapeError(where, expectedFound('float32 weights', w.dtype));
+  return { M: G * Mg, format: 'f32', tensor: w, G, Mg };
 }
 
 function checkVector(t: tf.Tensor | null | undefined, M: number, where: string): void {
@@ -125,10 +146,10 @@ export function subgroupMatrixTile(): SubgroupMatrixConfig | null {
   return ok[0] ?? null;
 }
 
-function choosePath(path: MatmulOptions['path'], format: WeightFormat, K: number, M: number): 'tiled' | 'subgroup-matrix' {
-  const fits = subgroupMatrixTile() !== null && K % 4 === 0 && M % 8 === 0;
+function choosePath(path: MatmulOptions['path'], format: WeightFormat, K: number, M: number, G = 1): 'tiled' | 'subgroup-matrix' {
+  const fits = subgroupMatrixTile() !== null && K % 4 === 0 && M % 8 === 0 && G === 1;
   if (path === 'subgroup-matrix') {
-    if (!fits) throw new ValueError('matmul path', expectedFound('a device with f16 subgroup matrices, K % 4 == 0 and M % 8 == 0', `K=${K}, M=${M}, configs ${JSON.stringify(webgpuInfo()?.subgroupMatrixConfigs ?? [])}`));
+    if (!fits) throw new ValueError('matmul path', expectedFound('a device with f16 subgroup matrices, K % 4 == 0, M % 8 == 0 and a plain [K, M] weight', `K=${K}, M=${M}, G=${G}, configs ${JSON.stringify(webgpuInfo()?.subgroupMatrixConfigs ?? [])}`));
     return 'subgroup-matrix';
   }
   if (path === 'tiled') return 'tiled';
@@ -137,13 +158,14 @@ function choosePath(path: MatmulOptions['path'], format: WeightFormat, K: number
 
 /**
  * y = act(x @ W + bias) (+ residual) (* multiply), shape [...x.shape[:-1], M].
- * x: float32 [..., K]; W: float32 [K, M] or a PackedHalf [K, M].
+ * x: float32 [..., K]; W: float32 [K, M] or a PackedHalf [K, M], or column blocks [G, K, Mg]
+ * (M = G * Mg; always on the tiled path).
  */
 export function matmul(x: tf.Tensor, w: tf.Tensor | PackedHalf, opts: MatmulOptions = {}): tf.Tensor {
   requireWebGPUBackend('matmul');
   const K = x.shape[x.rank - 1];
   if (x.dtype !== 'float32' || x.rank < 1) throw new ShapeError('matmul x', expectedFound('a float32 tensor [..., K]', `${x.dtype} [${x.shape}]`));
-  const [M, format, wt] = checkWeight(w, K, 'matmul W');
+  const { M, format, tensor: wt, G, Mg } = checkWeight(w, K, 'matmul W');
   const N = x.size / K;
   const outShape = [...x.shape.slice(0, -1), M];
   checkVector(opts.bias, M, 'matmul bias');
@@ -160,9 +182,11 @@ export function matmul(x: tf.Tensor, w: tf.Tensor | PackedHalf, opts: MatmulOpti
     act,
     hasBias: !!opts.bias,
     combine: opts.residual ? 'add' : opts.multiply ? 'mul' : 'none',
-    path: choosePath(opts.path, format, K, M),
+    path: choosePath(opts.path, format, K, M, G),
     tile: opts.tile ?? defaultTile(N, M),
     outShape,
+    G,
+    Mg,
   };
   if (!TILES[attrs.tile]) throw new ValueError('matmul tile', expectedFound(Object.keys(TILES).join(' | '), attrs.tile));
   registerWebGPUKernel(MATMUL, matmulKernel);
@@ -188,9 +212,12 @@ export function gatedMatmul(x: tf.Tensor, wGate: tf.Tensor | PackedHalf, wUp: tf
   requireWebGPUBackend('gatedMatmul');
   const K = x.shape[x.rank - 1];
   if (x.dtype !== 'float32') throw new ShapeError('gatedMatmul x', expectedFound('a float32 tensor [..., K]', `${x.dtype} [${x.shape}]`));
-  const [M, format, wg] = checkWeight(wGate, K, 'gatedMatmul W_gate');
-  const [M2, format2, wu] = checkWeight(wUp, K, 'gatedMatmul W_up');
-  if (M2 !== M || format2 !== format) throw new ShapeError('gatedMatmul W_up', expectedFound(`${format} [${K}, ${M}] like W_gate`, `${format2} [${K}, ${M2}]`));
+  const gate = checkWeight(wGate, K, 'gatedMatmul W_gate');
+  const up = checkWeight(wUp, K, 'gatedMatmul W_up');
+  const { M, format } = gate;
+  if (gate.G !== 1 || up.G !== 1 || up.M !== M || up.format !== format) {
+    throw new ShapeError('gatedMatmul W_up', expectedFound(`${format} [${K}, ${M}] like W_gate (plain matrices)`, `${up.format} [${K}, ${up.M}]`));
+  }
   checkVector(opts.biasGate, M, 'gatedMatmul bias_gate');
   checkVector(opts.biasUp, M, 'gatedMatmul bias_up');
   const path = choosePath(opts.path, format, K, M);
@@ -213,9 +240,11 @@ export function gatedMatmul(x: tf.Tensor, wGate: tf.Tensor | PackedHalf, wUp: tf
     path,
     tile: opts.tile ?? gatedTile(defaultTile(N, M)),
     outShape: [...x.shape.slice(0, -1), M],
+    G: 1,
+    Mg: M,
   };
   registerWebGPUKernel(GATED, gatedKernel);
-  return runRegistered(GATED, { x, w: wg, w2: wu, bias: opts.biasGate, bias2: opts.biasUp }, attrs)[0];
+  return runRegistered(GATED, { x, w: gate.tensor, w2: up.tensor, bias: opts.biasGate, bias2: opts.biasUp }, attrs)[0];
 }
 
 /** Two accumulator sets double the registers: the 8x8 blocks of the big tile are too many. */
@@ -237,45 +266,48 @@ function gatedKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
 }
 
 function matmulUniforms(a: MatmulAttrs): Uniform[] {
+  // wpr: elements (float32) or words (halves) per stored row of W; a row of a column block holds Mg columns
   return [
     ['N', 'u32', a.N],
     ['K', 'u32', a.K],
     ['M', 'u32', a.M],
-    ['wpr', 'u32', a.format === 'f32' ? a.M : cdiv(a.M, 2)],
+    ['wpr', 'u32', a.format === 'f32' ? a.Mg : cdiv(a.Mg, 2)],
+    ['Mg', 'u32', a.Mg],
   ];
 }
 
 /* ------------------------------------------------------------------ tiled path */
 
-/** WGSL for loading one 4-wide group of W (columns col..col+3 of row k) as f32. */
-function weightLoadWgsl(format: WeightFormat, aligned: boolean, name: string): string {
-  if (format === 'f32') {
-    return aligned
-      ? `fn load_${name}(k : u32, col : u32) -> vec4<f32> {
-  if (k >= u.K || col >= u.M) { return vec4<f32>(0.0); }
-  return ${name}[(k * u.M + col) / 4u];
-}`
-      : `fn load_${name}(k : u32, col : u32) -> vec4<f32> {
+/**
+ * WGSL for loading one 4-wide group of W (columns col..col+3 of row k) as f32. `grouped`: W is
+ * column blocks [G, K, Mg] (column col lies in block col / Mg). Aligned loads need every 4-column
+ * group inside one stored row, 16-byte (float32) or 8-byte (two words of halves) aligned.
+ */
+function weightLoadWgsl(format: WeightFormat, aligned: boolean, grouped: boolean, name: string): string {
+  // base: first element (float32) or word (halves) of the stored row holding column col; c: col within it
+  const locate = grouped ? 'let g = col / u.Mg; let base = (g * u.K + k) * u.wpr; let c = col - g * u.Mg;' : 'let base = k * u.wpr; let c = col;';
+  const one =
+    format === 'f32'
+      ? `fn ${name}_at(k : u32, col : u32) -> f32 { ${locate} return ${name}[base + c]; }`
+      : `fn ${name}_at(k : u32, col : u32) -> f32 { ${locate} let h = unpack_half(${name}[base + c / 2u]); return select(h.x, h.y, (c & 1u) == 1u); }`;
+  if (!aligned) {
+    return `${one}
+fn load_${name}(k : u32, col : u32) -> vec4<f32> {
   var v = vec4<f32>(0.0);
   if (k >= u.K) { return v; }
-  for (var c = 0u; c < 4u; c++) { if (col + c < u.M) { v[c] = ${name}[k * u.M + col + c]; } }
+  for (var c = 0u; c < 4u; c++) { if (col + c < u.M) { v[c] = ${name}_at(k, col + c); } }
   return v;
 }`;
   }
-  // packed halves: two words (one 8-byte load) per 4 columns
-  return aligned
-    ? `fn load_${name}(k : u32, col : u32) -> vec4<f32> {
+  const body =
+    format === 'f32'
+      ? `return ${name}[(base + c) / 4u];`
+      : `let ww = ${name}[(base + c / 2u) / 2u];
+  return vec4<f32>(unpack_half(ww.x), unpack_half(ww.y));`;
+  return `fn load_${name}(k : u32, col : u32) -> vec4<f32> {
   if (k >= u.K || col >= u.M) { return vec4<f32>(0.0); }
-  let ww = ${name}[(k * u.wpr + col / 2u) / 2u];
-  return vec4<f32>(unpack_half(ww.x), unpack_half(ww.y));
-}`
-    : `fn load_${name}(k : u32, col : u32) -> vec4<f32> {
-  var v = vec4<f32>(0.0);
-  if (k >= u.K) { return v; }
-  for (var c = 0u; c < 4u; c += 2u) {
-    if (col + c < u.M) { let h = unpack_half(${name}[k * u.wpr + (col + c) / 2u]); v[c] = h.x; v[c + 1u] = h.y; }
-  }
-  return v;
+  ${locate}
+  ${body}
 }`;
 }
 
@@ -305,7 +337,7 @@ function tiledProgram(a: MatmulAttrs, gated: boolean, hasBias2: boolean): Progra
   const GM = TM / 4; // 4-row groups per thread
   const GN = TN / 4; // 4-column groups per thread
   const alignX = a.K % 4 === 0;
-  const alignW = a.M % 4 === 0; // float32: one vec4 per 4 columns; halves: one vec2 of words
+  const alignW = a.Mg % 4 === 0; // float32: one vec4 per 4 columns; halves: one vec2 of words
   const alignY = a.M % 4 === 0;
   const weights = gated ? ['w', 'w2'] : ['w'];
   const wType = a.format === 'f32' ? (alignW ? 'vec4<f32>' : 'f32') : alignW ? 'vec2<u32>' : 'u32';
@@ -316,7 +348,8 @@ function tiledProgram(a: MatmulAttrs, gated: boolean, hasBias2: boolean): Progra
   const uniforms = matmulUniforms(a);
   const A_BLOCKS = (BM * BK) / 16; // 4 x 4 blocks of x per slab (never more than NT)
   const B_LOADS = (BK * BN) / 4 / NT; // 4-column groups of W per thread per slab
-  const key = `${MATMUL}:tiled:${a.tile}:${a.format}:${a.act}:${a.hasBias}:${hasBias2}:${a.combine}:${gated}:${alignX}${alignW}${alignY}`;
+  const grouped = a.G > 1;
+  const key = `${MATMUL}:tiled:${a.tile}:${a.format}:${a.act}:${a.hasBias}:${hasBias2}:${a.combine}:${gated}:${grouped}:${alignX}${alignW}${alignY}`;
   const accs = (s: string) => Array.from({ length: GM * 4 * GN }, (_, i) => `var ${s}${i} = vec4<f32>(0.0);`).join('\n  ');
 
   // x is staged transposed (k-major) in 4 x 4 blocks: one invocation loads four rows' 4-wide
@@ -392,7 +425,7 @@ function tiledProgram(a: MatmulAttrs, gated: boolean, hasBias2: boolean): Progra
 ${a.format === 'f32' ? '' : unpackHalfWgsl(a.format)}
 ${activationWgsl(a.act)}
 ${xLoadWgsl(alignX)}
-${weights.map((w) => weightLoadWgsl(a.format, alignW, w)).join('\n')}
+${weights.map((w) => weightLoadWgsl(a.format, alignW, grouped, w)).join('\n')}
 ${storeFn}
 var<workgroup> As : array<vec4<f32>, ${(BK * BM) / 4}>;
 ${weights.map((w) => `var<workgroup> Bs_${w} : array<vec4<f32>, ${(BK * BN) / 4}>;`).join('\n')}

@@ -23,6 +23,8 @@ export interface RotaryOptions {
   invFreq?: tf.Tensor | Float32Array | null;
   /** Base of the default table inv_freq[i] = theta^(-2i / rotaryDim). Default 10000. */
   theta?: number;
+  /** cos / sin multiplied by this (YaRN's and LongRoPE's attention factor); the rotated dims only. Default 1. */
+  scale?: number;
 }
 
 const ROTARY = 'TflensRotary';
@@ -70,14 +72,19 @@ export function rotary(x: tf.Tensor, positions: tf.Tensor, o: RotaryOptions): tf
     if (own) inv.dispose();
     throw new ShapeError('rotary invFreq', expectedFound(`float32 with ${rd / 2} values`, `${inv.dtype} [${inv.shape}]`));
   }
+  const scale = o.scale ?? 1;
+  if (!Number.isFinite(scale)) {
+    if (own) inv.dispose();
+    throw new ValueError('rotary scale', expectedFound('a finite number', scale));
+  }
   registerWebGPUKernel(ROTARY, rotaryKernel);
-  const y = runRegistered(ROTARY, { x, positions, inv }, { style: o.style, rd, H, dh })[0];
+  const y = runRegistered(ROTARY, { x, positions, inv }, { style: o.style, rd, H, dh, scale })[0];
   if (own) inv.dispose();
   return y;
 }
 
 function rotaryKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
-  const { style, rd, H, dh } = attrs as { style: RotaryStyle; rd: number; H: number; dh: number };
+  const { style, rd, H, dh, scale } = attrs as { style: RotaryStyle; rd: number; H: number; dh: number; scale: number };
   const x = inputs.x;
   const n = tf.util.sizeFromShape(x.shape);
   const wg = grid1d(cdiv(n, 256));
@@ -87,6 +94,7 @@ function rotaryKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
     ['dh', 'u32', dh],
     ['rd', 'u32', rd],
     ['stride_x', 'u32', wg[0] * 256],
+    ['scale', 'f32', scale],
   ];
   const [c1, c2, c3, c4] = TWO_PI_PIECES.map((p) => p.toPrecision(17));
   const rotate =
@@ -120,7 +128,7 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
   let bt = i / (u.dh * u.H);
   ${rotate}
   let r = reduce_angle(f32(pos[bt]) * inv[fi]);
-  y[i] = x[i] * cos(r) + partner * sin(r);
+  y[i] = (x[i] * cos(r) + partner * sin(r)) * u.scale;
 }`,
   };
   return runProgram(backend, prog, [x, inputs.positions, inputs.inv], [{ shape: x.shape, dtype: 'float32' }])[0];

@@ -101,6 +101,7 @@ interface CachedPipeline {
 }
 
 const pipelineCaches = new WeakMap<object, Map<string, CachedPipeline>>();
+const runCounts: Record<string, number> = {};
 const pendingErrors: Array<Promise<string | null>> = [];
 
 function pipelineFor(backend: TfWebGPUBackend, prog: Program, nOut: number, nIn: number): CachedPipeline {
@@ -174,6 +175,7 @@ export function runProgram(backend: TfWebGPUBackend, prog: Program, inputs: tf.T
   for (const t of [...inputs, ...outs]) backend.commandQueueOwnedIds.add(t.dataId);
   const bindGroup = backend.device.createBindGroup({ layout, entries });
   record(backend, pipeline, bindGroup, prog);
+  runCounts[prog.name] = (runCounts[prog.name] ?? 0) + 1;
   return outs;
 }
 
@@ -222,6 +224,17 @@ export type WebGPUKernelFunc = (args: KernelArgs) => tf.TensorInfo | tf.TensorIn
 export function registerWebGPUKernel(kernelName: string, kernelFunc: WebGPUKernelFunc): void {
   if (tf.getKernel(kernelName, 'webgpu')) return;
   tf.registerKernel({ kernelName, backendName: 'webgpu', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+}
+
+/**
+ * How many dispatches each tflens program has recorded in this process (by program name: the kernel
+ * names, plus TflensAttentionCombine and TflensAttentionLastArgmax), e.g. to check that a forward went
+ * through the fused kernels; `reset` clears the counts after reading them.
+ */
+export function fusedKernelCounts(reset = false): Record<string, number> {
+  const out = { ...runCounts };
+  if (reset) for (const k of Object.keys(runCounts)) delete runCounts[k];
+  return out;
 }
 
 /** Runs a registered tflens kernel through the tfjs engine (tidy-tracked, visible to tf.profile). */

@@ -31,6 +31,14 @@ export interface Family {
  */
 export class WeightSource {
   private readonly used = new Set<string>();
+  /**
+   * Set by the loader: receives each layer's canonical tensors when convertLayer ends the layer, and
+   * returns the tensor to keep in the state dict, or null to take it out (the loader keeps it packed
+   * in half precision elsewhere).
+   */
+  finish?: (name: string, t: tf.Tensor) => tf.Tensor | null;
+  /** Tensors convertLayer kept beyond its scope (the loader frees them if the conversion fails). */
+  readonly kept: tf.Tensor[] = [];
   constructor(
     readonly sd: StateDict,
     readonly where: string,
@@ -61,6 +69,27 @@ export class WeightSource {
   /** Full names (prefix included) of the state dict's tensors that find/get/getOr never returned, in dict order. */
   unread(): string[] {
     return Object.keys(this.sd).filter((k) => !this.used.has(k));
+  }
+}
+
+/**
+ * One layer of a converter: `body` writes the layer's canonical tensors into `p`. It runs in its own
+ * tf.tidy, so the checkpoint tensors it read and its intermediates are freed when the layer ends
+ * (a checkpoint converts layer by layer, never all in float32 at once); then `src.finish` sees the
+ * layer's new tensors.
+ */
+export function convertLayer(src: WeightSource, p: StateDict, body: () => void): void {
+  const before = new Set(Object.keys(p));
+  const fresh = () => Object.keys(p).filter((k) => !before.has(k));
+  tf.tidy(() => {
+    body();
+    for (const k of fresh()) src.kept.push(tf.keep(p[k]));
+  });
+  if (!src.finish) return;
+  for (const k of fresh()) {
+    const t = src.finish(k, p[k]);
+    if (t) p[k] = t;
+    else delete p[k];
   }
 }
 

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError, UnsupportedModelError } from '../../errors.js';
 import { PLAIN, checkConfig, type ModelConfig } from '../config.js';
-import { mergeHeadsIn, splitHeadsIn, type Family, type StateDict } from './common.js';
+import { convertLayer, mergeHeadsIn, splitHeadsIn, type Family, type StateDict } from './common.js';
 
 export const gpt2: Family = {
   modelTypes: ['gpt2'],
@@ -36,25 +36,27 @@ export const gpt2: Family = {
     for (let l = 0; l < cfg.n_layers; l++) {
       const b = `h.${l}.`;
       const o = `blocks.${l}.`;
-      p[o + 'ln1.w'] = src.get(b + 'ln_1.weight', [d]).clone();
-      p[o + 'ln1.b'] = src.get(b + 'ln_1.bias', [d]).clone();
-      const [wq, wk, wv] = tf.split(src.get(b + 'attn.c_attn.weight', [d, 3 * d]), 3, 1);
-      const [bq, bk, bv] = tf.split(src.get(b + 'attn.c_attn.bias', [3 * d]), 3, 0);
-      p[o + 'attn.W_Q'] = splitHeadsIn(wq, H);
-      p[o + 'attn.W_K'] = splitHeadsIn(wk, H);
-      p[o + 'attn.W_V'] = splitHeadsIn(wv, H);
-      p[o + 'attn.b_Q'] = tf.reshape(bq, [H, d / H]);
-      p[o + 'attn.b_K'] = tf.reshape(bk, [H, d / H]);
-      p[o + 'attn.b_V'] = tf.reshape(bv, [H, d / H]);
-      tf.dispose([wq, wk, wv, bq, bk, bv]);
-      p[o + 'attn.W_O'] = tf.reshape(src.get(b + 'attn.c_proj.weight', [d, d]), [H, d / H, d]);
-      p[o + 'attn.b_O'] = src.get(b + 'attn.c_proj.bias', [d]).clone();
-      p[o + 'ln2.w'] = src.get(b + 'ln_2.weight', [d]).clone();
-      p[o + 'ln2.b'] = src.get(b + 'ln_2.bias', [d]).clone();
-      p[o + 'mlp.W_in'] = src.get(b + 'mlp.c_fc.weight', [d, m]).clone();
-      p[o + 'mlp.b_in'] = src.get(b + 'mlp.c_fc.bias', [m]).clone();
-      p[o + 'mlp.W_out'] = src.get(b + 'mlp.c_proj.weight', [m, d]).clone();
-      p[o + 'mlp.b_out'] = src.get(b + 'mlp.c_proj.bias', [d]).clone();
+      convertLayer(src, p, () => {
+        p[o + 'ln1.w'] = src.get(b + 'ln_1.weight', [d]).clone();
+        p[o + 'ln1.b'] = src.get(b + 'ln_1.bias', [d]).clone();
+        const [wq, wk, wv] = tf.split(src.get(b + 'attn.c_attn.weight', [d, 3 * d]), 3, 1);
+        const [bq, bk, bv] = tf.split(src.get(b + 'attn.c_attn.bias', [3 * d]), 3, 0);
+        p[o + 'attn.W_Q'] = splitHeadsIn(wq, H);
+        p[o + 'attn.W_K'] = splitHeadsIn(wk, H);
+        p[o + 'attn.W_V'] = splitHeadsIn(wv, H);
+        p[o + 'attn.b_Q'] = tf.reshape(bq, [H, d / H]);
+        p[o + 'attn.b_K'] = tf.reshape(bk, [H, d / H]);
+        p[o + 'attn.b_V'] = tf.reshape(bv, [H, d / H]);
+        tf.dispose([wq, wk, wv, bq, bk, bv]);
+        p[o + 'attn.W_O'] = tf.reshape(src.get(b + 'attn.c_proj.weight', [d, d]), [H, d / H, d]);
+        p[o + 'attn.b_O'] = src.get(b + 'attn.c_proj.bias', [d]).clone();
+        p[o + 'ln2.w'] = src.get(b + 'ln_2.weight', [d]).clone();
+        p[o + 'ln2.b'] = src.get(b + 'ln_2.bias', [d]).clone();
+        p[o + 'mlp.W_in'] = src.get(b + 'mlp.c_fc.weight', [d, m]).clone();
+        p[o + 'mlp.b_in'] = src.get(b + 'mlp.c_fc.bias', [m]).clone();
+        p[o + 'mlp.W_out'] = src.get(b + 'mlp.c_proj.weight', [m, d]).clone();
+        p[o + 'mlp.b_out'] = src.get(b + 'mlp.c_proj.bias', [d]).clone();
+      });
     }
     p['ln_final.w'] = src.get('ln_f.weight', [d]).clone();
     p['ln_final.b'] = src.get('ln_f.bias', [d]).clone();

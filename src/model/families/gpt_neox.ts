@@ -1,7 +1,7 @@
 /** GPT-NeoX / Pythia: partial rotary (rotary_pct), fused per-head qkv, optional parallel residual. */
 import * as tf from '@tensorflow/tfjs';
 import { PLAIN, checkConfig, type ModelConfig } from '../config.js';
-import { linT, readRope, type Family, type StateDict } from './common.js';
+import { convertLayer, linT, readRope, type Family, type StateDict } from './common.js';
 
 export const gptNeox: Family = {
   modelTypes: ['gpt_neox'],
@@ -35,29 +35,31 @@ export const gptNeox: Family = {
     for (let l = 0; l < cfg.n_layers; l++) {
       const b = `layers.${l}.`;
       const o = `blocks.${l}.`;
-      p[o + 'ln1.w'] = src.get(b + 'input_layernorm.weight', [d]).clone();
-      p[o + 'ln1.b'] = src.get(b + 'input_layernorm.bias', [d]).clone();
-      // query_key_value rows are laid out [head, (q|k|v), d_head]
-      const w = tf.reshape(src.get(b + 'attention.query_key_value.weight', [3 * d, d]), [H, 3, dh, d]);
-      const bias = tf.reshape(src.getOr(b + 'attention.query_key_value.bias', [3 * d]), [H, 3, dh]);
-      const names = ['Q', 'K', 'V'];
-      for (let c = 0; c < 3; c++) {
-        const wc = tf.squeeze(tf.slice(w, [0, c, 0, 0], [H, 1, dh, d]), [1]); // [H, dh, d]
-        p[o + `attn.W_${names[c]}`] = tf.transpose(wc, [0, 2, 1]);
-        p[o + `attn.b_${names[c]}`] = tf.squeeze(tf.slice(bias, [0, c, 0], [H, 1, dh]), [1]);
-        wc.dispose();
-      }
-      tf.dispose([w, bias]);
-      const dense = linT(src.get(b + 'attention.dense.weight', [d, d]));
-      p[o + 'attn.W_O'] = tf.reshape(dense, [H, dh, d]);
-      dense.dispose();
-      p[o + 'attn.b_O'] = src.getOr(b + 'attention.dense.bias', [d]).clone();
-      p[o + 'ln2.w'] = src.get(b + 'post_attention_layernorm.weight', [d]).clone();
-      p[o + 'ln2.b'] = src.get(b + 'post_attention_layernorm.bias', [d]).clone();
-      p[o + 'mlp.W_in'] = linT(src.get(b + 'mlp.dense_h_to_4h.weight', [m, d]));
-      p[o + 'mlp.b_in'] = src.get(b + 'mlp.dense_h_to_4h.bias', [m]).clone();
-      p[o + 'mlp.W_out'] = linT(src.get(b + 'mlp.dense_4h_to_h.weight', [d, m]));
-      p[o + 'mlp.b_out'] = src.get(b + 'mlp.dense_4h_to_h.bias', [d]).clone();
+      convertLayer(src, p, () => {
+        p[o + 'ln1.w'] = src.get(b + 'input_layernorm.weight', [d]).clone();
+        p[o + 'ln1.b'] = src.get(b + 'input_layernorm.bias', [d]).clone();
+        // query_key_value rows are laid out [head, (q|k|v), d_head]
+        const w = tf.reshape(src.get(b + 'attention.query_key_value.weight', [3 * d, d]), [H, 3, dh, d]);
+        const bias = tf.reshape(src.getOr(b + 'attention.query_key_value.bias', [3 * d]), [H, 3, dh]);
+        const names = ['Q', 'K', 'V'];
+        for (let c = 0; c < 3; c++) {
+          const wc = tf.squeeze(tf.slice(w, [0, c, 0, 0], [H, 1, dh, d]), [1]); // [H, dh, d]
+          p[o + `attn.W_${names[c]}`] = tf.transpose(wc, [0, 2, 1]);
+          p[o + `attn.b_${names[c]}`] = tf.squeeze(tf.slice(bias, [0, c, 0], [H, 1, dh]), [1]);
+          wc.dispose();
+        }
+        tf.dispose([w, bias]);
+        const dense = linT(src.get(b + 'attention.dense.weight', [d, d]));
+        p[o + 'attn.W_O'] = tf.reshape(dense, [H, dh, d]);
+        dense.dispose();
+        p[o + 'attn.b_O'] = src.getOr(b + 'attention.dense.bias', [d]).clone();
+        p[o + 'ln2.w'] = src.get(b + 'post_attention_layernorm.weight', [d]).clone();
+        p[o + 'ln2.b'] = src.get(b + 'post_attention_layernorm.bias', [d]).clone();
+        p[o + 'mlp.W_in'] = linT(src.get(b + 'mlp.dense_h_to_4h.weight', [m, d]));
+        p[o + 'mlp.b_in'] = src.get(b + 'mlp.dense_h_to_4h.bias', [m]).clone();
+        p[o + 'mlp.W_out'] = linT(src.get(b + 'mlp.dense_4h_to_h.weight', [d, m]));
+        p[o + 'mlp.b_out'] = src.get(b + 'mlp.dense_4h_to_h.bias', [d]).clone();
+      });
     }
     p['ln_final.w'] = src.get('final_layer_norm.weight', [d]).clone();
     p['ln_final.b'] = src.get('final_layer_norm.bias', [d]).clone();

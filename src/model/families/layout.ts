@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs';
 import { FormatError } from '../../errors.js';
 import type { ModelConfig } from '../config.js';
 import {
-  biasToHeads, headsToProj, linT, oProjToWO, projToHeads, readNorm, wOToOProj, writeNorm, type Family, type StateDict, type WeightSource,
+  biasToHeads, convertLayer, headsToProj, linT, oProjToWO, projToHeads, readNorm, wOToOProj, writeNorm, type Family, type StateDict, type WeightSource,
 } from './common.js';
 
 /** A fused q/k/v projection: HF tensor (weight [rows, d] or bias [rows]) <-> q, k, v in Linear row layout. */
@@ -85,14 +85,16 @@ function toCanonical(L: Layout, src: WeightSource, c: ModelConfig): StateDict {
     const norm = (hf: string | undefined, name: string) => {
       if (hf && c.norm_weights) readNorm(src, p, b + hf, o + name, d, normBias, L.normOffset);
     };
-    norm(L.ln1, 'ln1');
-    if (c.shared_norm) for (const s of ['w', 'b']) if (p[`${o}ln1.${s}`]) p[`${o}ln2.${s}`] = p[`${o}ln1.${s}`].clone();
-    if (!c.shared_norm) norm(L.ln2, 'ln2');
-    norm(L.ln1Post, 'ln1_post');
-    norm(L.ln2Post, 'ln2_post');
-    readAttention(L, src, c, b, o, p);
-    if (c.moe?.layers[l]) readMoE(L.moe!, src, c, b, o, p);
-    else readMlp(L, src, c, b, o + 'mlp.', c.d_mlp, p);
+    convertLayer(src, p, () => {
+      norm(L.ln1, 'ln1');
+      if (c.shared_norm) for (const s of ['w', 'b']) if (p[`${o}ln1.${s}`]) p[`${o}ln2.${s}`] = p[`${o}ln1.${s}`].clone();
+      if (!c.shared_norm) norm(L.ln2, 'ln2');
+      norm(L.ln1Post, 'ln1_post');
+      norm(L.ln2Post, 'ln2_post');
+      readAttention(L, src, c, b, o, p);
+      if (c.moe?.layers[l]) readMoE(L.moe!, src, c, b, o, p);
+      else readMlp(L, src, c, b, o + 'mlp.', c.d_mlp, p);
+    });
   }
   if (c.norm_weights) readNorm(src, p, L.finalNorm, 'ln_final', d, normBias, L.normOffset);
   p['unembed.W_U'] = c.tie_word_embeddings ? tf.transpose(p['embed.W_E']) : linT(src.get(`${L.lmHead}.weight`, [V, d]));
