@@ -1,27 +1,32 @@
 #!/usr/bin/env node
-// tflens benchmarks against a PyTorch baseline (issue 10; the bench parts of issues 6 and 7).
+// tflens benchmarks against a PyTorch baseline (issue 16; the earlier rows of issues 6, 7 and 10 kept).
 //
-//   npm run bench                                   # CPU preset, here (wasm vs torch CPU)
-//   node bench/run.mjs --device                     # accelerator preset (WebGPU vs torch CUDA)
+//   npm run bench                                   # CPU preset, here (wasm vs torch CPU, same threads)
+//   node bench/run.mjs --device                     # accelerator preset (WebGPU vs torch CUDA), see bench/device/session.sh
 //   node bench/run.mjs --quick                      # tiny sizes (smoke run; timings meaningless)
-//   options: --parts matmul,forward,sweeps,retrieval   --out DIR (default bench/results)
+//   options: --parts matmul,forward,nocache,memory,profile,sweeps,retrieval,llama7b   --out DIR (default bench/results)
 //            --no-torch   --python PATH   --tag NAME   --no-table
 //   env: TFLENS_BACKEND (forces the backend), TFLENS_DIST (library build to use, default dist/),
-//        TFLENS_BENCH_PYTHON (python with torch)
+//        TFLENS_BENCH_PYTHON (python with torch), TFLENS_7B_DIR (checkpoint of the llama7b part)
 //
 // Each run writes <out>/<tag>.json (every number of the run, with machine, backend, date, command)
-// and regenerates bench/RESULTS.md from all JSON files in bench/results (bench/table.mjs).
+// and regenerates bench/RESULTS.md from all JSON files in bench/results (bench/table.mjs). The PyTorch
+// baseline runs first, in its own process (bench/baseline/torch_bench.py), so that a failing tflens part
+// cannot cost its numbers.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync, renameSync, readFileSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync, renameSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, hostname, platform, arch, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { lib, ROOT, DIST } from './lib.mjs';
 import { PRESETS, GPT2_SMALL, QWEN2_05B, forwardFlops, decodeFlops } from './presets.mjs';
 import { writeTable, summarise } from './table.mjs';
-import { sampledPeak as sampledPeakOf } from './memory.mjs';
-import { cpuForwardIntKernels, patchSweepAsync, patchLoopAsync, retrievalSampleAsync } from './webgpu-node.mjs';
+import { forwardPeak, kernelProfile } from './memory.mjs';
+import { run7b } from './llama7b.mjs';
 
-const { tf, initBackend, formatBackendReport, randomModel, patchSweep, patchSweepLoop, inductionProblem, mulberry32, RetrievalScorer, scoreRetrievalSample } = lib;
+const { tf, initBackend, backendLine } = lib;
+const { randomModel } = lib.model;
+const { patchSweep, patchLoop, inductionProblem } = lib.patching;
+const { RetrievalScorer, scoreRetrievalSample } = lib.retrieval;
 
 // ------------------------------------------------------------------ arguments
 const argv = process.argv.slice(2);
@@ -32,12 +37,10 @@ const opt = (n, d) => {
 };
 const presetName = flag('--quick') ? 'quick' : flag('--device') ? 'device' : 'cpu';
 const P = PRESETS[presetName];
-const parts = new Set((opt('--parts', 'matmul,forward,sweeps,retrieval')).split(',').filter(Boolean));
+const parts = new Set(opt('--parts', 'matmul,forward,nocache,memory,profile,sweeps,retrieval,llama7b').split(',').filter(Boolean));
 const outDir = resolve(opt('--out', join(ROOT, 'bench', 'results')));
 const useTorch = !flag('--no-torch');
 const log = (...a) => console.error('[bench]', ...a);
-// async drivers (bench/webgpu-node.mjs) instead of the library's synchronous patchSweep / scoreRetrievalSample
-let useAsync = flag('--async');
 const errMsg = (e) => `${e?.name ?? 'Error'}: ${String(e?.message ?? e).split('\n')[0]}`;
 
 // ------------------------------------------------------------------ helpers
@@ -72,141 +75,158 @@ function runTorch(py, spec, name) {
   return JSON.parse(readFileSync(outPath, 'utf8'));
 }
 
-function hfGpt2() {
-  return { ...GPT2_SMALL };
+/** Random token ids [B][T] (seeded; plain arrays). */
+function randomIds(B, T, V, seed = 7) {
+  const rand = lib.util.mulberry32(seed);
+  return Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(rand() * V)));
+}
+
+/** Median seconds of `reps` runs of `run` (after `warmup` runs); run returns the tensor to wait for and a cleanup. */
+async function timed(run, reps, warmup) {
+  for (let i = 0; i < warmup; i++) {
+    const r = await run();
+    await sync(r.wait);
+    r.done();
+  }
+  const times = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = now();
+    const r = await run();
+    await sync(r.wait);
+    times.push(now() - t0);
+    r.done();
+  }
+  return { seconds: median(times), all_seconds: times };
 }
 
 // ------------------------------------------------------------------ parts
 async function benchMatmul(n, reps) {
   const [a, b] = [tf.randomNormal([n, n], 0, 1, 'float32', 1), tf.randomNormal([n, n], 0, 1, 'float32', 2)];
-  for (let i = 0; i < 2; i++) {
+  const r = await timed(() => {
     const c = tf.matMul(a, b);
-    await sync(c);
-    c.dispose();
-  }
-  const t0 = now();
-  let c = null;
-  for (let i = 0; i < reps; i++) {
-    c?.dispose();
-    c = tf.matMul(a, b);
-  }
-  await sync(c);
-  const dt = (now() - t0) / reps;
-  tf.dispose([a, b, c]);
-  return { n, reps, seconds: dt, flops: 2 * n ** 3, flops_per_s: (2 * n ** 3) / dt };
+    return { wait: c, done: () => c.dispose() };
+  }, reps, 2);
+  tf.dispose([a, b]);
+  return { n, reps, seconds: r.seconds, flops: 2 * n ** 3, flops_per_s: (2 * n ** 3) / r.seconds };
 }
 
+/** Forward with the full activation cache (TransformerLens's run_with_cache default set), per case. */
 async function benchForward(model, cases) {
   const out = [];
-  let names = null;
   for (const cs of cases) {
     const { B, T } = cs;
     try {
-      const rand = mulberry32(7);
-      const ids = Array.from({ length: B }, () => Array.from({ length: T }, () => Math.floor(rand() * model.cfg.d_vocab)));
-      // plain arrays, not a reused tensor: on WebGPU a tensor that has been used lives on the GPU, and the
-      // forward reads its token ids synchronously (which WebGPU under Node cannot do)
-      const tokens = ids;
+      const ids = randomIds(B, T, model.cfg.d_vocab);
       const n0 = tf.memory().numTensors;
-      // memory: a run of its own
-      const mem = sampledPeakOf(tf, model, tokens);
-      mem.peak_kind = 'tf.memory().numBytes sampled at every hook point (but hook_result, hook_attn_scores) during one runWithCache, minus the bytes before it';
-      if (tf.getBackend() !== 'webgpu' && cs.profile !== false) {
-        const prof = await tf.profile(() => {
-          const r = model.runWithCache(tokens);
-          r.logits.dispose();
-          r.cache.dispose();
-        });
-        mem.peak_bytes_profile = prof.peakBytes - (tf.memory().numBytes - prof.newBytes);
-        mem.peak_kind_profile = 'tf.profile peakBytes (after every kernel) minus the bytes before the run';
-      }
-      names = mem.names;
-      delete mem.names;
-      for (let i = 0; i < (cs.warmup ?? 1); i++) {
-        const r = model.runWithCache(tokens);
-        await sync(r.logits);
-        r.logits.dispose();
-        r.cache.dispose();
-      }
-      const times = [];
-      for (let i = 0; i < cs.reps; i++) {
-        const t0 = now();
-        const r = model.runWithCache(tokens);
-        await sync(r.logits);
-        times.push(now() - t0);
-        r.logits.dispose();
-        r.cache.dispose();
-      }
-      const leaked = tf.memory().numTensors - n0;
+      let names = null;
+      const r = await timed(async () => {
+        const { logits, cache } = await model.runWithCache(ids, { cacheOn: cs.cacheOn });
+        names ??= cache.keys();
+        return {
+          wait: logits,
+          done: () => {
+            logits.dispose();
+            cache.dispose();
+          },
+        };
+      }, cs.reps, cs.warmup ?? 1);
       const flops = forwardFlops(model.cfg, B, T);
-      out.push({ B, T, reps: cs.reps, seconds: median(times), all_seconds: times, flops, flops_per_s: flops / median(times), memory: mem, tensors_leaked: leaked });
-      log(`forward B=${B} T=${T}: ${median(times).toFixed(4)} s, ${(flops / median(times) / 1e9).toFixed(1)} GFLOP/s`);
+      out.push({ B, T, cache_on: cs.cacheOn ?? 'device', reps: cs.reps, ...r, flops, flops_per_s: flops / r.seconds, cached_tensors: names.length, tensors_leaked: tf.memory().numTensors - n0 });
+      log(`forward (full cache${cs.cacheOn === 'host' ? ' on the host' : ''}) B=${B} T=${T}: ${r.seconds.toFixed(4)} s, ${(flops / r.seconds / 1e9).toFixed(1)} GFLOP/s`);
     } catch (e) {
-      // one size failing (e.g. the wasm heap cannot hold the full cache) keeps the other sizes' numbers
-      out.push({ B, T, error: errMsg(e) });
+      // one size failing (e.g. the wasm heap) keeps the other sizes' numbers
+      out.push({ B, T, cache_on: cs.cacheOn ?? 'device', error: errMsg(e) });
       log(`forward B=${B} T=${T} failed: ${errMsg(e)}`);
     }
   }
-  return { cases: out, cache_names: names };
+  return out;
+}
+
+/** Forward without a cache (logits only), per case. */
+async function benchNoCache(model, cases) {
+  const out = [];
+  for (const cs of cases) {
+    const { B, T } = cs;
+    try {
+      const ids = randomIds(B, T, model.cfg.d_vocab);
+      const r = await timed(async () => {
+        const logits = await model.forward(ids);
+        return { wait: logits, done: () => logits.dispose() };
+      }, cs.reps, cs.warmup ?? 1);
+      const flops = forwardFlops(model.cfg, B, T);
+      out.push({ B, T, reps: cs.reps, ...r, flops, flops_per_s: flops / r.seconds });
+      log(`forward (no cache) B=${B} T=${T}: ${r.seconds.toFixed(4)} s`);
+    } catch (e) {
+      out.push({ B, T, error: errMsg(e) });
+      log(`forward (no cache) B=${B} T=${T} failed: ${errMsg(e)}`);
+    }
+  }
+  return out;
+}
+
+async function benchMemory(model, cases) {
+  const out = [];
+  for (const cs of cases) {
+    try {
+      const m = await forwardPeak(tf, model, randomIds(cs.B, cs.T, model.cfg.d_vocab), { cacheOn: cs.cacheOn });
+      out.push({ B: cs.B, T: cs.T, ...m });
+      log(`memory B=${cs.B} T=${cs.T} (cache on ${m.cache_on}): peak ${(m.peak_bytes / 2 ** 20).toFixed(1)} MiB above the weights (${(m.weights_bytes / 2 ** 20).toFixed(1)} MiB), cache ${(m.cache_bytes / 2 ** 20).toFixed(1)} MiB, ratio ${m.ratio_to_weights_plus_cache.toFixed(2)}`);
+    } catch (e) {
+      out.push({ B: cs.B, T: cs.T, cache_on: cs.cacheOn ?? 'device', error: errMsg(e) });
+      log(`memory B=${cs.B} T=${cs.T} failed: ${errMsg(e)}`);
+    }
+  }
+  return out;
+}
+
+async function benchProfile(model, cs) {
+  const ids = randomIds(cs.B, cs.T, model.cfg.d_vocab);
+  const run = (o) => async () => {
+    const { logits, cache } = await model.runWithCache(ids, o);
+    await sync(logits);
+    logits.dispose();
+    cache.dispose();
+  };
+  await run({})(); // warm-up (shader compilation)
+  const full = await kernelProfile(tf, run({}));
+  const none = await kernelProfile(tf, async () => {
+    const logits = await model.forward(ids);
+    await sync(logits);
+    logits.dispose();
+  });
+  log(`profile B=${cs.B} T=${cs.T}: ${full.kernels} kernels with the full cache, ${none.kernels} without`);
+  return { B: cs.B, T: cs.T, full_cache: full, no_cache: none };
 }
 
 function problemFor(model, sw) {
-  const rand = mulberry32(sw.seed ?? 3);
   const V = model.cfg.d_vocab;
-  const p = inductionProblem(model, { n: sw.N, R: sw.R, low: V > 30000 ? 1000 : 1, high: V > 30000 ? 20000 : V - 1 }, rand);
-  // the correct / wrong tokens, recovered from the problem's construction (A[R-1], B[R-1])
-  const R = sw.R;
+  const p = inductionProblem(model, { n: sw.N, R: sw.R, seed: sw.seed ?? 3, low: V > 30000 ? 1000 : 1, high: V > 30000 ? 20000 : V - 1 });
+  // the correct / wrong tokens, from the problem's construction (A[R-1], B[R-1])
   const off = model.bosTokenId() === null ? 0 : 1;
-  const correct = p.clean.map((r) => r[off + R - 1]);
-  const wrong = p.corrupted.map((r) => r[off + R - 1]);
+  const correct = p.clean.map((r) => r[off + sw.R - 1]);
+  const wrong = p.corrupted.map((r) => r[off + sw.R - 1]);
   return { p, json: { clean: p.clean, corrupted: p.corrupted, readPositions: p.readPositions, correct, wrong } };
 }
 
 async function benchSweeps(model, sw, problems) {
-  const out = { maxBatch: sw.maxBatch, driver: useAsync ? 'bench async driver (bench/webgpu-node.mjs) over the library forward' : 'library patchSweep / patchSweepLoop', kinds: {} };
+  const out = { maxBatch: sw.maxBatch, driver: 'library patchSweep (batched) / patchLoop (one forward per index)', kinds: {} };
   for (const kind of sw.kinds) {
-    const size = { N: sw.N, R: sw.R, ...(sw.sizes?.[kind] ?? {}) };
     const { p, json } = problems[kind];
     const n0 = tf.memory().numTensors;
-    const rec = { N: size.N, T: p.clean[0].length, problem: json };
-    // on WebGPU: the library's own patchSweepAsync where it has one, else the bench's driver
-    const libAsync = useAsync && typeof lib.patchSweepAsync === 'function';
-    const sweepAsync = libAsync
-      ? (pp, k, o) => lib.patchSweepAsync(model, pp, 'z', k, o)
-      : (pp, k, o) => patchSweepAsync(tf, model, pp, k, o);
-    rec.driver = !useAsync ? 'library patchSweep' : libAsync ? 'library patchSweepAsync' : 'bench async driver (bench/webgpu-node.mjs)';
-    rec.loop_driver = useAsync ? 'bench async loop (bench/webgpu-node.mjs patchLoopAsync)' : 'library patchSweepLoop';
-    if (useAsync) {
-      // the synchronous library function first: does it run on this backend?
-      try {
-        patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch, layers: [model.cfg.n_layers - 1] });
-        rec.library_runs = true;
-      } catch (e) {
-        rec.library_error = errMsg(e);
-        log(`library patchSweep failed here: ${rec.library_error}`);
-      }
-      await sweepAsync(p, kind, { maxBatch: sw.maxBatch, layers: [model.cfg.n_layers - 1] }); // warm-up (shader compilation)
-    } else {
-      patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch, layers: [model.cfg.n_layers - 1] }); // warm-up
-    }
+    const rec = { N: p.clean.length, T: p.clean[0].length, problem: json, driver: 'library patchSweep', loop_driver: 'library patchLoop' };
+    await patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch, layers: [model.cfg.n_layers - 1] }); // warm-up (shader compilation)
     let t0 = now();
-    const res = useAsync ? await sweepAsync(p, kind, { maxBatch: sw.maxBatch }) : patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch });
+    const res = await patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch });
     rec.batched_seconds = now() - t0;
     Object.assign(rec, { forwards: res.forwards, clean: res.clean, corrupted: res.corrupted, values: res.values });
     log(`sweep ${kind} (N=${rec.N}, T=${rec.T}) batched: ${rec.batched_seconds.toFixed(2)} s (${res.forwards} forwards)`);
     if (sw.tflensLoop?.includes(kind)) {
       t0 = now();
-      const loop = useAsync ? await patchLoopAsync(tf, model, p, kind) : patchSweepLoop(model, p, 'z', kind);
+      const loop = await patchLoop(model, p, 'z', kind);
       rec.loop_seconds = now() - t0;
       rec.loop_forwards = loop.forwards;
       rec.loop_max_abs_diff = maxAbsDiff(loop.values, res.values);
       log(`sweep ${kind} tflens loop: ${rec.loop_seconds.toFixed(2)} s (max |loop - batched| ${rec.loop_max_abs_diff.toExponential(2)})`);
-    }
-    if (flag('--check-drivers')) {
-      // the async driver against the library function on this backend (both must agree)
-      const lib1 = patchSweep(model, p, 'z', kind, { maxBatch: sw.maxBatch });
-      const asy = await patchSweepAsync(tf, model, p, kind, { maxBatch: sw.maxBatch });
-      rec.driver_check_max_abs_diff = maxAbsDiff(lib1.values, asy.values);
     }
     rec.tensors_leaked = tf.memory().numTensors - n0;
     out.kinds[kind] = rec;
@@ -226,116 +246,57 @@ async function benchRetrieval(rt) {
   const cfg = { ...QWEN2_05B, ...(rt.configOverride ?? {}) };
   const t0 = now();
   const model = randomModel(cfg, { seed: 5 });
-  const loadSeconds = now() - t0;
+  const initSeconds = now() - t0;
   const scorer = new RetrievalScorer({ nLayers: model.cfg.n_layers, nHeads: model.cfg.n_heads });
-  const rand = mulberry32(11);
+  const rand = lib.util.mulberry32(11);
   const samples = [];
-  let libraryError = null;
-  if (useAsync) {
-    try {
-      const pr = Array.from({ length: 16 }, (_, i) => i + 1);
-      scoreRetrievalSample(model, new RetrievalScorer({ nLayers: model.cfg.n_layers, nHeads: model.cfg.n_heads }), pr, pr.slice(4, 8), { maxNewTokens: 2, span: { start: 4, end: 8 } });
-    } catch (e) {
-      libraryError = errMsg(e);
-      log(`library scoreRetrievalSample failed here: ${libraryError}`);
+  try {
+    for (let s = 0; s < rt.samples; s++) {
+      const prompt = Array.from({ length: rt.context }, () => Math.floor(rand() * model.cfg.d_vocab));
+      const span = { start: rt.context / 2, end: rt.context / 2 + 8 };
+      const n0 = tf.memory().numTensors;
+      const t = now();
+      const res = await scoreRetrievalSample(model, scorer, prompt, prompt.slice(span.start, span.end), { maxNewTokens: rt.newTokens, span, stopTokens: [] });
+      const dt = now() - t;
+      samples.push({ seconds: dt, steps: res.sample.steps, tensors_leaked: tf.memory().numTensors - n0 });
+      log(`retrieval sample ${s}: ${dt.toFixed(2)} s for ${res.sample.steps} steps at context ${rt.context}`);
     }
+  } finally {
+    model.dispose();
   }
-  if (flag('--check-drivers')) {
-    // async driver and library give the same per-head scores on one short sample
-    const pr = Array.from({ length: 24 }, () => Math.floor(rand() * model.cfg.d_vocab));
-    const a = new RetrievalScorer({ nLayers: model.cfg.n_layers, nHeads: model.cfg.n_heads });
-    const b = new RetrievalScorer({ nLayers: model.cfg.n_layers, nHeads: model.cfg.n_heads });
-    const libTokens = scoreRetrievalSample(model, a, pr, pr.slice(8, 12), { maxNewTokens: 4, span: { start: 8, end: 12 } }).tokens;
-    const asyTokens = await retrievalSampleAsync(tf, lib, model, b, pr, { start: 8, end: 12 }, 4);
-    const sb = b.endSample({ answer: pr.slice(8, 12), response: asyTokens });
-    var driverCheck = { same_tokens: JSON.stringify(libTokens) === JSON.stringify(asyTokens), max_abs_score_diff: maxAbsDiff(a.samples[0].scores, sb.scores) };
-  }
-  for (let s = 0; s < rt.samples; s++) {
-    const prompt = Array.from({ length: rt.context }, () => Math.floor(rand() * model.cfg.d_vocab));
-    const needle = prompt.slice(rt.context / 2, rt.context / 2 + 8);
-    const n0 = tf.memory().numTensors;
-    const t = now();
-    const span = { start: rt.context / 2, end: rt.context / 2 + 8 };
-    let steps;
-    if (useAsync) {
-      const toks = await retrievalSampleAsync(tf, lib, model, scorer, prompt, span, rt.newTokens);
-      steps = scorer.endSample({ answer: needle, response: toks }).steps;
-    } else {
-      steps = scoreRetrievalSample(model, scorer, prompt, needle, { maxNewTokens: rt.newTokens, span }).sample.steps;
-    }
-    const dt = now() - t;
-    samples.push({ seconds: dt, steps, tensors_leaked: tf.memory().numTensors - n0 });
-    log(`retrieval sample ${s}: ${dt.toFixed(2)} s for ${steps} steps at context ${rt.context}`);
-  }
-  model.dispose?.();
-  const timed = samples.length > 1 ? samples.slice(1) : samples;
+  const rest = samples.length > 1 ? samples.slice(1) : samples;
   return {
-    context: rt.context, new_tokens: rt.newTokens, model_shape: cfg, init_seconds: loadSeconds, samples,
-    driver: useAsync ? 'bench async driver (bench/webgpu-node.mjs) over the library forward with KV cache' : 'library scoreRetrievalSample', library_error: libraryError,
-    driver_check: typeof driverCheck === 'undefined' ? null : driverCheck,
-    seconds_per_sample: median(timed.map((s) => s.seconds)),
+    context: rt.context, new_tokens: rt.newTokens, model_shape: cfg, init_seconds: initSeconds, samples,
+    driver: 'library scoreRetrievalSample (decodeWithKeys: generate with the KV cache, lastRowArgmaxHook readers)',
+    seconds_per_sample: median(rest.map((s) => s.seconds)),
     note: samples.length > 1 ? 'median of samples after the first (the first is the warm-up)' : 'single sample, includes warm-up',
     flops_prefill: forwardFlops(model.cfg, 1, rt.context), flops_decode_step: decodeFlops(model.cfg, rt.context),
   };
 }
 
 // ------------------------------------------------------------------ main
-let webgpuPatch = null;
-
-/** Does the library forward run here without synchronous reads of GPU tensors? (a tiny model, a token tensor used twice) */
-async function probeForward() {
-  try {
-    const m = randomModel({ model_type: 'gpt2', n_embd: 16, n_layer: 1, n_head: 2, vocab_size: 32, n_positions: 16 }, { seed: 1 });
-    const tok = tf.tensor2d([[1, 2, 3, 4]], [1, 4], 'int32');
-    try {
-      for (let i = 0; i < 2; i++) {
-        const r = m.runWithCache(tok);
-        await r.logits.data();
-        r.logits.dispose();
-        r.cache.dispose();
-      }
-    } finally {
-      tok.dispose();
-      m.dispose();
-    }
-    return 'ok';
-  } catch (e) {
-    return errMsg(e);
-  }
-}
-
 async function main() {
   const started = new Date();
-  const rep = await initBackend(process.env.TFLENS_BACKEND || undefined);
-  log(formatBackendReport(rep));
-  if (rep.active === 'webgpu') {
-    useAsync = true;
-    webgpuPatch = { forward_probe: await probeForward() };
-    if (webgpuPatch.forward_probe !== 'ok' || flag('--int-cpu-forward')) {
-      try {
-        webgpuPatch.cpu_forwarded_int_kernels = cpuForwardIntKernels(tf);
-        webgpuPatch.forward_probe_after_patch = await probeForward();
-      } catch (e) {
-        webgpuPatch.error = errMsg(e);
-      }
-    }
-    log(`webgpu under Node: ${JSON.stringify(webgpuPatch)}`);
-  }
+  await initBackend(process.env.TFLENS_BACKEND || undefined);
+  const rep = lib.backend.backendReport();
+  log(backendLine());
   const py = useTorch ? pythonWithTorch() : null;
   if (useTorch && !py) log('no python with torch found: the PyTorch baseline is skipped (install python3-torch or set TFLENS_BENCH_PYTHON)');
-  const torchDevice = rep.active === 'webgpu' || rep.active === 'node-gpu' ? 'cuda' : 'cpu';
+  const gpu = rep.active === 'webgpu' || rep.active === 'node-gpu';
+  const torchDevice = gpu ? 'cuda' : 'cpu';
   const tag = opt('--tag', `${presetName}-${rep.active}-${started.toISOString().slice(0, 19).replace(/[:T]/g, '-')}`);
+  const dir7b = process.env.TFLENS_7B_DIR || null;
   const result = {
     tag,
+    goals: 'issue16',
     preset: presetName,
     date: started.toISOString(),
     command: `node bench/run.mjs ${argv.join(' ')}`.trim(),
-    env: { TFLENS_BACKEND: process.env.TFLENS_BACKEND ?? null, TFLENS_DIST: process.env.TFLENS_DIST ?? null },
+    env: { TFLENS_BACKEND: process.env.TFLENS_BACKEND ?? null, TFLENS_DIST: process.env.TFLENS_DIST ?? null, TFLENS_7B_DIR: dir7b, TFLENS_WEBGPU_FAST: process.env.TFLENS_WEBGPU_FAST ?? null },
     machine: { hostname: hostname(), platform: platform(), arch: arch(), cpus: cpus().length, cpu_model: cpus()[0]?.model, total_mem: totalmem(), loadavg_start: loadavg(), node: process.version },
     backend: { active: rep.active, tfjs: tf.getBackend(), details: rep.details, tfjs_version: tf.version.tfjs },
     library: DIST,
-    webgpu_node: webgpuPatch,
-    drivers_async: useAsync,
+    fused_kernels: lib.model.ops.fusedKernels(),
     torch: py ? { python: py.python, version: py.torch, device: torchDevice } : null,
     sizes: P,
   };
@@ -358,18 +319,17 @@ async function main() {
     }
     save(); // a checkpoint after each part: an interrupted run keeps what it finished
   };
-  // the model and the sweep problems first: the PyTorch baseline runs before tflens (in its own
-  // process, so a slow or failing tflens part cannot cost the baseline numbers) and needs both
+  // the model and the sweep problems first: the PyTorch baseline runs before tflens and needs both
   let gpt2 = null;
-  let cacheNames = null;
   const problems = {};
-  if (parts.has('forward') || parts.has('sweeps')) {
+  const gpt2Parts = ['forward', 'nocache', 'memory', 'profile', 'sweeps'].some((p) => parts.has(p));
+  if (gpt2Parts) {
     await part('model', async () => {
-      const cfg = { ...hfGpt2(), ...(P.modelOverride ?? {}) };
+      const cfg = { ...GPT2_SMALL, ...(P.modelOverride ?? {}) };
+      const b0 = tf.memory().numBytes;
       gpt2 = randomModel(cfg, { seed: 0 });
-      result.model = { hf_config: cfg, cfg: gpt2.cfg };
-      // the full cache of runWithCache: every hook point but hook_result (TransformerLens default)
-      cacheNames = gpt2.hookNames().filter((n) => !n.endsWith('hook_result'));
+      result.model = { hf_config: cfg, cfg: gpt2.cfg, weights_bytes: tf.memory().numBytes - b0 };
+      result.cache_names = gpt2.hookNames().filter((n) => gpt2.cacheFilter(undefined)(n));
       for (const kind of P.sweeps.kinds) problems[kind] = problemFor(gpt2, { ...P.sweeps, ...(P.sweeps.sizes?.[kind] ?? {}) });
     });
   }
@@ -379,12 +339,14 @@ async function main() {
     if (gpt2) spec.model = result.model.cfg;
     if (gpt2 && parts.has('forward')) {
       spec.forward = { cases: P.forward };
-      spec.cache_names = cacheNames;
+      spec.cache_names = result.cache_names;
     }
+    if (gpt2 && parts.has('nocache')) spec.nocache = { cases: P.nocache };
     if (gpt2 && parts.has('sweeps')) spec.sweeps = { runs: P.sweeps.kinds.map((kind) => ({ kind, problem: problems[kind].json })) };
     if (parts.has('retrieval') && P.retrieval) {
       spec.retrieval = { hf_config: hfQwen({ ...QWEN2_05B, ...(P.retrieval.configOverride ?? {}) }), context: P.retrieval.context, new_tokens: P.retrieval.newTokens, samples: P.retrieval.samples };
     }
+    if (parts.has('llama7b') && P.llama7b && dir7b) spec.llama7b = { dir: dir7b, context: P.llama7b.context, new_tokens: P.llama7b.newTokens, samples: P.llama7b.samples };
     result.baseline = runTorch(py.python, spec, tag);
     save();
   }
@@ -395,18 +357,16 @@ async function main() {
     });
   }
   if (gpt2 && parts.has('sweeps')) await part('sweeps', async () => (result.sweeps = await benchSweeps(gpt2, P.sweeps, problems)));
-  if (gpt2 && parts.has('forward')) {
-    await part('forward', async () => {
-      result.forward = await benchForward(gpt2, P.forward);
-      if (result.forward.cache_names) {
-        const got = new Set(result.forward.cache_names);
-        result.forward.names_not_in_tflens_cache = cacheNames.filter((n) => !got.has(n));
-        result.forward.tflens_names_not_expected = result.forward.cache_names.filter((n) => !cacheNames.includes(n));
-      }
-    });
-  }
-  gpt2?.dispose?.();
+  if (gpt2 && parts.has('forward')) await part('forward', async () => (result.forward = { cases: await benchForward(gpt2, P.forward) }));
+  if (gpt2 && parts.has('nocache')) await part('nocache', async () => (result.nocache = { cases: await benchNoCache(gpt2, P.nocache) }));
+  if (gpt2 && parts.has('memory')) await part('memory', async () => (result.memory = { cases: await benchMemory(gpt2, P.memory) }));
+  if (gpt2 && parts.has('profile')) await part('profile', async () => (result.profile = await benchProfile(gpt2, P.profile)));
+  gpt2?.dispose();
   if (parts.has('retrieval') && P.retrieval) await part('retrieval', async () => (result.retrieval = await benchRetrieval(P.retrieval)));
+  if (parts.has('llama7b') && P.llama7b) {
+    if (!dir7b) log('llama7b: no TFLENS_7B_DIR (bench/device/make_7b.py writes the checkpoint): skipped');
+    else await part('llama7b', async () => (result.llama7b = await run7b(lib, dir7b, P.llama7b, log)));
+  }
 
   result.machine.loadavg_end = loadavg();
   result.finished = new Date().toISOString();

@@ -12,9 +12,11 @@ const yes = (ok) => (ok === null || ok === undefined ? '–' : ok ? 'met' : '**n
 
 /**
  * Ratios and goal checks, computed from a run's measured numbers only (the table recomputes them, so a
- * run whose tflens part failed still shows the baseline's numbers).
+ * run whose tflens part failed still shows the baseline's numbers). Runs of the issue-16 bench (they
+ * have `goals: 'issue16'`) are summarised against that issue's goals (summarise16).
  */
 export function summarise(r) {
+  if (r.goals === 'issue16') return summarise16(r);
   const s = {};
   const b = r.baseline && !r.baseline.error ? r.baseline : null;
   const gpu = r.backend.active === 'webgpu' || r.backend.active === 'node-gpu';
@@ -72,7 +74,135 @@ function forwardFlopsOf(c, B, T) {
   return B * T * (c.n_layers * lin + 2 * c.d_model * c.d_vocab) + c.n_layers * 4 * B * c.n_heads * T * T * c.d_head;
 }
 
-export function renderRun(r) {
+const gib = (b) => (b === null || b === undefined ? '–' : `${(b / 2 ** 30).toFixed(2)} GiB`);
+const ratio = (a, b) => (a === null || a === undefined || !b ? null : a / b);
+const isGpu = (r) => r.backend.active === 'webgpu' || r.backend.active === 'node-gpu';
+
+/** The issue-16 goals of a run: forward times, memory, retrieval, sweeps and the 7B rows, each with its goal. */
+export function summarise16(r) {
+  const s = {};
+  const b = r.baseline && !r.baseline.error ? r.baseline : null;
+  const gpu = isGpu(r);
+  const torchFwd = (list, c) => list?.find((x) => x.B === c.B && x.T === c.T) ?? null;
+  const row = (c, t, goal) => {
+    const q = ratio(c.seconds ?? null, t?.seconds);
+    return { B: c.B, T: c.T, cache_on: c.cache_on ?? 'device', tflens_s: c.seconds ?? null, torch_s: t?.seconds ?? null, ratio: q, goal, met: q === null ? null : q <= goal, error: c.error ?? null };
+  };
+  s.forward = (r.forward?.cases ?? []).map((c) => row(c, torchFwd(b?.forward, c), gpu ? 1.25 : 3));
+  s.nocache = (r.nocache?.cases ?? []).map((c) => ({ ...row(c, torchFwd(b?.nocache, c), gpu ? 1.25 : 3), cache_on: 'none' }));
+  s.memory = (r.memory?.cases ?? []).map((m) => ({
+    B: m.B, T: m.T, cache_on: m.cache_on, weights: m.weights_bytes ?? null, cache: m.cache_bytes ?? null, logits: m.logits_bytes ?? null, peak: m.peak_bytes ?? null,
+    ratio: m.ratio_to_weights_plus_cache ?? null, goal: 1.3, met: m.ratio_to_weights_plus_cache === undefined ? null : m.ratio_to_weights_plus_cache <= 1.3,
+    torch_peak: torchFwd(b?.forward, m)?.memory?.peak_bytes ?? null, torch_peak_kind: torchFwd(b?.forward, m)?.memory?.peak_kind ?? null, error: m.error ?? null,
+  }));
+  const need = { head: gpu ? 2 : 1, head_pos: gpu ? 5 : 1 };
+  s.sweeps = Object.entries(r.sweeps?.kinds ?? {}).map(([kind, k]) => {
+    const t = b?.sweeps?.[kind];
+    const sp = t && k.batched_seconds ? t.seconds / k.batched_seconds : null;
+    return { kind, N: k.N, T: k.T, tflens_batched_s: k.batched_seconds ?? null, tflens_loop_s: k.loop_seconds ?? null, torch_loop_s: t?.seconds ?? null, speedup: sp, goal: need[kind], met: sp === null ? null : sp >= need[kind] };
+  });
+  if (r.retrieval || b?.retrieval) {
+    const q = ratio(r.retrieval?.seconds_per_sample, b?.retrieval?.seconds_per_sample);
+    s.retrieval = { context: r.retrieval?.context ?? b.retrieval.context, new_tokens: r.retrieval?.new_tokens ?? b.retrieval.new_tokens, tflens_s: r.retrieval?.seconds_per_sample ?? null, torch_s: b?.retrieval?.seconds_per_sample ?? null, ratio: q, goal: 1.5, met: q === null ? null : q <= 1.5 };
+  }
+  if (r.llama7b || b?.llama7b) {
+    const t = r.llama7b;
+    const q = ratio(t?.seconds_per_sample, b?.llama7b?.seconds_per_sample);
+    s.llama7b = {
+      context: t?.context ?? b.llama7b.context, weights: t?.weights_bytes ?? null, format: t?.weight_format ?? null, load_s: t?.load_seconds ?? null, torch_load_s: b?.llama7b?.load_seconds ?? null,
+      forward_s: t?.forward_seconds ?? null, torch_forward_s: b?.llama7b?.forward_seconds ?? null, peak: t?.memory?.peak_bytes ?? null, torch_peak: b?.llama7b?.forward_peak_bytes ?? null,
+      tflens_s: t?.seconds_per_sample ?? null, torch_s: b?.llama7b?.seconds_per_sample ?? null, ratio: q, goal: 2, met: q === null ? null : q <= 2,
+    };
+  }
+  if (r.profile) s.profile = r.profile;
+  return s;
+}
+
+/** Goal rows of an issue-16 run for the "goals at a glance" table. */
+function goalRows16(r) {
+  const s = summarise16(r);
+  const gpu = isGpu(r);
+  const rows = [];
+  const res = (met, err) => (err ? '**not met** (did not run)' : yes(met));
+  const failed = (e) => `failed: \`${e}\``;
+  for (const c of s.forward) {
+    const where = `B=${c.B} T=${c.T}${c.cache_on === 'host' ? ', cache on the host' : ''}`;
+    rows.push([`forward with full cache <= ${c.goal}x PyTorch ${gpu ? 'CUDA' : 'CPU (same threads)'}, ${where}`, c.error ? failed(c.error) : c.ratio === null ? `${ms(c.tflens_s)} (no baseline)` : `${f(c.ratio)}x`, res(c.met, c.error)]);
+    if (!gpu && c.T >= 1024) rows.push([`GPT-2-small full cache at ${c.T} tokens completes on ${r.backend.active}`, c.error ? failed(c.error) : ms(c.tflens_s), c.error ? '**not met**' : 'met']);
+  }
+  for (const c of s.nocache) rows.push([`forward without cache <= ${c.goal}x PyTorch ${gpu ? 'CUDA' : 'CPU'}, B=${c.B} T=${c.T}`, c.error ? failed(c.error) : c.ratio === null ? ms(c.tflens_s) : `${f(c.ratio)}x`, res(c.met, c.error)]);
+  for (const m of s.memory) rows.push([`peak memory <= 1.3 x (weights + cache), B=${m.B} T=${m.T}${m.cache_on === 'host' ? ' (cache on the host)' : ''}`, m.error ? failed(m.error) : `${f(m.ratio)}x`, res(m.met, m.error)]);
+  if (s.retrieval) rows.push([`retrieval scoring <= 1.5x HF eager, context ${s.retrieval.context}`, s.retrieval.ratio === null ? `${ms(s.retrieval.tflens_s)} vs ${ms(s.retrieval.torch_s)}` : `${f(s.retrieval.ratio)}x`, yes(s.retrieval.met)]);
+  for (const w of s.sweeps) rows.push([`${w.kind === 'head' ? 'all-positions' : 'by-position'} head sweep >= ${w.goal}x the PyTorch loop's speed`, w.speedup === null ? 'not measured' : `${f(w.speedup)}x`, yes(w.met)]);
+  if (s.llama7b) rows.push([`7B shape at ${s.llama7b.context} tokens runs; retrieval within 2x HF bf16 eager`, s.llama7b.tflens_s === null ? 'did not run' : s.llama7b.ratio === null ? `${ms(s.llama7b.tflens_s)} per sample` : `${f(s.llama7b.ratio)}x`, s.llama7b.tflens_s === null ? '**not met**' : yes(s.llama7b.met)]);
+  return rows.map((x) => `| ${x[0]} | ${r.tag} | ${x[1]} | ${x[2]} |`);
+}
+
+/** One forward table (with or without the cache). */
+function forwardTable(title, rows) {
+  if (!rows.length) return [];
+  const L = [title, '', '| B x T | cache | tflens | PyTorch | tflens / PyTorch | goal | |', '| --- | --- | --- | --- | --- | --- | --- |'];
+  for (const c of rows) L.push(`| ${c.B} x ${c.T} | ${c.cache_on} | ${c.error ? `failed: \`${c.error}\`` : ms(c.tflens_s)} | ${ms(c.torch_s)} | ${f(c.ratio)} | <= ${c.goal} | ${c.error ? '**not met**' : yes(c.met)} |`);
+  return [...L, ''];
+}
+
+/** Time per kernel class of the profiled forwards (full cache and none). */
+function profileTable(p, gpu) {
+  const cls = [...new Set([...Object.keys(p.full_cache.classes), ...Object.keys(p.no_cache.classes)])].sort((x, y) => (p.full_cache.classes[y]?.ms ?? 0) - (p.full_cache.classes[x]?.ms ?? 0));
+  const L = [`Time per kernel class (tf.profile of one forward, B=${p.B} T=${p.T}; ${gpu ? 'GPU timestamps, each kernel in its own pass while profiling' : 'host clock around each kernel'}):`, ''];
+  L.push('| kernel class | full cache: kernels | ms | share | no cache: kernels | ms | share |', '| --- | --- | --- | --- | --- | --- | --- |');
+  for (const k of cls) {
+    const a = p.full_cache.classes[k] ?? {};
+    const z = p.no_cache.classes[k] ?? {};
+    L.push(`| ${k} | ${a.kernels ?? 0} | ${f(a.ms, 1)} | ${pct(a.share)} | ${z.kernels ?? 0} | ${f(z.ms, 1)} | ${pct(z.share)} |`);
+  }
+  L.push(`| all | ${p.full_cache.kernels} | ${f(p.full_cache.total_ms, 1)} | | ${p.no_cache.kernels} | ${f(p.no_cache.total_ms, 1)} | |`, '');
+  L.push(`Slowest kernels (full cache): ${p.full_cache.slowest.map((k) => `${k.name} ${f(k.ms, 1)} ms`).join(', ')}.`, '');
+  return L;
+}
+
+/** An issue-16 run as markdown: header, forward (with / without cache), memory, kernel classes, sweeps, retrieval, 7B. */
+export function renderRun16(r) {
+  const s = summarise16(r);
+  const b = r.baseline && !r.baseline.error ? r.baseline : null;
+  const L = renderHeader(r);
+  if (b?.llama7b_error) L.push(`- PyTorch 7B failed: \`${b.llama7b_error}\``, '');
+  if (r.matmul) L.push(`Matmul peak (float32 ${r.matmul.n}^3, same process): tflens backend ${f(r.matmul.flops_per_s / 1e9, 1)} GFLOP/s; PyTorch ${f(b?.matmul ? b.matmul.flops_per_s / 1e9 : null, 1)} GFLOP/s.`, '');
+  L.push(...forwardTable(`Forward with the full activation cache (GPT-2-small shape, random init, ${r.forward?.cases?.find((c) => c.cached_tensors)?.cached_tensors ?? '?'} cached activations: every hook point but hook_result; median of the timed runs):`, s.forward));
+  L.push(...forwardTable('Forward without a cache (logits only):', s.nocache));
+  if (s.memory.length) {
+    L.push('Memory of one full-cache forward (tf.profile: bytes held after every kernel; the weights are held before the run):', '');
+    L.push('| B x T | cache | weights | cache + logits | tflens peak during the run | (weights + peak) / (weights + cache + logits) | goal | | PyTorch peak |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const m of s.memory) L.push(`| ${m.B} x ${m.T} | ${m.cache_on} | ${mib(m.weights)} | ${mib(m.cache === null ? null : m.cache + m.logits)} | ${m.error ? `failed: \`${m.error}\`` : mib(m.peak)} | ${f(m.ratio)} | <= ${m.goal} | ${m.error ? '**not met**' : yes(m.met)} | ${mib(m.torch_peak)} |`);
+    L.push('');
+  }
+  if (s.profile) L.push(...profileTable(s.profile, isGpu(r)));
+  if (s.sweeps.length) {
+    L.push('Head patching sweeps of hook_z (GPT-2-small shape; induction prompts: R random tokens, then the first R-1 again; logit-difference metric at the last position):', '');
+    L.push('| sweep | prompts x T | tflens batched | tflens loop | PyTorch loop (TransformerLens-style) | speedup vs PyTorch loop | goal | |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const w of s.sweeps) L.push(`| ${w.kind === 'head' ? 'all positions, per (layer, head)' : 'by position, per (layer, pos, head)'} | ${w.N} x ${w.T} | ${ms(w.tflens_batched_s)} | ${ms(w.tflens_loop_s)} | ${ms(w.torch_loop_s)} | ${f(w.speedup)}x | ${w.goal}x | ${yes(w.met)} |`);
+    L.push('');
+  }
+  if (s.retrieval) {
+    const rt = s.retrieval;
+    L.push(`Retrieval scoring (Qwen2-0.5B shape, random init; context ${rt.context}, ${rt.new_tokens} greedy tokens, argmax key of every layer's last query row at each step): tflens ${ms(rt.tflens_s)} per sample; PyTorch (HF eager attention, output_attentions, KV cache) ${ms(rt.torch_s)}; ratio ${f(rt.ratio)} (goal <= 1.5: ${yes(rt.met)}).`, '');
+  }
+  if (s.llama7b) {
+    const q = s.llama7b;
+    L.push(`7B shape (Llama-2-7B, random bf16 checkpoint from bench/device/make_7b.py; context ${q.context}):`, '');
+    L.push('| | tflens | PyTorch (HF, bf16, eager) |', '| --- | --- | --- |');
+    L.push(`| weights resident | ${gib(q.weights)} (${q.format ?? '–'}) | – |`);
+    L.push(`| load | ${ms(q.load_s)} | ${ms(q.torch_load_s)} |`);
+    L.push(`| forward at ${q.context} tokens (tflens: selected hooks cached; HF: hidden states) | ${ms(q.forward_s)} | ${ms(q.torch_forward_s)} |`);
+    L.push(`| peak memory of that forward | ${gib(q.peak)} above the weights | ${gib(q.torch_peak)} (max allocated, weights included) |`);
+    L.push(`| retrieval scoring per sample | ${ms(q.tflens_s)} | ${ms(q.torch_s)} |`);
+    L.push(`| ratio (goal <= 2) | ${f(q.ratio)} ${yes(q.met)} | |`, '');
+  }
+  return L.join('\n');
+}
+
+/** The lines every run starts with: tag, command, machine, backend, baseline, failures. */
+function renderHeader(r) {
   const b = r.baseline && !r.baseline.error ? r.baseline : null;
   const L = [];
   const gpu = r.backend.details?.adapter ? `, adapter ${r.backend.details.adapter}` : '';
@@ -81,17 +211,24 @@ export function renderRun(r) {
   const envs = Object.entries(r.env ?? {}).filter(([, v]) => v).map(([k, v]) => `${k}=${v} `).join('');
   L.push(`- date: ${r.date} (finished ${r.finished ?? '?'}); command: \`${envs}${r.command}\` (preset \`${r.preset}\`)`);
   L.push(`- machine: ${r.machine.cpus} x ${r.machine.cpu_model ?? '?'}, ${mib(r.machine.total_mem)} RAM, ${r.machine.platform}/${r.machine.arch}, node ${r.machine.node}; load average at start ${r.machine.loadavg_start.map((x) => x.toFixed(1)).join(' ')}, at end ${(r.machine.loadavg_end ?? []).map((x) => x.toFixed(1)).join(' ')}`);
-  L.push(`- tflens backend: ${r.backend.active} (tfjs ${r.backend.tfjs_version}${r.backend.details?.threads ? `, ${r.backend.details.threads} thread(s)` : ''}${gpu})`);
+  L.push(`- tflens backend: ${r.backend.active} (tfjs ${r.backend.tfjs_version}${r.backend.details?.threads ? `, ${r.backend.details.threads} thread(s)` : ''}${gpu})${r.fused_kernels === undefined ? '' : r.fused_kernels ? ', fused WebGPU kernels' : ', TensorFlow.js ops'}`);
   if (r.torch) L.push(`- baseline: PyTorch ${b?.torch ?? r.torch.version} on ${b?.device ?? r.torch.device}${b?.gpu ? ` (${b.gpu})` : ''}${b?.threads ? `, ${b.threads} thread(s)` : ''}, float32${b?.tf32_matmul === false ? ', TF32 off' : ''}`);
   else L.push('- baseline: not run (no python with torch)');
   if (r.baseline?.error) L.push(`- baseline error: ${r.baseline.error}`);
   L.push('');
-  const s = r.backend && r.machine ? summarise(r) : r.summary ?? {};
   const errs = Object.entries(r.errors ?? {});
   if (!r.finished) L.push('- **this run did not finish** (the JSON is a checkpoint written after its last completed part)');
   if (errs.length) L.push(`- tflens parts that failed in this run: ${errs.map(([k, v]) => `${k}: \`${v}\``).join('; ')}`);
   for (const c of r.forward?.cases ?? []) if (c.error) L.push(`- tflens forward B=${c.B} T=${c.T} failed: \`${c.error}\``);
   if (b?.retrieval_error) L.push(`- PyTorch retrieval failed: \`${b.retrieval_error}\``);
+  return L;
+}
+
+export function renderRun(r) {
+  if (r.goals === 'issue16') return renderRun16(r);
+  const b = r.baseline && !r.baseline.error ? r.baseline : null;
+  const L = renderHeader(r);
+  const s = r.backend && r.machine ? summarise(r) : r.summary ?? {};
   if (r.drivers_async) {
     const k0 = r.sweeps ? Object.values(r.sweeps.kinds)[0] : null;
     const sweepDriver = k0?.driver ?? (r.sweeps ? 'bench async driver (bench/webgpu-node.mjs)' : null);
@@ -186,6 +323,10 @@ export function writeTable(resultsDir, outPath) {
   else {
     parts.push('Goals at a glance (each row from one run below):', '', '| goal | run | measured | result |', '| --- | --- | --- | --- |');
     for (const r of runs) {
+      if (r.goals === 'issue16') {
+        parts.push(...goalRows16(r));
+        continue;
+      }
       const s = summarise(r);
       for (const c of s.forward ?? []) {
         const failed = r.forward?.cases?.find((x) => x.B === c.B && x.T === c.T)?.error ?? (r.errors?.forward ? r.errors.forward : null);

@@ -1,7 +1,8 @@
 // Smoke tests of the bench code (no timing assertions): the PyTorch baseline computes what tflens
-// computes (same weights: logits, cached activations and a head-patching sweep), the bench's async
-// drivers give the library's results, the FLOP count matches a hand count, and the table says
-// "not met" where a goal is missed.
+// computes (same weights: logits, cached activations and a head-patching sweep), the memory and kernel
+// profile helpers count what they say, the 7B path runs on a tiny Llama-shaped bf16 checkpoint written by
+// bench/device/make_7b.py, the FLOP count matches a hand count, and the table says "not met" where a
+// goal is missed.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
@@ -9,12 +10,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import * as model from '../src/model/index.js';
+import * as tfl from '../src/index.js';
 import { randomModel } from '../src/model/index.js';
 import { patchSweep } from '../src/circuits/patching.js';
 import { inductionProblem } from '../src/circuits/problem.js';
-import { RetrievalScorer, scoreRetrievalSample } from '../src/analyses/retrieval.js';
-import { mulberry32 } from '../src/util/random.js';
 
 const ROOT = resolve(import.meta.dirname ?? '.', '..');
 // the bench is plain JavaScript (.mjs); loaded by URL so the type-check does not need declarations
@@ -30,7 +29,7 @@ function findPython(): string | null {
   return null;
 }
 
-function maxRel(a: number[], b: number[]): number {
+function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
   let m = 0;
   let s = 0;
@@ -50,10 +49,9 @@ describe('bench: PyTorch baseline against tflens (same weights)', function () {
     const dir = mkdtempSync(join(tmpdir(), 'bench-smoke-'));
     try {
       const weights: Record<string, { shape: number[]; data: number[] }> = {};
-      for (const [k, t] of Object.entries(m.params)) weights[k] = { shape: t.shape, data: Array.from(t.dataSync()) };
+      for (const [k, t] of Object.entries(m.params)) weights[k] = { shape: t.shape, data: Array.from(await t.data()) };
       writeFileSync(join(dir, 'w.json'), JSON.stringify(weights));
-      const rand = mulberry32(9);
-      const p = inductionProblem(m, { n: 2, R: 3, low: 1, high: 63 }, rand);
+      const p = inductionProblem(m, { n: 2, R: 3, low: 1, high: 63, seed: 9 });
       const off = m.bosTokenId() === null ? 0 : 1;
       const problem = {
         clean: p.clean, corrupted: p.corrupted, readPositions: p.readPositions,
@@ -68,15 +66,15 @@ describe('bench: PyTorch baseline against tflens (same weights)', function () {
       const out = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8'));
 
       const before = tf.memory().numTensors;
-      const { logits, cache } = m.runWithCache(tokens, { namesFilter: names as never });
-      assert.ok(maxRel(Array.from(logits.dataSync()), (out.check.logits as number[][][]).flat(2)) < 1e-4, 'logits');
-      for (const n of names) assert.ok(maxRel(Array.from(cache.get(n).dataSync()), out.check.cache[n]) < 1e-4, n);
+      const { logits, cache } = await m.runWithCache(tokens, { namesFilter: names as never });
+      assert.ok(maxRel(await logits.data(), (out.check.logits as number[][][]).flat(2)) < 1e-4, 'logits');
+      for (const n of names) assert.ok(maxRel((await cache.values(n)).values, out.check.cache[n]) < 1e-4, n);
       logits.dispose();
       cache.dispose();
       assert.equal(tf.memory().numTensors, before);
 
       // the same sweep: the torch loop's values are tflens's batched values
-      const ours = patchSweep(m, p, 'z', 'head');
+      const ours = await patchSweep(m, p, 'z', 'head');
       const theirs = out.sweeps.head;
       assert.ok(Math.abs(ours.clean - theirs.clean) < 1e-4 * Math.max(1, Math.abs(ours.clean)));
       assert.ok(Math.abs(ours.corrupted - theirs.corrupted) < 1e-4 * Math.max(1, Math.abs(ours.corrupted)));
@@ -89,71 +87,91 @@ describe('bench: PyTorch baseline against tflens (same weights)', function () {
   });
 });
 
-describe('bench: async drivers (WebGPU under Node) give the library results', function () {
+describe('bench: memory and kernel profile of a full-cache forward', function () {
   this.timeout(60000);
-  it('patchSweepAsync and patchLoopAsync equal patchSweep (all positions and by position)', async () => {
-    const { patchSweepAsync, patchLoopAsync } = await load('webgpu-node.mjs');
-    const m = randomModel(TINY, { seed: 2 });
-    const p = inductionProblem(m, { n: 2, R: 3, low: 1, high: 63 }, mulberry32(1));
+  it('forwardPeak: the cache bytes are the sum of the cached shapes; the peak lies between the cache and everything the forward made', async () => {
+    const { forwardPeak } = await load('memory.mjs');
+    const m = randomModel(TINY, { seed: 6 });
+    const tokens = [[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]];
     const before = tf.memory().numTensors;
-    for (const kind of ['head', 'head_pos'] as const) {
-      const lib = patchSweep(m, p, 'z', kind, { maxBatch: 8 });
-      const asy = await patchSweepAsync(tf, m, p, kind, { maxBatch: 8 });
-      const loop = await patchLoopAsync(tf, m, p, kind);
-      assert.ok(maxRel(asy.values.flat(2), (lib.values as number[][]).flat(2)) < 1e-5, `${kind} batched`);
-      assert.ok(maxRel(loop.values.flat(2), (lib.values as number[][]).flat(2)) < 1e-4, `${kind} loop`);
-      assert.equal(asy.clean, lib.clean);
-      // not all zero: the patches move the metric
-      assert.ok(lib.values.flat(2).some((v: number) => Math.abs(v - lib.corrupted) > 1e-6));
+    const weights = tf.memory().numBytes;
+    const peaks: Record<string, number> = {};
+    for (const cacheOn of ['device', 'host'] as const) {
+      const mem = await forwardPeak(tf, m, tokens, { cacheOn });
+      peaks[cacheOn] = mem.peak_bytes;
+      assert.equal(tf.memory().numTensors, before);
+      // independent count: 4 bytes x elements of every hook point's TransformerLens shape (B=2, T=8, d=32, H=4, dh=8, m=128, V=64)
+      const [B, T, d, H, dh, mlp] = [2, 8, 32, 4, 8, 128];
+      const perLayer = B * T * (d /* resid_pre */ + 1 + d /* ln1 scale, normalized */ + 4 * H * dh /* q k v z */ + d /* attn_out */ + d /* resid_mid */ + d /* mlp_in */ + 1 + d /* ln2 */ + 2 * mlp /* pre post */ + d /* mlp_out */ + d /* resid_post */) + 2 * B * H * T * T /* scores, pattern */;
+      const global = B * T * (1 /* tokens (int32) */ + d /* embed */ + d /* pos_embed */ + 1 + d /* ln_final */ + d /* unembed in */ + 64 /* unembed out */);
+      assert.equal(mem.cache_bytes, 4 * (2 * perLayer + global));
+      assert.equal(mem.logits_bytes, 4 * B * T * 64);
+      assert.equal(mem.weights_bytes, weights);
+      assert.equal(mem.cached_tensors, m.hookNames().filter(m.cacheFilter(undefined)).length);
+      // on the device the whole cache is held at the end
+      if (cacheOn === 'device') assert.ok(mem.peak_bytes >= mem.cache_bytes + mem.logits_bytes, `${mem.peak_bytes} >= cache + logits`);
+      const ratio = (mem.weights_bytes + mem.peak_bytes) / (mem.weights_bytes + mem.cache_bytes + mem.logits_bytes);
+      assert.ok(Math.abs(mem.ratio_to_weights_plus_cache - ratio) < 1e-12);
     }
-    assert.equal(tf.memory().numTensors, before);
+    // with the cache on the host the device holds one layer's activations at a time
+    assert.ok(peaks.host < peaks.device, JSON.stringify(peaks));
     m.dispose();
   });
 
-  it('retrievalSampleAsync gives the tokens and per-head scores of scoreRetrievalSample', async () => {
-    const { retrievalSampleAsync } = await load('webgpu-node.mjs');
-    const m = randomModel({ model_type: 'qwen2', hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 64, vocab_size: 48, max_position_embeddings: 64 }, { seed: 3 });
-    const rand = mulberry32(5);
-    const prompt = Array.from({ length: 20 }, () => Math.floor(rand() * 48));
-    const span = { start: 6, end: 10 };
-    const a = new RetrievalScorer({ nLayers: 2, nHeads: 4 });
-    const b = new RetrievalScorer({ nLayers: 2, nHeads: 4 });
-    const ref = await scoreRetrievalSample(m, a, prompt, prompt.slice(6, 10), { maxNewTokens: 6, span, stopTokens: [] });
-    const before = tf.memory().numTensors;
-    const toks = await retrievalSampleAsync(tf, model, m, b, prompt, span, 6);
-    assert.equal(tf.memory().numTensors, before);
-    assert.deepEqual(toks, ref.tokens);
-    const sb = b.endSample({ answer: prompt.slice(6, 10), response: toks });
-    assert.deepEqual(sb.scores, a.samples[0].scores);
-    assert.equal(sb.steps, 6);
+  it('kernelProfile groups every kernel of a forward into classes whose counts add up', async () => {
+    const { kernelProfile, kernelClass } = await load('memory.mjs');
+    assert.equal(kernelClass('TflensMatmul'), 'matmul');
+    assert.equal(kernelClass('BatchMatMul'), 'matmul');
+    assert.equal(kernelClass('TflensAttention'), 'attention');
+    assert.equal(kernelClass('TflensNorm'), 'norm');
+    assert.equal(kernelClass('Transpose'), 'data movement');
+    assert.equal(kernelClass('Sum'), 'reduction');
+    assert.equal(kernelClass('Tanh'), 'element-wise');
+    const m = randomModel(TINY, { seed: 6 });
+    const p = await kernelProfile(tf, async () => {
+      const lg = await m.forward([[1, 2, 3, 4]]);
+      lg.dispose();
+    });
+    const counted = Object.values(p.classes as Record<string, { kernels: number }>).reduce((a, c) => a + c.kernels, 0);
+    assert.equal(counted, p.kernels);
+    assert.ok(p.kernels > 20 && (p.classes.matmul?.kernels ?? 0) >= 2 * 4 + 1, JSON.stringify(p.classes));
     m.dispose();
   });
 });
 
-describe('bench: memory of a full-cache forward', function () {
-  this.timeout(60000);
-  it('the hook-sampled peak lies between the cache bytes and the tf.profile peak; the cache bytes are the sum of the cached shapes', async () => {
-    const { sampledPeak } = await load('memory.mjs');
-    const m = randomModel(TINY, { seed: 6 });
-    const tokens = [[1, 2, 3, 4, 5, 6, 7, 8], [8, 7, 6, 5, 4, 3, 2, 1]];
-    const before = tf.memory().numTensors;
-    const mem = sampledPeak(tf, m, tokens);
-    assert.equal(tf.memory().numTensors, before);
-    // independent count: 4 bytes x elements of every hook point's TransformerLens shape (B=2, T=8, d=32, H=4, dh=8, m=128, V=64)
-    const [B, T, d, H, dh, mlp] = [2, 8, 32, 4, 8, 128];
-    const perLayer = B * T * (d /* resid_pre */ + 1 + d /* ln1 scale, normalized */ + 4 * H * dh /* q k v z */ + d /* attn_out */ + d /* resid_mid */ + 1 + d /* ln2 */ + 2 * mlp /* pre post */ + d /* mlp_out */ + d /* resid_post */) + 2 * B * H * T * T /* scores, pattern */;
-    const global = B * T * (d /* embed */ + d /* pos_embed */ + 1 + d /* ln_final */ + d /* unembed in */ + 64 /* unembed out */);
-    assert.equal(mem.cache_bytes, 4 * (2 * perLayer + global));
-    assert.equal(mem.cached_tensors, m.hookNames().filter((n) => !n.endsWith('hook_result')).length);
-    const prof = await tf.profile(() => {
-      const r = m.runWithCache(tokens);
-      r.logits.dispose();
-      r.cache.dispose();
-    });
-    const start = tf.memory().numBytes - prof.newBytes;
-    assert.ok(mem.peak_bytes >= mem.cache_bytes, `${mem.peak_bytes} >= ${mem.cache_bytes}`);
-    assert.ok(mem.peak_bytes <= prof.peakBytes - start, `${mem.peak_bytes} <= ${prof.peakBytes - start}`);
-    m.dispose();
+describe('bench: the 7B path on a tiny Llama-shaped bf16 checkpoint (bench/device/make_7b.py)', function () {
+  this.timeout(300000);
+  it('make_7b.py writes a sharded bf16 checkpoint that loads; run7b caches the hooks asked for, scores retrieval and leaves nothing behind', async function () {
+    const py = findPython();
+    if (!py) this.skip(); // the checkpoint is written by PyTorch
+    const { run7b } = await load('llama7b.mjs');
+    const dir = mkdtempSync(join(tmpdir(), 'bench-7b-'));
+    try {
+      const r = spawnSync(py, [join(ROOT, 'bench', 'device', 'make_7b.py'), dir, '--layers', '3', '--hidden', '64', '--heads', '4', '--kv-heads', '2', '--mlp', '96', '--vocab', '90', '--max-positions', '64', '--layers-per-shard', '2'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const index = JSON.parse(readFileSync(join(dir, 'model.safetensors.index.json'), 'utf8'));
+      assert.equal(new Set(Object.values(index.weight_map)).size, 4, 'embedding, two layer shards, head');
+      const info = await tfl.io.safetensorsInfo(join(dir, 'model-00002-of-00004.safetensors'));
+      assert.ok(info.tensors.every((t) => t.dtype === 'BF16'));
+      const hooks = ['blocks.0.hook_resid_post', 'blocks.2.attn.hook_z'];
+      const before = tf.memory().numTensors;
+      const out = await run7b(tfl, dir, { context: 40, newTokens: 4, samples: 2, hooks });
+      assert.equal(tf.memory().numTensors, before, 'tensors left behind');
+      assert.deepEqual(out.cached, hooks);
+      assert.equal(out.shape.n_kv_heads, 2);
+      assert.deepEqual(out.samples.map((s: { steps: number }) => s.steps), [4, 4]);
+      assert.equal(out.tensors_leaked, 0);
+      if (tf.getBackend() === 'webgpu') {
+        // the matrices stay bf16 on the GPU: about half the float32 bytes
+        assert.equal(out.weight_format, 'bf16');
+        assert.ok(out.weights_bytes < 0.56 * 4 * out.parameters, `${out.weights_bytes} bytes for ${out.parameters} parameters`);
+      } else {
+        assert.equal(out.weight_format, 'f32');
+        assert.equal(out.weights_bytes, 4 * out.parameters);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
@@ -169,14 +187,15 @@ describe('bench: FLOP count and table', () => {
     assert.equal(decodeFlops(c, 5), 256 + 80 + 80);
   });
 
-  it('the table marks unmet goals and takes every number from the JSON', async () => {
+  const machine = { cpus: 2, cpu_model: 'X', total_mem: 2 ** 30, platform: 'linux', arch: 'x64', node: 'v20', loadavg_start: [1, 1, 1], loadavg_end: [2, 2, 2] };
+
+  it('the table marks unmet goals and takes every number from the JSON (runs of the earlier bench)', async () => {
     const { writeTable } = await load('table.mjs');
     const dir = mkdtempSync(join(tmpdir(), 'bench-table-'));
     try {
       mkdirSync(join(dir, 'results'));
       const run = {
-        tag: 't1', preset: 'cpu', date: '2026-01-01T00:00:00Z', finished: '2026-01-01T00:01:00Z', command: 'node bench/run.mjs',
-        machine: { cpus: 2, cpu_model: 'X', total_mem: 2 ** 30, platform: 'linux', arch: 'x64', node: 'v20', loadavg_start: [1, 1, 1], loadavg_end: [2, 2, 2] },
+        tag: 't1', preset: 'cpu', date: '2026-01-01T00:00:00Z', finished: '2026-01-01T00:01:00Z', command: 'node bench/run.mjs', machine,
         backend: { active: 'wasm', tfjs_version: '4.22.0', details: { threads: 1 } },
         torch: { version: '1.13', device: 'cpu' },
         baseline: {
@@ -194,6 +213,49 @@ describe('bench: FLOP count and table', () => {
       assert.match(md, /\| 1 x 4 \| 500\.0 ms \| 250\.0 ms \| 2\.00 \| 12\.3 \| 61\.7% \| \*\*not met\*\* \|/);
       assert.match(md, /all positions, per \(layer, head\) \| 2 x 8 \| 3\.00 s \| – \| 6\.00 s \| 2\.00x \| 1x \| met \|/);
       assert.match(md, /7 cached activations/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('issue-16 runs: forward / memory / retrieval / sweep / 7B goals against the GPU targets, and the kernel classes', async () => {
+    const { writeTable } = await load('table.mjs');
+    const dir = mkdtempSync(join(tmpdir(), 'bench-table-'));
+    try {
+      mkdirSync(join(dir, 'results'));
+      const run = {
+        tag: 'g1', goals: 'issue16', preset: 'device', date: '2026-01-01T00:00:00Z', finished: '2026-01-01T00:05:00Z', command: 'node bench/run.mjs --device', machine,
+        backend: { active: 'webgpu', tfjs_version: '4.22.0', details: { adapter: 'nvidia h100' } }, fused_kernels: true,
+        torch: { version: '2.11', device: 'cuda' },
+        baseline: {
+          torch: '2.11', device: 'cuda', gpu: 'NVIDIA H100',
+          forward: [{ B: 8, T: 128, seconds: 0.01, memory: { peak_bytes: 2 ** 30 } }],
+          nocache: [{ B: 8, T: 128, seconds: 0.004 }],
+          sweeps: { head: { seconds: 1, N: 8, T: 15 }, head_pos: { seconds: 20, N: 8, T: 15 } },
+          retrieval: { context: 4096, new_tokens: 20, seconds_per_sample: 0.5 },
+          llama7b: { context: 4096, seconds_per_sample: 4, forward_seconds: 1, load_seconds: 9 },
+        },
+        forward: { cases: [{ B: 8, T: 128, seconds: 0.012, cached_tensors: 210 }, { B: 1, T: 1024, error: 'BackendError: lost' }] },
+        nocache: { cases: [{ B: 8, T: 128, seconds: 0.006 }] },
+        memory: { cases: [{ B: 8, T: 128, cache_on: 'device', weights_bytes: 2 ** 29, cache_bytes: 2 ** 28, logits_bytes: 2 ** 27, peak_bytes: 2 ** 29, ratio_to_weights_plus_cache: 1.4545 }] },
+        profile: { B: 8, T: 128, full_cache: { kernels: 3, total_ms: 4, classes: { matmul: { kernels: 2, ms: 3, share: 0.75 }, norm: { kernels: 1, ms: 1, share: 0.25 } }, slowest: [{ name: 'TflensMatmul', ms: 3 }] }, no_cache: { kernels: 2, total_ms: 2, classes: { matmul: { kernels: 2, ms: 2, share: 1 } }, slowest: [] } },
+        sweeps: { kinds: { head: { N: 8, T: 15, batched_seconds: 0.4 }, head_pos: { N: 8, T: 15, batched_seconds: 5 } } },
+        retrieval: { context: 4096, new_tokens: 20, seconds_per_sample: 0.6 },
+        llama7b: { context: 4096, seconds_per_sample: 10, forward_seconds: 2, load_seconds: 20, weights_bytes: 13.5 * 2 ** 30, weight_format: 'bf16', memory: { peak_bytes: 2 ** 31 } },
+        errors: {},
+      };
+      writeFileSync(join(dir, 'results', 'g1.json'), JSON.stringify(run));
+      const md = readFileSync(writeTable(join(dir, 'results'), join(dir, 'R.md')), 'utf8');
+      assert.match(md, /\| forward with full cache <= 1\.25x PyTorch CUDA, B=8 T=128 \| g1 \| 1\.20x \| met \|/);
+      assert.match(md, /\| forward with full cache <= 1\.25x PyTorch CUDA, B=1 T=1024 \| g1 \| failed: `BackendError: lost` \| \*\*not met\*\* \(did not run\) \|/);
+      assert.match(md, /\| forward without cache <= 1\.25x PyTorch CUDA, B=8 T=128 \| g1 \| 1\.50x \| \*\*not met\*\* \|/);
+      assert.match(md, /\| peak memory <= 1\.3 x \(weights \+ cache\), B=8 T=128 \| g1 \| 1\.45x \| \*\*not met\*\* \|/);
+      assert.match(md, /\| retrieval scoring <= 1\.5x HF eager, context 4096 \| g1 \| 1\.20x \| met \|/);
+      assert.match(md, /\| all-positions head sweep >= 2x the PyTorch loop's speed \| g1 \| 2\.50x \| met \|/);
+      assert.match(md, /\| by-position head sweep >= 5x the PyTorch loop's speed \| g1 \| 4\.00x \| \*\*not met\*\* \|/);
+      assert.match(md, /\| 7B shape at 4096 tokens runs; retrieval within 2x HF bf16 eager \| g1 \| 2\.50x \| \*\*not met\*\* \|/);
+      assert.match(md, /\| matmul \| 2 \| 3\.0 \| 75\.0% \| 2 \| 2\.0 \| 100\.0% \|/);
+      assert.match(md, /\| weights resident \| 13\.50 GiB \(bf16\) \|/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -11,9 +11,13 @@ Parts (each optional in the spec):
   sweeps     TransformerLens-style head patching of hook_z: one full forward per (layer, head)
              ("head": all positions) or per (layer, pos, head) ("head_pos"), the metric read
              back with .item() after each, as transformer_lens.patching does
+  nocache    the same forward without storing anything (logits only), timed per call
   retrieval  HF transformers Qwen2ForCausalLM (eager attention) from a config, random init,
              greedy decoding with output_attentions and a KV cache, the argmax key of the last
              query row of every layer and head read at each step (what the retrieval score needs)
+  llama7b    the bf16 checkpoint bench/device/make_7b.py wrote, loaded with HF transformers in bf16
+             (eager attention): one forward at the context length (hidden states of every layer
+             returned, the logits of the last position), then the retrieval loop above
 
 The model weights are random (seeded, std 0.02), of the same shapes as the tflens run; they are
 not the same numbers (timings do not depend on them). With spec["weights_json"] the GPT-2-shaped
@@ -213,6 +217,27 @@ def bench_forward(model, spec, dev, names):
     return out
 
 
+def bench_nocache(model, spec, dev):
+    out = []
+    for case in spec['cases']:
+        B, T, reps = case['B'], case['T'], case.get('reps', 3)
+        g = torch.Generator(device='cpu').manual_seed(7)
+        tokens = torch.randint(0, model.cfg['d_vocab'], (B, T), generator=g).to(dev)
+        with torch.inference_mode():
+            for _ in range(case.get('warmup', 1)):
+                model.forward(tokens)
+            sync(dev)
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                model.forward(tokens)
+                sync(dev)
+                times.append(time.perf_counter() - t0)
+        out.append({'B': B, 'T': T, 'reps': reps, 'seconds': sorted(times)[len(times) // 2], 'all_seconds': times})
+        log(f'forward (no cache) B={B} T={T}: {out[-1]["seconds"]:.4f} s')
+    return out
+
+
 def metric_fn(p, dev):
     N = len(p['clean'])
     rows = torch.arange(N, device=dev)
@@ -275,6 +300,50 @@ def bench_sweeps(model, spec, dev):
     return out
 
 
+def retrieval_samples(model, vocab, ctx, new, samples, dev, seed=11):
+    """Greedy decoding with eager attention and output_attentions, reading the last row's argmax per head."""
+    g = torch.Generator(device='cpu').manual_seed(seed)
+    results = []
+    for s in range(samples):
+        ids = torch.randint(0, vocab, (1, ctx), generator=g).to(dev)
+        with torch.inference_mode():
+            sync(dev)
+            t0 = time.perf_counter()
+            try:  # unembed the last position only, as tflens (and HF generate)
+                out = model(input_ids=ids, use_cache=True, output_attentions=True, logits_to_keep=1)
+            except TypeError:
+                out = model(input_ids=ids, use_cache=True, output_attentions=True)
+            past = out.past_key_values
+            tops = [[int(x) for x in a[0, :, -1, :].argmax(-1).tolist()] for a in out.attentions]
+            tok = out.logits[:, -1].argmax(-1, keepdim=True)
+            del out
+            steps = 1
+            for _ in range(new - 1):
+                out = model(input_ids=tok, past_key_values=past, use_cache=True, output_attentions=True)
+                past = out.past_key_values
+                tops = [[int(x) for x in a[0, :, -1, :].argmax(-1).tolist()] for a in out.attentions]
+                tok = out.logits[:, -1].argmax(-1, keepdim=True)
+                del out
+                steps += 1
+            sync(dev)
+            dt = time.perf_counter() - t0
+        del past
+        results.append({'seconds': dt, 'steps': steps, 'layers_read': len(tops)})
+        log(f'retrieval sample {s}: {dt:.3f} s for {steps} tokens at context {ctx}')
+    return results
+
+
+def eager(model):
+    if getattr(model.config, '_attn_implementation', None) != 'eager' and hasattr(model, 'set_attn_implementation'):
+        model.set_attn_implementation('eager')
+    return getattr(model.config, '_attn_implementation', None)
+
+
+def per_sample(results):
+    rest = results[1:] if len(results) > 1 else results
+    return sorted(r['seconds'] for r in rest)[(len(rest) - 1) // 2]
+
+
 def bench_retrieval(spec, dev):
     import transformers
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -290,42 +359,44 @@ def bench_retrieval(spec, dev):
         except TypeError:
             model = Qwen2ForCausalLM(cfg)
     model = model.to(dev).float().eval()
-    if getattr(model.config, '_attn_implementation', None) != 'eager' and hasattr(model, 'set_attn_implementation'):
-        model.set_attn_implementation('eager')
-    impl = getattr(model.config, '_attn_implementation', None)
-    ctx, new = spec['context'], spec['new_tokens']
-    g = torch.Generator(device='cpu').manual_seed(11)
-    results = []
-    for s in range(spec.get('samples', 2)):
-        ids = torch.randint(0, cfg.vocab_size, (1, ctx), generator=g).to(dev)
-        with torch.inference_mode():
-            sync(dev)
-            t0 = time.perf_counter()
-            try:  # unembed the last position only, as tflens's driver does (and HF generate)
-                out = model(input_ids=ids, use_cache=True, output_attentions=True, logits_to_keep=1)
-            except TypeError:
-                out = model(input_ids=ids, use_cache=True, output_attentions=True)
-            past = out.past_key_values
-            tops = [[int(x) for x in a[0, :, -1, :].argmax(-1).tolist()] for a in out.attentions]
-            tok = out.logits[:, -1].argmax(-1, keepdim=True)
-            gen = [int(tok.item())]
-            steps = 1
-            for _ in range(new - 1):
-                out = model(input_ids=tok, past_key_values=past, use_cache=True, output_attentions=True)
-                past = out.past_key_values
-                tops = [[int(x) for x in a[0, :, -1, :].argmax(-1).tolist()] for a in out.attentions]
-                tok = out.logits[:, -1].argmax(-1, keepdim=True)
-                gen.append(int(tok.item()))
-                steps += 1
-            sync(dev)
-            dt = time.perf_counter() - t0
-        del out, past
-        results.append({'seconds': dt, 'steps': steps, 'layers_read': len(tops)})
-        log(f'retrieval sample {s}: {dt:.3f} s for {steps} tokens at context {ctx}')
+    impl = eager(model)
+    results = retrieval_samples(model, cfg.vocab_size, spec['context'], spec['new_tokens'], spec.get('samples', 2), dev)
     peak = torch.cuda.max_memory_allocated() if dev.type == 'cuda' else None
-    return {'context': ctx, 'new_tokens': new, 'samples': results, 'attn_implementation': impl, 'transformers': transformers.__version__,
-            'seconds_per_sample': sorted(r['seconds'] for r in results[1:])[(len(results) - 1) // 2] if len(results) > 1 else results[0]['seconds'],
+    return {'context': spec['context'], 'new_tokens': spec['new_tokens'], 'samples': results, 'attn_implementation': impl, 'transformers': transformers.__version__,
+            'seconds_per_sample': per_sample(results),
             'note': 'median of the samples after the first (the warm-up)' if len(results) > 1 else 'single sample (includes warm-up)', 'peak_bytes': peak}
+
+
+def bench_llama7b(spec, dev):
+    import transformers
+    from transformers import LlamaForCausalLM
+    t0 = time.perf_counter()
+    try:
+        model = LlamaForCausalLM.from_pretrained(spec['dir'], dtype=torch.bfloat16, attn_implementation='eager')
+    except TypeError:
+        model = LlamaForCausalLM.from_pretrained(spec['dir'], torch_dtype=torch.bfloat16, attn_implementation='eager')
+    model = model.to(dev, dtype=torch.bfloat16).eval()  # bf16 whichever keyword this transformers version read
+    sync(dev)
+    load = time.perf_counter() - t0
+    impl = eager(model)
+    ctx = spec['context']
+    ids = torch.randint(0, model.config.vocab_size, (1, ctx), generator=torch.Generator(device='cpu').manual_seed(17)).to(dev)
+    if dev.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    with torch.inference_mode():
+        for _ in range(2):  # the first is the warm-up
+            sync(dev)
+            t = time.perf_counter()
+            out = model(input_ids=ids, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+            sync(dev)
+            times.append(time.perf_counter() - t)
+            del out
+    peak = torch.cuda.max_memory_allocated() if dev.type == 'cuda' else None
+    results = retrieval_samples(model, model.config.vocab_size, ctx, spec['new_tokens'], spec.get('samples', 2), dev)
+    log(f'llama7b: forward at {ctx} tokens {times[-1]:.3f} s; retrieval {per_sample(results):.3f} s per sample')
+    return {'context': ctx, 'load_seconds': load, 'forward_seconds': times[-1], 'forward_peak_bytes': peak, 'samples': results,
+            'seconds_per_sample': per_sample(results), 'attn_implementation': impl, 'dtype': 'bfloat16', 'transformers': transformers.__version__}
 
 
 def main():
@@ -340,7 +411,7 @@ def main():
         res['matmul'] = bench_matmul(spec['matmul'], dev)
         log(f'matmul {spec["matmul"]["n"]}: {res["matmul"]["flops_per_s"] / 1e9:.1f} GFLOP/s')
     model = None
-    if 'forward' in spec or 'sweeps' in spec or 'check' in spec:
+    if 'forward' in spec or 'nocache' in spec or 'sweeps' in spec or 'check' in spec:
         weights = None
         if spec.get('weights_json'):  # {name: {shape, data}} (the smoke test's cross-check)
             W = json.load(open(spec['weights_json']))
@@ -354,6 +425,8 @@ def main():
             res['check'] = {'logits': logits.cpu().tolist(), 'cache': {k: v.cpu().reshape(-1).tolist() for k, v in cache.items()}}
     if 'forward' in spec:
         res['forward'] = bench_forward(model, spec['forward'], dev, spec['cache_names'])
+    if 'nocache' in spec:
+        res['nocache'] = bench_nocache(model, spec['nocache'], dev)
     if 'sweeps' in spec:
         res['sweeps'] = bench_sweeps(model, spec['sweeps'], dev)
     if model is not None:
@@ -365,6 +438,12 @@ def main():
         except Exception as e:  # e.g. no transformers on this machine: report, keep the other parts
             log(f'retrieval failed: {type(e).__name__}: {e}')
             res['retrieval_error'] = f'{type(e).__name__}: {e}'
+    if 'llama7b' in spec:
+        try:
+            res['llama7b'] = bench_llama7b(spec['llama7b'], dev)
+        except Exception as e:
+            log(f'llama7b failed: {type(e).__name__}: {e}')
+            res['llama7b_error'] = f'{type(e).__name__}: {e}'
     tmp = sys.argv[2] + '.tmp'
     with open(tmp, 'w') as f:
         json.dump(res, f)
