@@ -306,13 +306,15 @@ export function attentionScores(q: tf.Tensor, k: tf.Tensor, mask: tf.Tensor4D, o
 /**
  * Softmax over keys; a row with every key masked (a padding query) gives zeros instead of NaN, as
  * TransformerLens (it replaces the NaN of such rows by 0) and the fused kernel do. Which rows see no key
- * is read from the additive `mask` [B, 1, T, Tk] when given (no gradient flows through it, so the
- * function stays differentiable under tf.grad), else from the scores themselves.
+ * is read from the additive `mask` [B, 1, T, Tk] when given, else from the scores themselves (through a
+ * step with a zero gradient, so the function stays differentiable under tf.grad).
  */
 export function attentionPattern(scores: tf.Tensor, mask?: tf.Tensor): tf.Tensor4D {
   return tf.tidy(() => {
     const safe = tf.maximum(scores, -3.0e38); // -Infinity -> a finite floor: masked keys get weight 0 and a fully masked row no NaN
-    const seen = tf.cast(tf.greater(tf.max(mask ?? scores, -1, true), -Infinity), 'float32'); // 0 for a row with no visible key
+    // 0 for a row with no visible key: step() of (row max + 3e38) is 0 only where the max is -Infinity,
+    // and step has a zero gradient (greater has none, which would break tf.grad through the scores)
+    const seen = tf.step(tf.add(tf.max(mask ?? scores, -1, true), 3.0e38));
     return tf.mul(tf.softmax(safe, -1), seen) as tf.Tensor4D;
   });
 }
