@@ -148,6 +148,18 @@ describe('tflens CLI', () => {
     // ground truth: the constructed induction head ranks first under head patching
     const top = JSON.parse(hp.out).rows[0];
     assert.deepEqual([top.layer, top.head], [1, 0]);
+    // --rank-by absolute: the library's order by |score|, stated in the file
+    const abs = await cli(['rank', modelDir, '--method', 'head-patching', '--task', 'induction', '--n', '8', '--seed', '3', '--format', 'json', '--rank-by', 'absolute']);
+    assert.equal(abs.code, 0, abs.err);
+    const absDoc = JSON.parse(abs.out);
+    assert.equal(absDoc.rank_by, 'absolute');
+    assert.equal(JSON.parse(hp.out).rank_by, 'signed');
+    assert.deepEqual(absDoc.rows, JSON.parse(headScoresToJson(libHp, { rankBy: 'absolute' })).rows);
+    const mags = absDoc.rows.map((row: { score: number }) => Math.abs(row.score));
+    mags.slice(1).forEach((x: number, i: number) => assert.ok(x <= mags[i], `row ${i + 1}: |score| ${x} after ${mags[i]}`));
+    const badBy = await cli(['rank', modelDir, '--method', 'head-patching', '--task', 'induction', '--n', '8', '--rank-by', 'size']);
+    assert.equal(badBy.code, 2, badBy.err);
+    assert.match(badBy.err, /ValueError: --rank-by: expected signed or absolute, found "?size"?/);
     m.dispose();
   });
 

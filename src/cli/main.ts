@@ -12,7 +12,7 @@ import { suggestNames, type HookedTransformer } from '../model/hooked.js';
 import type { HookName } from '../hooks/names.js';
 import { modelInfo } from './info.js';
 import { readTokensFile } from './inputs.js';
-import { RANK_METHODS, rankFormat, rankMethod, renderRank, type RankMethodName } from '../rank/index.js';
+import { RANK_METHODS, rankByArg, rankFormat, rankMethod, renderRank, type RankMethodName } from '../rank/index.js';
 import { batchFromArgs, rankOptionsFromArgs, type Args } from './rank-args.js';
 import { SWEEP_USAGE, sweepCommand } from './sweep.js';
 
@@ -21,7 +21,7 @@ const USAGE = `tflens: mechanistic interpretability on TensorFlow.js
 usage:
   tflens info <model>
   tflens run <model> --tokens <file.json> --save <names> --out <file.safetensors>
-  tflens rank <model> --method <method> [--prompts <file.txt> | --tokens <file.json>] [--format csv|json|retrieval-head] [--out <file>]
+  tflens rank <model> --method <method> [--prompts <file.txt> | --tokens <file.json>] [--format csv|json|retrieval-head] [--rank-by signed|absolute] [--out <file>]
 ${SWEEP_USAGE}
 <model> is a folder (config.json + model.safetensors), a hub id in the HF cache, or a hub id to download
   (HF_HUB_CACHE / HF_HOME locate the cache; HF_HUB_OFFLINE=1 never contacts the hub).
@@ -137,7 +137,7 @@ async function rank(model: HookedTransformer, args: Args, out: (s: string) => vo
   const format = rankFormat(strArg(args, 'format', false) ?? 'csv', '--format');
   const batch = await batchFromArgs(args, model, methodName, method.needsTokens);
   const result = await method.run(model, batch, await rankOptionsFromArgs(methodName as RankMethodName, args));
-  const text = renderRank(result, format, model.name);
+  const text = renderRank(result, format, model.name, rankByArg(strArg(args, 'rank-by', false), '--rank-by'));
   const outFile = strArg(args, 'out', false);
   if (outFile) {
     await writeFileAtomic(outFile, text);

@@ -7,21 +7,21 @@
  *       runs shards until interrupted (SIGINT/SIGTERM finish the running shard first) or idle for --idle-exit seconds;
  *       one line per shard on stderr
  *   tflens sweep status <id> --queue ... [--format json]
- *   tflens sweep collect <id> --queue ... [--wait] [--timeout <s>] [--format csv|json|retrieval-head] [--out <file>]
+ *   tflens sweep collect <id> --queue ... [--wait] [--timeout <s>] [--format csv|json|retrieval-head] [--rank-by signed|absolute] [--out <file>]
  *       writes what `tflens rank` writes for the same inputs
  */
 import { ValueError, expectedFound } from '../errors.js';
 import { isQuiet } from '../progress.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { loadModel } from '../model/load.js';
-import { rankFormat, rankMethod, renderRank, type RankMethodName } from '../rank/index.js';
+import { rankByArg, rankFormat, rankMethod, renderRank, type RankMethodName } from '../rank/index.js';
 import { collectSweep, runWorker, submitSweep, sweepStatus, WORKER_DEFAULTS, type QueueRef, type SweepStatus } from '../sweep/index.js';
 import { batchFromArgs, numArg, rankOptionsFromArgs, strArg, type Args } from './rank-args.js';
 
 export const SWEEP_USAGE = `  tflens sweep submit <model> --method <method> [method flags] [--prompts f | --tokens f] [--shard-size k] --queue redis://host:port/db
   tflens worker --queue redis://host:port/db [--concurrency 1] [--idle-exit <s>] [--lock-duration <ms>] [--stalled-interval <ms>] [--max-stalled <n>]
   tflens sweep status <id> --queue redis://host:port/db [--format text|json]
-  tflens sweep collect <id> --queue redis://host:port/db [--wait] [--timeout <s>] [--format csv|json|retrieval-head] [--out <file>]
+  tflens sweep collect <id> --queue redis://host:port/db [--wait] [--timeout <s>] [--format csv|json|retrieval-head] [--rank-by signed|absolute] [--out <file>]
 `;
 
 function queueOf(args: Args): QueueRef {
@@ -97,7 +97,7 @@ async function collect(id: string, args: Args, out: (s: string) => void): Promis
   const timeout = numArg(args, 'timeout');
   const r = await collectSweep(id, { queue, wait: args.wait === true, timeoutMs: timeout === undefined ? undefined : timeout * 1000 });
   const { model } = await sweepStatus(id, { queue });
-  const text = renderRank(r, format, model);
+  const text = renderRank(r, format, model, rankByArg(strArg(args, 'rank-by'), '--rank-by'));
   const outFile = strArg(args, 'out');
   if (outFile) {
     await writeFileAtomic(outFile, text);

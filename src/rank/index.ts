@@ -5,5 +5,5 @@ export type { HeadPatchingOptions, PathRankOptions } from './patching.js';
 export type { RetrievalRankOptions, RetrievalSamples, NeedleFormat } from './retrieval.js';
 export { retrievalGrid } from './retrieval.js';
 export { taskProblem, type TaskOptions } from './task.js';
-export { renderRank, rankFormat, RANK_FORMATS, type RankFormat } from './render.js';
+export { renderRank, rankFormat, rankByArg, RANK_FORMATS, type RankFormat } from './render.js';
 export type { RankMethod, RankOutput, ShardValue } from './types.js';
