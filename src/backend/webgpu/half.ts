@@ -168,10 +168,9 @@ export function checkPacked(p: PackedHalf, where: string): [number, number] {
 
 const UNPACK = 'TflensUnpackHalf';
 
-function unpackKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
-  const format = attrs.format as HalfFormat;
-  const shape = attrs.shape as number[];
-  const [rows, cols] = rowsCols(shape, UNPACK);
+/** One invocation per pair of columns (one u32 of two halves): the grid and the uniforms of pack and unpack. */
+function pairGrid(shape: number[], where: string): { wpr: number; wg: [number, number, number]; uniforms: Array<[string, 'u32', number]> } {
+  const [rows, cols] = rowsCols(shape, where);
   const wpr = cdiv(cols, 2);
   const n = rows * wpr;
   const wg = grid1d(cdiv(n, 256));
@@ -181,6 +180,13 @@ function unpackKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
     ['cols', 'u32', cols],
     ['stride_x', 'u32', wg[0] * 256],
   ];
+  return { wpr, wg, uniforms };
+}
+
+function unpackKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
+  const format = attrs.format as HalfFormat;
+  const shape = attrs.shape as number[];
+  const { wg, uniforms } = pairGrid(shape, UNPACK);
   const prog = {
     name: UNPACK,
     key: `${UNPACK}:${format}`,
@@ -246,16 +252,7 @@ function halfBitsWgsl(format: HalfFormat): string {
 function packKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
   const format = attrs.format as HalfFormat;
   const shape = attrs.shape as number[];
-  const [rows, cols] = rowsCols(shape, PACK);
-  const wpr = cdiv(cols, 2);
-  const n = rows * wpr;
-  const wg = grid1d(cdiv(n, 256));
-  const uniforms: Array<[string, 'u32', number]> = [
-    ['n', 'u32', n],
-    ['wpr', 'u32', wpr],
-    ['cols', 'u32', cols],
-    ['stride_x', 'u32', wg[0] * 256],
-  ];
+  const { wpr, wg, uniforms } = pairGrid(shape, PACK);
   const prog = {
     name: PACK,
     key: `${PACK}:${format}`,
