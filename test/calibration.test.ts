@@ -236,11 +236,11 @@ describe('ACT on shipped models, against the port (test/ports/act.py)', function
     console.log(`      ${calibrated} calibrated matrices equal the port (${kept} rows the authors would leave NaN kept)`);
   });
 
-  it('recall (2 layers, 4 heads): calibrateACT on cached patterns equals the port for every head', async () => {
+  it('recall (4 layers x 16 heads, grouped-query attention): calibrateACT on cached patterns equals the port for every head', async () => {
     const recall = await loadModel('fixtures/models/recall');
     const r = mulberry32(9);
     const tokens = [Array.from({ length: 40 }, (_, i) => (i === 0 ? 0 : 7 + Math.floor(r() * 60)))];
-    const names = [actName('pattern', 0), actName('pattern', 1)];
+    const names = Array.from({ length: recall.cfg.n_layers }, (_, l) => actName('pattern', l));
     const { logits, cache } = await recall.runWithCache(tokens, { namesFilter: names });
     logits.dispose();
     for (const n of names) {

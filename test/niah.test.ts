@@ -280,7 +280,8 @@ describe('CLI: rank --method retrieval | echo | razor-induction', function () {
     const json = JSON.parse(readFileSync(out, 'utf8')) as Record<string, number[]>;
     const model = await loadModel(RECALL);
     const task = needleTask(JSON.parse(readFileSync(path.join(RECALL, 'task.json'), 'utf8')));
-    assert.deepEqual([task.lengths, task.depths], [[48, 96, 128], [0, 0.25, 0.5, 0.75, 1]]);
+    assert.deepEqual([task.lengths, task.depths], [[48, 72, 96], [0, 0.25, 0.5, 0.75, 1]]);
+    assert.equal(task.format.distractors, 0, 'the prompts are those the model was trained on (no distractor pairs)');
     const g = await niahGrid(model, { lengths: task.lengths, depths: task.depths, makeSample: syntheticSamples(task.format), seed: 0, scorer: true, onProgress: false });
     model.dispose();
     assert.deepEqual(json, g.authorJson);

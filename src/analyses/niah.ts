@@ -175,7 +175,7 @@ export function syntheticSamples(format: Omit<NeedleOptions, 'length' | 'depth' 
   return (length, depth, seed) => makeNeedle({ ...format, length, depth, seed });
 }
 
-const NEEDLE_KEYS = ['fillerTokens', 'vocabSize', 'periodToken', 'sentenceLength', 'keyTokens', 'valueTokens', 'valueLength', 'keyMarker', 'valueMarker', 'questionMarker', 'bosId'] as const;
+const NEEDLE_KEYS = ['fillerTokens', 'vocabSize', 'periodToken', 'sentenceLength', 'keyTokens', 'valueTokens', 'valueLength', 'keyMarker', 'valueMarker', 'questionMarker', 'bosId', 'distractors'] as const;
 
 /**
  * The needle task a shipped model was trained on, from its task.json ({task: 'needle', format}): the

@@ -76,6 +76,21 @@ export interface NeedleOptions {
   questionMarker?: number[];
   /** BOS id to put first (default none). */
   bosId?: number;
+  /**
+   * Distractor key/value pairs (default 0): this many more sentences in the needle's own format,
+   * each with another key and another value (keys distinct from the needle's and from each other;
+   * value tokens outside the answer's and distinct from each other), at seeded sentence boundaries of
+   * the haystack. The question names the needle's key, so answering means binding the value to its key.
+   */
+  distractors?: number;
+}
+
+/** A distractor pair inside a needle prompt. */
+export interface NeedleDistractor {
+  key: number[];
+  value: number[];
+  /** [start, end) of the distractor sentence in `tokens`. */
+  span: [number, number];
 }
 
 export interface NeedleExample {
@@ -95,6 +110,38 @@ export interface NeedleExample {
   contextStart: number;
   insertAt: number;
   requestedAt: number;
+  /** Distractor pairs, in prompt order (absent without distractors). */
+  distractors?: NeedleDistractor[];
+}
+
+/** Draw `n` distinct items of `pool` minus `exclude` (seeded); a ValueError naming `what` when too few. */
+function drawDistinct(r: ReturnType<typeof rng>, pool: number[], exclude: number[], n: number, what: string): number[] {
+  const left = [...new Set(pool)].filter((t) => !exclude.includes(t));
+  if (left.length < n) throw new ValueError(`makeNeedle ${what}`, expectedFound(`at least ${n} tokens besides the needle's (for the distractors)`, left.length));
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(left.splice(r.int(left.length), 1)[0]);
+  return out;
+}
+
+/**
+ * Insert the distractor sentences into `hay` at seeded sentence boundaries (the start or just after a
+ * period). Returns the new haystack and each sentence's [start, end) in it.
+ */
+function insertDistractors(r: ReturnType<typeof rng>, hay: number[], sentences: number[][], period: number): { hay: number[]; spans: Array<[number, number]> } {
+  const bounds = [0, ...hay.flatMap((t, i) => (t === period ? [i + 1] : []))];
+  const at = sentences.map(() => bounds[r.int(bounds.length)]);
+  const order = sentences.map((_, i) => i).sort((a, b) => at[a] - at[b] || a - b);
+  const out: number[] = [];
+  const spans: Array<[number, number]> = new Array(sentences.length);
+  let from = 0;
+  for (const i of order) {
+    out.push(...hay.slice(from, at[i]));
+    from = at[i];
+    spans[i] = [out.length, out.length + sentences[i].length];
+    out.push(...sentences[i]);
+  }
+  out.push(...hay.slice(from));
+  return { hay: out, spans };
 }
 
 /** A synthetic needle example over abstract token ids (seeded). */
@@ -117,13 +164,20 @@ export function makeNeedle(options: NeedleOptions = {}): NeedleExample {
   const valueLength = options.valueLength ?? 1;
   const key = [r.choice(options.keyTokens ?? filler)];
   const value = Array.from({ length: valueLength }, () => r.choice(options.valueTokens ?? filler));
-  const needle = [...keyMarker, ...key, period, ...valueMarker, ...value, period];
+  const sentence = (k: number[], v: number[]) => [...keyMarker, ...k, period, ...valueMarker, ...v, period];
+  const needle = sentence(key, value);
   const question = [...questionMarker, ...key, ...valueMarker];
   const bos = options.bosId !== undefined ? [options.bosId] : [];
-  const ctxLen = length - bos.length - question.length - needle.length;
+  const nd = options.distractors ?? 0;
+  if (!(Number.isInteger(nd) && nd >= 0)) throw new ValueError('makeNeedle distractors', expectedFound('a non-negative integer', nd));
+  const ctxLen = length - bos.length - question.length - needle.length * (1 + nd);
   if (ctxLen < 1) {
-    throw new ValueError('makeNeedle length', expectedFound(`> ${bos.length + question.length + needle.length} (BOS + needle + question)`, length));
+    const what = nd ? `BOS + needle + ${nd} distractors + question` : 'BOS + needle + question';
+    throw new ValueError('makeNeedle length', expectedFound(`> ${length - ctxLen} (${what})`, length));
   }
+  const dKeys = nd ? drawDistinct(r, options.keyTokens ?? filler, key, nd, 'keyTokens') : [];
+  const dValues = nd ? drawDistinct(r, options.valueTokens ?? filler, value, nd * valueLength, 'valueTokens') : [];
+  const dPairs = dKeys.map((k, i) => ({ key: [k], value: dValues.slice(i * valueLength, (i + 1) * valueLength) }));
   // Haystack: sentences of filler ending in a period, cut to ctxLen and ending at a boundary.
   const hay: number[] = [];
   while (hay.length < ctxLen) {
@@ -133,10 +187,19 @@ export function makeNeedle(options: NeedleOptions = {}): NeedleExample {
   }
   hay.length = ctxLen;
   hay[ctxLen - 1] = period;
-  const ins = insertNeedle(hay, needle, depth, [period]);
+  const withD = nd ? insertDistractors(r, hay, dPairs.map((p) => sentence(p.key, p.value)), period) : { hay, spans: [] };
+  const ins = insertNeedle(withD.hay, needle, depth, [period]);
+  // the period inside a distractor sentence is no boundary for the needle: move back to its start
+  const inside = withD.spans.find(([a, b]) => a < ins.insertAt && ins.insertAt < b);
+  if (inside) {
+    const at = inside[0];
+    Object.assign(ins, { tokens: withD.hay.slice(0, at).concat(needle, withD.hay.slice(at)), needleSpan: [at, at + needle.length], insertAt: at });
+  }
   const tokens = [...bos, ...ins.tokens, ...question];
   const off = bos.length;
   const vStart = off + ins.needleSpan[0] + keyMarker.length + key.length + 1 + valueMarker.length;
+  const shift = (x: number) => off + x + (x >= ins.insertAt ? needle.length : 0);
+  const distractors = dPairs.map((p, i) => ({ ...p, span: [shift(withD.spans[i][0]), shift(withD.spans[i][1] - 1) + 1] as [number, number] }));
   return {
     tokens,
     needleSpan: [off + ins.needleSpan[0], off + ins.needleSpan[1]],
@@ -148,6 +211,7 @@ export function makeNeedle(options: NeedleOptions = {}): NeedleExample {
     contextStart: off,
     insertAt: ins.insertAt,
     requestedAt: ins.requestedAt,
+    ...(nd ? { distractors: distractors.sort((a, b) => a.span[0] - b.span[0]) } : {}),
   };
 }
 

@@ -110,12 +110,16 @@ export function gpt2Config(o: { vocab: number; nCtx: number; dModel: number; lay
   };
 }
 
-/** A LLaMA config.json of the zoo's shape: RMSNorm eps 1e-6, rotary base 1e4, gated SiLU MLP, no biases, untied, float32. */
-export function llamaConfig(o: { vocab: number; dModel: number; dMlp: number; layers: number; heads: number; maxPos: number; bos: number; eos: number }): Record<string, unknown> {
+/**
+ * A LLaMA config.json of the zoo's shape: RMSNorm eps 1e-6, rotary base 1e4, gated SiLU MLP, no biases, untied, float32.
+ * `kvHeads` (GQA, default `heads`) and `headDim` (default dModel / heads) are written only when given.
+ */
+export function llamaConfig(o: { vocab: number; dModel: number; dMlp: number; layers: number; heads: number; kvHeads?: number; headDim?: number; maxPos: number; bos: number; eos: number; dtype?: 'float32' | 'float16' }): Record<string, unknown> {
   return {
     model_type: 'llama', architectures: ['LlamaForCausalLM'], vocab_size: o.vocab, hidden_size: o.dModel, intermediate_size: o.dMlp, num_hidden_layers: o.layers,
-    num_attention_heads: o.heads, num_key_value_heads: o.heads, max_position_embeddings: o.maxPos, rms_norm_eps: 1e-6, rope_theta: 10000, hidden_act: 'silu',
-    tie_word_embeddings: false, attention_bias: false, mlp_bias: false, bos_token_id: o.bos, eos_token_id: o.eos, torch_dtype: 'float32',
+    num_attention_heads: o.heads, num_key_value_heads: o.kvHeads ?? o.heads, ...(o.headDim !== undefined ? { head_dim: o.headDim } : {}),
+    max_position_embeddings: o.maxPos, rms_norm_eps: 1e-6, rope_theta: 10000, hidden_act: 'silu',
+    tie_word_embeddings: false, attention_bias: false, mlp_bias: false, bos_token_id: o.bos, eos_token_id: o.eos, torch_dtype: o.dtype ?? 'float32',
   };
 }
 
