@@ -1,6 +1,7 @@
 /**
  * tfl.ioi: the indirect-object-identification task (Wang et al.): templates, names, datasets, the ABC
- * corruption (the authors' rule by default), positions, template groups, logit difference.
+ * corruption (the authors' rule by default), positions, template groups, logit difference; and the
+ * circuit's classes found by the paper's experiments (findIOICircuit, evaluateIOICircuit, runIOICircuitStudy).
  */
 export {
   BABA_TEMPLATES,
@@ -33,3 +34,42 @@ export type {
   Padding,
 } from '../data/ioi.js';
 export { ioiTokenizerOf } from '../circuits/problem.js';
+export {
+  IOI_CLASSES,
+  IOI_CLASS_POSITION,
+  IOI_ATTENTION_QUERIES,
+  IOI_ATTENTION_KEYS,
+  IOI_EXPERIMENT,
+  IOI_CIRCUIT_STUDY,
+  GPT2_SMALL_IOI_CIRCUIT,
+  GPT2_SMALL_IOI_EVALUATION,
+  ioiCircuitData,
+  ioiAttention,
+  ioiCopyScores,
+  ioiAblationMeans,
+  pathPatchKnockedOut,
+  pathPatchToReceivers,
+  ioiThreshold,
+  findIOICircuit,
+  ioiCircuitNodes,
+  evaluateIOICircuit,
+  runIOICircuitStudy,
+  ioiCircuitRecord,
+} from '../circuits/ioi-circuit.js';
+export type {
+  IOIClass,
+  IOICircuitData,
+  IOICircuitDataOptions,
+  IOIAttention,
+  IOIAttentionQuery,
+  IOIAttentionKey,
+  IOICopyScores,
+  IOIClassRules,
+  IOIHeadEvidence,
+  IOICircuitSearch,
+  IOICircuitEvaluationOptions,
+  IOICircuitEvaluationCI,
+  IOIEvaluationCI,
+  IOICircuitStudyOptions,
+  IOICircuitStudy,
+} from '../circuits/ioi-circuit.js';

@@ -25,9 +25,9 @@ def load_safetensors(path):
     for k, v in header.items():
         if k == "__metadata__":
             continue
-        assert v["dtype"] == "F32", v["dtype"]
+        assert v["dtype"] in ("F32", "F16"), v["dtype"]
         a, b = v["data_offsets"]
-        out[k] = np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"]).astype(np.float64)
+        out[k] = np.frombuffer(data[a:b], dtype="<f4" if v["dtype"] == "F32" else "<f2").reshape(v["shape"]).astype(np.float64)
     return out
 
 
