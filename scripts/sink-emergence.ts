@@ -18,7 +18,6 @@ import { promises as fsp, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { initBackend } from '../src/backend/index.js';
-import { readSafetensors, writeSafetensors, type RawTensor } from '../src/io/safetensors.js';
 import type { HookedTransformer } from '../src/model/index.js';
 import { BB_RECIPE } from '../src/zoo/bb.js';
 import { saveZooModel } from '../src/zoo/registry.js';
@@ -40,19 +39,6 @@ function arg(name: string): string | undefined {
 
 function args(name: string): string[] {
   return process.argv.flatMap((a, i) => (a === `--${name}` ? [process.argv[i + 1]] : []));
-}
-
-/** Rewrite a folder's model.safetensors with every float tensor as F16 (half the bytes). */
-async function toF16(dir: string): Promise<void> {
-  const file = path.join(dir, 'model.safetensors');
-  const ts = await readSafetensors(file);
-  try {
-    const raw: Record<string, RawTensor> = {};
-    for (const [name, t] of Object.entries(ts)) raw[name] = { dtype: t.dtype === 'float32' ? 'F16' : 'I32', shape: t.shape, data: await t.data() };
-    await writeSafetensors(file, raw, { format: 'pt' });
-  } finally {
-    tf.dispose(Object.values(ts));
-  }
 }
 
 const PAPER = {
@@ -126,8 +112,7 @@ async function main(): Promise<void> {
       onPoint: (p) => console.error(`${factor} ${value} step ${p.step}: Sink_1 ${p.sink1.toFixed(1)}%  alpha_1 ${p.alpha1.map((a) => a.toFixed(3)).join(' ')}`),
       onSave: async (step: number, snap: HookedTransformer) => {
         const dir = path.join(path.dirname(out), ckDir(step));
-        await saveZooModel('bb', snap, dir, { steps, step }, { emergence: { factor, value, log: path.basename(out) } });
-        await toF16(dir);
+        await saveZooModel('bb', snap, dir, { steps, step }, { emergence: { factor, value, log: path.basename(out) } }, { dtype: 'F16' });
       },
     });
     model.dispose();

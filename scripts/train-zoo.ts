@@ -17,7 +17,7 @@ import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { deriveSeed } from '../src/util/random.js';
 import { ZOO, saveZooModel, type ZooName } from '../src/zoo/registry.js';
 import { BB_DYNAMICS_DEFINITIONS, BB_RECIPE, bbEvalBatch, bbMeasures, trainBB, type BBDynamicsPoint, type BBMeasures } from '../src/zoo/bb.js';
-import { recallAccuracyGrid, trainRecall } from '../src/zoo/recall.js';
+import { RECALL_FORMAT, recallFormatText, recallHeadline, trainRecall, type RecallHeadline } from '../src/zoo/recall.js';
 import { ioiEvaluate, trainIOI } from '../src/zoo/ioi.js';
 import { buildInductionHandmade, inductionEvalBatch, inductionEvaluate } from '../src/zoo/induction-handmade.js';
 import type { TrainedZooModel } from '../src/zoo/common.js';
@@ -135,6 +135,19 @@ ${measuresTable(m)}
 ‖v‖ is the value-state drain when small at BOS (‖v W_O‖, the head's output, is the named variant); the residual peak is a large norm at BOS.`;
 }
 
+/** Replace the card section starting at `heading` (up to the next "## ") with `section`; a missing section goes before "## Size" or at the end. */
+async function replaceSection(file: string, heading: string, section: string): Promise<void> {
+  const card = await fsp.readFile(file, 'utf8');
+  const start = card.indexOf(heading);
+  if (start < 0) {
+    const at = card.indexOf('\n## Size');
+    await fsp.writeFile(file, at < 0 ? `${card}\n${section}\n` : `${card.slice(0, at)}\n${section}\n${card.slice(at)}`);
+    return;
+  }
+  const end = card.indexOf('\n## ', start + 1);
+  await fsp.writeFile(file, card.slice(0, start) + section + '\n' + (end < 0 ? '' : card.slice(end)));
+}
+
 /** Recompute the headline section of a shipped bb folder's MODEL_CARD.md from its weights (no training). */
 async function remeasureBB(out: string): Promise<void> {
   const dir = path.join(out, 'bb');
@@ -196,30 +209,83 @@ dynamics.json holds these measures every ${t.recipe.evalEvery} steps; checkpoint
   console.log(`bb: ${(await dirSize(dir)) / 1e6} MB`);
 }
 
+/** A length x depth table of a grid's cells. */
+function gridTable(lengths: number[], depths: number[], cells: number[][], d = 2): string {
+  return [`| length \\ depth | ${depths.join(' | ')} |`, `|---:|${depths.map(() => '---:|').join('')}`, ...lengths.map((L, i) => `| ${L} | ${cells[i].map((a) => fmt(a, d)).join(' | ')} |`)].join('\n');
+}
+
+/** The headline section of the recall card (recallHeadline of the shipped F16 weights; the float32 weights' numbers beside). */
+function recallHeadlineSection(h: RecallHeadline, f32: RecallHeadline | null, total: number): string {
+  const heads = h.retrieval.heads.map(([l, hd, sc]) => `${l}.${hd} (${fmt(sc, 2)})`).join(', ') || 'none';
+  const top = [...h.retrieval.scores.flatMap((r, l) => r.map((sc, hd) => [l, hd, sc] as const))].sort((a, b) => b[2] - a[2]).slice(0, 8);
+  const rnd = h.masking.randomMasked;
+  const rndMean = rnd.reduce((a, b) => a + b, 0) / rnd.length;
+  return `## Headline (shipped F16 weights; fresh data: recallHeadline(model) in src/zoo/recall.ts, seed 2024)
+
+${RECALL_FORMAT.distractors ? `Every prompt holds the needle and ${RECALL_FORMAT.distractors} distractor pairs (other keys, other values); chance is ${fmt(1 / (1 + RECALL_FORMAT.distractors), 2)}.` : 'Every prompt holds the needle and no distractor pair (the format the model was trained on).'}
+
+Top-1 accuracy of the answer (40 prompts per cell; mean ${fmt(h.accuracy.mean, 3)}, worst cell ${fmt(h.accuracy.min, 3)}):
+
+${gridTable(h.accuracy.lengths, h.accuracy.depths, h.accuracy.accuracy)}
+
+NIAH decoding as the authors do it (greedy, up to 50 tokens, stop after the newline token \`<0x0A>\`; 8 prompts per cell, ${h.niah.prompts} in all): exact match ${fmt(h.niah.meanExact, 3)} (worst cell ${fmt(h.niah.minExact, 3)}), ROUGE-1 recall ${fmt(h.niah.meanRouge, 3)}; ${fmt(100 * h.niah.stopRate, 1)}% of the decodes are the answer then the stop token. Exact match per cell:
+
+${gridTable(h.accuracy.lengths, h.accuracy.depths, h.niah.exact)}
+
+Retrieval scores (Wu et al.'s, the authors' defaults: answer span, newline stop, ROUGE filter; ${h.niah.counted} counted samples): ${h.retrieval.heads.length} of ${total} heads (${fmt(100 * h.retrieval.share, 1)}%) score above 0.1: ${heads}. Paper: under 5% of heads. Top scores: ${top.map(([l, hd, sc]) => `${l}.${hd} ${fmt(sc, 3)}`).join(', ')}.
+
+Masking (maskingExperiment; masked heads get pre-softmax scores 0 while generating): K = ${h.masking.K} (the retrieval heads), random heads from outside the top N = ${h.masking.N} (the authors' 100 of 1,024 heads as a share of ${total}). ROUGE-1 recall: unmasked ${fmt(h.masking.unmasked, 3)}, top-${h.masking.K} masked ${fmt(h.masking.topMasked, 3)}, random-${h.masking.K} masked ${fmt(rndMean, 3)} (mean of ${rnd.length} random sets: ${rnd.map((x) => fmt(x, 3)).join(', ')}).
+
+${f32 ? `Float32 weights before the F16 rounding: accuracy ${fmt(f32.accuracy.mean, 3)}, NIAH exact match ${fmt(f32.niah.meanExact, 3)}, ${f32.retrieval.heads.length} heads above 0.1, top-${f32.masking.K} masked ${fmt(f32.masking.topMasked, 3)}, random masked ${fmt(f32.masking.randomMasked.reduce((a, b) => a + b, 0) / f32.masking.randomMasked.length, 3)}.` : ''}`;
+}
+
+/** Recompute the headline section of a shipped recall folder's MODEL_CARD.md from its (F16) weights. */
+async function remeasureRecall(out: string): Promise<void> {
+  const dir = path.join(out, 'recall');
+  const model = await loadModel(dir);
+  const h = await recallHeadline(model);
+  const section = recallHeadlineSection(h, null, model.cfg.n_layers * model.cfg.n_heads);
+  model.dispose();
+  await replaceSection(path.join(dir, 'MODEL_CARD.md'), '## Headline', section);
+  console.log(section);
+}
+
 async function doRecall(out: string, steps: number | undefined, seed: number | undefined): Promise<void> {
   const dir = path.join(out, 'recall');
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
   const t0 = Date.now();
-  const t = await trainRecall({ signal: abort.signal, steps, seed, progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
+  const t = await trainRecall({ signal: abort.signal, steps, seed, overrides: overrides(), progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
-  await saveZooModel('recall', t.model, dir, { steps: t.result.completed });
-  const g = (t.metrics as { grid: Awaited<ReturnType<typeof recallAccuracyGrid>> }).grid;
-  const table = [`| length \\ depth | ${g.depths.join(' | ')} |`, `|---:|${g.depths.map(() => '---:|').join('')}`, ...g.lengths.map((L, i) => `| ${L} | ${g.accuracy[i].map((a) => fmt(a, 2)).join(' | ')} |`)].join('\n');
+  await saveZooModel('recall', t.model, dir, { steps: t.result.completed }, {}, { dtype: 'F16' });
+  await writeCommon('recall', dir, t, wall, '(headline not measured yet)', 'npx tsx scripts/train-zoo.ts recall');
+  console.log(`recall: trained ${t.result.completed} steps in ${(wall / 1000).toFixed(0)} s; measuring the headline`);
+  const f32 = await recallHeadline(t.model);
+  const shipped = await loadModel(dir);
+  const h = await recallHeadline(shipped);
+  const total = shipped.cfg.n_layers * shipped.cfg.n_heads;
+  shipped.dispose();
+  const weightBytes = (await fsp.stat(path.join(dir, 'model.safetensors'))).size;
+  const f = t.recipe.format as typeof RECALL_FORMAT;
+  const text = recallFormatText();
   const body = `## Task
 
-Needle retrieval (src/data/needle.ts, format in task.json): haystack sentences of filler words w0..w39 ending in "."; the needle "key is K . value is V ." at a depth; the question "what key is K value is"; the answer V is read at the last position. Keys (k0..k15) and values (v0..v15) have their own tokens. Training lengths are uniform in ${JSON.stringify(t.recipe.format && (t.recipe.format as { trainLengths: number[] }).trainLengths)}, depths uniform in [0, 1]; the loss is the answer's NLL only.
+Needle retrieval (src/data/needle.ts makeNeedle, format in task.json): haystack sentences of filler words w0..w39 ending in "."; the needle "${text.needle}" at a depth${f.distractors ? ` and ${f.distractors} more sentences of that form with other keys and other values at random sentence boundaries` : ''}; the question "${text.question}". The answer is V, then the newline token \`<0x0A>\` (where NIAH decoding stops, as in the authors' protocol). Keys (k0..k15) and values (v0..v15) have their own tokens.${f.distractors ? ` Since every prompt holds ${f.distractors + 1} values, the model must bind the value to the key the question names.` : ` Every prompt holds one value, so the model retrieves the value token; it is not asked to bind the value to its key (a recipe with distractor pairs, trainDistractors [0, 4], stayed on the "any value" plateau for 1,400 steps on the CPU: see RECALL_FORMAT.distractors in src/zoo/recall.ts).`}
 
-${archAndTraining(t, 'cosine')}
+Training rows: a prompt of length uniform in ${JSON.stringify(f.trainLengths)}${f.trainDistractors[1] > 0 ? ` with ${JSON.stringify(f.trainDistractors)} distractor pairs (as many as fit)` : ''} and a uniform depth, its answer and stop token${f.trainDistractors[1] > 0 ? ', then one more question about each distractor pair with its answer and stop token' : ''} (recallTrainBatch); the loss is the NLL of the answers and stop tokens only.
+
+${archAndTraining(t, `${t.recipe.schedule ?? 'cosine'}`)}
+
+Trained on the CPU (tfjs wasm backend, one process on 2 shared cores): the accelerator machine's time for this work was spent, so no GPU was used.
 
 ${evalTable(t.result)}
 
-## Accuracy grid (fresh data: recallAccuracyGrid(model, { n: ${g.n}, seed: ${g.seed} }), top-1 of the answer)
+${recallHeadlineSection(h, f32, total)}
 
-${table}
+## Size
 
-Mean accuracy ${fmt(g.mean, 3)}.`;
-  await writeCommon('recall', dir, t, wall, body, `npx tsx scripts/train-zoo.ts recall${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}`);
+model.safetensors stores the weights as F16: ${(weightBytes / 1024).toFixed(0)} KiB (float32 would be ${((2 * weightBytes) / 1024).toFixed(0)} KiB). The loader reads F16 as float32; the numbers above are those of the F16 weights, with the float32 weights' beside them.`;
+  await writeCommon('recall', dir, t, wall, body, `npx tsx scripts/train-zoo.ts recall${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}`);
   t.model.dispose();
   console.log(`recall: ${(await dirSize(dir)) / 1e6} MB`);
 }
@@ -248,8 +314,12 @@ ${evalTable(t.result)}
 | split | prompts | mean logit(IO) - logit(S) | accuracy (IO > S) | IO top-1 |
 |---|---:|---:|---:|---:|
 ${row('held-out names + templates', mt.heldout)}
-${row('train names + templates', mt.train)}`;
-  await writeCommon('ioi', dir, t, wall, body, `npx tsx scripts/train-zoo.ts ioi${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}`);
+${row('train names + templates', mt.train)}
+
+## The IOI circuit
+
+(written by scripts/ioi-circuit.ts --card)`;
+  await writeCommon('ioi', dir, t, wall, body, `npx tsx scripts/train-zoo.ts ioi${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}\nnpx tsx scripts/ioi-circuit.ts fixtures/models/ioi --card\nnpx tsx scripts/zoo-logits.ts ioi`);
   t.model.dispose();
   console.log(`ioi: ${(await dirSize(dir)) / 1e6} MB`);
 }
@@ -316,7 +386,8 @@ async function main(): Promise<void> {
   const backend = await initBackend();
   console.log(`backend ${backend}`);
   if (process.argv.includes('--remeasure')) {
-    if (which !== 'bb') throw new Error('--remeasure is for bb');
+    if (which === 'recall') return remeasureRecall(out);
+    if (which !== 'bb') throw new Error('--remeasure is for bb and recall');
     return remeasureBB(out);
   }
   const todo: readonly ZooName[] = which === 'all' ? NAMES : [which as ZooName];

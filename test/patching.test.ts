@@ -252,7 +252,7 @@ describe('fidelity: the authors\' computations, ported, on the shipped ioi model
   it('path patching to the logits equals Redwood\'s path_patching: values, % change, normalised', async () => {
     const ends = p.readPositions.map((t) => [t]);
     const port = runPort<{ values: (number | null)[][]; percent: (number | null)[][]; clean: number; corrupted: number }>('path_patching', {
-      ...base, positions: ends, receivers: null, receiver_input: 'q', sender_layers: [0, 1, 2],
+      ...base, positions: ends, receivers: null, receiver_input: 'q', sender_layers: Array.from({ length: m.cfg.n_layers }, (_, l) => l),
     });
     const r = await pathPatch(m, p);
     assert.ok(maxDiff(r.values, port.values) < 2e-4, `values ${maxDiff(r.values, port.values)}`);

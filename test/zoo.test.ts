@@ -16,10 +16,19 @@ import { loadModel, randomModel, type HookedTransformer } from '../src/model/ind
 import type { BBBatch } from '../src/data/bigram-backcopy.js';
 import { ZOO, ZOO_NAMES, zooProbeTokens } from '../src/zoo/registry.js';
 import { BB_RECIPE, bbCheckpointSeries, bbEvalBatch, bbMeasures, bbTask, readBBDynamics, trainBB, zooSteps } from '../src/zoo/bb.js';
-import { RECALL_FORMAT, recallAccuracyGrid, recallExample, trainRecall } from '../src/zoo/recall.js';
+import { RECALL_FORMAT, recallAccuracyGrid, recallExample, recallHeadline, recallTrainBatch, trainRecall } from '../src/zoo/recall.js';
+import { needleSpan, newlineTokens } from '../src/analyses/retrieval.js';
 import { IOI_SPLIT, IOI_VOCAB, ioiEvaluate, ioiSplitDataset, ioiTokenizer, ioiTokenizerAdapter, trainIOI } from '../src/zoo/ioi.js';
+import { rng } from '../src/util/random.js';
+import { IOI_CIRCUIT_STUDY, IOI_CLASSES, runIOICircuitStudy } from '../src/circuits/ioi-circuit.js';
+import { leftPad } from '../src/circuits/problem.js';
+import { logitDiff } from '../src/data/ioi.js';
+import { bootstrapCI } from '../src/analyses/stats.js';
+import { safetensorsInfo } from '../src/io/safetensors.js';
 import { INDUCTION_DESIGN, buildInductionHandmade, inductionEvalBatch, inductionEvaluate } from '../src/zoo/induction-handmade.js';
 import { runPort } from './helpers/port.js';
+import { bbInitModel } from '../src/zoo/bb.js';
+import { BB_EMERGENCE, emergenceCheckpointDir, emergenceSteps, emergenceTokens, readSinkEmergence, sinkCheckpointSeries, sinkPoint, trainSinkEmergence, type EmergenceRun } from '../src/zoo/emergence.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const dirOf = (name: keyof typeof ZOO) => path.join(ROOT, ZOO[name].dir);
@@ -301,64 +310,102 @@ describe('model zoo: bb (Bigram-Backcopy)', () => {
 /** Bounds of the bb test (the trained model's values are in its MODEL_CARD.md). */
 const BB_BOUNDS = { prevTrigger: 0.85, sinkNonTrigger: 0.5, excessTrigger: 0.05, excessNonTrigger: 0.05 };
 
-describe('model zoo: recall (needle retrieval)', () => {
+/**
+ * Headline numbers of the shipped recall model (its MODEL_CARD.md) that a retrain must keep, with
+ * tolerances: accuracy with 3 distractor pairs (chance 0.25), the authors' NIAH decode stopping after
+ * the answer, the share of heads above 0.1 (Wu et al.: < 5%), and the masking effect.
+ */
+/**
+ * Pins of the shipped recall model (its MODEL_CARD.md gives the measured values: accuracy 0.997, 18 of 64
+ * heads above 0.1, top-18 masked ROUGE 0.000, random-18 masked 0.982). The paper's sparsity (< 5% of
+ * heads above 0.1) does not hold on this model; the pin keeps the measured count, so a retrain that
+ * changes it fails here.
+ */
+const RECALL_BOUNDS = { accuracy: 0.95, worstCell: 0.8, niahExact: 0.93, stopRate: 0.95, retrievalHeads: [12, 24] as [number, number], topMaskedMax: 0.5, randomKeptMin: 0.9 };
+
+describe('model zoo: recall (needle retrieval with distractors)', () => {
   let model: HookedTransformer;
   before(async () => {
     model = await loadModel(dirOf('recall'));
   });
   after(() => model?.dispose());
 
-  it('the needle format puts the answer after the question and the value in the needle', () => {
-    const e = recallExample(64, 0.5, 3);
+  it('the needle format: the answer after the question, the value in the needle; 3 distractor pairs (on request) with other keys and values', () => {
+    const f = RECALL_FORMAT;
+    assert.equal(recallExample(64, 0.5, 3).distractors?.length ?? 0, f.distractors);
+    const e = recallExample(64, 0.5, 3, 3);
     assert.equal(e.tokens.length, 64);
-    assert.equal(e.tokens[0], RECALL_FORMAT.bosId);
+    assert.equal(e.tokens[0], f.bosId);
     assert.deepEqual(e.tokens.slice(e.valueSpan[0], e.valueSpan[1]), e.answer);
-    assert.ok(RECALL_FORMAT.valueTokens.includes(e.answer[0]));
-    assert.equal(e.tokens.filter((t) => RECALL_FORMAT.valueTokens.includes(t)).length, 1);
-  });
-
-  it('accuracy > 0.9 on a fresh grid of lengths and depths', async () => {
-    const before = tf.memory().numTensors;
-    const g = await recallAccuracyGrid(model, { lengths: [64, 128], depths: [0, 0.5, 1], n: 10, seed: 4321 });
-    assert.equal(tf.memory().numTensors, before);
-    assert.ok(g.mean > 0.9, `mean accuracy ${g.mean}: ${JSON.stringify(g.accuracy)}`);
-    assert.ok(g.min >= 0.7, `worst cell ${g.min}`);
-  });
-
-  it('a few retrieval heads do the copying: masking the top-3 by attention to the value hurts, the bottom-3 does not', async () => {
-    const { n_layers: L, n_heads: H } = model.cfg;
-    const ex = Array.from({ length: 12 }, (_, i) => recallExample(96, (i + 0.5) / 12, 6000 + i));
-    const { logits, cache } = await model.runWithCache(ex.map((e) => e.tokens), { namesFilter: (n) => n.endsWith('hook_pattern') });
-    const score: Array<[number, number, number]> = [];
-    for (let l = 0; l < L; l++) {
-      const A = (await cache.get(`blocks.${l}.attn.hook_pattern`).array()) as number[][][][];
-      for (let h = 0; h < H; h++) score.push([l, h, ex.reduce((s, e, b) => s + A[b][h][95][e.valueSpan[0]], 0) / ex.length]);
+    const question = [...f.questionMarker, ...e.key, ...f.valueMarker];
+    assert.deepEqual(e.tokens.slice(-question.length), question);
+    const ds = e.distractors!;
+    assert.equal(ds.length, 3);
+    for (const d of ds) {
+      assert.deepEqual(e.tokens.slice(d.span[0], d.span[1]), [...f.keyMarker, ...d.key, f.periodToken, ...f.valueMarker, ...d.value, f.periodToken]);
+      assert.notEqual(d.key[0], e.key[0]);
+      assert.notEqual(d.value[0], e.answer[0]);
     }
-    logits.dispose();
-    cache.dispose();
-    score.sort((a, b) => b[2] - a[2]);
-    assert.ok(score[0][2] > 0.8, `top head attention to the value ${score[0][2]}`);
-    const masked = async (heads: Array<[number, number, number]>) => {
-      const keep = Array.from({ length: L }, (_, l) => {
-        const k = new Array(H).fill(1);
-        heads.filter((x) => x[0] === l).forEach((x) => (k[x[1]] = 0));
-        return tf.tensor(k, [1, 1, H, 1]);
-      });
-      const hooks = keep.map((k, l) => [`blocks.${l}.attn.hook_z`, (z: tf.Tensor) => tf.mul(z, k)] as [`blocks.${number}.attn.hook_z`, (z: tf.Tensor) => tf.Tensor]);
-      try {
-        return (await model.withHooks(hooks, () => recallAccuracyGrid(model, { lengths: [64, 128], depths: [0.2, 0.8], n: 16, seed: 777 }))).mean;
-      } finally {
-        tf.dispose(keep);
+    assert.equal(new Set(ds.map((d) => d.value[0])).size, ds.length);
+    assert.equal(e.tokens.filter((t) => f.valueTokens.includes(t)).length, 1 + ds.length, 'values occur only in the pairs');
+    // the answer's span (the authors' find_needle_idx) is the needle's value, not a distractor's
+    assert.deepEqual(needleSpan(e.tokens, e.answer), { start: e.valueSpan[0], end: e.valueSpan[1] });
+  });
+
+  it('training rows: the evaluation prompt first, then one question per distractor pair; the loss reads the answers and stop tokens', () => {
+    const f = RECALL_FORMAT;
+    const b = recallTrainBatch(4, 77);
+    for (let i = 0; i < 4; i++) {
+      const row = [b.x[i][0], ...b.y[i]];
+      const scored = b.w[i].flatMap((w, t) => (w ? [t] : []));
+      assert.equal(scored.length % 2, 0);
+      const qLen = f.questionMarker.length + 1 + f.valueMarker.length;
+      const after = (p: number, marker: number[]) => marker.every((t, j) => row[p - marker.length + j] === t);
+      for (let j = 0; j < scored.length; j += 2) {
+        const [a, s] = [scored[j], scored[j + 1]];
+        assert.equal(s, a + 1);
+        const key = row[a - f.valueMarker.length];
+        assert.deepEqual(row.slice(a - qLen + 1, a + 1), [...f.questionMarker, key, ...f.valueMarker], 'an answer follows a question');
+        // the value of this key's sentence in the context ("keyMarker K . valueMarker V .")
+        const at = row.findIndex((t, p) => t === key && after(p, f.keyMarker));
+        assert.equal(row[at + 2 + f.valueMarker.length], b.y[i][a]);
+        assert.equal(b.y[i][s], f.stopToken);
       }
-    };
-    const top = await masked(score.slice(0, 3));
-    const bottom = await masked(score.slice(-3));
-    assert.ok(top < 0.7, `accuracy with the top-3 retrieval heads masked ${top}`);
-    assert.ok(bottom > 0.9, `accuracy with the bottom-3 heads masked ${bottom}`);
+    }
+  });
+
+  it(`accuracy >= ${RECALL_BOUNDS.accuracy} on a fresh grid of lengths and depths (the trained format; chance 1/16)`, async () => {
+    const before = tf.memory().numTensors;
+    const g = await recallAccuracyGrid(model, { n: 12, seed: 4321 });
+    assert.equal(tf.memory().numTensors, before);
+    assert.ok(g.mean >= RECALL_BOUNDS.accuracy, `mean accuracy ${g.mean}: ${JSON.stringify(g.accuracy)}`);
+    assert.ok(g.min >= RECALL_BOUNDS.worstCell, `worst cell ${g.min}`);
+  });
+
+  it('the authors\' NIAH protocol: answer then the newline stop; few retrieval heads; masking them collapses retrieval, random heads do not', async () => {
+    const before = tf.memory().numTensors;
+    const h = await recallHeadline(model, { n: 4, perCell: 3, seed: 31337, randomSets: 2 });
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(newlineTokens(model), [RECALL_FORMAT.stopToken]);
+    assert.ok(h.niah.meanExact >= RECALL_BOUNDS.niahExact, `NIAH exact match ${h.niah.meanExact}`);
+    assert.ok(h.niah.stopRate >= RECALL_BOUNDS.stopRate, `decodes that stop after the answer ${h.niah.stopRate}`);
+    const [lo, hi] = RECALL_BOUNDS.retrievalHeads;
+    const total = model.cfg.n_layers * model.cfg.n_heads;
+    assert.equal(total, 64);
+    assert.ok(h.retrieval.heads.length >= lo && h.retrieval.heads.length <= hi, `heads above 0.1: ${JSON.stringify(h.retrieval.heads)}`);
+    assert.equal(h.masking.N, Math.max(h.masking.K, 6));
+    const randomMean = h.masking.randomMasked.reduce((a, b) => a + b, 0) / h.masking.randomMasked.length;
+    assert.ok(h.masking.topMasked <= RECALL_BOUNDS.topMaskedMax * h.masking.unmasked, `top-${h.masking.K} masked ${h.masking.topMasked} vs unmasked ${h.masking.unmasked}`);
+    assert.ok(randomMean >= RECALL_BOUNDS.randomKeptMin * h.masking.unmasked, `random-${h.masking.K} masked ${h.masking.randomMasked} vs unmasked ${h.masking.unmasked}`);
+    // the random heads lie outside the top N by score
+    const rank = h.retrieval.scores.flatMap((r, l) => r.map((sc, hd) => ({ l, hd, sc }))).sort((a, b) => b.sc - a.sc || a.l - b.l || a.hd - b.hd);
+    const topN = new Set(rank.slice(0, h.masking.N).map((r) => `${r.l}.${r.hd}`));
+    for (const set of h.masking.randomSets) for (const [l, hd] of set) assert.ok(!topN.has(`${l}.${hd}`), `${l}.${hd} is in the top ${h.masking.N}`);
   });
 });
 
-describe('model zoo: ioi', () => {
+describe('model zoo: ioi', function () {
+  this.timeout(600000);
   let model: HookedTransformer;
   before(async () => {
     model = await loadModel(dirOf('ioi'));
@@ -376,26 +423,66 @@ describe('model zoo: ioi', () => {
     assert.ok(ds.templateIds.every((t) => IOI_SPLIT.heldOutTemplates.includes(t)));
   });
 
-  it('positive logit difference on fresh held-out names and templates; top-1 equals a direct argmax', async () => {
+  it('held-out logit difference and accuracy of the shipped weights, with 95% intervals, at the card\'s level', async () => {
     const before = tf.memory().numTensors;
-    const e = await ioiEvaluate(model, { split: 'heldout', n: 80, seed: 606 });
+    const e = await ioiEvaluate(model, { split: 'heldout', n: 200, seed: 606 });
     assert.equal(tf.memory().numTensors, before);
-    assert.ok(e.meanLogitDiff > IOI_BOUNDS.meanLogitDiff, `mean logit diff ${e.meanLogitDiff}`);
-    assert.ok(e.accuracy > IOI_BOUNDS.accuracy, `accuracy ${e.accuracy}`);
+    const ds = ioiSplitDataset(ioiTokenizerAdapter(model.tokenizer!), 'heldout', 200, 606);
+    const b = leftPad(ds.tokens, 0);
+    const lgT = await model.forward(b.ids, { attentionMask: b.attentionMask });
+    const ld = (await logitDiff(lgT, ds).finally(() => lgT.dispose())).perPrompt;
+    const ci = bootstrapCI(ld, { seed: 0 });
+    const acc = bootstrapCI(ld.map((x) => (x > 0 ? 1 : 0)), { seed: 0 });
+    assert.ok(Math.abs(ci.estimate - e.meanLogitDiff) < 1e-4, 'ioiEvaluate is the mean logit difference');
+    assert.ok(ci.lo > IOI_BOUNDS.heldoutLogitDiffLo && ci.estimate < IOI_BOUNDS.heldoutLogitDiffHi, `held-out logit difference ${ci.estimate} [${ci.lo}, ${ci.hi}]`);
+    assert.ok(acc.lo > IOI_BOUNDS.heldoutAccuracyLo, `held-out accuracy ${acc.estimate} [${acc.lo}, ${acc.hi}]`);
     // top-1 by hand: one prompt at a time (no padding), argmax of the last row
-    const ds = ioiSplitDataset(ioiTokenizerAdapter(model.tokenizer!), 'heldout', 80, 606);
     let hits = 0;
-    for (const [i, t] of ds.tokens.entries()) {
+    const ds40 = ioiSplitDataset(ioiTokenizerAdapter(model.tokenizer!), 'heldout', 40, 606);
+    for (const [i, t] of ds40.tokens.entries()) {
       const row = (await host<number[][][]>(await model.forward([t])))[0];
       const last = row[row.length - 1];
-      hits += last.indexOf(Math.max(...last)) === ds.ioTokens[i] ? 1 : 0;
+      hits += last.indexOf(Math.max(...last)) === ds40.ioTokens[i] ? 1 : 0;
     }
-    assert.equal(e.top1, hits / ds.tokens.length);
+    const e40 = await ioiEvaluate(model, { split: 'heldout', n: 40, seed: 606 });
+    assert.equal(e40.top1, hits / 40);
+  });
+
+  it('the shipped weights give the logits of tflens_logits.json (the HF cross-check file)', async () => {
+    const log = JSON.parse(await fsp.readFile(path.join(dirOf('ioi'), 'tflens_logits.json'), 'utf8'));
+    const lg = await host<number[][][]>(await model.forward(log.tokens));
+    const err = Math.max(...lg.flat(2).map((x, i) => Math.abs(x - log.logits.flat(2)[i])));
+    assert.ok(err < 1e-3, `tflens_logits.json: max diff ${err}`);
+  });
+
+  it('circuit.json: the paper\'s experiments find the same classes on the shipped weights, and the circuit keeps its faithfulness', async () => {
+    const rec = JSON.parse(await fsp.readFile(path.join(dirOf('ioi'), 'circuit.json'), 'utf8'));
+    const before = tf.memory().numTensors;
+    const study = await runIOICircuitStudy(model, IOI_CIRCUIT_STUDY);
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(study.search.classes, rec.classes, 'the classes of circuit.json');
+    for (const [c, heads] of Object.entries(IOI_EXPECTED_CLASSES)) assert.deepEqual(study.search.classes[c as keyof typeof IOI_EXPECTED_CLASSES], heads, c);
+    const ev = study.evaluation!;
+    assert.ok(Math.abs(ev.faithfulnessRatio.estimate - rec.evaluation.faithfulnessRatio.estimate) < 1e-3, `F(C)/F(M) ${ev.faithfulnessRatio.estimate} vs circuit.json ${rec.evaluation.faithfulnessRatio.estimate}`);
+    assert.ok(ev.faithfulnessRatio.lo > IOI_BOUNDS.faithfulnessRatioLo, `F(C)/F(M) ${JSON.stringify(ev.faithfulnessRatio)}`);
+    assert.deepEqual(rec.heads, IOI_CLASSES.flatMap((c) => rec.classes[c]));
   });
 });
 
-/** Bounds of the ioi test (the trained model's values are in its MODEL_CARD.md). */
-const IOI_BOUNDS = { meanLogitDiff: 2.0, accuracy: 0.8 };
+/**
+ * Pins of the shipped ioi model (its MODEL_CARD.md and circuit.json give the measured values): a
+ * retrain that loses the behaviour or the circuit fails here.
+ */
+const IOI_BOUNDS = { heldoutLogitDiffLo: 1.5, heldoutLogitDiffHi: 20, heldoutAccuracyLo: 0.75, faithfulnessRatioLo: 0.75 };
+/** The classes found on the shipped weights (circuit.json). */
+const IOI_EXPECTED_CLASSES: Partial<Record<(typeof IOI_CLASSES)[number], string[]>> = {
+  'name mover': ['0.2'],
+  'backup name mover': ['0.3'],
+  'S-inhibition': ['2.3', '2.1', '2.0'],
+  induction: [],
+  'duplicate token': [],
+  'previous token': [],
+};
 
 describe('model zoo: registry and task.json', () => {
   it('every shipped folder has a model card and a task.json with the training step counts', async () => {
@@ -476,7 +563,8 @@ describe('model zoo: short training runs (wasm-friendly sizes)', () => {
 
 describe('model zoo: size budget', () => {
   it('fixtures/models stays within its budget', async () => {
-    const budget: Record<string, number> = { bb: 2.5e6, recall: 1e6, ioi: 1e6, 'induction-handmade': 0.3e6, 'var-group': 1e6 };
+    // bb: the model, 2 checkpoints, dynamics.json and the emergence log with its F16 checkpoint (0.33 MB)
+    const budget: Record<string, number> = { bb: 2.6e6, recall: 1e6, ioi: 1e6, 'induction-handmade': 0.3e6, 'var-group': 1e6 };
     let total = 0;
     for (const [name, max] of Object.entries(budget)) {
       const n = await dirBytes(path.join(ROOT, 'fixtures/models', name));
@@ -485,5 +573,118 @@ describe('model zoo: size budget', () => {
     }
     assert.ok(total <= 6e6, `total ${total}`);
     assert.equal(INDUCTION_DESIGN.vocab, 32);
+  });
+});
+
+describe('model zoo: attention-sink emergence on bb (Gu et al.)', () => {
+  /**
+   * What the shipped emergence.json must show (Sink_1 in percent, final = step 600): the recipe's own
+   * ratio grows a sink on one layer in three; the largest ratio keeps it below eps; in between the final
+   * Sink_1 falls with the ratio (a later ratio may exceed an earlier one by at most `slack` points).
+   */
+  const PINS = { recipeFinalMin: 30, emergedBy: { step: 300, min: 25 }, largestFinalMax: 10, slack: 4, minDrop: 20 };
+  const logFile = () => path.join(dirOf('bb'), 'emergence.json');
+  const tokens = emergenceTokens();
+
+  /** Sink_1^eps and alpha_1 per layer computed here in plain JS from the cached patterns (independent of sinkRates). */
+  async function sinkByHand(m: HookedTransformer, eps: number): Promise<{ sink1: number; alpha1: number[] }> {
+    const names = Array.from({ length: m.cfg.n_layers }, (_, l) => `blocks.${l}.attn.hook_pattern` as const);
+    const { logits, cache } = await m.runWithCache(tokens, { namesFilter: names });
+    logits.dispose();
+    const pats = (await Promise.all(names.map((n) => cache.get(n).array()))) as number[][][][][];
+    cache.dispose();
+    let hits = 0;
+    let count = 0;
+    const alpha1 = pats.map((layer) => {
+      let sum = 0;
+      for (const prompt of layer) {
+        for (const head of prompt) {
+          const a = head.reduce((s, row) => s + row[0], 0) / head.length; // every query sees key 0
+          hits += a > eps ? 1 : 0;
+          count++;
+          sum += a;
+        }
+      }
+      return sum / (layer.length * layer[0].length);
+    });
+    return { sink1: (100 * hits) / count, alpha1 };
+  }
+
+  it('the shipped checkpoints: Sink_1 rises from about 5% at step 100 to one layer in three (33%) at the end, with the layer-0 sink', async () => {
+    const before = tf.memory().numTensors;
+    const series = await sinkCheckpointSeries(dirOf('bb'), tokens);
+    assert.equal(tf.memory().numTensors, before);
+    assert.deepEqual(series.map((p) => p.step), [...BB_RECIPE.checkpoints, BB_RECIPE.steps]);
+    const [s100, s400, final] = series.map((p) => p.value);
+    assert.ok(s100.sink1 <= 15, `step 100: ${s100.sink1}%`);
+    assert.ok(s400.sink1 >= 25 && s400.sink1 <= 34, `step 400: ${s400.sink1}%`);
+    assert.ok(final.sink1 >= 30 && final.sink1 <= 34, `final: ${final.sink1}%`);
+    assert.ok(final.alpha1[0] > 0.45 && s400.alpha1[0] > s100.alpha1[0], `layer-0 alpha_1 ${series.map((p) => p.value.alpha1[0])}`);
+    assert.ok(final.alpha1[1] < 0.3 && final.alpha1[2] < 0.3, `layers 1-2 stay below eps: ${final.alpha1}`);
+    const shipped = await loadModel(dirOf('bb'));
+    const byHand = await sinkByHand(shipped, BB_EMERGENCE.eps);
+    shipped.dispose();
+    assert.ok(Math.abs(byHand.sink1 - final.sink1) < 1e-9);
+    byHand.alpha1.forEach((a, l) => assert.ok(Math.abs(a - final.alpha1[l]) < 1e-5, `layer ${l}: ${a} vs ${final.alpha1[l]}`));
+  });
+
+  it('emergence.json: every run starts at the seeded init; the recipe\'s own ratio grows the sink, the largest ratio does not', async () => {
+    const log = await readSinkEmergence(logFile());
+    assert.equal(log.factor, BB_EMERGENCE.factor);
+    assert.deepEqual(log.runs.map((r) => r.value), BB_EMERGENCE.values);
+    const init = bbInitModel(BB_EMERGENCE.seed);
+    const p0 = await sinkPoint(init, tokens, BB_EMERGENCE.eps);
+    init.dispose();
+    for (const r of log.runs) {
+      assert.deepEqual(r.points.map((p) => p.step), emergenceSteps(BB_EMERGENCE.steps));
+      assert.equal(r.points[0].sink1, p0.sink1);
+      r.points[0].alpha1.forEach((a, l) => assert.ok(Math.abs(a - p0.alpha1[l]) < 1e-6, `run ${r.value}, step 0, layer ${l}: ${a} vs ${p0.alpha1[l]}`));
+      assert.ok(Number.isFinite(r.final.trainLoss) && r.final.excessTrigger < 0.15, `${log.factor} ${r.value}: the backcopy is learned (${JSON.stringify(r.final)})`);
+    }
+    const recipe = log.runs[0];
+    const end = (r: EmergenceRun) => r.points[r.points.length - 1].sink1;
+    assert.ok(end(recipe) >= PINS.recipeFinalMin, `recipe ratio: final Sink_1 ${end(recipe)}%`);
+    const at = recipe.points.find((p) => p.step === PINS.emergedBy.step)!;
+    assert.ok(at.sink1 >= PINS.emergedBy.min, `recipe ratio: Sink_1 ${at.sink1}% at step ${at.step}`);
+    assert.ok(end(log.runs[log.runs.length - 1]) <= PINS.largestFinalMax, `largest ratio: final Sink_1 ${end(log.runs[log.runs.length - 1])}%`);
+  });
+
+  it('emergence.json: the final Sink_1 falls as the weight decay grows (the paper\'s collapse at large ratios), pinned with tolerances', async () => {
+    const log = await readSinkEmergence(logFile());
+    const finals = log.runs.map((r) => r.points[r.points.length - 1].sink1);
+    finals.slice(1).forEach((f, i) => assert.ok(f <= finals[i] + PINS.slack, `${log.factor} ${log.runs[i + 1].value}: ${f}% after ${finals[i]}%`));
+    assert.ok(finals[0] - finals[finals.length - 1] >= PINS.minDrop, `final Sink_1 ${finals.join(', ')}`);
+  });
+
+  it('the shipped F16 checkpoint gives its logged point again (sinkPoint and a plain-JS count)', async () => {
+    const log = await readSinkEmergence(logFile());
+    assert.ok(log.checkpoints.length >= 1);
+    for (const c of log.checkpoints) {
+      const dir = emergenceCheckpointDir(logFile(), c);
+      assert.deepEqual(await zooSteps(dir), { step: c.step, steps: BB_EMERGENCE.steps });
+      const m = await loadModel(dir);
+      const again = await sinkPoint(m, tokens, BB_EMERGENCE.eps);
+      const byHand = await sinkByHand(m, BB_EMERGENCE.eps);
+      m.dispose();
+      const logged = log.runs.find((r) => r.value === c.value)!.points.find((p) => p.step === c.step)!;
+      assert.ok(Math.abs(again.sink1 - logged.sink1) <= 1, `Sink_1 ${again.sink1}% vs logged ${logged.sink1}% (F16 rounding may flip one prompt)`);
+      again.alpha1.forEach((a, l) => assert.ok(Math.abs(a - logged.alpha1[l]) < 2e-3, `layer ${l}: alpha_1 ${a} vs logged ${logged.alpha1[l]}`));
+      assert.ok(Math.abs(byHand.sink1 - again.sink1) < 1e-9);
+      byHand.alpha1.forEach((a, l) => assert.ok(Math.abs(a - again.alpha1[l]) < 1e-5));
+    }
+  });
+
+  it('the recipe reproduces the log by seed: the first 10 steps of the largest ratio give its logged step-10 point', async () => {
+    const log = await readSinkEmergence(logFile());
+    const v = BB_EMERGENCE.values[BB_EMERGENCE.values.length - 1];
+    const ac = new AbortController();
+    const seen: Array<{ step: number; alpha1: number[] }> = [];
+    const before = tf.memory().numTensors;
+    const { model } = await trainSinkEmergence({ value: v, tokens, at: [10], signal: ac.signal, onPoint: (p) => { seen.push(p); ac.abort(); } });
+    model.dispose();
+    assert.equal(tf.memory().numTensors, before);
+    const logged = log.runs.find((r) => r.value === v)!.points.find((p) => p.step === 10)!;
+    assert.equal(seen.length, 1);
+    seen[0].alpha1.forEach((a, l) => assert.ok(Math.abs(a - logged.alpha1[l]) < 1e-5, `layer ${l}: ${a} vs logged ${logged.alpha1[l]}`));
   });
 });

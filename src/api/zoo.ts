@@ -7,3 +7,4 @@ export * from '../zoo/recall.js';
 export * from '../zoo/ioi.js';
 export * from '../zoo/induction-handmade.js';
 export * from '../zoo/var-group.js';
+export * from '../zoo/emergence.js';

@@ -294,14 +294,23 @@ function evalValues(m: BBMeasures): Record<string, number> {
   return { excessTrigger: m.risk.excessTrigger, excessNonTrigger: m.risk.excessNonTrigger, sink: bl.sinkNonTrigger, prevTrigger: bl.prevTrigger };
 }
 
-/** Train the BB model from a seeded random init. MLP biases stay at zero (as the paper's MLP). */
+/** The seeded random init every bb training run starts from (weights normal, std 0.02). */
+export function bbInitModel(seed: number = BB_RECIPE.seed, task: BBTask = bbTask()): HookedTransformer {
+  return randomModel(bbConfig(task), { seed, std: 0.02, tokenizer: bbTokenizer(task), name: 'bb' });
+}
+
+/**
+ * Train the BB model from a seeded random init. MLP biases stay at zero (as the paper's MLP).
+ * `overrides` replaces numeric fields of BB_RECIPE (e.g. { weightDecay: 0.1 }; recorded in the recipe).
+ */
 export async function trainBB(o: BBTrainOptions = {}): Promise<TrainedZooModel> {
   const task = bbTask();
-  const seed = o.seed ?? BB_RECIPE.seed;
-  const steps = o.steps ?? BB_RECIPE.steps;
-  const batchSize = o.batch ?? BB_RECIPE.batch;
-  const evalEvery = o.evalEvery ?? BB_RECIPE.evalEvery;
-  const model = randomModel(bbConfig(task), { seed, std: 0.02, tokenizer: bbTokenizer(task), name: 'bb' });
+  const R = { ...BB_RECIPE, ...(o.overrides ?? {}) };
+  const seed = o.seed ?? R.seed;
+  const steps = o.steps ?? R.steps;
+  const batchSize = o.batch ?? R.batch;
+  const evalEvery = o.evalEvery ?? R.evalEvery;
+  const model = bbInitModel(seed, task);
   const tr = new Trainable(model, (n) => realParam(model, n) && !/mlp\.b_(in|out)$/.test(n));
   const evalB = sampleBigramBackcopy(task, o.evalBatch ?? 16, deriveSeed(seed, 999));
   const ckpts = new Set(o.checkpointSteps ?? []);
@@ -323,7 +332,7 @@ export async function trainBB(o: BBTrainOptions = {}): Promise<TrainedZooModel> 
   try {
     if (o.onMeasures) await measure(0);
     result = await train<{ x: number[][]; y: tf.Tensor2D }>({
-      ...recipeOptions(BB_RECIPE, o, tr.vars, steps, seed),
+      ...recipeOptions(R, o, tr.vars, steps, seed),
       batches: (step) => {
         const b = sampleBigramBackcopy(task, batchSize, deriveSeed(seed, step));
         return { x: b.tokens.map((r) => r.slice(0, task.seqLen - 1)), y: tf.tensor2d(b.targets, [batchSize, task.seqLen - 1], 'int32') };
@@ -348,7 +357,7 @@ export async function trainBB(o: BBTrainOptions = {}): Promise<TrainedZooModel> 
   }
   const metrics: Record<string, unknown> = { finalTrainLoss: result.loss[result.loss.length - 1] };
   if (o.finalEval ?? true) metrics.measures = await bbMeasures(model, bbEvalBatch(deriveSeed(seed, 4242), 32));
-  return { model, result, metrics, recipe: { ...BB_RECIPE, steps, batch: batchSize, seed, evalEvery, task: BB_TASK } };
+  return { model, result, metrics, recipe: { ...R, steps, batch: batchSize, seed, evalEvery, task: BB_TASK } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,24 +383,42 @@ export interface BBSeriesPoint {
   measures: BBMeasures;
 }
 
+/** One model of a checkpoint series: its training step (from its task.json), where it lies, and what was measured. */
+export interface CheckpointPoint<T> {
+  step: number;
+  source: 'checkpoint' | 'final';
+  dir: string;
+  value: T;
+}
+
 /**
- * bbMeasures of the checkpoints under `dir`/checkpoints/step-N and of the final model in `dir`, each
- * at the step its task.json records (the final model at the run's step count), sorted by step.
+ * `measure` applied to the checkpoints under `dir`/checkpoints/step-N and to the final model in `dir`,
+ * each placed at the step its task.json records (zooSteps: the final model at the run's step count),
+ * sorted by step. Each model is loaded, measured and disposed in turn.
  */
-export async function bbCheckpointSeries(dir: string, batch: BBBatch, opts: BBMeasureOptions = {}): Promise<BBSeriesPoint[]> {
+export async function checkpointSeries<T>(dir: string, measure: (model: HookedTransformer) => Promise<T>): Promise<CheckpointPoint<T>[]> {
   const ckDir = path.join(dir, 'checkpoints');
   const subdirs = (await fsp.readdir(ckDir).catch(() => [] as string[])).filter((d) => /^step-\d+$/.test(d)).map((d) => path.join(ckDir, d));
-  const points: BBSeriesPoint[] = [];
+  const points: CheckpointPoint<T>[] = [];
   for (const [d, source] of [...subdirs.map((s) => [s, 'checkpoint'] as const), [dir, 'final'] as const]) {
     const { step } = await zooSteps(d);
     const m = await loadModel(d);
     try {
-      points.push({ step, source, measures: await bbMeasures(m, batch, opts) });
+      points.push({ step, source, dir: d, value: await measure(m) });
     } finally {
       m.dispose();
     }
   }
   return points.sort((a, b) => a.step - b.step);
+}
+
+/**
+ * bbMeasures of the checkpoints under `dir`/checkpoints/step-N and of the final model in `dir`, each
+ * at the step its task.json records (the final model at the run's step count), sorted by step.
+ */
+export async function bbCheckpointSeries(dir: string, batch: BBBatch, opts: BBMeasureOptions = {}): Promise<BBSeriesPoint[]> {
+  const series = await checkpointSeries(dir, (m) => bbMeasures(m, batch, opts));
+  return series.map(({ step, source, value }) => ({ step, source, measures: value }));
 }
 
 /** How the measures of a dynamics.json were defined (the file states it: older logs used tflens's earlier variants). */

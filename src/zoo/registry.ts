@@ -5,7 +5,7 @@
  * step counts) and a MODEL_CARD.md. One file per model holds its task, recipe and evaluation:
  *
  * - bb (bb.ts): Bigram-Backcopy, GPT-2 architecture, one head per layer.
- * - recall (recall.ts): needle retrieval, LLaMA architecture.
+ * - recall (recall.ts): needle retrieval with distractor pairs, LLaMA architecture with 64 heads (GQA).
  * - ioi (ioi.ts): indirect object identification over the exact IOI templates and names.
  * - induction-handmade (induction-handmade.ts): hand-set previous-token and induction heads.
  * - var-group (var-group.ts): the token-group task of the VAR study, LLaMA architecture.
@@ -55,7 +55,7 @@ export const ZOO: Record<ZooName, ZooEntry> = {
     name: 'recall',
     dir: 'fixtures/models/recall',
     architecture: 'llama',
-    description: 'Needle retrieval: 2-layer, 4-head LLaMA (rotary, RMSNorm, gated SiLU MLP)',
+    description: 'Needle retrieval with distractor key/value pairs: 4-layer LLaMA with 16 query heads per layer (64 heads; GQA with 4 key/value heads, d_head 8; rotary, RMSNorm, gated SiLU MLP), F16 weights',
     script: 'scripts/train-zoo.ts recall',
     config: recallConfig,
     task: recallTaskJson,
@@ -96,13 +96,19 @@ export interface ZooSteps {
   step?: number;
 }
 
-/** Save a zoo model as an HF folder plus task.json (the task metadata, the step counts and `extra`). */
-export async function saveZooModel(name: ZooName, model: HookedTransformer, dir: string, run: ZooSteps, extra: Record<string, unknown> = {}): Promise<void> {
+/**
+ * Save a zoo model as an HF folder plus task.json (the task metadata, the step counts and `extra`).
+ * `dtype: 'F16'` stores the float weights of model.safetensors as IEEE half (half the bytes; the
+ * loader reads them back as float32, rounded to half precision; the config says float16).
+ */
+export async function saveZooModel(name: ZooName, model: HookedTransformer, dir: string, run: ZooSteps, extra: Record<string, unknown> = {}, opts: { dtype?: 'F32' | 'F16' } = {}): Promise<void> {
   const step = run.step ?? run.steps;
   if (!Number.isInteger(run.steps) || run.steps < 0 || !Number.isInteger(step) || step < 0 || step > run.steps) {
     throw new ValueError('saveZooModel run', expectedFound('integers 0 <= step <= steps', JSON.stringify(run)));
   }
-  await saveModel(model, dir);
+  const dtype = opts.dtype ?? 'F32';
+  if (dtype !== 'F32' && dtype !== 'F16') throw new ValueError('saveZooModel dtype', expectedFound('"F32" or "F16"', dtype));
+  await saveModel(model, dir, {}, { dtype });
   const task = { ...ZOO[name].task(), ...extra, step, steps: run.steps };
   await fsp.writeFile(path.join(dir, 'task.json'), JSON.stringify(task, null, 2) + '\n');
 }
