@@ -2,7 +2,7 @@
 // tflens benchmarks against a PyTorch baseline (issue 16; the earlier rows of issues 6, 7 and 10 kept).
 //
 //   npm run bench                                   # CPU preset, here (wasm vs torch CPU, same threads)
-//   node bench/run.mjs --device                     # accelerator preset (WebGPU vs torch CUDA), see bench/device/session.sh
+//   node bench/run.mjs --device                     # accelerator preset (WebGPU vs torch CUDA), see bench/notes.md
 //   node bench/run.mjs --quick                      # tiny sizes (smoke run; timings meaningless)
 //   options: --parts matmul,forward,nocache,memory,profile,sweeps,retrieval,llama7b   --out DIR (default bench/results)
 //            --no-torch   --python PATH   --tag NAME   --no-table

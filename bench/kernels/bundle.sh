@@ -3,8 +3,8 @@
 # node (xz), the node_modules packages the benchmark and test/webgpu-kernels.test.ts import (their
 # dependency closure only, linux-x64 native parts), the Vulkan / GL loader packages (NVIDIA's Vulkan
 # driver needs libglvnd's libraries), and enter.sh.
-# Same approach as ../shared/tools/device-bundle.sh, kept separate so that it does not touch the
-# .device/ bundle other runs use. Then: carry ["bench/out/kdev", "bench/out/dist"].
+# Kept in its own folder (bench/out/kdev) so that it does not touch other bundles.
+# Then: carry ["bench/out/kdev", "bench/out/dist"].
 set -euo pipefail
 root=$(git rev-parse --show-toplevel); cd "$root"
 out=bench/out/kdev

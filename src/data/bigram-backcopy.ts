@@ -1,6 +1,5 @@
 /**
- * The Bigram-Backcopy (BB) task of Guo et al. ("Active-dormant attention heads"), as
- * /work/shared/specs/METHODS.md section 5:
+ * The Bigram-Backcopy (BB) task of Guo et al. ("Active-dormant attention heads"; docs/methods/bigram-backcopy.md):
  * - a fixed bigram language over nChars characters (seeded random and peaked, or estimated from a
  *   text), plus BOS and one unused token (<unk>);
  * - triggers = the k most frequent characters under the stationary (unigram) distribution;

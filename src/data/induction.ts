@@ -1,7 +1,7 @@
 /**
  * Repeated random sequences: BOS + a random block of R tokens repeated n times. The standard
- * input for induction / previous-token / duplicate-token detectors, and (n = 4) the RazorAttention
- * echo/induction input of /work/shared/specs/METHODS.md section 6.
+ * input for induction / previous-token / duplicate-token detectors, and (n = 4) RazorAttention's
+ * echo/induction probe (docs/methods/retrieval.md).
  */
 import { ValueError, expectedFound } from '../errors.js';
 import { rng } from '../util/random.js';

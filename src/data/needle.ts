@@ -1,5 +1,5 @@
 /**
- * Needle-in-a-haystack inputs (retrieval heads, /work/shared/specs/METHODS.md section 6):
+ * Needle-in-a-haystack inputs (retrieval heads, docs/methods/retrieval.md):
  * a haystack of filler with sentence boundaries, a key/value needle inserted at a depth (fraction
  * 0..1 of the context, moved back to a sentence boundary), and a question at the end whose answer
  * is the value. Works on token ids, so it serves both abstract toy vocabularies and real
