@@ -294,7 +294,7 @@ describe('model zoo: bb (Bigram-Backcopy)', () => {
     await fsp.rm(dir, { recursive: true });
   });
 
-  it('ships dynamics.json (readable, its definitions stated) and at most 3 checkpoints, within 2.5 MB', async () => {
+  it('ships dynamics.json (readable, its definitions stated) and at most 3 checkpoints, within 2.6 MB (with the emergence log)', async () => {
     const dyn = await readBBDynamics(dirOf('bb'));
     assert.ok(dyn.points.length >= 5);
     assert.equal(dyn.points[0].step, 0);
@@ -303,7 +303,7 @@ describe('model zoo: bb (Bigram-Backcopy)', () => {
     assert.equal(typeof dyn.definitions.sinkQueries, 'string');
     const ck = path.join(dirOf('bb'), 'checkpoints');
     assert.ok((await fsp.readdir(ck)).length <= 3);
-    assert.ok((await dirBytes(dirOf('bb'))) <= 2.5e6);
+    assert.ok((await dirBytes(dirOf('bb'))) <= 2.6e6);
   });
 });
 
@@ -312,8 +312,8 @@ const BB_BOUNDS = { prevTrigger: 0.85, sinkNonTrigger: 0.5, excessTrigger: 0.05,
 
 /**
  * Headline numbers of the shipped recall model (its MODEL_CARD.md) that a retrain must keep, with
- * tolerances: accuracy with 3 distractor pairs (chance 0.25), the authors' NIAH decode stopping after
- * the answer, the share of heads above 0.1 (Wu et al.: < 5%), and the masking effect.
+ * tolerances: accuracy on the trained format, the authors' NIAH decode stopping after the answer, the
+ * number of heads above 0.1 (Wu et al.: < 5% of heads), and the masking effect.
  */
 /**
  * Pins of the shipped recall model (its MODEL_CARD.md gives the measured values: accuracy 0.997, 18 of 64
