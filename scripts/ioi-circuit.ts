@@ -11,6 +11,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
 import { loadModel } from '../src/model/index.js';
+import { replaceCardSection } from '../src/zoo/registry.js';
 import { IOI_CIRCUIT_STUDY, IOI_CLASSES, GPT2_SMALL_IOI_CIRCUIT, ioiCircuitRecord, runIOICircuitStudy, type IOICircuitStudy } from '../src/circuits/ioi-circuit.js';
 
 const ci = (c: { estimate: number; lo: number; hi: number }, d = 2) => `${c.estimate.toFixed(d)} [${c.lo.toFixed(d)}, ${c.hi.toFixed(d)}]`;
@@ -38,15 +39,6 @@ ${rows.join('\n')}
 ${evText}`;
 }
 
-async function rewriteCard(dir: string, section: string): Promise<void> {
-  const file = path.join(dir, 'MODEL_CARD.md');
-  const card = await fsp.readFile(file, 'utf8');
-  const start = card.indexOf('## The IOI circuit');
-  const end = card.indexOf('\n## ', start + 1);
-  if (start < 0 || end < 0) throw new Error(`${file}: no "## The IOI circuit" section followed by another section`);
-  await fsp.writeFile(file, card.slice(0, start) + section + '\n' + card.slice(end));
-}
-
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const flag = (n: string) => args.indexOf(`--${n}`);
@@ -64,7 +56,7 @@ async function main(): Promise<void> {
   else {
     await fsp.writeFile(out, json);
     console.error(`wrote ${out} (${tf.getBackend()}, ${seconds.toFixed(0)} s)`);
-    if (flag('card') >= 0) await rewriteCard(dir, cardSection(study, seconds));
+    if (flag('card') >= 0) await replaceCardSection(path.join(dir, 'MODEL_CARD.md'), '## The IOI circuit', cardSection(study, seconds), '## Reproduce');
   }
 }
 

@@ -20,7 +20,7 @@ import path from 'node:path';
 import { initBackend } from '../src/backend/index.js';
 import type { HookedTransformer } from '../src/model/index.js';
 import { BB_RECIPE } from '../src/zoo/bb.js';
-import { saveZooModel } from '../src/zoo/registry.js';
+import { replaceCardSection, saveZooModel } from '../src/zoo/registry.js';
 import {
   BB_EMERGENCE,
   emergenceSteps,
@@ -76,11 +76,7 @@ ${rows.join('\n')}
 The paper: ${log.paper.claim}. Here, raising ${log.factor} from ${byValue[0].value} to ${byValue[byValue.length - 1].value} changes the final Sink_1 by ${gain >= 0 ? '+' : ''}${f1(gain)} points: ${byValue.slice(1).map((r, i) => `${byValue[i].value} -> ${r.value}: ${f1(end(byValue[i]).sink1)}% -> ${f1(end(r).sink1)}%`).join('; ')}. The collapse at a large ratio is the paper's (2.0 and 5.0 there); its rise at moderate ratios (0.1 -> 0.5) is not tested by these ratios. Shipped F16 checkpoint${log.checkpoints.length > 1 ? 's' : ''}: ${log.checkpoints.map((c) => `${c.dir} (${log.factor} ${c.value}, step ${c.step})`).join(', ')}. ${log.environment}.
 
 `;
-  const text = await fsp.readFile(card, 'utf8');
-  const start = text.indexOf('## Attention-sink emergence');
-  const next = start >= 0 ? text.indexOf('\n## ', start + 3) : -1;
-  const out = start >= 0 ? text.slice(0, start) + section + (next >= 0 ? text.slice(next + 1) : '') : text.replace('## Reproduce', section + '## Reproduce');
-  await fsp.writeFile(card, out);
+  await replaceCardSection(card, '## Attention-sink emergence', section, '## Reproduce');
 }
 
 async function main(): Promise<void> {

@@ -15,7 +15,7 @@ import os from 'node:os';
 import { initBackend } from '../src/backend/index.js';
 import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { deriveSeed } from '../src/util/random.js';
-import { ZOO, saveZooModel, type ZooName } from '../src/zoo/registry.js';
+import { ZOO, replaceCardSection, saveZooModel, type ZooName } from '../src/zoo/registry.js';
 import { BB_DYNAMICS_DEFINITIONS, BB_RECIPE, bbEvalBatch, bbMeasures, trainBB, type BBDynamicsPoint, type BBMeasures } from '../src/zoo/bb.js';
 import { RECALL_FORMAT, recallFormatText, recallHeadline, trainRecall, type RecallHeadline } from '../src/zoo/recall.js';
 import { ioiEvaluate, trainIOI } from '../src/zoo/ioi.js';
@@ -135,19 +135,6 @@ ${measuresTable(m)}
 ‖v‖ is the value-state drain when small at BOS (‖v W_O‖, the head's output, is the named variant); the residual peak is a large norm at BOS.`;
 }
 
-/** Replace the card section starting at `heading` (up to the next "## ") with `section`; a missing section goes before "## Size" or at the end. */
-async function replaceSection(file: string, heading: string, section: string): Promise<void> {
-  const card = await fsp.readFile(file, 'utf8');
-  const start = card.indexOf(heading);
-  if (start < 0) {
-    const at = card.indexOf('\n## Size');
-    await fsp.writeFile(file, at < 0 ? `${card}\n${section}\n` : `${card.slice(0, at)}\n${section}\n${card.slice(at)}`);
-    return;
-  }
-  const end = card.indexOf('\n## ', start + 1);
-  await fsp.writeFile(file, card.slice(0, start) + section + '\n' + (end < 0 ? '' : card.slice(end)));
-}
-
 /** Recompute the headline section of a shipped bb folder's MODEL_CARD.md from its weights (no training). */
 async function remeasureBB(out: string): Promise<void> {
   const dir = path.join(out, 'bb');
@@ -155,12 +142,7 @@ async function remeasureBB(out: string): Promise<void> {
   const seed = BB_RECIPE.seed;
   const section = await bbHeadline(model, seed);
   model.dispose();
-  const file = path.join(dir, 'MODEL_CARD.md');
-  const card = await fsp.readFile(file, 'utf8');
-  const start = card.indexOf('## Headline measures');
-  const end = card.indexOf('\n## ', start + 1);
-  if (start < 0 || end < 0) throw new Error(`${file}: no "## Headline measures" section followed by another section`);
-  await fsp.writeFile(file, card.slice(0, start) + section + '\n' + card.slice(end));
+  await replaceCardSection(path.join(dir, 'MODEL_CARD.md'), '## Headline measures', section, '## Reproduce');
   console.log(section);
 }
 
@@ -246,7 +228,7 @@ async function remeasureRecall(out: string): Promise<void> {
   const h = await recallHeadline(model);
   const section = recallHeadlineSection(h, null, model.cfg.n_layers * model.cfg.n_heads);
   model.dispose();
-  await replaceSection(path.join(dir, 'MODEL_CARD.md'), '## Headline', section);
+  await replaceCardSection(path.join(dir, 'MODEL_CARD.md'), '## Headline', section, '## Size');
   console.log(section);
 }
 

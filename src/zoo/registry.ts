@@ -131,3 +131,21 @@ export function zooProbeTokens(name: ZooName): number[][] {
       return tokenGroupBatch(2, 5).tokens;
   }
 }
+
+/**
+ * Replace the section of a MODEL_CARD.md that starts at the line `heading` (up to the next "## "
+ * heading) with `section` (which starts with its own heading). A card without that section gets it
+ * before the `before` heading (e.g. "## Reproduce"), or at the end.
+ */
+export async function replaceCardSection(file: string, heading: string, section: string, before?: string): Promise<void> {
+  const card = await fsp.readFile(file, 'utf8');
+  const body = section.replace(/\n+$/, '') + '\n';
+  const start = card.indexOf(heading);
+  if (start < 0) {
+    const at = before === undefined ? -1 : card.indexOf(`\n${before}`);
+    await fsp.writeFile(file, at < 0 ? `${card.replace(/\n*$/, '')}\n\n${body}` : `${card.slice(0, at)}\n${body}${card.slice(at)}`);
+    return;
+  }
+  const end = card.indexOf('\n## ', start + 1);
+  await fsp.writeFile(file, card.slice(0, start) + body + (end < 0 ? '' : card.slice(end)));
+}
