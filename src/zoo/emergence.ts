@@ -25,11 +25,10 @@ export type EmergenceFactor = 'weightDecay' | 'lr';
 export const BB_EMERGENCE = {
   factor: 'weightDecay' as EmergenceFactor,
   /**
-   * The ratios compared: the bb recipe's own (1e-4, no decay to speak of), 1 and 4. The authors' default
-   * 0.1 and 0.3 were planned too but not run: each run costs about an hour on the CPU and the
-   * accelerator time of this round was spent (`--values 0.1,0.3` adds them; the log keeps value order).
+   * The ratios compared: the bb recipe's own (1e-4, no decay to speak of), the authors' default 0.1,
+   * then 0.3, 0.5 (the paper's strongest sink), 1, 2 and 4 (the paper's collapse is at 2 and 5).
    */
-  values: [1e-4, 1, 4],
+  values: [1e-4, 0.1, 0.3, 0.5, 1, 2, 4],
   /**
    * Updates per run: 600 of the recipe's 1500 (warmup 30, then the cosine over 600 steps), to keep the
    * runs within a CPU budget; the shipped model's sink is in place by step 400 (its checkpoints).
