@@ -402,7 +402,10 @@ describe('weight analyses against the TransformerLens port (test/ports/weights.p
     it(`${name}: Q/K/V composition of every pair, copying scores, token-circuit eigenvalues and dense OV/QK circuits`, async () => {
       const model = await loadModel(`fixtures/models/${name}`);
       const { n_layers: nL, n_heads: nH } = model.cfg;
-      const host = await hostOf(model.params);
+      // float32 views of every weight: an F16 checkpoint (recall) stays packed in halfParams on WebGPU
+      const views = Object.fromEntries([...Object.keys(model.params), ...Object.keys(model.halfParams)].map((n) => [n, model.weight(n)]));
+      const host = await hostOf(views);
+      dispose(views);
       const stack = (w: string) => Array.from({ length: nL }, (_, l) => host[`blocks.${l}.attn.${w}`]);
       const ref = runPort<{ Q: Maybe[][][][]; K: Maybe[][][][]; V: Maybe[][][][]; copying: Maybe[][]; eig_abs: number[][][]; ov_token: number[][][][]; qk_token: number[][][][] }>('weights', {
         W_E: host['embed.W_E'],
