@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import { BackendError } from '../src/errors.js';
-import { fusedKernelCounts, setupWebGPU } from '../src/backend/webgpu/index.js';
+import { fusedKernelCounts } from '../src/backend/webgpu/index.js';
+import { webgpuOrSkip } from './helpers/webgpu.js';
 import type { HookSpec } from '../src/hooks/registry.js';
 import { generate, lastRowArgmaxHook, randomModel, type HookedTransformer } from '../src/model/index.js';
 import { decodeWithKeys } from '../src/analyses/retrieval.js';
@@ -73,15 +73,7 @@ describe('fused WebGPU forward: hooks read and replace intermediates as on wasm'
 
   before(async function () {
     prev = tf.getBackend();
-    try {
-      await setupWebGPU();
-    } catch (e) {
-      if (e instanceof BackendError) {
-        console.log(`      skipped: no WebGPU device (${e.message})`);
-        this.skip();
-      }
-      throw e;
-    }
+    await webgpuOrSkip(this);
   });
 
   after(async () => {

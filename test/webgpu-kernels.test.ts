@@ -13,6 +13,7 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { BackendError, ShapeError, ValueError } from '../src/errors.js';
+import { webgpuOrSkip } from './helpers/webgpu.js';
 import { mulberry32 } from '../src/util/random.js';
 import {
   type Activation,
@@ -35,7 +36,6 @@ import {
   parseAdapterList,
   ropeInvFreq,
   rotary,
-  setupWebGPU,
   subgroupMatrixTile,
   takeKernelErrors,
   unpackHalf,
@@ -225,16 +225,8 @@ describe('webgpu kernels (fused WGSL on the tfjs WebGPU backend)', function () {
 
   before(async function () {
     prev = tf.getBackend();
-    try {
-      const info = await setupWebGPU();
-      console.log(`      (adapter: ${info.adapter.description || info.adapter.device}; features ${JSON.stringify(info.features)})`);
-    } catch (e) {
-      if (e instanceof BackendError) {
-        console.log(`      skipped: no WebGPU device (${e.message})`);
-        this.skip();
-      }
-      throw e;
-    }
+    const info = await webgpuOrSkip(this);
+    console.log(`      (adapter: ${info.adapter.description || info.adapter.device}; features ${JSON.stringify(info.features)})`);
   });
 
   after(async () => {

@@ -168,6 +168,14 @@ export function checkPacked(p: PackedHalf, where: string): [number, number] {
 
 const UNPACK = 'TflensUnpackHalf';
 
+/** The entry point's start in pack and unpack: invocation i handles row r, columns c and c + 1. */
+const PAIR_MAIN = `@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.y * u.stride_x + gid.x;
+  if (i >= u.n) { return; }
+  let r = i / u.wpr;
+  let c = (i - r * u.wpr) * 2u;`;
+
 /** One invocation per pair of columns (one u32 of two halves): the grid and the uniforms of pack and unpack. */
 function pairGrid(shape: number[], where: string): { wpr: number; wg: [number, number, number]; uniforms: Array<[string, 'u32', number]> } {
   const [rows, cols] = rowsCols(shape, where);
@@ -194,12 +202,7 @@ function unpackKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
     uniforms,
     wgsl: () => `${uniformStruct(uniforms)}${bindings([['y', 'f32']], [['w', 'u32']], true)}
 ${unpackHalfWgsl(format)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = gid.y * u.stride_x + gid.x;
-  if (i >= u.n) { return; }
-  let r = i / u.wpr;
-  let c = (i - r * u.wpr) * 2u;
+${PAIR_MAIN}
   let v = unpack_half(w[i]);
   y[r * u.cols + c] = v.x;
   if (c + 1u < u.cols) { y[r * u.cols + c + 1u] = v.y; }
@@ -261,12 +264,7 @@ function packKernel({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo {
     // x is bound as raw bits (u32): no float arithmetic touches the values (subnormals included)
     wgsl: () => `${uniformStruct(uniforms)}${bindings([['w', 'u32']], [['x', 'u32']], true)}
 ${halfBitsWgsl(format)}
-@compute @workgroup_size(256)
-fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
-  let i = gid.y * u.stride_x + gid.x;
-  if (i >= u.n) { return; }
-  let r = i / u.wpr;
-  let c = (i - r * u.wpr) * 2u;
+${PAIR_MAIN}
   let lo = half_bits(x[r * u.cols + c]);
   var hi = 0u;
   if (c + 1u < u.cols) { hi = half_bits(x[r * u.cols + c + 1u]); }
