@@ -19,12 +19,10 @@ import { BB_RECIPE, bbCheckpointSeries, bbEvalBatch, bbMeasures, bbTask, readBBD
 import { RECALL_FORMAT, recallAccuracyGrid, recallExample, recallHeadline, recallTrainBatch, trainRecall } from '../src/zoo/recall.js';
 import { needleSpan, newlineTokens } from '../src/analyses/retrieval.js';
 import { IOI_SPLIT, IOI_VOCAB, ioiEvaluate, ioiSplitDataset, ioiTokenizer, ioiTokenizerAdapter, trainIOI } from '../src/zoo/ioi.js';
-import { rng } from '../src/util/random.js';
 import { IOI_CIRCUIT_STUDY, IOI_CLASSES, runIOICircuitStudy } from '../src/circuits/ioi-circuit.js';
 import { leftPad } from '../src/circuits/problem.js';
 import { logitDiff } from '../src/data/ioi.js';
 import { bootstrapCI } from '../src/analyses/stats.js';
-import { safetensorsInfo } from '../src/io/safetensors.js';
 import { INDUCTION_DESIGN, buildInductionHandmade, inductionEvalBatch, inductionEvaluate } from '../src/zoo/induction-handmade.js';
 import { runPort } from './helpers/port.js';
 import { bbInitModel } from '../src/zoo/bb.js';
