@@ -433,7 +433,7 @@ describe('weight analyses against the TransformerLens port (test/ports/weights.p
           const ev = await ovTokenEigenvalues(model, l, h);
           const mods = ev.re.map((re, i) => Math.hypot(re, ev.im[i]));
           mods.forEach((v, i) => assert.ok(Math.abs(v - ref.eig_abs[l][h][i]) <= 1e-4 * Math.max(1, ref.eig_abs[l][h][0]), `|eig| ${l}.${h}[${i}]`));
-          const [ov, qk] = [await ovCircuit(model.params, l, h), await qkCircuit(model.params, l, h)];
+          const [ov, qk] = [await ovCircuit(model, l, h), await qkCircuit(model, l, h)];
           const near = (a: Matrix, b: number[][], what: string) => {
             const scale = Math.max(...b.flat().map(Math.abs), 1e-12);
             b.forEach((row, i) => row.forEach((v, j) => assert.ok(Math.abs(a.get(i, j) - v) <= 1e-5 * scale, `${what} ${l}.${h} [${i}][${j}]`)));

@@ -94,9 +94,10 @@ class BosAcc {
 
 /** Per-layer device work: attention to BOS [b, H, N], raw ||v|| and ||v W_O|| [b, N, H]. */
 function layerTensors(model: ModelView, c: Chunk, l: number, kv: number[]): tf.Tensor[] {
-  const WO = model.params[`blocks.${l}.attn.W_O`];
-  if (!WO || WO.rank !== 3) throw new ShapeError(`params.blocks.${l}.attn.W_O`, expectedFound('[n_heads, d_head, d_model]', WO ? `[${WO.shape}]` : 'missing'));
+  const name = `blocks.${l}.attn.W_O`;
   return tf.tidy(() => {
+    const WO = model.hasWeight(name) ? model.weight(name) : undefined; // float32 (half weights decoded), freed by the tidy
+    if (!WO || WO.rank !== 3) throw new ShapeError(`params.${name}`, expectedFound('[n_heads, d_head, d_model]', WO ? `[${WO.shape}]` : 'missing'));
     const pat = c.cache.get(actName('pattern', l)).toFloat(); // [b, H, N, N]
     const [b, H, N] = pat.shape;
     const bosCol = tf.oneHot(tf.tensor1d(c.first, 'int32'), N).toFloat().reshape([b, 1, 1, N]);

@@ -61,15 +61,18 @@ export interface ResumablePatchResult extends PatchResult {
 
 /** Per-parameter sum and sum of squares, one readback for all parameters. */
 async function weightFingerprint(model: ModelView): Promise<string> {
-  const names = Object.keys(model.params).sort();
+  // every weight, float32 and half-precision alike (a half weight is decoded, summed and freed)
+  const names = [...new Set([...Object.keys(model.params), ...Object.keys(model.halfParams ?? {})])].sort();
   if (!names.length) return '';
+  const shapes: string[] = [];
   const t = tf.tidy(() => tf.stack(names.flatMap((n) => {
-    const x = tf.cast(model.params[n], 'float32');
+    const x = model.weight(n);
+    shapes.push(x.shape.join('x'));
     return [tf.sum(x), tf.sum(tf.square(x))];
   })));
   const v = await t.data();
   t.dispose();
-  return names.map((n, i) => `${n}:${model.params[n].shape.join('x')}:${v[2 * i]}:${v[2 * i + 1]}`).join(';');
+  return names.map((n, i) => `${n}:${shapes[i]}:${v[2 * i]}:${v[2 * i + 1]}`).join(';');
 }
 
 /** The default store key: a SHA-256 over everything that determines the sweep's numbers. */

@@ -14,6 +14,7 @@ export type ModelView = Pick<
   HookedTransformer,
   | 'cfg'
   | 'params'
+  | 'halfParams'
   | 'name'
   | 'tokenizer'
   | 'hookNames'

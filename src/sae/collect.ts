@@ -105,12 +105,33 @@ export async function collectHeadOutputs(model: ModelView, batch: Batch, opts: C
   const mode = checkMode(opts.position ?? 'mean', ['mean', 'last'] as const);
   const bs = checkChunk(opts.batchSize ?? 16);
   const layers = [...new Set(heads.map(([l]) => l))];
-  for (const l of layers) {
-    const w = model.params[`blocks.${l}.attn.W_O`];
-    if (!w || w.rank !== 3 || w.shape[0] !== H || w.shape[2] !== D) {
-      throw new ShapeError(`params['blocks.${l}.attn.W_O']`, expectedFound(`[${H}, d_head, ${D}]`, w ? w.shape : 'missing'));
+  // W_O of the layers read, as float32 (half-precision weights are decoded once and freed at the end)
+  const WO = new Map<number, tf.Tensor>();
+  try {
+    for (const l of layers) {
+      const name = `blocks.${l}.attn.W_O`;
+      const w = model.hasWeight(name) ? model.weight(name) : undefined;
+      if (w) WO.set(l, w);
+      if (!w || w.rank !== 3 || w.shape[0] !== H || w.shape[2] !== D) {
+        throw new ShapeError(`params['${name}']`, expectedFound(`[${H}, d_head, ${D}]`, w ? w.shape : 'missing'));
+      }
     }
+    return await headOutputChunks(model, batch, heads, layers, WO, mode, bs);
+  } finally {
+    tf.dispose([...WO.values()]);
   }
+}
+
+async function headOutputChunks(
+  model: ModelView,
+  batch: Batch,
+  heads: Array<[number, number]>,
+  layers: number[],
+  WO: Map<number, tf.Tensor>,
+  mode: 'mean' | 'last',
+  bs: number,
+): Promise<tf.Tensor3D> {
+  const H = model.cfg.n_heads;
   const rows = await readBatch(batch);
   const names = layers.map((l) => `blocks.${l}.attn.hook_z` as HookName);
   return collectChunks(model, rows, batch.attentionMask !== undefined, bs, names, (cache, part) => {
@@ -124,7 +145,7 @@ export async function collectHeadOutputs(model: ModelView, batch: Batch, opts: C
       const zbar = tf.sum(tf.mul(z, tf.reshape(wPos, [size, p, 1, 1])), 1); // [b, H, dh]
       const idx = tf.tensor1d(heads.filter(([hl]) => hl === l).map(([, h]) => h), 'int32');
       const zsel = tf.transpose(tf.gather(zbar, idx, 1), [1, 0, 2]) as tf.Tensor3D; // [hs, b, dh]
-      const wo = tf.gather(model.params[`blocks.${l}.attn.W_O`], idx, 0) as tf.Tensor3D; // [hs, dh, D]
+      const wo = tf.gather(WO.get(l)!, idx, 0) as tf.Tensor3D; // [hs, dh, D]
       return tf.transpose(tf.matMul(zsel, wo), [1, 0, 2]); // [b, hs, D]
     });
     return (perLayer.length === 1 ? perLayer[0] : tf.concat(perLayer, 1)) as tf.Tensor3D;

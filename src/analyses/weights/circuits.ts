@@ -20,18 +20,92 @@ export interface ResolvedWeights {
   nLayers: number;
   nHeads: number;
   modelName?: string;
+  /**
+   * Frees the float32 copies of half-precision weights that `params` decoded on first use (a model
+   * loaded on WebGPU keeps F16/BF16 matrices packed in `halfParams`); a no-op for float32 weights.
+   */
+  release(): void;
+}
+
+interface HalfSource {
+  params: Params;
+  halfParams?: Record<string, unknown>;
+  weight?: (name: string) => tf.Tensor;
+}
+
+/**
+ * The weights of a model as one float32 record: its float32 `params` as they are, and each weight
+ * it keeps in half precision decoded to float32 the first time it is read (kept until `release`).
+ */
+function float32View(m: HalfSource): { params: Params; release: () => void } {
+  const half = new Set(m.halfParams ? Object.keys(m.halfParams) : []);
+  const weight = m.weight;
+  if (!half.size || typeof weight !== 'function') return { params: m.params, release: () => {} };
+  const decoded = new Map<string, tf.Tensor>();
+  const params = new Proxy(m.params, {
+    get(target, key, receiver) {
+      if (typeof key === 'string' && half.has(key) && !Object.prototype.hasOwnProperty.call(target, key)) {
+        let t = decoded.get(key);
+        if (!t) {
+          t = tf.keep(weight.call(m, key));
+          decoded.set(key, t);
+        }
+        return t;
+      }
+      return Reflect.get(target, key, receiver);
+    },
+    has(target, key) {
+      return Reflect.has(target, key) || (typeof key === 'string' && half.has(key));
+    },
+  });
+  return {
+    params,
+    release: () => {
+      tf.dispose([...decoded.values()]);
+      decoded.clear();
+    },
+  };
+}
+
+/** Resolve the weights, run `fn` on them and free the decoded half-precision copies afterwards. */
+export async function withWeights<R>(src: WeightsSource, fn: (w: ResolvedWeights) => Promise<R> | R, where = 'model'): Promise<R> {
+  const w = resolveWeights(src, where);
+  try {
+    return await fn(w);
+  } finally {
+    w.release();
+  }
 }
 
 function isParams(x: unknown): x is Params {
   return !!x && typeof x === 'object' && !('params' in (x as object) && !((x as { params: unknown }).params instanceof tf.Tensor));
 }
 
-/** Find params, number of layers and heads (from cfg when given, otherwise from the weight names). */
+/**
+ * Find params, number of layers and heads (from cfg when given, otherwise from the weight names).
+ * Weights a model keeps in half precision are decoded to float32 when first read; call `release()`
+ * when done (or use `withWeights`).
+ */
 export function resolveWeights(src: WeightsSource, where = 'model'): ResolvedWeights {
   if (!src || typeof src !== 'object') throw new ValueError(where, expectedFound('a model or a params record', typeof src));
-  const params: Params = isParams(src) ? src : (src as { params: Params }).params;
   const cfg = isParams(src) ? undefined : (src as { cfg?: Record<string, unknown> }).cfg;
-  if (!params || typeof params !== 'object') throw new ValueError(`${where}.params`, expectedFound('a params record', typeof params));
+  const raw: Params = isParams(src) ? src : (src as { params: Params }).params;
+  if (!raw || typeof raw !== 'object') throw new ValueError(`${where}.params`, expectedFound('a params record', typeof raw));
+  const { params, release } = isParams(src) ? { params: raw, release: () => {} } : float32View(src as HalfSource);
+  try {
+    return { ...countHeads(params, cfg, where), params, modelName: modelNameOf(src, cfg), release };
+  } catch (e) {
+    release();
+    throw e;
+  }
+}
+
+function modelNameOf(src: WeightsSource, cfg: Record<string, unknown> | undefined): string | undefined {
+  const name = cfg?.model_name ?? cfg?.name ?? (isParams(src) ? undefined : (src as { name?: unknown }).name);
+  return typeof name === 'string' ? name : undefined;
+}
+
+function countHeads(params: Params, cfg: Record<string, unknown> | undefined, where: string): { nLayers: number; nHeads: number } {
   let nLayers = typeof cfg?.n_layers === 'number' ? (cfg.n_layers as number) : 0;
   if (!nLayers) {
     while (params[`blocks.${nLayers}.attn.W_Q`]) nLayers++;
@@ -42,8 +116,7 @@ export function resolveWeights(src: WeightsSource, where = 'model'): ResolvedWei
     const h = headCounts(params, l).nHeads;
     if (h !== nHeads) throw new ShapeError(`blocks.${l}.attn.W_Q`, expectedFound(`${nHeads} heads like layer 0`, h));
   }
-  const name = cfg?.model_name ?? cfg?.name ?? (isParams(src) ? undefined : (src as { name?: unknown }).name);
-  return { params, nLayers, nHeads, modelName: typeof name === 'string' ? name : undefined };
+  return { nLayers, nHeads };
 }
 
 /** W_E [d_vocab, d_model] and W_U [d_model, d_vocab], checked against each other. */
@@ -79,20 +152,24 @@ async function factoredOf(make: () => [tf.Tensor2D, tf.Tensor2D], where: string)
  * (W_E W_V) [d_vocab x d_head] times (W_O W_U) [d_head x d_vocab]. Entry [s][t]: how much attending
  * to source token s raises the logit of token t.
  */
-export function ovCircuit(params: Params, layer: number, head: number): Promise<FactoredMatrix> {
-  const { kv } = checkHead(params, layer, head);
-  const { WE, WU } = embedUnembed(params);
-  return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_V`, kv)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_O`, head), WU)], 'ovCircuit');
+export function ovCircuit(src: WeightsSource, layer: number, head: number): Promise<FactoredMatrix> {
+  return withWeights(src, ({ params }) => {
+    const { kv } = checkHead(params, layer, head);
+    const { WE, WU } = embedUnembed(params);
+    return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_V`, kv)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_O`, head), WU)], 'ovCircuit');
+  });
 }
 
 /**
  * Token-space QK circuit W_E W_Q W_K^T W_E^T (query token rows, key token columns), factored as
  * (W_E W_Q) [d_vocab x d_head] times (W_E W_K)^T [d_head x d_vocab].
  */
-export function qkCircuit(params: Params, layer: number, head: number): Promise<FactoredMatrix> {
-  const { kv } = checkHead(params, layer, head);
-  const { WE } = embedUnembed(params);
-  return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_Q`, head)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_K`, kv), WE, true, true)], 'qkCircuit');
+export function qkCircuit(src: WeightsSource, layer: number, head: number): Promise<FactoredMatrix> {
+  return withWeights(src, ({ params }) => {
+    const { kv } = checkHead(params, layer, head);
+    const { WE } = embedUnembed(params);
+    return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_Q`, head)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_K`, kv), WE, true, true)], 'qkCircuit');
+  });
 }
 
 export interface FullCircuitOptions {
@@ -100,9 +177,9 @@ export interface FullCircuitOptions {
   maxVocab?: number;
 }
 
-function guardVocab(params: Params, opts: FullCircuitOptions, where: string): void {
+async function guardVocab(src: WeightsSource, opts: FullCircuitOptions, where: string): Promise<void> {
   const maxVocab = opts.maxVocab ?? 4096;
-  const { dVocab } = embedUnembed(params);
+  const dVocab = await withWeights(src, ({ params }) => embedUnembed(params).dVocab);
   if (dVocab > maxVocab) {
     throw new ValueError(
       where,
@@ -113,13 +190,13 @@ function guardVocab(params: Params, opts: FullCircuitOptions, where: string): vo
 }
 
 /** Dense token x token OV circuit W_E W_V W_O W_U (small vocabularies only; see opts.maxVocab). */
-export async function ovFullCircuit(params: Params, layer: number, head: number, opts: FullCircuitOptions = {}): Promise<Matrix> {
-  guardVocab(params, opts, 'ovFullCircuit');
-  return (await ovCircuit(params, layer, head)).AB;
+export async function ovFullCircuit(src: WeightsSource, layer: number, head: number, opts: FullCircuitOptions = {}): Promise<Matrix> {
+  await guardVocab(src, opts, 'ovFullCircuit');
+  return (await ovCircuit(src, layer, head)).AB;
 }
 
 /** Dense token x token QK circuit W_E W_Q W_K^T W_E^T (rows: query token, columns: key token; small vocabularies only). */
-export async function qkFullCircuit(params: Params, layer: number, head: number, opts: FullCircuitOptions = {}): Promise<Matrix> {
-  guardVocab(params, opts, 'qkFullCircuit');
-  return (await qkCircuit(params, layer, head)).AB;
+export async function qkFullCircuit(src: WeightsSource, layer: number, head: number, opts: FullCircuitOptions = {}): Promise<Matrix> {
+  await guardVocab(src, opts, 'qkFullCircuit');
+  return (await qkCircuit(src, layer, head)).AB;
 }

@@ -22,7 +22,7 @@ import { Matrix } from 'ml-matrix';
 import { ShapeError, ValueError, expectedFound } from '../../errors.js';
 import { rng } from '../../util/random.js';
 import { FactoredMatrix, WeightReader, fromFlat, headCounts, leftFactor, raw, rightFactor, toFlat32, type Params } from './factored.js';
-import { resolveWeights, type WeightsSource } from './circuits.js';
+import { withWeights, type WeightsSource } from './circuits.js';
 
 export type CompositionMode = 'Q' | 'K' | 'V';
 
@@ -66,9 +66,11 @@ export async function headCompositionScore(
   layer: number,
   head: number,
 ): Promise<number> {
-  const reader = new WeightReader(resolveWeights(src).params);
-  const [left, right] = await Promise.all([reader.OV(srcLayer, srcHead), receivingCircuit(reader, layer, head, mode)]);
-  return compositionScore(left, right);
+  return withWeights(src, async ({ params }) => {
+    const reader = new WeightReader(params);
+    const [left, right] = await Promise.all([reader.OV(srcLayer, srcHead), receivingCircuit(reader, layer, head, mode)]);
+    return compositionScore(left, right);
+  });
 }
 
 export interface CompositionRow {
@@ -303,20 +305,21 @@ async function computeModes(src: WeightsSource, modes: CompositionMode[], opts: 
   }
   const engine = opts.engine ?? 'auto';
   if (!['auto', 'ml-matrix', 'tf'].includes(engine)) throw new ValueError('opts.engine', expectedFound("'auto', 'ml-matrix' or 'tf'", engine));
-  const { params, nLayers, nHeads, modelName } = resolveWeights(src);
-  const { dModel, dHead } = headCounts(params, 0);
-  const work = nHeads * dHead * dModel * nHeads * dHead;
-  const useTf = engine === 'tf' || (engine === 'auto' && work > 3e7);
-  const baseline = opts.baseline ? compositionBaseline(dModel, dHead, { samples: opts.baselineSamples, seed: opts.seed }) : undefined;
-  const reader = new WeightReader(params);
-  const lefts = await sendingFactors(reader, nLayers, nHeads);
-  const out: CompositionResult[] = [];
-  for (const mode of modes) {
-    const rights = await receivingFactors(reader, nLayers, nHeads, mode);
-    const scores = await pairScores(lefts, rights, nLayers, nHeads, useTf);
-    out.push(buildResult(mode, scores, nLayers, nHeads, useTf, baseline, opts, modelName));
-  }
-  return out;
+  return withWeights(src, async ({ params, nLayers, nHeads, modelName }) => {
+    const { dModel, dHead } = headCounts(params, 0);
+    const work = nHeads * dHead * dModel * nHeads * dHead;
+    const useTf = engine === 'tf' || (engine === 'auto' && work > 3e7);
+    const baseline = opts.baseline ? compositionBaseline(dModel, dHead, { samples: opts.baselineSamples, seed: opts.seed }) : undefined;
+    const reader = new WeightReader(params);
+    const lefts = await sendingFactors(reader, nLayers, nHeads);
+    const out: CompositionResult[] = [];
+    for (const mode of modes) {
+      const rights = await receivingFactors(reader, nLayers, nHeads, mode);
+      const scores = await pairScores(lefts, rights, nLayers, nHeads, useTf);
+      out.push(buildResult(mode, scores, nLayers, nHeads, useTf, baseline, opts, modelName));
+    }
+    return out;
+  });
 }
 
 /**

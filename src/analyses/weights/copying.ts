@@ -19,7 +19,7 @@ import type { Matrix } from 'ml-matrix';
 import { ValueError, expectedFound } from '../../errors.js';
 import { makeHeadScores, type HeadScores } from '../../results.js';
 import { FactoredMatrix, eigenvaluesOf, fromFlat, getParam, headCounts, kvHead, type Eigenvalues, type Params } from './factored.js';
-import { embedUnembed, resolveWeights, type WeightsSource } from './circuits.js';
+import { embedUnembed, withWeights, type WeightsSource } from './circuits.js';
 
 export type CopyingMeasure = 'positive-share' | 'elhage';
 
@@ -98,9 +98,10 @@ async function ovTokenCores(params: Params, nLayers: number): Promise<Matrix[][]
 
 /** Eigenvalues of the token-space OV circuit W_E W_V W_O W_U of one head (via the d_head x d_head core). */
 export async function ovTokenEigenvalues(src: WeightsSource, layer: number, head: number): Promise<Eigenvalues> {
-  const { params, nLayers } = resolveWeights(src);
-  if (!(Number.isInteger(layer) && layer >= 0 && layer < nLayers)) throw new ValueError('layer', expectedFound(`an integer in [0, ${nLayers})`, layer));
-  const cores = await ovTokenCores(params, layer + 1);
+  const cores = await withWeights(src, ({ params, nLayers }) => {
+    if (!(Number.isInteger(layer) && layer >= 0 && layer < nLayers)) throw new ValueError('layer', expectedFound(`an integer in [0, ${nLayers})`, layer));
+    return ovTokenCores(params, layer + 1);
+  });
   const row = cores[layer];
   if (!(Number.isInteger(head) && head >= 0 && head < row.length)) throw new ValueError('head', expectedFound(`an integer in [0, ${row.length})`, head));
   return eigenvaluesOf(row[head]);
@@ -127,8 +128,7 @@ export async function copyingScores(src: WeightsSource, opts: CopyingScoresOptio
   if (measure !== 'positive-share' && measure !== 'elhage') {
     throw new ValueError('opts.measure', expectedFound("'positive-share' or 'elhage'", measure));
   }
-  const { params, nLayers, modelName } = resolveWeights(src);
-  const cores = await ovTokenCores(params, nLayers);
+  const { cores, modelName } = await withWeights(src, async ({ params, nLayers, modelName }) => ({ cores: await ovTokenCores(params, nLayers), modelName }));
   const positiveShare: number[][] = [];
   const elhageRatio: number[][] = [];
   const eigenvalueMass: number[][] = [];

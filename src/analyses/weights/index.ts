@@ -16,7 +16,7 @@ export {
   OV,
 } from './factored.js';
 export type { MatrixInput, FactoredSVD, Eigenvalues, Params } from './factored.js';
-export { resolveWeights, embedUnembed, ovCircuit, qkCircuit, ovFullCircuit, qkFullCircuit } from './circuits.js';
+export { resolveWeights, withWeights, embedUnembed, ovCircuit, qkCircuit, ovFullCircuit, qkFullCircuit } from './circuits.js';
 export type { WeightsSource, ResolvedWeights, FullCircuitOptions } from './circuits.js';
 export { copyingScore, headCopyingScore, copyingScores, copyingParts, ovTokenEigenvalues } from './copying.js';
 export type { CopyingMeasure, CopyingParts, CopyingScoresOptions } from './copying.js';
