@@ -111,15 +111,22 @@ async function benchMatmul(n, reps) {
 }
 
 /** Forward with the full activation cache (TransformerLens's run_with_cache default set), per case. */
-async function benchForward(model, cases) {
+/** Forward timings per case: with the full cache (`withCache`, TransformerLens's run_with_cache) or logits only. */
+async function benchForward(model, cases, withCache = true) {
   const out = [];
+  const what = (cs) => (withCache ? `full cache${cs.cacheOn === 'host' ? ' on the host' : ''}` : 'no cache');
   for (const cs of cases) {
     const { B, T } = cs;
+    const tags = withCache ? { cache_on: cs.cacheOn ?? 'device' } : {};
     try {
       const ids = randomIds(B, T, model.cfg.d_vocab);
       const n0 = tf.memory().numTensors;
       let names = null;
       const r = await timed(async () => {
+        if (!withCache) {
+          const logits = await model.forward(ids);
+          return { wait: logits, done: () => logits.dispose() };
+        }
         const { logits, cache } = await model.runWithCache(ids, { cacheOn: cs.cacheOn });
         names ??= cache.keys();
         return {
@@ -131,34 +138,13 @@ async function benchForward(model, cases) {
         };
       }, cs.reps, cs.warmup ?? 1);
       const flops = forwardFlops(model.cfg, B, T);
-      out.push({ B, T, cache_on: cs.cacheOn ?? 'device', reps: cs.reps, ...r, flops, flops_per_s: flops / r.seconds, cached_tensors: names.length, tensors_leaked: tf.memory().numTensors - n0 });
-      log(`forward (full cache${cs.cacheOn === 'host' ? ' on the host' : ''}) B=${B} T=${T}: ${r.seconds.toFixed(4)} s, ${(flops / r.seconds / 1e9).toFixed(1)} GFLOP/s`);
+      const extra = withCache ? { cached_tensors: names.length, tensors_leaked: tf.memory().numTensors - n0 } : {};
+      out.push({ B, T, ...tags, reps: cs.reps, ...r, flops, flops_per_s: flops / r.seconds, ...extra });
+      log(`forward (${what(cs)}) B=${B} T=${T}: ${r.seconds.toFixed(4)} s, ${(flops / r.seconds / 1e9).toFixed(1)} GFLOP/s`);
     } catch (e) {
       // one size failing (e.g. the wasm heap) keeps the other sizes' numbers
-      out.push({ B, T, cache_on: cs.cacheOn ?? 'device', error: errMsg(e) });
-      log(`forward B=${B} T=${T} failed: ${errMsg(e)}`);
-    }
-  }
-  return out;
-}
-
-/** Forward without a cache (logits only), per case. */
-async function benchNoCache(model, cases) {
-  const out = [];
-  for (const cs of cases) {
-    const { B, T } = cs;
-    try {
-      const ids = randomIds(B, T, model.cfg.d_vocab);
-      const r = await timed(async () => {
-        const logits = await model.forward(ids);
-        return { wait: logits, done: () => logits.dispose() };
-      }, cs.reps, cs.warmup ?? 1);
-      const flops = forwardFlops(model.cfg, B, T);
-      out.push({ B, T, reps: cs.reps, ...r, flops, flops_per_s: flops / r.seconds });
-      log(`forward (no cache) B=${B} T=${T}: ${r.seconds.toFixed(4)} s`);
-    } catch (e) {
-      out.push({ B, T, error: errMsg(e) });
-      log(`forward (no cache) B=${B} T=${T} failed: ${errMsg(e)}`);
+      out.push({ B, T, ...tags, error: errMsg(e) });
+      log(`forward (${what(cs)}) B=${B} T=${T} failed: ${errMsg(e)}`);
     }
   }
   return out;
@@ -358,7 +344,7 @@ async function main() {
   }
   if (gpt2 && parts.has('sweeps')) await part('sweeps', async () => (result.sweeps = await benchSweeps(gpt2, P.sweeps, problems)));
   if (gpt2 && parts.has('forward')) await part('forward', async () => (result.forward = { cases: await benchForward(gpt2, P.forward) }));
-  if (gpt2 && parts.has('nocache')) await part('nocache', async () => (result.nocache = { cases: await benchNoCache(gpt2, P.nocache) }));
+  if (gpt2 && parts.has('nocache')) await part('nocache', async () => (result.nocache = { cases: await benchForward(gpt2, P.nocache, false) }));
   if (gpt2 && parts.has('memory')) await part('memory', async () => (result.memory = { cases: await benchMemory(gpt2, P.memory) }));
   if (gpt2 && parts.has('profile')) await part('profile', async () => (result.profile = await benchProfile(gpt2, P.profile)));
   gpt2?.dispose();

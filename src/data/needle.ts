@@ -70,9 +70,11 @@ export interface NeedleOptions {
   valueTokens?: number[];
   /** Number of value tokens (the answer length, default 1). */
   valueLength?: number;
-  /** Marker tokens: needle = keyMarker K period valueMarker V... period; question = questionMarker K valueMarker. */
+  /** Marker tokens: needle = keyMarker K separator valueMarker V... period; question = questionMarker K valueMarker. */
   keyMarker?: number[];
   valueMarker?: number[];
+  /** Tokens between the key and the value marker in a needle (default [periodToken]; [] puts V right after K). */
+  separator?: number[];
   questionMarker?: number[];
   /** BOS id to put first (default none). */
   bosId?: number;
@@ -152,6 +154,7 @@ export function makeNeedle(options: NeedleOptions = {}): NeedleExample {
   const period = options.periodToken ?? 1;
   const keyMarker = options.keyMarker ?? [2, 3];
   const valueMarker = options.valueMarker ?? [4, 3];
+  const separator = options.separator ?? [period];
   const questionMarker = options.questionMarker ?? [5, 2, 3];
   const vocabSize = options.vocabSize ?? 64;
   const special = new Set([period, ...keyMarker, ...valueMarker, ...questionMarker, ...(options.bosId !== undefined ? [options.bosId] : [])]);
@@ -164,7 +167,7 @@ export function makeNeedle(options: NeedleOptions = {}): NeedleExample {
   const valueLength = options.valueLength ?? 1;
   const key = [r.choice(options.keyTokens ?? filler)];
   const value = Array.from({ length: valueLength }, () => r.choice(options.valueTokens ?? filler));
-  const sentence = (k: number[], v: number[]) => [...keyMarker, ...k, period, ...valueMarker, ...v, period];
+  const sentence = (k: number[], v: number[]) => [...keyMarker, ...k, ...separator, ...valueMarker, ...v, period];
   const needle = sentence(key, value);
   const question = [...questionMarker, ...key, ...valueMarker];
   const bos = options.bosId !== undefined ? [options.bosId] : [];
@@ -197,7 +200,7 @@ export function makeNeedle(options: NeedleOptions = {}): NeedleExample {
   }
   const tokens = [...bos, ...ins.tokens, ...question];
   const off = bos.length;
-  const vStart = off + ins.needleSpan[0] + keyMarker.length + key.length + 1 + valueMarker.length;
+  const vStart = off + ins.needleSpan[0] + keyMarker.length + key.length + separator.length + valueMarker.length;
   const shift = (x: number) => off + x + (x >= ins.insertAt ? needle.length : 0);
   const distractors = dPairs.map((p, i) => ({ ...p, span: [shift(withD.spans[i][0]), shift(withD.spans[i][1] - 1) + 1] as [number, number] }));
   return {

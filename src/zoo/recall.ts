@@ -37,6 +37,8 @@ export const RECALL_FORMAT = {
   periodToken: rid('.'),
   keyMarker: [rid('key'), rid('is')],
   valueMarker: [rid('value'), rid('is')],
+  /** Between K and the value marker in a needle. */
+  separator: [rid('.')] as number[],
   questionMarker: [rid('what'), rid('key'), rid('is')],
   fillerTokens: RECALL_FILLER.map(rid),
   keyTokens: RECALL_KEYS.map(rid),
@@ -67,7 +69,7 @@ export function recallFormatText(): { needle: string; question: string } {
   const w = (ids: number[]) => ids.map((i) => RECALL_VOCAB[i]);
   const dot = RECALL_VOCAB[f.periodToken];
   return {
-    needle: [...w(f.keyMarker), 'K', dot, ...w(f.valueMarker), 'V', dot].join(' '),
+    needle: [...w(f.keyMarker), 'K', ...w(f.separator), ...w(f.valueMarker), 'V', dot].join(' '),
     question: [...w(f.questionMarker), 'K', ...w(f.valueMarker)].join(' '),
   };
 }
@@ -91,7 +93,7 @@ export function recallTokenizer(): Tokenizer {
 export function recallExample(length: number, depth: number, seed: number, distractors = RECALL_FORMAT.distractors): NeedleExample {
   const f = RECALL_FORMAT;
   return makeNeedle({
-    length, depth, seed, bosId: f.bosId, periodToken: f.periodToken, keyMarker: f.keyMarker, valueMarker: f.valueMarker,
+    length, depth, seed, bosId: f.bosId, periodToken: f.periodToken, keyMarker: f.keyMarker, valueMarker: f.valueMarker, separator: f.separator,
     questionMarker: f.questionMarker, fillerTokens: f.fillerTokens, keyTokens: f.keyTokens, valueTokens: f.valueTokens,
     sentenceLength: f.sentenceLength, distractors,
   });
@@ -166,7 +168,7 @@ export function recallTrainBatch(batchSize: number, s: number): { x: number[][];
   const f = RECALL_FORMAT;
   const r = rng(s);
   const len = r.range(f.trainLengths[0], f.trainLengths[1]);
-  const sentence = f.keyMarker.length + f.valueMarker.length + 4; // marker K . marker V .
+  const sentence = f.keyMarker.length + f.separator.length + f.valueMarker.length + 3; // marker K separator marker V .
   const question = f.questionMarker.length + 1 + f.valueMarker.length;
   const fits = Math.floor((len - 1 - question - sentence - 1) / sentence); // BOS, question, needle, >= 1 filler token
   const nd = Math.min(r.range(f.trainDistractors[0], f.trainDistractors[1]), fits);
