@@ -190,6 +190,32 @@ describe('token-space circuits and OV copying scores', () => {
   }
   const disposeAll = (p: Record<string, tf.Tensor>) => Object.values(p).forEach((t) => t.dispose());
 
+  it('a model keeping some weights in half precision (halfParams, as on WebGPU): the analyses decode them on first read and free the copies', async () => {
+    const dVocab = 10, dModel = 6, dHead = 3;
+    const WE = randMat(dVocab, dModel, 41);
+    const heads = [0, 1].map((h) => ({ WV: randMat(dModel, dHead, 42 + h).to2DArray(), WO: randMat(dHead, dModel, 44 + h).to2DArray() }));
+    const full = oneLayer(WE.to2DArray(), randMat(dModel, dVocab, 46).to2DArray(), heads);
+    const packed = new Set(['embed.W_E', 'blocks.0.attn.W_V', 'blocks.0.attn.W_O']);
+    const decoded: string[] = [];
+    // stands in for HookedTransformer: the packed weights are absent from params, weight(name) decodes a new float32 tensor
+    const model = {
+      cfg: { n_layers: 1, model_name: 'half' },
+      params: Object.fromEntries(Object.entries(full).filter(([k]) => !packed.has(k))),
+      halfParams: Object.fromEntries([...packed].map((k) => [k, { shape: full[k].shape }])),
+      weight: (name: string) => (decoded.push(name), full[name].clone()),
+    };
+    const before = tf.memory().numTensors;
+    const viaHalf = await copyingScores(model);
+    const ov = await ovCircuit(model, 0, 1);
+    assert.equal(tf.memory().numTensors, before, 'the decoded copies are freed');
+    assert.deepEqual([...new Set(decoded)].sort(), [...packed].sort());
+    const direct = await copyingScores(full);
+    const ovDirect = await ovCircuit(full, 0, 1);
+    assert.deepEqual(viaHalf.scores, direct.scores);
+    assert.deepEqual(ov.AB.to2DArray(), ovDirect.AB.to2DArray());
+    disposeAll(full);
+  });
+
   it('a built copying head scores > 0.9, a built anti-copying head < 0.1, a random head in between', async () => {
     const dVocab = 12, dModel = 8, dHead = 4;
     const WE = randMat(dVocab, dModel, 31);

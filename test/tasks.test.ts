@@ -223,6 +223,20 @@ describe('needle in a haystack', () => {
     assert.deepEqual(makeNeedle({ seed: 9 }).tokens, makeNeedle({ seed: 9 }).tokens);
   });
 
+  it('the separator between key and value: default the period, [] puts the value right after the key', () => {
+    const base = { length: 60, depth: 0.5, seed: 5, periodToken: 1, keyMarker: [2, 3], questionMarker: [5, 2, 3], keyTokens: [40, 41, 42], valueTokens: [50, 51, 52] };
+    const dflt = makeNeedle({ ...base, valueMarker: [4, 3] });
+    const [s] = dflt.needleSpan;
+    assert.deepEqual(dflt.tokens.slice(s, dflt.needleSpan[1]), [2, 3, dflt.key[0], 1, 4, 3, dflt.answer[0], 1]);
+    const adj = makeNeedle({ ...base, valueMarker: [], separator: [], distractors: 2 });
+    const [a, b] = adj.needleSpan;
+    assert.deepEqual(adj.tokens.slice(a, b), [2, 3, adj.key[0], adj.answer[0], 1]);
+    assert.deepEqual(adj.tokens.slice(adj.valueSpan[0], adj.valueSpan[1]), adj.answer);
+    assert.deepEqual(adj.tokens.slice(adj.questionSpan[0]), [5, 2, 3, adj.key[0]], 'the question ends with the key');
+    for (const d of adj.distractors!) assert.deepEqual(adj.tokens.slice(d.span[0], d.span[1]), [2, 3, d.key[0], d.value[0], 1]);
+    assert.equal(adj.tokens.length, 60);
+  });
+
   it('text needles with GPT-2 BPE and the 90% span rule', () => {
     const tokenizer = { encode: gpt2Encode };
     const hay = 'The cat sat on the mat. It was a sunny day. Birds were singing in the trees. ';

@@ -372,6 +372,31 @@ describe('model zoo: recall (needle retrieval with distractors)', () => {
     }
   });
 
+  it('training rows with trainRepeats 2 ask every pair of the context (needle included) twice, each answer its own value', () => {
+    const f = RECALL_FORMAT;
+    const saved = { trainRepeats: f.trainRepeats, trainDistractors: f.trainDistractors };
+    Object.assign(f, { trainRepeats: 2, trainDistractors: [2, 2] });
+    try {
+      const b = recallTrainBatch(2, 91);
+      for (let i = 0; i < 2; i++) {
+        const row = [b.x[i][0], ...b.y[i]];
+        const scored = b.w[i].flatMap((w, t) => (w ? [t] : []));
+        const asked = new Map<number, number>();
+        for (let j = 0; j < scored.length; j += 2) {
+          const a = scored[j];
+          const key = row[a - f.valueMarker.length];
+          const at = row.findIndex((t, p) => t === key && f.keyMarker.every((m, k) => row[p - f.keyMarker.length + k] === m));
+          assert.equal(b.y[i][a], row[at + 1 + f.separator.length + f.valueMarker.length], 'the answer is the value of the asked key');
+          asked.set(key, (asked.get(key) ?? 0) + 1);
+        }
+        // three pairs (the needle and 2 distractors), each asked twice: the prompt's question plus five more
+        assert.deepEqual([...asked.values()], [2, 2, 2]);
+      }
+    } finally {
+      Object.assign(f, saved);
+    }
+  });
+
   it(`accuracy >= ${RECALL_BOUNDS.accuracy} on a fresh grid of lengths and depths (the trained format; chance 1/16)`, async () => {
     const before = tf.memory().numTensors;
     const g = await recallAccuracyGrid(model, { n: 12, seed: 4321 });

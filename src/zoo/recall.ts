@@ -56,6 +56,12 @@ export const RECALL_FORMAT = {
   stopToken: rid('<0x0A>'),
   /** Training lengths are drawn uniformly from this range (inclusive). */
   trainLengths: [24, 96] as [number, number],
+  /**
+   * Questions per pair in a training row: after the prompt and its answer, every pair of the context
+   * (needle and distractors) is asked about this many times in all, in seeded order (1: each distractor
+   * once, as the shipped model was trained).
+   */
+  trainRepeats: 1,
   /** Training distractor counts are drawn uniformly from this range (inclusive); see `distractors`. */
   trainDistractors: [0, 0] as [number, number],
   /** The evaluation grid of the model card. */
@@ -175,7 +181,9 @@ export function recallTrainBatch(batchSize: number, s: number): { x: number[][];
   const rows = recallBatch(batchSize, len, deriveSeed(s, 1), undefined, nd).map((e, i) => {
     const seq = [...e.tokens, e.answer[0], f.stopToken];
     const scored = [len - 1, len];
-    for (const d of rng(deriveSeed(s, 2, i)).shuffle([...(e.distractors ?? [])])) {
+    const pairs = [...(e.distractors ?? [])];
+    const asked = Array.from({ length: f.trainRepeats }, () => [{ key: e.key, value: e.answer }, ...pairs]).flat().slice(1);
+    for (const d of rng(deriveSeed(s, 2, i)).shuffle(asked)) {
       seq.push(...f.questionMarker, ...d.key, ...f.valueMarker);
       scored.push(seq.length - 1, seq.length);
       seq.push(d.value[0], f.stopToken);
