@@ -550,7 +550,8 @@ describe('model zoo: short training runs (wasm-friendly sizes)', () => {
     const ac = new AbortController();
     const t = await trainBB({ finalEval: false, evalEvery: 1e9, signal: ac.signal, onEval: () => undefined, checkpointSteps: [2], onCheckpoint: () => ac.abort() });
     assert.equal(t.result.completed, 2);
-    assert.ok(Math.abs(t.result.loss[0] - log.loss[0]) < 1e-6, `step 1: ${t.result.loss[0]} vs ${log.loss[0]}`);
+    // the log was written on wasm; WebGPU sums the same float32 terms in another order (1.4e-6 apart on lavapipe)
+    assert.ok(Math.abs(t.result.loss[0] - log.loss[0]) < 4e-6, `step 1: ${t.result.loss[0]} vs ${log.loss[0]}`);
     assert.ok(Math.abs(t.result.loss[1] - log.loss[1]) < 1e-4, `step 2: ${t.result.loss[1]} vs ${log.loss[1]}`);
     assert.ok(Math.abs(t.result.gradNorm[0] - log.gradNorm[0]) < 1e-5);
     t.model.dispose();
