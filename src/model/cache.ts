@@ -7,15 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { HookError, ShapeError, expectedFound } from '../errors.js';
-import type { ModelConfig } from './config.js';
-
-/** What the cache helpers read from the model: its config and weights. */
-export interface CacheModel {
-  readonly cfg: ModelConfig;
-  readonly params: Record<string, tf.Tensor>;
-  /** A weight as float32, owned by the caller (HookedTransformer.weight: half-precision weights decoded). */
-  weight?(name: string): tf.Tensor;
-}
+import type { ModelView } from './view.js';
 
 /** An activation kept in host memory. */
 export interface HostTensor {
@@ -35,7 +27,7 @@ export class ActivationCache {
   private readonly host: Record<string, HostTensor>;
   constructor(
     readonly tensors: Record<string, tf.Tensor>,
-    readonly model: CacheModel,
+    readonly model: ModelView,
     host?: Record<string, HostTensor>,
   ) {
     this.host = host ?? {};
@@ -43,7 +35,7 @@ export class ActivationCache {
 
   /** A weight as float32 inside a tidy (decoded when the model keeps it in half precision). */
   private weightF32(name: string): tf.Tensor {
-    return this.model.weight ? this.model.weight(name) : this.model.params[name];
+    return this.model.weight(name);
   }
 
   /** Cached hook names, in the order the forward passed them. */

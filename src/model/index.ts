@@ -1,5 +1,5 @@
 export { HookedTransformer, hostValues, readHost, disposeKV, type Tokens, type Mask, type KVCache, type ForwardOptions, type CacheOptions, type ForwardResult, type NamesFilter } from './hooked.js';
-export { ActivationCache, type HostTensor, type Stack, type CacheModel } from './cache.js';
+export { ActivationCache, type HostTensor, type Stack } from './cache.js';
 export { readBatch, firstRealIndex, forEachChunk, sliceBatch, type ModelView, type Batch, type HostBatch } from './view.js';
 export * as ops from './ops.js';
 export { lastRowArgmaxHook } from './forward.js';
