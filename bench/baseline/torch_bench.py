@@ -176,6 +176,20 @@ def bench_matmul(spec, dev):
     return {'n': n, 'reps': reps, 'seconds': dt, 'flops': 2 * n ** 3, 'flops_per_s': 2 * n ** 3 / dt}
 
 
+def timed_runs(run, case, dev):
+    """case['warmup'] (default 1) untimed runs, then case['reps'] (default 3) timed ones, each synchronised; returns the times."""
+    for _ in range(case.get('warmup', 1)):
+        run()
+    sync(dev)
+    times = []
+    for _ in range(case.get('reps', 3)):
+        t0 = time.perf_counter()
+        run()
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def bench_forward(model, spec, dev, names):
     out = []
     for case in spec['cases']:
@@ -201,17 +215,7 @@ def bench_forward(model, spec, dev, names):
                 mem['peak_kind'] = 'growth of the process max RSS (ru_maxrss) during the first run; 0 when an earlier run already reached it'
             missing = sorted(set(names) - set(cache))
             del logits, cache
-            for _ in range(case.get('warmup', 1)):
-                logits, cache = model.run_with_cache(tokens, names)
-                del logits, cache
-            sync(dev)
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                logits, cache = model.run_with_cache(tokens, names)
-                sync(dev)
-                times.append(time.perf_counter() - t0)
-                del logits, cache
+            times = timed_runs(lambda: model.run_with_cache(tokens, names), case, dev)
         out.append({'B': B, 'T': T, 'reps': reps, 'seconds': sorted(times)[len(times) // 2], 'all_seconds': times, 'memory': mem, 'names_missing': missing})
         log(f'forward B={B} T={T}: {out[-1]["seconds"]:.4f} s')
     return out
@@ -224,15 +228,7 @@ def bench_nocache(model, spec, dev):
         g = torch.Generator(device='cpu').manual_seed(7)
         tokens = torch.randint(0, model.cfg['d_vocab'], (B, T), generator=g).to(dev)
         with torch.inference_mode():
-            for _ in range(case.get('warmup', 1)):
-                model.forward(tokens)
-            sync(dev)
-            times = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                model.forward(tokens)
-                sync(dev)
-                times.append(time.perf_counter() - t0)
+            times = timed_runs(lambda: model.forward(tokens), case, dev)
         out.append({'B': B, 'T': T, 'reps': reps, 'seconds': sorted(times)[len(times) // 2], 'all_seconds': times})
         log(f'forward (no cache) B={B} T={T}: {out[-1]["seconds"]:.4f} s')
     return out
