@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Matrix } from 'ml-matrix';
 import { ShapeError, ValueError, expectedFound } from '../../errors.js';
-import { FactoredMatrix, checkHead, getParam, headCounts, readMatrix, type Params } from './factored.js';
+import { FactoredMatrix, checkHead, getParam, headCountsOf, readMatrix, type Params } from './factored.js';
 
 /** A model (anything with .params and optionally .cfg) or a bare params record. */
 export type WeightsSource =
@@ -29,7 +29,7 @@ export interface ResolvedWeights {
 
 interface HalfSource {
   params: Params;
-  halfParams?: Record<string, unknown>;
+  halfParams?: Record<string, { shape: number[] }>;
   weight?: (name: string) => tf.Tensor;
 }
 
@@ -91,13 +91,11 @@ export function resolveWeights(src: WeightsSource, where = 'model'): ResolvedWei
   const cfg = isParams(src) ? undefined : (src as { cfg?: Record<string, unknown> }).cfg;
   const raw: Params = isParams(src) ? src : (src as { params: Params }).params;
   if (!raw || typeof raw !== 'object') throw new ValueError(`${where}.params`, expectedFound('a params record', typeof raw));
+  // layers and heads from the shapes alone: nothing is decoded until an analysis reads a weight
+  const half = isParams(src) ? undefined : (src as HalfSource).halfParams;
+  const counts = countHeads((name) => raw[name]?.shape ?? half?.[name]?.shape, cfg, where);
   const { params, release } = isParams(src) ? { params: raw, release: () => {} } : float32View(src as HalfSource);
-  try {
-    return { ...countHeads(params, cfg, where), params, modelName: modelNameOf(src, cfg), release };
-  } catch (e) {
-    release();
-    throw e;
-  }
+  return { ...counts, params, modelName: modelNameOf(src, cfg), release };
 }
 
 function modelNameOf(src: WeightsSource, cfg: Record<string, unknown> | undefined): string | undefined {
@@ -105,15 +103,15 @@ function modelNameOf(src: WeightsSource, cfg: Record<string, unknown> | undefine
   return typeof name === 'string' ? name : undefined;
 }
 
-function countHeads(params: Params, cfg: Record<string, unknown> | undefined, where: string): { nLayers: number; nHeads: number } {
+function countHeads(shapeOf: (name: string) => number[] | undefined, cfg: Record<string, unknown> | undefined, where: string): { nLayers: number; nHeads: number } {
   let nLayers = typeof cfg?.n_layers === 'number' ? (cfg.n_layers as number) : 0;
   if (!nLayers) {
-    while (params[`blocks.${nLayers}.attn.W_Q`]) nLayers++;
+    while (shapeOf(`blocks.${nLayers}.attn.W_Q`)) nLayers++;
   }
   if (!nLayers) throw new ValueError(`${where}.params`, expectedFound("'blocks.0.attn.W_Q' and following layers", 'no attention weights'));
-  const nHeads = headCounts(params, 0).nHeads;
+  const nHeads = headCountsOf(shapeOf, 0).nHeads;
   for (let l = 1; l < nLayers; l++) {
-    const h = headCounts(params, l).nHeads;
+    const h = headCountsOf(shapeOf, l).nHeads;
     if (h !== nHeads) throw new ShapeError(`blocks.${l}.attn.W_Q`, expectedFound(`${nHeads} heads like layer 0`, h));
   }
   return { nLayers, nHeads };
@@ -153,11 +151,13 @@ async function factoredOf(make: () => [tf.Tensor2D, tf.Tensor2D], where: string)
  * to source token s raises the logit of token t.
  */
 export function ovCircuit(src: WeightsSource, layer: number, head: number): Promise<FactoredMatrix> {
-  return withWeights(src, ({ params }) => {
-    const { kv } = checkHead(params, layer, head);
-    const { WE, WU } = embedUnembed(params);
-    return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_V`, kv)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_O`, head), WU)], 'ovCircuit');
-  });
+  return withWeights(src, ({ params }) => ovFactors(params, layer, head));
+}
+
+function ovFactors(params: Params, layer: number, head: number): Promise<FactoredMatrix> {
+  const { kv } = checkHead(params, layer, head);
+  const { WE, WU } = embedUnembed(params);
+  return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_V`, kv)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_O`, head), WU)], 'ovCircuit');
 }
 
 /**
@@ -165,11 +165,13 @@ export function ovCircuit(src: WeightsSource, layer: number, head: number): Prom
  * (W_E W_Q) [d_vocab x d_head] times (W_E W_K)^T [d_head x d_vocab].
  */
 export function qkCircuit(src: WeightsSource, layer: number, head: number): Promise<FactoredMatrix> {
-  return withWeights(src, ({ params }) => {
-    const { kv } = checkHead(params, layer, head);
-    const { WE } = embedUnembed(params);
-    return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_Q`, head)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_K`, kv), WE, true, true)], 'qkCircuit');
-  });
+  return withWeights(src, ({ params }) => qkFactors(params, layer, head));
+}
+
+function qkFactors(params: Params, layer: number, head: number): Promise<FactoredMatrix> {
+  const { kv } = checkHead(params, layer, head);
+  const { WE } = embedUnembed(params);
+  return factoredOf(() => [tf.matMul(WE, headTensor(params, `blocks.${layer}.attn.W_Q`, head)), tf.matMul(headTensor(params, `blocks.${layer}.attn.W_K`, kv), WE, true, true)], 'qkCircuit');
 }
 
 export interface FullCircuitOptions {
@@ -177,9 +179,9 @@ export interface FullCircuitOptions {
   maxVocab?: number;
 }
 
-async function guardVocab(src: WeightsSource, opts: FullCircuitOptions, where: string): Promise<void> {
+function guardVocab(params: Params, opts: FullCircuitOptions, where: string): void {
   const maxVocab = opts.maxVocab ?? 4096;
-  const dVocab = await withWeights(src, ({ params }) => embedUnembed(params).dVocab);
+  const { dVocab } = embedUnembed(params);
   if (dVocab > maxVocab) {
     throw new ValueError(
       where,
@@ -191,12 +193,16 @@ async function guardVocab(src: WeightsSource, opts: FullCircuitOptions, where: s
 
 /** Dense token x token OV circuit W_E W_V W_O W_U (small vocabularies only; see opts.maxVocab). */
 export async function ovFullCircuit(src: WeightsSource, layer: number, head: number, opts: FullCircuitOptions = {}): Promise<Matrix> {
-  await guardVocab(src, opts, 'ovFullCircuit');
-  return (await ovCircuit(src, layer, head)).AB;
+  return withWeights(src, async ({ params }) => {
+    guardVocab(params, opts, 'ovFullCircuit');
+    return (await ovFactors(params, layer, head)).AB;
+  });
 }
 
 /** Dense token x token QK circuit W_E W_Q W_K^T W_E^T (rows: query token, columns: key token; small vocabularies only). */
 export async function qkFullCircuit(src: WeightsSource, layer: number, head: number, opts: FullCircuitOptions = {}): Promise<Matrix> {
-  await guardVocab(src, opts, 'qkFullCircuit');
-  return (await qkCircuit(src, layer, head)).AB;
+  return withWeights(src, async ({ params }) => {
+    guardVocab(params, opts, 'qkFullCircuit');
+    return (await qkFactors(params, layer, head)).AB;
+  });
 }

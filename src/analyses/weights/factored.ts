@@ -444,11 +444,17 @@ export function rightFactor(fm: FactoredMatrix): Matrix {
 
 export type Params = Record<string, tf.Tensor>;
 
+/** The shape of the weight `name` (undefined when missing), checked for rank. */
+function checkedShape(shape: number[] | undefined, name: string, rank: number): number[] {
+  if (!shape) throw new ValueError(`params['${name}']`, expectedFound('a weight tensor', 'nothing (missing key)'));
+  if (shape.length !== rank) throw new ShapeError(`params['${name}']`, expectedFound(`rank ${rank}`, `shape [${shape.join(', ')}]`));
+  return shape;
+}
+
 /** params[name], checked for rank (shapes only: nothing is read). */
 export function getParam(params: Params, name: string, rank: number): tf.Tensor {
   const t = params[name];
-  if (!t) throw new ValueError(`params['${name}']`, expectedFound('a weight tensor', 'nothing (missing key)'));
-  if (t.rank !== rank) throw new ShapeError(`params['${name}']`, expectedFound(`rank ${rank}`, `shape [${t.shape.join(', ')}]`));
+  checkedShape(t?.shape, name, rank);
   return t;
 }
 
@@ -508,10 +514,15 @@ export class WeightReader {
 
 /** Heads of a layer: n_heads (query heads) and n_kv_heads, from the weight shapes. */
 export function headCounts(params: Params, layer: number): { nHeads: number; nKvHeads: number; dHead: number; dModel: number } {
-  const wq = getParam(params, `blocks.${layer}.attn.W_Q`, 3);
-  const wk = getParam(params, `blocks.${layer}.attn.W_K`, 3);
-  const [nHeads, dModel, dHead] = wq.shape as [number, number, number];
-  const nKvHeads = wk.shape[0];
+  return headCountsOf((name) => params[name]?.shape, layer);
+}
+
+/** headCounts from weight shapes alone (`shapeOf(name)`, undefined when missing): nothing is read or decoded. */
+export function headCountsOf(shapeOf: (name: string) => number[] | undefined, layer: number): { nHeads: number; nKvHeads: number; dHead: number; dModel: number } {
+  const q = `blocks.${layer}.attn.W_Q`;
+  const k = `blocks.${layer}.attn.W_K`;
+  const [nHeads, dModel, dHead] = checkedShape(shapeOf(q), q, 3) as [number, number, number];
+  const nKvHeads = checkedShape(shapeOf(k), k, 3)[0];
   if (nHeads % nKvHeads !== 0) {
     throw new ShapeError(`blocks.${layer}.attn.W_K`, expectedFound(`a number of KV heads dividing ${nHeads}`, nKvHeads));
   }
