@@ -59,7 +59,7 @@ cat > "$out/enter.sh" <<'EOS'
 # sourced at the start of a device command, from the project root
 _k=$PWD/__OUT__
 for f in "$_k"/gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done; ldconfig 2>/dev/null || true
-mkdir -p /tmp/devnode && xz -dc "$_k/node.xz" > /tmp/devnode/node && chmod +x /tmp/devnode/node
+[ -x /tmp/devnode/node ] || { mkdir -p /tmp/devnode && xz -dc "$_k/node.xz" > /tmp/devnode/node && chmod +x /tmp/devnode/node; }
 export PATH=/tmp/devnode:$PATH
 [ -d node_modules ] || tar -xJf "$_k/node_modules.tar.xz"
 f=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json; [ -e "$f" ] && export VK_DRIVER_FILES=$f

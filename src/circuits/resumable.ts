@@ -62,7 +62,7 @@ export interface ResumablePatchResult extends PatchResult {
 /** Per-parameter sum and sum of squares, one readback for all parameters. */
 async function weightFingerprint(model: ModelView): Promise<string> {
   // every weight, float32 and half-precision alike (a half weight is decoded, summed and freed)
-  const names = [...new Set([...Object.keys(model.params), ...Object.keys(model.halfParams ?? {})])].sort();
+  const names = [...Object.keys(model.params), ...Object.keys(model.halfParams)].sort();
   if (!names.length) return '';
   const shapes: string[] = [];
   const t = tf.tidy(() => tf.stack(names.flatMap((n) => {

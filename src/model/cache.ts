@@ -33,11 +33,6 @@ export class ActivationCache {
     this.host = host ?? {};
   }
 
-  /** A weight as float32 inside a tidy (decoded when the model keeps it in half precision). */
-  private weightF32(name: string): tf.Tensor {
-    return this.model.weight(name);
-  }
-
   /** Cached hook names, in the order the forward passed them. */
   keys(): string[] {
     return [...Object.keys(this.tensors), ...Object.keys(this.host).filter((k) => !(k in this.tensors))];
@@ -111,7 +106,7 @@ export class ActivationCache {
         } else {
           const z = this.get(`blocks.${l}.attn.hook_z`); // [B, T, H, dh]
           const [B, T, H, dh] = z.shape;
-          const wo = this.weightF32(`blocks.${l}.attn.W_O`); // [H, dh, d]
+          const wo = this.model.weight(`blocks.${l}.attn.W_O`); // [H, dh, d]
           res = tf.transpose(tf.matMul(tf.transpose(tf.reshape(z, [B * T, H, dh]), [1, 0, 2]), wo), [1, 0, 2]).reshape([B, T, H, -1]);
         }
         if (opts.posSlice !== undefined) parts.push(tf.transpose(sliceAxis(res, 1, opts.posSlice), [1, 0, 2])); // [H, B, d]
@@ -203,7 +198,7 @@ export class ActivationCache {
     if (tokens.length !== B) throw new ShapeError('tokens', expectedFound(`${B} tokens`, tokens.length));
     if (incorrectTokens && incorrectTokens.length !== B) throw new ShapeError('incorrectTokens', expectedFound(`${B} tokens`, incorrectTokens.length));
     return tf.tidy(() => {
-      const WU = this.weightF32('unembed.W_U'); // [d, V]
+      const WU = this.model.weight('unembed.W_U'); // [d, V]
       let dir = tf.transpose(tf.gather(WU, tokens, 1)); // [B, d]
       if (incorrectTokens) dir = tf.sub(dir, tf.transpose(tf.gather(WU, incorrectTokens, 1)));
       return tf.sum(tf.mul(stack, dir.expandDims(0)), -1) as tf.Tensor2D;

@@ -116,40 +116,27 @@ export async function collectHeadOutputs(model: ModelView, batch: Batch, opts: C
         throw new ShapeError(`params['${name}']`, expectedFound(`[${H}, d_head, ${D}]`, w ? w.shape : 'missing'));
       }
     }
-    return await headOutputChunks(model, batch, heads, layers, WO, mode, bs);
+    const rows = await readBatch(batch);
+    const names = layers.map((l) => `blocks.${l}.attn.hook_z` as HookName);
+    return await collectChunks(model, rows, batch.attentionMask !== undefined, bs, names, (cache, part) => {
+      const [size, p] = [part.ids.length, part.ids[0].length];
+      const wPos = tf.tensor2d(positionWeights(part.mask, mode), [size, p], 'float32');
+      const perLayer = layers.map((l) => {
+        const z = cache.get(`blocks.${l}.attn.hook_z`);
+        if (z.rank !== 4 || z.shape[0] !== size || z.shape[1] !== p || z.shape[2] !== H) {
+          throw new ShapeError(`blocks.${l}.attn.hook_z`, expectedFound(`[${size}, ${p}, ${H}, d_head]`, z.shape));
+        }
+        const zbar = tf.sum(tf.mul(z, tf.reshape(wPos, [size, p, 1, 1])), 1); // [b, H, dh]
+        const idx = tf.tensor1d(heads.filter(([hl]) => hl === l).map(([, h]) => h), 'int32');
+        const zsel = tf.transpose(tf.gather(zbar, idx, 1), [1, 0, 2]) as tf.Tensor3D; // [hs, b, dh]
+        const wo = tf.gather(WO.get(l)!, idx, 0) as tf.Tensor3D; // [hs, dh, D]
+        return tf.transpose(tf.matMul(zsel, wo), [1, 0, 2]); // [b, hs, D]
+      });
+      return (perLayer.length === 1 ? perLayer[0] : tf.concat(perLayer, 1)) as tf.Tensor3D;
+    });
   } finally {
     tf.dispose([...WO.values()]);
   }
-}
-
-async function headOutputChunks(
-  model: ModelView,
-  batch: Batch,
-  heads: Array<[number, number]>,
-  layers: number[],
-  WO: Map<number, tf.Tensor>,
-  mode: 'mean' | 'last',
-  bs: number,
-): Promise<tf.Tensor3D> {
-  const H = model.cfg.n_heads;
-  const rows = await readBatch(batch);
-  const names = layers.map((l) => `blocks.${l}.attn.hook_z` as HookName);
-  return collectChunks(model, rows, batch.attentionMask !== undefined, bs, names, (cache, part) => {
-    const [size, p] = [part.ids.length, part.ids[0].length];
-    const wPos = tf.tensor2d(positionWeights(part.mask, mode), [size, p], 'float32');
-    const perLayer = layers.map((l) => {
-      const z = cache.get(`blocks.${l}.attn.hook_z`);
-      if (z.rank !== 4 || z.shape[0] !== size || z.shape[1] !== p || z.shape[2] !== H) {
-        throw new ShapeError(`blocks.${l}.attn.hook_z`, expectedFound(`[${size}, ${p}, ${H}, d_head]`, z.shape));
-      }
-      const zbar = tf.sum(tf.mul(z, tf.reshape(wPos, [size, p, 1, 1])), 1); // [b, H, dh]
-      const idx = tf.tensor1d(heads.filter(([hl]) => hl === l).map(([, h]) => h), 'int32');
-      const zsel = tf.transpose(tf.gather(zbar, idx, 1), [1, 0, 2]) as tf.Tensor3D; // [hs, b, dh]
-      const wo = tf.gather(WO.get(l)!, idx, 0) as tf.Tensor3D; // [hs, dh, D]
-      return tf.transpose(tf.matMul(zsel, wo), [1, 0, 2]); // [b, hs, D]
-    });
-    return (perLayer.length === 1 ? perLayer[0] : tf.concat(perLayer, 1)) as tf.Tensor3D;
-  });
 }
 
 /**
