@@ -4,14 +4,14 @@
 # whole suite and the notebooks (bench/device/suite.sh). Caps: WEBGPU_SECONDS (90), BENCH_SECONDS (170),
 # SUITE_SECONDS (270). Carry ["bench/out/suite", "dist"].
 set -uo pipefail
-out=$(realpath -m "${OUT:-reports/device}"); mkdir -p "$out"
+source bench/device/logs.sh
 source bench/out/suite/enter.sh
 ln -sfn .. node_modules/tflens
 export TFLENS_FORBID_SYNC_READBACK=1
-TFLENS_BACKEND=webgpu timeout "${WEBGPU_SECONDS:-90}" node_modules/.bin/mocha test/webgpu-kernels.test.ts test/fused.test.ts test/half.test.ts test/parity.test.ts > "$out/test-webgpu-alone.log" 2>&1
-echo "test:webgpu rc=$?" >> "$out/status.txt"
+TFLENS_BACKEND=webgpu timeout "${WEBGPU_SECONDS:-90}" node_modules/.bin/mocha test/webgpu-kernels.test.ts test/fused.test.ts test/half.test.ts test/parity.test.ts > "$logs/test-webgpu-alone.log" 2>&1
+echo "test:webgpu rc=$?" >> "$logs/status.txt"; pack
 unset TFLENS_FORBID_SYNC_READBACK
-timeout "${BENCH_SECONDS:-170}" node bench/run.mjs --device --parts matmul,forward,nocache,memory,sweeps,retrieval --out "$out" --no-table --tag "gpu-$(date -u +%Y%m%d-%H%M)-main" > "$out/bench-main.log" 2>&1
-echo "bench rc=$?" >> "$out/status.txt"
+timeout "${BENCH_SECONDS:-170}" node bench/run.mjs --device --parts matmul,forward,nocache,memory,sweeps,retrieval --out "$out" --no-table --tag "gpu-$(date -u +%Y%m%d-%H%M)-main" > "$logs/bench-main.log" 2>&1
+echo "bench rc=$?" >> "$logs/status.txt"; pack
 SUITE_SECONDS=${SUITE_SECONDS:-270} bash bench/device/suite.sh > /dev/null 2>&1
-cat "$out/status.txt" "$out/summary.txt"
+cat "$logs/status.txt" "$logs/summary.txt"
