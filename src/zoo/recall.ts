@@ -49,7 +49,8 @@ export const RECALL_FORMAT = {
    * model: trained with 0 to 4 distractor pairs, the 64-head model stayed on the "any value" plateau
    * (answer loss of a uniform pick among the values present) for 1,400 steps on the CPU, as did PyTorch
    * runs of the same task (2-3 layers, d_head 16, lr 1e-3 to 5e-3, up to 4,000 steps of 32 rows);
-   * binding the value to its key needs a longer run than this round's CPU budget (docs/zoo.md).
+   * with no separator and no value marker (the value right after K) a smaller PyTorch model does learn
+   * the binding (scripts/recall-binding-check.py); a 64-head recipe for it is still open (docs/zoo.md).
    */
   distractors: 0,
   /** The token after the answer (the newline, where NIAH decoding stops). */
