@@ -152,7 +152,7 @@ def main():
     model = Model(a.d_model, a.heads, a.layers, a.llama).to(device)
     if a.init_std is not None:
         with torch.no_grad():
-            for name, w in model.named_parameters():
+            for w in model.parameters():
                 if w.dim() == 2:
                     w.normal_(0.0, a.init_std)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01, betas=(0.9, 0.99))
