@@ -76,18 +76,22 @@ class GatedMLP(nn.Module):
 class Block(nn.Module):
     """GPT-style (LayerNorm, GELU MLP, biases) or, with llama, LLaMA-style (RMSNorm, gated SiLU MLP, no biases)."""
 
-    def __init__(self, d, heads, llama=False):
+    def __init__(self, d, heads, llama=False, kv_heads=None):
         super().__init__()
-        self.heads = heads
+        self.heads, self.kv = heads, kv_heads or heads
+        dh = d // heads
         norm = RMSNorm if llama else nn.LayerNorm
         self.ln1, self.ln2 = norm(d), norm(d)
-        self.qkv, self.o = nn.Linear(d, 3 * d, bias=not llama), nn.Linear(d, d, bias=not llama)
+        self.qkv, self.o = nn.Linear(d, (heads + 2 * self.kv) * dh, bias=not llama), nn.Linear(d, d, bias=not llama)
         self.mlp = GatedMLP(d, 2 * d) if llama else nn.Sequential(nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
 
     def forward(self, x, rope):
         B, T, D = x.shape
-        q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.heads, D // self.heads).unbind(2)
+        dh, g = D // self.heads, self.heads // self.kv
+        q, k, v = self.qkv(self.ln1(x)).split([self.heads * dh, self.kv * dh, self.kv * dh], -1)
+        q, k, v = q.view(B, T, self.heads, dh), k.view(B, T, self.kv, dh), v.view(B, T, self.kv, dh)
         q, k, v = rope(q).transpose(1, 2), rope(k).transpose(1, 2), v.transpose(1, 2)
+        k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)  # grouped-query attention
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // self.heads)
         scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1), float('-inf'))
         x = x + self.o((scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, D))
@@ -97,10 +101,10 @@ class Block(nn.Module):
 class Model(nn.Module):
     """Pre-norm transformer with rotary positions (d_head = d_model / heads)."""
 
-    def __init__(self, d, heads, layers, llama=False):
+    def __init__(self, d, heads, layers, llama=False, kv_heads=None):
         super().__init__()
         self.emb = nn.Embedding(VOCAB, d)
-        self.blocks = nn.ModuleList([Block(d, heads, llama) for _ in range(layers)])
+        self.blocks = nn.ModuleList([Block(d, heads, llama, kv_heads) for _ in range(layers)])
         self.ln, self.out = (RMSNorm(d) if llama else nn.LayerNorm(d)), nn.Linear(d, VOCAB, bias=not llama)
         dh = d // heads
         self.register_buffer('inv_freq', 1.0 / (10000 ** (torch.arange(0, dh, 2).float() / dh)))
@@ -136,6 +140,7 @@ def main():
     p.add_argument('--d-model', type=int, default=64)
     p.add_argument('--heads', type=int, default=4)
     p.add_argument('--layers', type=int, default=2)
+    p.add_argument('--kv-heads', type=int, default=None, help='key/value heads (grouped-query attention); default --heads')
     p.add_argument('--lr', type=float, default=1e-3)
     p.add_argument('--batch', type=int, default=32)
     p.add_argument('--lengths', type=int, nargs=2, default=[16, 48])
@@ -149,7 +154,7 @@ def main():
     a = p.parse_args()
     device = 'cuda' if torch.cuda.is_available() else 'cpu'
     torch.manual_seed(a.seed)
-    model = Model(a.d_model, a.heads, a.layers, a.llama).to(device)
+    model = Model(a.d_model, a.heads, a.layers, a.llama, a.kv_heads).to(device)
     if a.init_std is not None:
         with torch.no_grad():
             for w in model.parameters():

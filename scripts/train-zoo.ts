@@ -17,8 +17,8 @@ import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { deriveSeed } from '../src/util/random.js';
 import { ZOO, replaceCardSection, saveZooModel, type ZooName } from '../src/zoo/registry.js';
 import { BB_DYNAMICS_DEFINITIONS, BB_RECIPE, bbEvalBatch, bbMeasures, trainBB, type BBDynamicsPoint, type BBMeasures } from '../src/zoo/bb.js';
-import { RECALL_FORMAT, recallFormatText, recallHeadline, trainRecall, type RecallHeadline } from '../src/zoo/recall.js';
-import { ioiEvaluate, trainIOI } from '../src/zoo/ioi.js';
+import { RECALL_ARCH, RECALL_FORMAT, recallFormatText, recallHeadline, trainRecall, type RecallHeadline } from '../src/zoo/recall.js';
+import { IOI_ARCH, ioiEvaluate, trainIOI } from '../src/zoo/ioi.js';
 import { buildInductionHandmade, inductionEvalBatch, inductionEvaluate } from '../src/zoo/induction-handmade.js';
 import type { TrainedZooModel } from '../src/zoo/common.js';
 
@@ -35,6 +35,20 @@ function overrides(): Record<string, number> | undefined {
     }
   });
   return Object.keys(o).length ? o : undefined;
+}
+
+/**
+ * --arch '{...}' / --format '{...}': JSON merged into RECALL_ARCH / RECALL_FORMAT (recall) or IOI_ARCH (ioi) before training,
+ * to try a variant of the recipe (the card, task.json and train_log.json record what was used). A key
+ * the target lacks is refused.
+ */
+function mergeJsonFlag(flag: string, target: Record<string, unknown>): string {
+  const text = arg(flag);
+  if (text === undefined) return '';
+  const o = JSON.parse(text) as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!(k in target)) throw new Error(`--${flag}: unknown key "${k}" (known: ${Object.keys(target).join(', ')})`);
+  Object.assign(target, o);
+  return ` --${flag} '${text}'`;
 }
 
 function arg(name: string): string | undefined {
@@ -236,46 +250,55 @@ async function doRecall(out: string, steps: number | undefined, seed: number | u
   const dir = path.join(out, 'recall');
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
+  const variant = mergeJsonFlag('arch', RECALL_ARCH) + mergeJsonFlag('format', RECALL_FORMAT);
+  const command = `npx tsx scripts/train-zoo.ts recall${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}${variant}`;
   const t0 = Date.now();
   const t = await trainRecall({ signal: abort.signal, steps, seed, overrides: overrides(), progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
   await saveZooModel('recall', t.model, dir, { steps: t.result.completed }, {}, { dtype: 'F16' });
-  await writeCommon('recall', dir, t, wall, '(headline not measured yet)', 'npx tsx scripts/train-zoo.ts recall');
+  const weightBytes = (await fsp.stat(path.join(dir, 'model.safetensors'))).size;
+  const total = t.model.cfg.n_layers * t.model.cfg.n_heads;
+  // the card is complete but for the headline, which a stopped run (or --remeasure later) fills in
+  const pending = '## Headline\n\n(not measured yet: `npx tsx scripts/train-zoo.ts recall --remeasure`)';
+  await writeCommon('recall', dir, t, wall, recallCardBody(t, pending, weightBytes), command);
   console.log(`recall: trained ${t.result.completed} steps in ${(wall / 1000).toFixed(0)} s; measuring the headline`);
   const f32 = await recallHeadline(t.model);
   const shipped = await loadModel(dir);
   const h = await recallHeadline(shipped);
-  const total = shipped.cfg.n_layers * shipped.cfg.n_heads;
   shipped.dispose();
-  const weightBytes = (await fsp.stat(path.join(dir, 'model.safetensors'))).size;
+  await writeCommon('recall', dir, t, wall, recallCardBody(t, recallHeadlineSection(h, f32, total), weightBytes), command);
+  t.model.dispose();
+  console.log(`recall: ${(await dirSize(dir)) / 1e6} MB`);
+}
+
+/** The recall card's body: task, architecture and training, the evals, `headline` (a "## Headline" section) and the size. */
+function recallCardBody(t: TrainedZooModel, headline: string, weightBytes: number): string {
   const f = t.recipe.format as typeof RECALL_FORMAT;
   const text = recallFormatText();
-  const body = `## Task
+  return `## Task
 
-Needle retrieval (src/data/needle.ts makeNeedle, format in task.json): haystack sentences of filler words w0..w39 ending in "."; the needle "${text.needle}" at a depth${f.distractors ? ` and ${f.distractors} more sentences of that form with other keys and other values at random sentence boundaries` : ''}; the question "${text.question}". The answer is V, then the newline token \`<0x0A>\` (where NIAH decoding stops, as in the authors' protocol). Keys (k0..k15) and values (v0..v15) have their own tokens.${f.distractors ? ` Since every prompt holds ${f.distractors + 1} values, the model must bind the value to the key the question names.` : ` Every prompt holds one value, so the model retrieves the value token; it is not asked to bind the value to its key (a recipe with distractor pairs, trainDistractors [0, 4], stayed on the "any value" plateau for 1,400 steps on the CPU: see RECALL_FORMAT.distractors in src/zoo/recall.ts).`}
+Needle retrieval (src/data/needle.ts makeNeedle, format in task.json): haystack sentences of filler words w0..w39 ending in "."; the needle "${text.needle}" at a depth${f.distractors ? ` and ${f.distractors} more sentences of that form with other keys and other values at random sentence boundaries` : ''}; the question "${text.question}". The answer is V, then the newline token \`<0x0A>\` (where NIAH decoding stops, as in the authors' protocol). Keys (k0..k15) and values (v0..v15) have their own tokens.${f.distractors ? ` Since every prompt holds ${f.distractors + 1} values, the model must bind the value to the key the question names.` : ` Every prompt holds one value, so the model retrieves the value token; it is not asked to bind the value to its key.`}
 
 Training rows: a prompt of length uniform in ${JSON.stringify(f.trainLengths)}${f.trainDistractors[1] > 0 ? ` with ${JSON.stringify(f.trainDistractors)} distractor pairs (as many as fit)` : ''} and a uniform depth, its answer and stop token${f.trainDistractors[1] > 0 ? ', then one more question about each distractor pair with its answer and stop token' : ''} (recallTrainBatch); the loss is the NLL of the answers and stop tokens only.
 
 ${archAndTraining(t, `${t.recipe.schedule ?? 'cosine'}`)}
 
-Trained on the CPU (tfjs wasm backend, one process on 2 shared cores): the accelerator machine's time for this work was spent, so no GPU was used.
+Trained with the tfjs ${tf.getBackend()} backend${tf.getBackend() === 'webgpu' ? ' (on the accelerator)' : ''}.
 
 ${evalTable(t.result)}
 
-${recallHeadlineSection(h, f32, total)}
+${headline}
 
 ## Size
 
 model.safetensors stores the weights as F16: ${(weightBytes / 1024).toFixed(0)} KiB (float32 would be ${((2 * weightBytes) / 1024).toFixed(0)} KiB). The loader reads F16 as float32; the numbers above are those of the F16 weights, with the float32 weights' beside them.`;
-  await writeCommon('recall', dir, t, wall, body, `npx tsx scripts/train-zoo.ts recall${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}`);
-  t.model.dispose();
-  console.log(`recall: ${(await dirSize(dir)) / 1e6} MB`);
 }
 
 async function doIOI(out: string, steps: number | undefined, seed: number | undefined): Promise<void> {
   const dir = path.join(out, 'ioi');
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
+  const variant = mergeJsonFlag('arch', IOI_ARCH);
   const t0 = Date.now();
   const t = await trainIOI({ signal: abort.signal, overrides: overrides(), steps, seed, progressLabel: 'ioi', onEval: (s, v) => console.log(`\nioi step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
@@ -301,7 +324,7 @@ ${row('train names + templates', mt.train)}
 ## The IOI circuit
 
 (written by scripts/ioi-circuit.ts --card)`;
-  await writeCommon('ioi', dir, t, wall, body, `npx tsx scripts/train-zoo.ts ioi${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}\nnpx tsx scripts/ioi-circuit.ts fixtures/models/ioi --card\nnpx tsx scripts/zoo-logits.ts ioi`);
+  await writeCommon('ioi', dir, t, wall, body, `npx tsx scripts/train-zoo.ts ioi${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}${variant}\nnpx tsx scripts/ioi-circuit.ts fixtures/models/ioi --card\nnpx tsx scripts/zoo-logits.ts ioi`);
   t.model.dispose();
   console.log(`ioi: ${(await dirSize(dir)) / 1e6} MB`);
 }

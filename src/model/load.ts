@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { FormatError, ValueError, expectedFound } from '../errors.js';
+import { ConfigError, FormatError, ValueError, expectedFound } from '../errors.js';
 import { packHalf, packHalfBytes, unpackHalf, type PackedHalf } from '../backend/webgpu/half.js';
 import type { HalfFormat } from '../backend/webgpu/wgsl.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -16,7 +16,7 @@ import { pathExists } from '../io/files.js';
 import {
   arrayToTensor, checkpointEntries, describeCheckpoint, openCheckpointReader, writeSafetensors, type CheckpointEntry, type CheckpointReader,
 } from '../io/safetensors.js';
-import { canonicalParams, type ModelConfig } from './config.js';
+import { canonicalParams, type ModelConfig, type ParamSpec } from './config.js';
 import { FAMILIES, familyFor, normalizeConfig, WeightSource } from './families/index.js';
 import type { StateDict } from './families/common.js';
 import { HookedTransformer } from './hooked.js';
@@ -245,17 +245,30 @@ export async function saveModel(model: HookedTransformer, dir: string, extraConf
  * Seeded random initialisation of every canonical parameter the config implies (canonicalParams):
  * weights normal with std `std`; norms at 1 and biases at 0 unless `randomNorms` (then 1 + 0.2 randn
  * and 0.1 randn for the biases the family really has). Parallel blocks with one norm keep ln2 = ln1.
+ *
+ * `init: 'torch'` draws the scale PyTorch's own modules start from instead of one `std`: every
+ * projection uniform in +-1/sqrt(fan_in) (nn.Linear's default; fan_in is d_model for W_Q/W_K/W_V/W_in/
+ * W_U, n_heads * d_head for W_O, d_mlp for W_out) and the token and position embeddings standard normal
+ * (nn.Embedding's default); biases stay 0. The recall recipe needs it (docs/zoo.md).
  */
 export function randomModel(
   hfConfig: Record<string, unknown>,
-  opts: { seed?: number; std?: number; randomNorms?: boolean; tokenizer?: Tokenizer | null; name?: string } = {},
+  opts: { seed?: number; std?: number; init?: 'normal' | 'torch'; randomNorms?: boolean; tokenizer?: Tokenizer | null; name?: string } = {},
 ): HookedTransformer {
   const cfg = normalizeConfig(hfConfig, 'config');
   const seed = opts.seed ?? 0;
   const std = opts.std ?? 0.02;
+  if (opts.init !== undefined && opts.init !== 'normal' && opts.init !== 'torch') {
+    throw new ConfigError('randomModel: init', expectedFound("'normal' or 'torch'", JSON.stringify(opts.init)));
+  }
   let k = 0;
   // tfjs treats seed 0 as "unseeded": offset so every tensor gets a non-zero seed
   const rnd = (shape: number[], s = std) => tf.randomNormal(shape, 0, s, 'float32', seed * 7919 + 1 + k++);
+  const torchInit = (spec: ParamSpec): tf.Tensor => {
+    if (spec.role === 'embed') return rnd(spec.shape, 1);
+    const bound = 1 / Math.sqrt(fanIn(spec));
+    return tf.randomUniform(spec.shape, -bound, bound, 'float32', seed * 7919 + 1 + k++);
+  };
   const p: Record<string, tf.Tensor> = {};
   for (const spec of canonicalParams(cfg)) {
     const { name, shape } = spec;
@@ -264,9 +277,16 @@ export function randomModel(
     else if (spec.role === 'norm_w') p[name] = opts.randomNorms ? tf.add(1, rnd(shape, 0.2)) : tf.ones(shape);
     else if (spec.role === 'norm_b') p[name] = opts.randomNorms ? rnd(shape, 0.2) : tf.zeros(shape);
     else if (spec.role === 'bias') p[name] = spec.real && opts.randomNorms ? rnd(shape, 0.1) : tf.zeros(shape);
-    else p[name] = rnd(shape);
+    else p[name] = opts.init === 'torch' ? torchInit(spec) : rnd(shape);
   }
   return new HookedTransformer(cfg, p, opts.tokenizer ?? null, opts.name ?? `random-${cfg.architecture}`);
+}
+
+/** The input width of a canonical weight as PyTorch's Linear sees it (W_Q/K/V [heads, d, dh] and expert weights [E, in, out]: s[1]; W_O [H, dh, d]: H * dh; 2-D: s[0]). */
+function fanIn(spec: ParamSpec): number {
+  const s = spec.shape;
+  if (s.length === 3) return /\.W_O$/.test(spec.name) ? s[0] * s[1] : s[1];
+  return s[0];
 }
 
 export function supportedArchitectures(): string[] {

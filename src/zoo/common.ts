@@ -123,6 +123,20 @@ export function llamaConfig(o: { vocab: number; dModel: number; dMlp: number; la
   };
 }
 
+/**
+ * A StarCoder2 config.json of the zoo's shape: a GPT-style pre-norm block (LayerNorm with bias, biases on
+ * every projection, plain GELU MLP) with rotary positions (base 1e4) and grouped-query attention;
+ * untied, no sliding window, float32 unless `dtype`. `headDim` is written only when given.
+ */
+export function starcoder2Config(o: { vocab: number; dModel: number; dMlp: number; layers: number; heads: number; kvHeads?: number; headDim?: number; maxPos: number; bos: number; eos: number; dtype?: 'float32' | 'float16' }): Record<string, unknown> {
+  return {
+    model_type: 'starcoder2', architectures: ['Starcoder2ForCausalLM'], vocab_size: o.vocab, hidden_size: o.dModel, intermediate_size: o.dMlp,
+    num_hidden_layers: o.layers, num_attention_heads: o.heads, num_key_value_heads: o.kvHeads ?? o.heads, ...(o.headDim !== undefined ? { head_dim: o.headDim } : {}),
+    max_position_embeddings: o.maxPos, norm_epsilon: 1e-5, rope_theta: 10000, hidden_act: 'gelu_pytorch_tanh', use_bias: true, sliding_window: null,
+    tie_word_embeddings: false, residual_dropout: 0, embedding_dropout: 0, attention_dropout: 0, bos_token_id: o.bos, eos_token_id: o.eos, torch_dtype: o.dtype ?? 'float32',
+  };
+}
+
 /** The config of a model as normalised by the model core (via a throwaway tiny random model). */
 export function configOf(hf: Record<string, unknown>): HookedTransformer['cfg'] {
   const m = randomModel(hf, { seed: 0 });

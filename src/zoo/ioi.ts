@@ -44,8 +44,11 @@ export const IOI_SPLIT = (() => {
   };
 })();
 
+/** The architecture of the ioi model (GPT-2: learned positions, LayerNorm, tied embeddings). */
+export const IOI_ARCH = { nCtx: 32, dModel: 64, layers: 3, heads: 4, dMlp: 256 };
+
 export function ioiConfig(): Record<string, unknown> {
-  return gpt2Config({ vocab: IOI_VOCAB.length, nCtx: 32, dModel: 64, layers: 3, heads: 4, dMlp: 256, act: 'gelu_new', tied: true, bos: 0 });
+  return gpt2Config({ vocab: IOI_VOCAB.length, ...IOI_ARCH, act: 'gelu_new', tied: true, bos: 0 });
 }
 
 /** Word-level tokenizer with HF's `Whitespace` pre-tokenizer (so "store." is "store" + "."). */
@@ -148,10 +151,16 @@ export async function ioiEvaluate(model: ModelView, o: IOIEvalOptions = {}): Pro
 export const IOI_RECIPE = {
   steps: 700, batch: 64, lr: 3e-3, warmupSteps: 30, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 3, evalEvery: 50,
   ioWeight: 10, nameEmbedStd: 0.15,
+  /**
+   * Up to this many random non-name words (template words, places, objects) between BOS and the
+   * sentence in each training row, uniform in [0, prefixMax], not scored: the sentence then sits at no
+   * fixed position, so position alone cannot tell the model which name is IO (0: the shipped recipe).
+   */
+  prefixMax: 0,
 };
 
-/** Rows of full sentences (prompt + IO) shifted into inputs, targets and weights, right-padded (weight 0). */
-function ioiRows(rows: { tokens: number[]; io: number }[], maxLen: number, ioWeight: number) {
+/** Rows of full sentences (prompt + IO) shifted into inputs, targets and weights, right-padded (weight 0); `skip[i]` leading targets of row i weigh 0. */
+function ioiRows(rows: { tokens: number[]; io: number; skip?: number }[], maxLen: number, ioWeight: number) {
   const Tb = Math.max(...rows.map((r) => r.tokens.length));
   const pad = (r: number[]) => [...r, ...new Array(Tb - r.length).fill(0)];
   const x: number[][] = [];
@@ -163,7 +172,7 @@ function ioiRows(rows: { tokens: number[]; io: number }[], maxLen: number, ioWei
     const yi = full.slice(1);
     x.push(pad(full.slice(0, -1)));
     y.push(pad(yi));
-    w.push(pad(yi.map((_, t) => (t === yi.length - 1 ? ioWeight : 1))));
+    w.push(pad(yi.map((_, t) => (t === yi.length - 1 ? ioWeight : t < (r.skip ?? 0) ? 0 : 1))));
   }
   return { x, y, w };
 }
@@ -196,14 +205,18 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
   let pool: IOIDataset | null = null;
   let poolPos = 0;
   let refills = 0;
-  const nextPrompts = (k: number) => {
-    const rows: { tokens: number[]; io: number }[] = [];
+  const fillers = IOI_VOCAB.map((w, i) => (i > 1 && !NAMES.includes(w) ? i : -1)).filter((i) => i >= 0);
+  const nextPrompts = (k: number, step: number) => {
+    const rows: { tokens: number[]; io: number; skip: number }[] = [];
+    const r = rng(deriveSeed(seed, 6000, step));
     while (rows.length < k) {
       if (!pool || poolPos >= pool.tokens.length) {
         pool = ioiSplitDataset(atk, 'train', 512, deriveSeed(seed, 5000, refills++));
         poolPos = 0;
       }
-      rows.push({ tokens: pool.tokens[poolPos], io: pool.ioTokens[poolPos] });
+      const [bos, ...rest] = pool.tokens[poolPos];
+      const prefix = Array.from({ length: R.prefixMax > 0 ? r.range(0, R.prefixMax) : 0 }, () => r.choice(fillers));
+      rows.push({ tokens: [bos, ...prefix, ...rest], io: pool.ioTokens[poolPos], skip: prefix.length });
       poolPos++;
     }
     return rows;
@@ -212,8 +225,8 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
   try {
     result = await train<{ x: number[][]; y: tf.Tensor2D; w: tf.Tensor2D }>({
       ...recipeOptions(R, o, tr.vars, steps, seed),
-      batches: () => {
-        const { x, y, w } = ioiRows(nextPrompts(batchSize), T, R.ioWeight);
+      batches: (step) => {
+        const { x, y, w } = ioiRows(nextPrompts(batchSize, step), T, R.ioWeight);
         return { x, y: tf.tensor2d(y, undefined, 'int32'), w: tf.tensor2d(w) };
       },
       lossFn: (b) => {
@@ -235,5 +248,5 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
     metrics.heldout = await ioiEvaluate(model, { split: 'heldout', n: 200, seed: 31337 });
     metrics.train = await ioiEvaluate(model, { split: 'train', n: 200, seed: 31337 });
   }
-  return { model, result, metrics, recipe: { ...R, steps, batch: batchSize, seed, split: IOI_SPLIT } };
+  return { model, result, metrics, recipe: { ...R, steps, batch: batchSize, seed, split: IOI_SPLIT, arch: { ...IOI_ARCH } } };
 }

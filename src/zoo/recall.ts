@@ -15,7 +15,7 @@ import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.j
 import { train, type Schedule, type TrainResult } from './train.js';
 import { maskingExperiment, niahGrid, syntheticSamples } from '../analyses/niah.js';
 import { newlineTokens, randomControlHeads, headMaskHooks, retrievalHeads } from '../analyses/retrieval.js';
-import { Trainable, llamaConfig, mean, predictAt, realParam, recipeOptions, snapshotEval, trainingLogits, weightedNll, type TrainRecipeOptions, type TrainedZooModel } from './common.js';
+import { Trainable, llamaConfig, starcoder2Config, mean, predictAt, realParam, recipeOptions, snapshotEval, trainingLogits, weightedNll, type TrainRecipeOptions, type TrainedZooModel } from './common.js';
 
 const RECALL_SPECIAL = ['<bos>', '<unk>', '.', 'key', 'value', 'is', 'what', '<0x0A>'];
 const RECALL_FILLER = Array.from({ length: 40 }, (_, i) => `w${i}`);
@@ -36,9 +36,10 @@ export const RECALL_FORMAT = {
   bosId: rid('<bos>'),
   periodToken: rid('.'),
   keyMarker: [rid('key'), rid('is')],
-  valueMarker: [rid('value'), rid('is')],
-  /** Between K and the value marker in a needle. */
-  separator: [rid('.')] as number[],
+  /** Between K and V in a needle, and after K in the question (none: the needle is "key is K V ."). */
+  valueMarker: [] as number[],
+  /** Between K and the value marker in a needle (none). */
+  separator: [] as number[],
   questionMarker: [rid('what'), rid('key'), rid('is')],
   fillerTokens: RECALL_FILLER.map(rid),
   keyTokens: RECALL_KEYS.map(rid),
@@ -52,11 +53,11 @@ export const RECALL_FORMAT = {
    * with no separator and no value marker (the value right after K) a smaller PyTorch model does learn
    * the binding (scripts/recall-binding-check.py); a 64-head recipe for it is still open (docs/zoo.md).
    */
-  distractors: 0,
+  distractors: 3,
   /** The token after the answer (the newline, where NIAH decoding stops). */
   stopToken: rid('<0x0A>'),
   /** Training lengths are drawn uniformly from this range (inclusive). */
-  trainLengths: [24, 96] as [number, number],
+  trainLengths: [16, 64] as [number, number],
   /**
    * Questions per pair in a training row: after the prompt and its answer, every pair of the context
    * (needle and distractors) is asked about this many times in all, in seeded order (1: each distractor
@@ -64,9 +65,9 @@ export const RECALL_FORMAT = {
    */
   trainRepeats: 1,
   /** Training distractor counts are drawn uniformly from this range (inclusive); see `distractors`. */
-  trainDistractors: [0, 0] as [number, number],
+  trainDistractors: [2, 5] as [number, number],
   /** The evaluation grid of the model card. */
-  evalLengths: [48, 72, 96],
+  evalLengths: [32, 48, 64],
   evalDepths: [0, 0.25, 0.5, 0.75, 1],
 };
 
@@ -82,10 +83,15 @@ export function recallFormatText(): { needle: string; question: string } {
 }
 
 /** The architecture: 4 layers x 16 query heads (GQA, 4 key/value heads) of d_head 8 on d_model 64; shipped as F16. */
-export const RECALL_ARCH = { dModel: 64, dMlp: 128, layers: 4, heads: 16, kvHeads: 4, headDim: 8, maxPos: 256, dtype: 'float16' as const };
+export const RECALL_ARCH = {
+  family: 'starcoder2' as 'llama' | 'starcoder2', init: 'torch' as 'normal' | 'torch',
+  dModel: 128, dMlp: 256, layers: 4, heads: 16, kvHeads: 4, headDim: 8, maxPos: 256, dtype: 'float16' as const,
+};
 
 export function recallConfig(): Record<string, unknown> {
-  return llamaConfig({ vocab: RECALL_VOCAB.length, ...RECALL_ARCH, bos: RECALL_FORMAT.bosId, eos: RECALL_FORMAT.stopToken });
+  const { family, init: _init, ...shape } = RECALL_ARCH;
+  const o = { vocab: RECALL_VOCAB.length, ...shape, bos: RECALL_FORMAT.bosId, eos: RECALL_FORMAT.stopToken };
+  return family === 'starcoder2' ? starcoder2Config(o) : llamaConfig(o);
 }
 
 export function recallTokenizer(): Tokenizer {
@@ -121,7 +127,7 @@ export function recallTaskJson(): Record<string, unknown> {
  * The recipe: AdamW at a constant learning rate after a linear warmup (so a run stopped after N steps
  * is the run of N steps), batches of 8 rows, seed 2.
  */
-export const RECALL_RECIPE = { steps: 800, batch: 8, lr: 3e-3, warmupSteps: 50, schedule: 'constant' as Schedule, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 2, evalEvery: 100 };
+export const RECALL_RECIPE = { steps: 3000, batch: 32, lr: 1e-3, warmupSteps: 50, schedule: 'constant' as Schedule, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 2, evalEvery: 250 };
 
 export interface RecallGrid {
   lengths: number[];
@@ -201,7 +207,7 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
   const seed = o.seed ?? R.seed;
   const steps = o.steps ?? R.steps;
   const batchSize = o.batch ?? R.batch;
-  const model = randomModel(recallConfig(), { seed, std: 0.02, tokenizer: recallTokenizer(), name: 'recall' });
+  const model = randomModel(recallConfig(), { seed, std: 0.02, init: RECALL_ARCH.init, tokenizer: recallTokenizer(), name: 'recall' });
   const tr = new Trainable(model, (n) => realParam(model, n));
   let result: TrainResult;
   try {
@@ -217,14 +223,14 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
         return weightedNll(trainingLogits(model, b.x), b.y, b.w);
       },
       evalEvery: o.evalEvery ?? R.evalEvery,
-      evalFn: snapshotEval(tr, o, async (snap) => ({ accuracy: (await recallAccuracyGrid(snap, { lengths: [56, 96], depths: [0.1, 0.5, 0.9], n: 8, seed: 99 })).mean })),
+      evalFn: snapshotEval(tr, o, async (snap) => ({ accuracy: (await recallAccuracyGrid(snap, { lengths: [32, 64], depths: [0.1, 0.5, 0.9, 1], n: 8, seed: 99 })).mean })),
     });
   } finally {
     tr.finish();
   }
   const metrics: Record<string, unknown> = { finalTrainLoss: result.loss[result.loss.length - 1] };
   if (o.finalEval ?? true) metrics.grid = await recallAccuracyGrid(model, { n: 40, seed: 777 });
-  return { model, result, metrics, recipe: { ...R, steps, batch: batchSize, seed, arch: RECALL_ARCH, format: RECALL_FORMAT } };
+  return { model, result, metrics, recipe: { ...R, steps, batch: batchSize, seed, arch: { ...RECALL_ARCH }, format: { ...RECALL_FORMAT } } };
 }
 
 /** Random control heads are drawn from outside the top N: the authors' 100 of LLaMA-2-7B's 1,024 heads as a share of this model's heads (at least K). */
