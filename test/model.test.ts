@@ -301,3 +301,38 @@ describe('HookedTransformer', () => {
     m.dispose();
   });
 });
+
+describe("randomModel init 'torch' (PyTorch's module defaults)", () => {
+  const cfg = { model_type: 'starcoder2', hidden_size: 64, num_hidden_layers: 1, num_attention_heads: 8, num_key_value_heads: 2, head_dim: 16, intermediate_size: 96, vocab_size: 500, max_position_embeddings: 64, tie_word_embeddings: false };
+
+  /** max |x| and the standard deviation of a weight, read asynchronously. */
+  async function stats(t: tf.Tensor): Promise<{ max: number; std: number }> {
+    const v = Array.from(await t.data());
+    const m = v.reduce((a, b) => a + b, 0) / v.length;
+    return { max: Math.max(...v.map(Math.abs)), std: Math.sqrt(v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length) };
+  }
+
+  it('projections uniform in +-1/sqrt(fan_in) (W_O: n_heads * d_head; W_out: d_mlp), embeddings standard normal, biases 0', async () => {
+    const m = randomModel(cfg, { seed: 3, init: 'torch' });
+    // fan_in of each canonical weight as nn.Linear sees it: in_features
+    const fan: Record<string, number> = { 'blocks.0.attn.W_Q': 64, 'blocks.0.attn.W_K': 64, 'blocks.0.attn.W_V': 64, 'blocks.0.attn.W_O': 128, 'blocks.0.mlp.W_in': 64, 'blocks.0.mlp.W_out': 96, 'unembed.W_U': 64 };
+    for (const [name, f] of Object.entries(fan)) {
+      const { max, std } = await stats(m.params[name]);
+      const bound = 1 / Math.sqrt(f);
+      assert.ok(max <= bound && max > 0.97 * bound, `${name}: max ${max}, bound ${bound}`);
+      assert.ok(Math.abs(std - bound / Math.sqrt(3)) < 0.06 * bound, `${name}: std ${std}, uniform ${bound / Math.sqrt(3)}`);
+    }
+    const e = await stats(m.params['embed.W_E']);
+    assert.ok(Math.abs(e.std - 1) < 0.03, `embedding std ${e.std}`);
+    for (const b of ['blocks.0.attn.b_Q', 'blocks.0.attn.b_O', 'blocks.0.mlp.b_in']) assert.equal((await stats(m.params[b])).max, 0, b);
+    m.dispose();
+  });
+
+  it('is seeded, and an unknown init is a ConfigError naming the option', async () => {
+    const [a, b] = [randomModel(cfg, { seed: 5, init: 'torch' }), randomModel(cfg, { seed: 5, init: 'torch' })];
+    assert.equal(await maxAbs(a.params['blocks.0.attn.W_Q'], b.params['blocks.0.attn.W_Q']), 0);
+    a.dispose();
+    b.dispose();
+    assert.throws(() => randomModel(cfg, { init: 'xavier' as never }), (e: Error) => e instanceof ConfigError && /init/.test(e.message) && /xavier/.test(e.message));
+  });
+});

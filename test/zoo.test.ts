@@ -18,10 +18,10 @@ import { ZOO, ZOO_NAMES, zooProbeTokens } from '../src/zoo/registry.js';
 import { BB_RECIPE, bbCheckpointSeries, bbEvalBatch, bbMeasures, bbTask, readBBDynamics, trainBB, zooSteps } from '../src/zoo/bb.js';
 import { RECALL_FORMAT, recallAccuracyGrid, recallExample, recallHeadline, recallTrainBatch, trainRecall } from '../src/zoo/recall.js';
 import { needleSpan, newlineTokens } from '../src/analyses/retrieval.js';
-import { IOI_SPLIT, IOI_VOCAB, ioiEvaluate, ioiSplitDataset, ioiTokenizer, ioiTokenizerAdapter, trainIOI } from '../src/zoo/ioi.js';
+import { IOI_SPLIT, IOI_VOCAB, ioiEvaluate, ioiSplitDataset, ioiTokenizer, ioiTokenizerAdapter, ioiTrainRows, trainIOI } from '../src/zoo/ioi.js';
 import { IOI_CIRCUIT_STUDY, IOI_CLASSES, runIOICircuitStudy } from '../src/circuits/ioi-circuit.js';
 import { leftPad } from '../src/circuits/problem.js';
-import { logitDiff } from '../src/data/ioi.js';
+import { NAMES, logitDiff } from '../src/data/ioi.js';
 import { bootstrapCI } from '../src/analyses/stats.js';
 import { INDUCTION_DESIGN, buildInductionHandmade, inductionEvalBatch, inductionEvaluate } from '../src/zoo/induction-handmade.js';
 import { runPort } from './helpers/port.js';
@@ -340,7 +340,7 @@ describe('model zoo: recall (needle retrieval with distractors)', () => {
     const ds = e.distractors!;
     assert.equal(ds.length, 3);
     for (const d of ds) {
-      assert.deepEqual(e.tokens.slice(d.span[0], d.span[1]), [...f.keyMarker, ...d.key, f.periodToken, ...f.valueMarker, ...d.value, f.periodToken]);
+      assert.deepEqual(e.tokens.slice(d.span[0], d.span[1]), [...f.keyMarker, ...d.key, ...f.separator, ...f.valueMarker, ...d.value, f.periodToken]);
       assert.notEqual(d.key[0], e.key[0]);
       assert.notEqual(d.value[0], e.answer[0]);
     }
@@ -364,9 +364,9 @@ describe('model zoo: recall (needle retrieval with distractors)', () => {
         assert.equal(s, a + 1);
         const key = row[a - f.valueMarker.length];
         assert.deepEqual(row.slice(a - qLen + 1, a + 1), [...f.questionMarker, key, ...f.valueMarker], 'an answer follows a question');
-        // the value of this key's sentence in the context ("keyMarker K . valueMarker V .")
+        // the value of this key's sentence in the context ("keyMarker K separator valueMarker V .")
         const at = row.findIndex((t, p) => t === key && after(p, f.keyMarker));
-        assert.equal(row[at + 2 + f.valueMarker.length], b.y[i][a]);
+        assert.equal(row[at + 1 + f.separator.length + f.valueMarker.length], b.y[i][a]);
         assert.equal(b.y[i][s], f.stopToken);
       }
     }
@@ -564,6 +564,30 @@ describe('model zoo: short training runs (wasm-friendly sizes)', () => {
     assert.ok(t.result.loss.every(Number.isFinite));
     t.model.dispose();
     assert.equal(tf.memory().numTensors, before);
+  });
+
+  it('ioi training rows: a random unscored prefix of non-name words after BOS (prefixMax), none at 0', () => {
+    const prompts = [{ tokens: [0, 10, 11, 12, 13], io: 14 }, { tokens: [0, 20, 21, 22], io: 23 }];
+    const plain = ioiTrainRows(prompts, { maxLen: 40, ioWeight: 10, prefixMax: 0, seed: 1 });
+    assert.deepEqual(plain.x[0], [0, 10, 11, 12, 13]);
+    assert.deepEqual(plain.y[0], [10, 11, 12, 13, 14]);
+    assert.deepEqual(plain.w[0], [1, 1, 1, 1, 10]);
+    assert.deepEqual(plain.w[1], [1, 1, 1, 10, 0], 'padding weighs 0');
+    const lengths = new Set<number>();
+    const names = new Set(NAMES.map((n) => IOI_VOCAB.indexOf(n)));
+    for (let seed = 0; seed < 40; seed++) {
+      const b = ioiTrainRows(prompts, { maxLen: 40, ioWeight: 10, prefixMax: 6, seed });
+      const p = b.w[0].findIndex((w) => w > 0); // prefix length of row 0
+      lengths.add(p);
+      assert.ok(p >= 0 && p <= 6);
+      const prefix = b.x[0].slice(1, 1 + p);
+      for (const t of prefix) assert.ok(t > 1 && !names.has(t), `prefix token ${IOI_VOCAB[t]}`);
+      assert.deepEqual(b.x[0].slice(1 + p, 5 + p), [10, 11, 12, 13]);
+      assert.deepEqual(b.y[0].slice(p, 5 + p), [10, 11, 12, 13, 14]);
+      const pad = b.w[0].length - (p + 5);
+      assert.deepEqual(b.w[0], [...new Array(p).fill(0), 1, 1, 1, 1, 10, ...new Array(pad).fill(0)], 'prefix targets weigh 0, the sentence 1, IO ioWeight');
+    }
+    assert.equal(lengths.size, 7, `prefix lengths seen: ${[...lengths]}`);
   });
 
   it('ioi: a few steps, finite loss, name embeddings stay fixed, no tensors left', async () => {

@@ -159,6 +159,24 @@ export const IOI_RECIPE = {
   prefixMax: 0,
 };
 
+/** The non-name words of IOI_VOCAB (template words, punctuation, places, objects): the random prefix's tokens. */
+const IOI_FILLERS = IOI_VOCAB.map((w, i) => (i > 1 && !NAMES.includes(w) ? i : -1)).filter((i) => i >= 0);
+
+/**
+ * Training rows from IOI prompts (BOS first): each prompt gets a random prefix of 0..prefixMax
+ * IOI_FILLERS words after BOS (seeded by `seed`; none when prefixMax is 0), then is shifted into inputs,
+ * targets and weights (right-padded with weight 0): weight 1 on every sentence token, ioWeight on the
+ * final IO, 0 on the prefix's own tokens.
+ */
+export function ioiTrainRows(prompts: { tokens: number[]; io: number }[], o: { maxLen: number; ioWeight: number; prefixMax: number; seed: number }) {
+  const r = rng(o.seed);
+  const rows = prompts.map(({ tokens: [bos, ...rest], io }) => {
+    const prefix = Array.from({ length: o.prefixMax > 0 ? r.range(0, o.prefixMax) : 0 }, () => r.choice(IOI_FILLERS));
+    return { tokens: [bos, ...prefix, ...rest], io, skip: prefix.length };
+  });
+  return ioiRows(rows, o.maxLen, o.ioWeight);
+}
+
 /** Rows of full sentences (prompt + IO) shifted into inputs, targets and weights, right-padded (weight 0); `skip[i]` leading targets of row i weigh 0. */
 function ioiRows(rows: { tokens: number[]; io: number; skip?: number }[], maxLen: number, ioWeight: number) {
   const Tb = Math.max(...rows.map((r) => r.tokens.length));
@@ -205,18 +223,14 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
   let pool: IOIDataset | null = null;
   let poolPos = 0;
   let refills = 0;
-  const fillers = IOI_VOCAB.map((w, i) => (i > 1 && !NAMES.includes(w) ? i : -1)).filter((i) => i >= 0);
-  const nextPrompts = (k: number, step: number) => {
-    const rows: { tokens: number[]; io: number; skip: number }[] = [];
-    const r = rng(deriveSeed(seed, 6000, step));
+  const nextPrompts = (k: number) => {
+    const rows: { tokens: number[]; io: number }[] = [];
     while (rows.length < k) {
       if (!pool || poolPos >= pool.tokens.length) {
         pool = ioiSplitDataset(atk, 'train', 512, deriveSeed(seed, 5000, refills++));
         poolPos = 0;
       }
-      const [bos, ...rest] = pool.tokens[poolPos];
-      const prefix = Array.from({ length: R.prefixMax > 0 ? r.range(0, R.prefixMax) : 0 }, () => r.choice(fillers));
-      rows.push({ tokens: [bos, ...prefix, ...rest], io: pool.ioTokens[poolPos], skip: prefix.length });
+      rows.push({ tokens: pool.tokens[poolPos], io: pool.ioTokens[poolPos] });
       poolPos++;
     }
     return rows;
@@ -226,7 +240,7 @@ export async function trainIOI(o: TrainRecipeOptions = {}): Promise<TrainedZooMo
     result = await train<{ x: number[][]; y: tf.Tensor2D; w: tf.Tensor2D }>({
       ...recipeOptions(R, o, tr.vars, steps, seed),
       batches: (step) => {
-        const { x, y, w } = ioiRows(nextPrompts(batchSize, step), T, R.ioWeight);
+        const { x, y, w } = ioiTrainRows(nextPrompts(batchSize), { maxLen: T, ioWeight: R.ioWeight, prefixMax: R.prefixMax, seed: deriveSeed(seed, 6000, step) });
         return { x, y: tf.tensor2d(y, undefined, 'int32'), w: tf.tensor2d(w) };
       },
       lossFn: (b) => {
