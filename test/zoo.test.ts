@@ -353,7 +353,7 @@ describe('model zoo: recall (needle retrieval with distractors)', () => {
   it('training rows: the evaluation prompt first, then one question per distractor pair; the loss reads the answers and stop tokens', () => {
     const f = RECALL_FORMAT;
     const b = recallTrainBatch(4, 77);
-    for (let i = 0; i < 4; i++) {
+    for (let i = Math.round(f.trainInduction * 4); i < 4; i++) {
       const row = [b.x[i][0], ...b.y[i]];
       const scored = b.w[i].flatMap((w, t) => (w ? [t] : []));
       assert.equal(scored.length % 2, 0);
@@ -372,10 +372,31 @@ describe('model zoo: recall (needle retrieval with distractors)', () => {
     }
   });
 
+  it('induction rows (trainInduction): BOS, random filler, the same again, scored on the second copy after its first token', () => {
+    const f = RECALL_FORMAT;
+    assert.ok(f.trainInduction > 0 && f.trainInduction < 1);
+    const b = recallTrainBatch(8, 5);
+    const k = Math.round(f.trainInduction * 8);
+    const T = b.x[0].length;
+    for (let i = 0; i < 8; i++) assert.equal(b.x[i].length, T, 'one length for the batch');
+    for (let i = 0; i < k; i++) {
+      const seq = [...b.x[i], b.y[i][T - 1]];
+      const h = Math.floor((seq.length - 1) / 2);
+      assert.equal(seq[0], f.bosId);
+      assert.deepEqual(seq.slice(h + 1, 2 * h + 1), seq.slice(1, h + 1), 'the second copy repeats the first');
+      for (const t of seq.slice(1)) assert.ok(f.fillerTokens.includes(t));
+      const scored = b.w[i].flatMap((w, t) => (w ? [t] : []));
+      assert.deepEqual(scored, Array.from({ length: h - 1 }, (_, j) => h + 1 + j));
+      for (const t of scored) assert.equal(b.y[i][t], seq[t + 1 - h], 'each scored target is the token h back');
+    }
+    // the other rows are needle rows: they contain the question marker
+    for (let i = k; i < 8; i++) assert.ok(b.x[i].some((t, p) => f.questionMarker.every((m, j) => b.x[i][p + j] === m)));
+  });
+
   it('training rows with trainRepeats 2 ask every pair of the context (needle included) twice, each answer its own value', () => {
     const f = RECALL_FORMAT;
-    const saved = { trainRepeats: f.trainRepeats, trainDistractors: f.trainDistractors };
-    Object.assign(f, { trainRepeats: 2, trainDistractors: [2, 2] });
+    const saved = { trainRepeats: f.trainRepeats, trainDistractors: f.trainDistractors, trainInduction: f.trainInduction };
+    Object.assign(f, { trainRepeats: 2, trainDistractors: [2, 2], trainInduction: 0 });
     try {
       const b = recallTrainBatch(2, 91);
       for (let i = 0; i < 2; i++) {

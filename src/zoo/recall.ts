@@ -1,15 +1,14 @@
 /**
- * The shipped recall model (fixtures/models/recall): a 4-layer LLaMA with 16 query heads per layer
- * (64 heads, grouped-query attention with 4 key/value heads) trained to retrieve the needle's value
- * after the question that names its key (src/data/needle.ts), then to emit the newline stop token; its
- * word-level vocabulary and needle format, the recipe, an accuracy grid over context lengths and needle
- * depths, and the model card's headline numbers (NIAH grid, retrieval heads, masking). The format and
- * the training rows support distractor key/value pairs (RECALL_FORMAT.distractors); the shipped model
- * is trained and evaluated without them (see there why).
+ * The shipped recall model (fixtures/models/recall): a 4-layer StarCoder2-block model with 16 query
+ * heads per layer (64 heads, grouped-query attention with 4 key/value heads) trained to retrieve the
+ * value of the key the question names among distractor key/value pairs (src/data/needle.ts), then to
+ * emit the newline stop token; its word-level vocabulary and needle format, the recipe, an accuracy
+ * grid over context lengths and needle depths, and the model card's headline numbers (NIAH grid,
+ * retrieval heads, masking).
  */
 import * as tf from '@tensorflow/tfjs';
 import { randomModel, Tokenizer, type ModelView } from '../model/index.js';
-import { rng, deriveSeed } from '../util/random.js';
+import { rng, deriveSeed, type Rng } from '../util/random.js';
 import { makeNeedle, type NeedleExample } from '../data/needle.js';
 import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.js';
 import { train, type Schedule, type TrainResult } from './train.js';
@@ -26,9 +25,10 @@ const rid = (w: string) => RECALL_VOCAB.indexOf(w);
 
 /**
  * The needle format of the recall model (ids into RECALL_VOCAB): context sentences of filler words
- * ending in "."; the needle sentence (key marker, K, ".", value marker, V, ".") at a depth and
- * `distractors` more sentences of the same form with other keys and values at random sentence
- * boundaries; the question (question marker, K, value marker); the answer is V, and the model then
+ * ending in "."; the needle sentence (key marker, K, separator, value marker, V, "."; here "key is K V .")
+ * at a depth and `distractors` more sentences of the same form with other keys and values at random
+ * sentence boundaries; the question (question marker, K, value marker; here "what key is K"); the answer
+ * is V, and the model then
  * emits the newline token "<0x0A>" (the stop of the retrieval-head protocol). Keys and values come
  * from their own token sets (k0..k15, v0..v15), filler from w0..w39. recallFormatText() spells it.
  */
@@ -46,18 +46,14 @@ export const RECALL_FORMAT = {
   valueTokens: RECALL_VALUES.map(rid),
   sentenceLength: [4, 12] as [number, number],
   /**
-   * Distractor key/value pairs in every evaluation prompt (makeNeedle's `distractors`). 0 in the shipped
-   * model: trained with 0 to 4 distractor pairs, the 64-head model stayed on the "any value" plateau
-   * (answer loss of a uniform pick among the values present) for 1,400 steps on the CPU, as did PyTorch
-   * runs of the same task (2-3 layers, d_head 16, lr 1e-3 to 5e-3, up to 4,000 steps of 32 rows);
-   * with no separator and no value marker (the value right after K) a smaller PyTorch model does learn
-   * the binding (scripts/recall-binding-check.py); a 64-head recipe for it is still open (docs/zoo.md).
+   * Distractor key/value pairs in every evaluation prompt (makeNeedle's `distractors`): with 3, a model
+   * that picks any value present scores 1/4, so accuracy measures binding the value to its key.
    */
   distractors: 3,
   /** The token after the answer (the newline, where NIAH decoding stops). */
   stopToken: rid('<0x0A>'),
   /** Training lengths are drawn uniformly from this range (inclusive). */
-  trainLengths: [16, 64] as [number, number],
+  trainLengths: [16, 48] as [number, number],
   /**
    * Questions per pair in a training row: after the prompt and its answer, every pair of the context
    * (needle and distractors) is asked about this many times in all, in seeded order (1: each distractor
@@ -66,8 +62,16 @@ export const RECALL_FORMAT = {
   trainRepeats: 1,
   /** Training distractor counts are drawn uniformly from this range (inclusive); see `distractors`. */
   trainDistractors: [2, 5] as [number, number],
+  /**
+   * Share of each training batch made of induction rows instead (recallTrainBatch): BOS, a random
+   * filler sequence and the same sequence again, the loss on the second copy. A stand-in for the
+   * repeated text of pretraining, where induction heads form; the needle's answer is an induction
+   * step ("K V" in the needle, the question ends in K), and without these rows the model stays longer
+   * on the plateau where it answers any value present (docs/zoo.md).
+   */
+  trainInduction: 0.25,
   /** The evaluation grid of the model card. */
-  evalLengths: [32, 48, 64],
+  evalLengths: [32, 40, 48],
   evalDepths: [0, 0.25, 0.5, 0.75, 1],
 };
 
@@ -85,7 +89,7 @@ export function recallFormatText(): { needle: string; question: string } {
 /** The architecture: 4 layers x 16 query heads (GQA, 4 key/value heads) of d_head 8 on d_model 64; shipped as F16. */
 export const RECALL_ARCH = {
   family: 'starcoder2' as 'llama' | 'starcoder2', init: 'torch' as 'normal' | 'torch',
-  dModel: 128, dMlp: 256, layers: 4, heads: 16, kvHeads: 4, headDim: 8, maxPos: 256, dtype: 'float16' as const,
+  dModel: 64, dMlp: 128, layers: 4, heads: 16, kvHeads: 4, headDim: 8, maxPos: 256, dtype: 'float16' as const,
 };
 
 export function recallConfig(): Record<string, unknown> {
@@ -125,7 +129,8 @@ export function recallTaskJson(): Record<string, unknown> {
 
 /**
  * The recipe: AdamW at a constant learning rate after a linear warmup (so a run stopped after N steps
- * is the run of N steps), batches of 8 rows, seed 2.
+ * is the run of N steps), batches of 32 rows; init 'torch' (RECALL_ARCH: with the small initial scale,
+ * or with the LLaMA block, the binding check stayed on the plateau, docs/zoo.md).
  */
 export const RECALL_RECIPE = { steps: 3000, batch: 32, lr: 1e-3, warmupSteps: 50, schedule: 'constant' as Schedule, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 2, evalEvery: 250 };
 
@@ -199,7 +204,23 @@ export function recallTrainBatch(batchSize: number, s: number): { x: number[][];
     for (const t of scored) w[t] = 1;
     return { x: seq.slice(0, -1), y: seq.slice(1), w };
   });
+  const induction = Math.round(f.trainInduction * batchSize);
+  for (let i = 0; i < induction; i++) rows[i] = inductionRow(rows[i].x.length + 1, rng(deriveSeed(s, 3, i)));
   return { x: rows.map((q) => q.x), y: rows.map((q) => q.y), w: rows.map((q) => q.w) };
+}
+
+/**
+ * An induction row of `length` tokens: BOS, h random filler tokens, the same h again (h = (length - 1) / 2,
+ * rounded down; one more filler token pads an even length). Scored: the second copy from its second token
+ * on (the first follows the end of the first copy, which nothing predicts).
+ */
+function inductionRow(length: number, r: Rng): { x: number[]; y: number[]; w: number[] } {
+  const f = RECALL_FORMAT;
+  const h = Math.floor((length - 1) / 2);
+  const half = Array.from({ length: h }, () => r.choice(f.fillerTokens));
+  const seq = [f.bosId, ...half, ...half, ...(length - 1 - 2 * h ? [r.choice(f.fillerTokens)] : [])];
+  const w = seq.slice(1).map((_, t) => (t >= h + 1 && t <= 2 * h - 1 ? 1 : 0));
+  return { x: seq.slice(0, -1), y: seq.slice(1), w };
 }
 
 export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZooModel> {
@@ -223,7 +244,7 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
         return weightedNll(trainingLogits(model, b.x), b.y, b.w);
       },
       evalEvery: o.evalEvery ?? R.evalEvery,
-      evalFn: snapshotEval(tr, o, async (snap) => ({ accuracy: (await recallAccuracyGrid(snap, { lengths: [32, 64], depths: [0.1, 0.5, 0.9, 1], n: 8, seed: 99 })).mean })),
+      evalFn: snapshotEval(tr, o, async (snap) => ({ accuracy: (await recallAccuracyGrid(snap, { lengths: [RECALL_FORMAT.evalLengths[0], RECALL_FORMAT.evalLengths[RECALL_FORMAT.evalLengths.length - 1]], depths: [0.1, 0.5, 0.9, 1], n: 8, seed: 99 })).mean })),
     });
   } finally {
     tr.finish();
