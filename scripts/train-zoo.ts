@@ -7,6 +7,8 @@
  *   npx tsx scripts/train-zoo.ts bb --remeasure [--out dir]
  * recomputes the headline measures of a shipped bb folder from its weights (no training) and
  * rewrites that section of its MODEL_CARD.md.
+ *   npx tsx scripts/train-zoo.ts recall --variant binding
+ * trains recall with the binding recipe (RECALL_BINDING in src/zoo/recall.ts: distractor pairs).
  */
 import * as tf from '@tensorflow/tfjs';
 import { promises as fsp } from 'node:fs';
@@ -17,7 +19,7 @@ import { loadModel, type HookedTransformer } from '../src/model/index.js';
 import { deriveSeed } from '../src/util/random.js';
 import { ZOO, replaceCardSection, saveZooModel, type ZooName } from '../src/zoo/registry.js';
 import { BB_DYNAMICS_DEFINITIONS, BB_RECIPE, bbEvalBatch, bbMeasures, trainBB, type BBDynamicsPoint, type BBMeasures } from '../src/zoo/bb.js';
-import { RECALL_ARCH, RECALL_FORMAT, recallFormatText, recallHeadline, trainRecall, type RecallHeadline } from '../src/zoo/recall.js';
+import { RECALL_ARCH, RECALL_BINDING, RECALL_FORMAT, recallFormatText, recallHeadline, trainRecall, type RecallHeadline } from '../src/zoo/recall.js';
 import { IOI_ARCH, ioiEvaluate, trainIOI } from '../src/zoo/ioi.js';
 import { buildInductionHandmade, inductionEvalBatch, inductionEvaluate } from '../src/zoo/induction-handmade.js';
 import type { TrainedZooModel } from '../src/zoo/common.js';
@@ -250,10 +252,18 @@ async function doRecall(out: string, steps: number | undefined, seed: number | u
   const dir = path.join(out, 'recall');
   await fsp.rm(dir, { recursive: true, force: true });
   await fsp.mkdir(dir, { recursive: true });
-  const variant = mergeJsonFlag('arch', RECALL_ARCH) + mergeJsonFlag('format', RECALL_FORMAT);
+  // --variant binding: RECALL_BINDING merged in first, then --arch / --format / --set on top
+  const named = arg('variant');
+  if (named !== undefined && named !== 'binding') throw new Error(`--variant: expected "binding", found "${named}"`);
+  if (named) {
+    Object.assign(RECALL_ARCH, RECALL_BINDING.arch);
+    Object.assign(RECALL_FORMAT, RECALL_BINDING.format);
+  }
+  const recipe = { ...(named ? RECALL_BINDING.recipe : {}), ...overrides() };
+  const variant = (named ? ` --variant ${named}` : '') + mergeJsonFlag('arch', RECALL_ARCH) + mergeJsonFlag('format', RECALL_FORMAT);
   const command = `npx tsx scripts/train-zoo.ts recall${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}${variant}`;
   const t0 = Date.now();
-  const t = await trainRecall({ signal: abort.signal, steps, seed, overrides: overrides(), progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
+  const t = await trainRecall({ signal: abort.signal, steps, seed, overrides: recipe, progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;
   await saveZooModel('recall', t.model, dir, { steps: t.result.completed }, {}, { dtype: 'F16' });
   const weightBytes = (await fsp.stat(path.join(dir, 'model.safetensors'))).size;

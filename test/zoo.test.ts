@@ -16,7 +16,7 @@ import { loadModel, randomModel, type HookedTransformer } from '../src/model/ind
 import type { BBBatch } from '../src/data/bigram-backcopy.js';
 import { ZOO, ZOO_NAMES, zooProbeTokens } from '../src/zoo/registry.js';
 import { BB_RECIPE, bbCheckpointSeries, bbEvalBatch, bbMeasures, bbTask, readBBDynamics, trainBB, zooSteps } from '../src/zoo/bb.js';
-import { RECALL_FORMAT, recallAccuracyGrid, recallExample, recallHeadline, recallTrainBatch, trainRecall } from '../src/zoo/recall.js';
+import { RECALL_BINDING, RECALL_FORMAT, recallAccuracyGrid, recallExample, recallHeadline, recallTrainBatch, trainRecall } from '../src/zoo/recall.js';
 import { needleSpan, newlineTokens } from '../src/analyses/retrieval.js';
 import { IOI_SPLIT, IOI_VOCAB, ioiEvaluate, ioiSplitDataset, ioiTokenizer, ioiTokenizerAdapter, ioiTrainRows, trainIOI } from '../src/zoo/ioi.js';
 import { IOI_CIRCUIT_STUDY, IOI_CLASSES, runIOICircuitStudy } from '../src/circuits/ioi-circuit.js';
@@ -372,8 +372,18 @@ describe('model zoo: recall (needle retrieval with distractors)', () => {
     }
   });
 
-  it('induction rows (trainInduction): BOS, random filler, the same again, scored on the second copy after its first token', () => {
+  it('induction rows (the binding recipe\'s trainInduction): BOS, random filler, the same again, scored on the second copy after its first token', () => {
     const f = RECALL_FORMAT;
+    const saved = Object.fromEntries(Object.keys(RECALL_BINDING.format).map((k) => [k, f[k as keyof typeof f]]));
+    Object.assign(f, RECALL_BINDING.format);
+    try {
+      inductionRowsHold(f);
+    } finally {
+      Object.assign(f, saved);
+    }
+  });
+
+  function inductionRowsHold(f: typeof RECALL_FORMAT): void {
     assert.ok(f.trainInduction > 0 && f.trainInduction < 1);
     const b = recallTrainBatch(8, 5);
     const k = Math.round(f.trainInduction * 8);
@@ -391,7 +401,7 @@ describe('model zoo: recall (needle retrieval with distractors)', () => {
     }
     // the other rows are needle rows: they contain the question marker
     for (let i = k; i < 8; i++) assert.ok(b.x[i].some((t, p) => f.questionMarker.every((m, j) => b.x[i][p + j] === m)));
-  });
+  }
 
   it('training rows with trainRepeats 2 ask every pair of the context (needle included) twice, each answer its own value', () => {
     const f = RECALL_FORMAT;

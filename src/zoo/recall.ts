@@ -1,10 +1,12 @@
 /**
- * The shipped recall model (fixtures/models/recall): a 4-layer StarCoder2-block model with 16 query
- * heads per layer (64 heads, grouped-query attention with 4 key/value heads) trained to retrieve the
- * value of the key the question names among distractor key/value pairs (src/data/needle.ts), then to
- * emit the newline stop token; its word-level vocabulary and needle format, the recipe, an accuracy
- * grid over context lengths and needle depths, and the model card's headline numbers (NIAH grid,
- * retrieval heads, masking).
+ * The shipped recall model (fixtures/models/recall): a 4-layer LLaMA with 16 query heads per layer
+ * (64 heads, grouped-query attention with 4 key/value heads) trained to retrieve the needle's value
+ * after the question that names its key (src/data/needle.ts), then to emit the newline stop token; its
+ * word-level vocabulary and needle format, the recipe, an accuracy grid over context lengths and needle
+ * depths, and the model card's headline numbers (NIAH grid, retrieval heads, masking). The format and
+ * the training rows support distractor key/value pairs (RECALL_FORMAT.distractors); the shipped model
+ * is trained and evaluated without them. RECALL_BINDING is the recipe meant to make a 64-head model
+ * bind the value to its key among distractors (not yet achieved in tflens: docs/zoo.md).
  */
 import * as tf from '@tensorflow/tfjs';
 import { randomModel, Tokenizer, type ModelView } from '../model/index.js';
@@ -36,10 +38,10 @@ export const RECALL_FORMAT = {
   bosId: rid('<bos>'),
   periodToken: rid('.'),
   keyMarker: [rid('key'), rid('is')],
-  /** Between K and V in a needle, and after K in the question (none: the needle is "key is K V ."). */
-  valueMarker: [] as number[],
-  /** Between K and the value marker in a needle (none). */
-  separator: [] as number[],
+  /** Between the separator and V in a needle, and after K in the question. */
+  valueMarker: [rid('value'), rid('is')] as number[],
+  /** Between K and the value marker in a needle. */
+  separator: [rid('.')] as number[],
   questionMarker: [rid('what'), rid('key'), rid('is')],
   fillerTokens: RECALL_FILLER.map(rid),
   keyTokens: RECALL_KEYS.map(rid),
@@ -47,13 +49,14 @@ export const RECALL_FORMAT = {
   sentenceLength: [4, 12] as [number, number],
   /**
    * Distractor key/value pairs in every evaluation prompt (makeNeedle's `distractors`): with 3, a model
-   * that picks any value present scores 1/4, so accuracy measures binding the value to its key.
+   * that picks any value present scores 1/4, so accuracy measures binding the value to its key. 0 in the
+   * shipped model, which was trained without them (see RECALL_BINDING and docs/zoo.md).
    */
-  distractors: 3,
+  distractors: 0,
   /** The token after the answer (the newline, where NIAH decoding stops). */
   stopToken: rid('<0x0A>'),
   /** Training lengths are drawn uniformly from this range (inclusive). */
-  trainLengths: [16, 48] as [number, number],
+  trainLengths: [24, 96] as [number, number],
   /**
    * Questions per pair in a training row: after the prompt and its answer, every pair of the context
    * (needle and distractors) is asked about this many times in all, in seeded order (1: each distractor
@@ -61,7 +64,7 @@ export const RECALL_FORMAT = {
    */
   trainRepeats: 1,
   /** Training distractor counts are drawn uniformly from this range (inclusive); see `distractors`. */
-  trainDistractors: [2, 5] as [number, number],
+  trainDistractors: [0, 0] as [number, number],
   /**
    * Share of each training batch made of induction rows instead (recallTrainBatch): BOS, a random
    * filler sequence and the same sequence again, the loss on the second copy. A stand-in for the
@@ -69,9 +72,12 @@ export const RECALL_FORMAT = {
    * step ("K V" in the needle, the question ends in K), and without these rows the model stays longer
    * on the plateau where it answers any value present (docs/zoo.md).
    */
-  trainInduction: 0.25,
+  trainInduction: 0,
   /** The evaluation grid of the model card. */
-  evalLengths: [32, 40, 48],
+  evalLengths: [48, 72, 96],
+  /** The grid of the accuracy evaluated during training. */
+  trainEvalLengths: [56, 96],
+  trainEvalDepths: [0.1, 0.5, 0.9],
   evalDepths: [0, 0.25, 0.5, 0.75, 1],
 };
 
@@ -88,7 +94,7 @@ export function recallFormatText(): { needle: string; question: string } {
 
 /** The architecture: 4 layers x 16 query heads (GQA, 4 key/value heads) of d_head 8 on d_model 64; shipped as F16. */
 export const RECALL_ARCH = {
-  family: 'starcoder2' as 'llama' | 'starcoder2', init: 'torch' as 'normal' | 'torch',
+  family: 'llama' as 'llama' | 'starcoder2', init: 'normal' as 'normal' | 'torch',
   dModel: 64, dMlp: 128, layers: 4, heads: 16, kvHeads: 4, headDim: 8, maxPos: 256, dtype: 'float16' as const,
 };
 
@@ -129,10 +135,23 @@ export function recallTaskJson(): Record<string, unknown> {
 
 /**
  * The recipe: AdamW at a constant learning rate after a linear warmup (so a run stopped after N steps
- * is the run of N steps), batches of 32 rows; init 'torch' (RECALL_ARCH: with the small initial scale,
- * or with the LLaMA block, the binding check stayed on the plateau, docs/zoo.md).
+ * is the run of N steps), batches of 8 rows, seed 2.
  */
-export const RECALL_RECIPE = { steps: 3000, batch: 32, lr: 1e-3, warmupSteps: 50, schedule: 'constant' as Schedule, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 2, evalEvery: 250 };
+export const RECALL_RECIPE = { steps: 800, batch: 8, lr: 3e-3, warmupSteps: 50, schedule: 'constant' as Schedule, weightDecay: 0.01, betas: [0.9, 0.99] as [number, number], gradClip: 1.0, seed: 2, evalEvery: 100 };
+
+/**
+ * The binding recipe (`npx tsx scripts/train-zoo.ts recall --variant binding`), merged into RECALL_ARCH,
+ * RECALL_FORMAT and RECALL_RECIPE: StarCoder2's block (LayerNorm, biases, rotary, GQA) at PyTorch's
+ * initial scale, the needle "key is K V ." and question "what key is K" with 2-5 distractor pairs in
+ * training and 3 in evaluation, a quarter of each batch induction rows, batches of 32 at lr 1e-3.
+ * Each choice made the PyTorch check (scripts/recall-binding-check.py) bind sooner; a tflens 64-head
+ * run of it had not left the "any value" plateau after 3,000 steps on the CPU (docs/zoo.md).
+ */
+export const RECALL_BINDING = {
+  arch: { family: 'starcoder2' as const, init: 'torch' as const },
+  format: { valueMarker: [] as number[], separator: [] as number[], distractors: 3, trainLengths: [16, 48] as [number, number], trainDistractors: [2, 5] as [number, number], trainInduction: 0.25, evalLengths: [32, 40, 48], trainEvalLengths: [32, 48], trainEvalDepths: [0.1, 0.5, 0.9, 1] },
+  recipe: { steps: 3000, batch: 32, lr: 1e-3, evalEvery: 250 },
+};
 
 export interface RecallGrid {
   lengths: number[];
@@ -244,7 +263,7 @@ export async function trainRecall(o: TrainRecipeOptions = {}): Promise<TrainedZo
         return weightedNll(trainingLogits(model, b.x), b.y, b.w);
       },
       evalEvery: o.evalEvery ?? R.evalEvery,
-      evalFn: snapshotEval(tr, o, async (snap) => ({ accuracy: (await recallAccuracyGrid(snap, { lengths: [RECALL_FORMAT.evalLengths[0], RECALL_FORMAT.evalLengths[RECALL_FORMAT.evalLengths.length - 1]], depths: [0.1, 0.5, 0.9, 1], n: 8, seed: 99 })).mean })),
+      evalFn: snapshotEval(tr, o, async (snap) => ({ accuracy: (await recallAccuracyGrid(snap, { lengths: RECALL_FORMAT.trainEvalLengths, depths: RECALL_FORMAT.trainEvalDepths, n: 8, seed: 99 })).mean })),
     });
   } finally {
     tr.finish();
