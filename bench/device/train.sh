@@ -4,9 +4,8 @@
 # (scripts/recall-binding-check.py) on CUDA for the same shapes. Made by bench/device/bundle-train.sh;
 # run from the project root with carry ["bench/out/train"].
 #   JOBS: lines of `scripts/train-zoo.ts` arguments (model name first), one process each (default
-#   "recall --seed 2"; JSON
-#   for --arch / --format without spaces), TRAIN_SECONDS (400: then SIGUSR2 stops the
-#   training and the model so far is saved), HEADLINE_SECONDS (120, for the card's headline),
+#   "recall --seed 2"; JSON for --arch / --format without spaces), TRAIN_SECONDS (400: then SIGUSR2
+#   stops the training and the model so far is saved), HEADLINE_SECONDS (120, for the card's headline),
 #   CHECKS (lines of recall-binding-check.py arguments; empty: none), CHECK_SECONDS (each, 120).
 # The model folders come back in $OUT/models.tgz, the logs in $OUT/logs.tgz (bench/device/logs.sh).
 set -uo pipefail

@@ -249,7 +249,7 @@ export async function saveModel(model: HookedTransformer, dir: string, extraConf
  * `init: 'torch'` draws the scale PyTorch's own modules start from instead of one `std`: every
  * projection uniform in +-1/sqrt(fan_in) (nn.Linear's default; fan_in is d_model for W_Q/W_K/W_V/W_in/
  * W_U, n_heads * d_head for W_O, d_mlp for W_out) and the token and position embeddings standard normal
- * (nn.Embedding's default); biases stay 0. The recall recipe needs it (docs/zoo.md).
+ * (nn.Embedding's default); biases stay 0. The recall binding recipe uses it (RECALL_BINDING, docs/zoo.md).
  */
 export function randomModel(
   hfConfig: Record<string, unknown>,
