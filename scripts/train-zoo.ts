@@ -259,9 +259,10 @@ async function doRecall(out: string, steps: number | undefined, seed: number | u
     Object.assign(RECALL_ARCH, RECALL_BINDING.arch);
     Object.assign(RECALL_FORMAT, RECALL_BINDING.format);
   }
-  const recipe = { ...(named ? RECALL_BINDING.recipe : {}), ...overrides() };
+  const cli = overrides();
+  const recipe = { ...(named ? RECALL_BINDING.recipe : {}), ...cli };
   const variant = (named ? ` --variant ${named}` : '') + mergeJsonFlag('arch', RECALL_ARCH) + mergeJsonFlag('format', RECALL_FORMAT);
-  const command = `npx tsx scripts/train-zoo.ts recall${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(overrides() ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}${variant}`;
+  const command = `npx tsx scripts/train-zoo.ts recall${steps ? ` --steps ${steps}` : ''}${seed !== undefined ? ` --seed ${seed}` : ''}${Object.entries(cli ?? {}).map(([k, v]) => ` --set ${k}=${v}`).join('')}${variant}`;
   const t0 = Date.now();
   const t = await trainRecall({ signal: abort.signal, steps, seed, overrides: recipe, progressLabel: 'recall', onEval: (s, v) => console.log(`\nrecall step ${s}: ${JSON.stringify(v)}`) });
   const wall = Date.now() - t0;

@@ -263,11 +263,12 @@ export function randomModel(
   }
   let k = 0;
   // tfjs treats seed 0 as "unseeded": offset so every tensor gets a non-zero seed
-  const rnd = (shape: number[], s = std) => tf.randomNormal(shape, 0, s, 'float32', seed * 7919 + 1 + k++);
+  const nextSeed = () => seed * 7919 + 1 + k++;
+  const rnd = (shape: number[], s = std) => tf.randomNormal(shape, 0, s, 'float32', nextSeed());
   const torchInit = (spec: ParamSpec): tf.Tensor => {
     if (spec.role === 'embed') return rnd(spec.shape, 1);
     const bound = 1 / Math.sqrt(fanIn(spec));
-    return tf.randomUniform(spec.shape, -bound, bound, 'float32', seed * 7919 + 1 + k++);
+    return tf.randomUniform(spec.shape, -bound, bound, 'float32', nextSeed());
   };
   const p: Record<string, tf.Tensor> = {};
   for (const spec of canonicalParams(cfg)) {

@@ -110,11 +110,14 @@ export function gpt2Config(o: { vocab: number; nCtx: number; dModel: number; lay
   };
 }
 
+/** The shape of a zoo model with rotary positions (llamaConfig, starcoder2Config). */
+export interface RotaryZooShape { vocab: number; dModel: number; dMlp: number; layers: number; heads: number; kvHeads?: number; headDim?: number; maxPos: number; bos: number; eos: number; dtype?: 'float32' | 'float16' }
+
 /**
  * A LLaMA config.json of the zoo's shape: RMSNorm eps 1e-6, rotary base 1e4, gated SiLU MLP, no biases, untied, float32.
  * `kvHeads` (GQA, default `heads`) and `headDim` (default dModel / heads) are written only when given.
  */
-export function llamaConfig(o: { vocab: number; dModel: number; dMlp: number; layers: number; heads: number; kvHeads?: number; headDim?: number; maxPos: number; bos: number; eos: number; dtype?: 'float32' | 'float16' }): Record<string, unknown> {
+export function llamaConfig(o: RotaryZooShape): Record<string, unknown> {
   return {
     model_type: 'llama', architectures: ['LlamaForCausalLM'], vocab_size: o.vocab, hidden_size: o.dModel, intermediate_size: o.dMlp, num_hidden_layers: o.layers,
     num_attention_heads: o.heads, num_key_value_heads: o.kvHeads ?? o.heads, ...(o.headDim !== undefined ? { head_dim: o.headDim } : {}),
@@ -128,7 +131,7 @@ export function llamaConfig(o: { vocab: number; dModel: number; dMlp: number; la
  * every projection, plain GELU MLP) with rotary positions (base 1e4) and grouped-query attention;
  * untied, no sliding window, float32 unless `dtype`. `headDim` is written only when given.
  */
-export function starcoder2Config(o: { vocab: number; dModel: number; dMlp: number; layers: number; heads: number; kvHeads?: number; headDim?: number; maxPos: number; bos: number; eos: number; dtype?: 'float32' | 'float16' }): Record<string, unknown> {
+export function starcoder2Config(o: RotaryZooShape): Record<string, unknown> {
   return {
     model_type: 'starcoder2', architectures: ['Starcoder2ForCausalLM'], vocab_size: o.vocab, hidden_size: o.dModel, intermediate_size: o.dMlp,
     num_hidden_layers: o.layers, num_attention_heads: o.heads, num_key_value_heads: o.kvHeads ?? o.heads, ...(o.headDim !== undefined ? { head_dim: o.headDim } : {}),

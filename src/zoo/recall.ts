@@ -10,8 +10,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { randomModel, Tokenizer, type ModelView } from '../model/index.js';
-import { rng, deriveSeed, type Rng } from '../util/random.js';
+import { rng, deriveSeed } from '../util/random.js';
 import { makeNeedle, type NeedleExample } from '../data/needle.js';
+import { repeatedTokens } from '../data/induction.js';
 import { tokenizerConfigJson, wordLevelTokenizerJson } from '../data/tokenizer.js';
 import { train, type Schedule, type TrainResult } from './train.js';
 import { maskingExperiment, niahGrid, syntheticSamples } from '../analyses/niah.js';
@@ -224,20 +225,24 @@ export function recallTrainBatch(batchSize: number, s: number): { x: number[][];
     return { x: seq.slice(0, -1), y: seq.slice(1), w };
   });
   const induction = Math.round(f.trainInduction * batchSize);
-  for (let i = 0; i < induction; i++) rows[i] = inductionRow(rows[i].x.length + 1, rng(deriveSeed(s, 3, i)));
+  for (let i = 0; i < induction; i++) rows[i] = inductionRow(rows[i].x.length + 1, deriveSeed(s, 3, i));
   return { x: rows.map((q) => q.x), y: rows.map((q) => q.y), w: rows.map((q) => q.w) };
 }
 
 /**
- * An induction row of `length` tokens: BOS, h random filler tokens, the same h again (h = (length - 1) / 2,
- * rounded down; one more filler token pads an even length). Scored: the second copy from its second token
- * on (the first follows the end of the first copy, which nothing predicts).
+ * An induction row of `length` tokens (seeded): BOS and a random block of filler tokens repeated twice
+ * (repeatedTokens, block h = (length - 1) / 2 rounded down), one more filler token for an even length
+ * (it is only ever the last target, unscored). Scored: the second copy from its second token on (the
+ * first follows the end of the first copy, which nothing predicts).
  */
-function inductionRow(length: number, r: Rng): { x: number[]; y: number[]; w: number[] } {
+function inductionRow(length: number, seed: number): { x: number[]; y: number[]; w: number[] } {
   const f = RECALL_FORMAT;
   const h = Math.floor((length - 1) / 2);
-  const half = Array.from({ length: h }, () => r.choice(f.fillerTokens));
-  const seq = [f.bosId, ...half, ...half, ...(length - 1 - 2 * h ? [r.choice(f.fillerTokens)] : [])];
+  const low = Math.min(...f.fillerTokens);
+  const high = Math.max(...f.fillerTokens) + 1;
+  const exclude = Array.from({ length: high - low }, (_, i) => low + i).filter((t) => !f.fillerTokens.includes(t));
+  const [seq] = repeatedTokens({ blockLength: h, low, high, exclude, bosId: f.bosId, seed }).tokens;
+  if (seq.length < length) seq.push(f.fillerTokens[0]);
   const w = seq.slice(1).map((_, t) => (t >= h + 1 && t <= 2 * h - 1 ? 1 : 0));
   return { x: seq.slice(0, -1), y: seq.slice(1), w };
 }
